@@ -1,0 +1,3 @@
+from meterfox_cli.cli import main
+
+main()

@@ -1,0 +1,47 @@
+"""What several commands share: resolving paths, config and the provider registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from meterfox_cli.config import Config, load_config
+from meterfox_cli.errors import ConfigError
+from meterfox_cli.paths import Paths, resolve_paths
+
+if TYPE_CHECKING:
+    from meterfox_cli.providers.registry import Registry
+
+
+@dataclass(frozen=True)
+class Settings:
+    paths: Paths
+    config: Config
+    registry: Registry
+
+
+def load_settings(upstreams: dict[str, str] | None = None) -> Settings:
+    from meterfox_cli.providers.registry import build_registry
+
+    paths = resolve_paths()
+    config = load_config(paths.config_file)
+    registry = build_registry(config.providers, upstreams)
+    return Settings(paths, config, registry)
+
+
+def parse_upstreams(values: tuple[str, ...]) -> dict[str, str]:
+    parsed = {}
+    for value in values:
+        name, sep, url = value.partition("=")
+        if not sep or not name or not url:
+            raise ConfigError(f"--upstream {value!r}: expected NAME=URL")
+        parsed[name.strip()] = url.strip()
+    return parsed
+
+
+def default_base(settings: Settings) -> str:
+    host = settings.config.host
+    host = f"[{host}]" if ":" in host else host
+    if host in ("0.0.0.0", "[::]"):
+        host = "127.0.0.1"
+    return f"http://{host}:{settings.config.port}"

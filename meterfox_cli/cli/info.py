@@ -1,0 +1,55 @@
+"""`meterfox providers`, `meterfox env`, `meterfox paths`."""
+
+from __future__ import annotations
+
+import click
+
+from meterfox_cli.cli.common import default_base, load_settings
+
+
+@click.command()
+def providers() -> None:
+    """List each provider's slug, upstream, and the base URL to give its SDK."""
+    settings = load_settings()
+    base = default_base(settings)
+    for provider in settings.registry:
+        click.echo(
+            f"{provider.slug:<12} {base}/{provider.slug}{provider.sdk_path:<4}  "
+            f"→ {provider.base_url}  ({provider.wire.name} format)"
+        )
+
+
+_SHELLS = {
+    "bash": 'export {name}="{value}"',
+    "zsh": 'export {name}="{value}"',
+    "fish": 'set -gx {name} "{value}"',
+    "powershell": '$Env:{name} = "{value}"',
+}
+
+
+@click.command()
+@click.option("--shell", type=click.Choice(sorted(_SHELLS)), default="bash", show_default=True)
+def env(shell: str) -> None:
+    """Print the environment lines that point the official SDKs at MeterFox.
+
+    `eval "$(meterfox env)"` routes an existing app through the proxy with no code change.
+    """
+    settings = load_settings()
+    base = default_base(settings)
+    for provider in settings.registry:
+        if provider.sdk_env:
+            value = f"{base}/{provider.slug}{provider.sdk_path}"
+            click.echo(_SHELLS[shell].format(name=provider.sdk_env, value=value))
+
+
+@click.command()
+def paths() -> None:
+    """Show where MeterFox keeps its config, database and logs."""
+    settings = load_settings()
+    p = settings.paths
+    click.echo(f"config    {p.config_file}")
+    click.echo(f"database  {p.database}")
+    click.echo(f"logs      {p.log_file}")
+
+
+COMMANDS = [providers, env, paths]

@@ -1,0 +1,196 @@
+"""The common interface every wire format implements, and the taps that feed it.
+
+An adapter answers four questions about its wire format, without doing any I/O:
+where the model and stream flag are in a request (`plan`), how usage is read from a JSON
+body (`read_body`) and from a stream (`stream_reader`), and what an error looks like to the
+caller's SDK (`error_body`). Authentication is common to all formats and lives in `Credential`.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from meterfox_cli.proxy.sse import SseBlock, SseOverflow, SseParser
+from meterfox_cli.usage import Reading
+
+# A non-streamed body larger than this is forwarded but not read for usage.
+MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPlan:
+    """What an adapter decided about one request before it goes upstream.
+
+    ``body`` is the body to send (the caller's bytes unless the adapter had to ask for usage);
+    ``strip_usage_chunk`` is set when the adapter asked for stream usage the caller did not,
+    so the usage-only chunk must be removed from what the caller receives.
+    """
+
+    model: str | None
+    stream: bool
+    body: bytes | None
+    strip_usage_chunk: bool = False
+    request_json: object = None
+
+
+class StreamReader(ABC):
+    """Reads usage from the blocks (SSE) or bytes of one streamed response."""
+
+    @abstractmethod
+    def on_block(self, block: SseBlock) -> bool:
+        """Read one SSE block; return False to drop it from what the caller receives."""
+
+    def reading(self) -> Reading:
+        return Reading()
+
+
+class WireFormat(ABC):
+    """One wire format (OpenAI-style, Anthropic Messages, Gemini, ...)."""
+
+    name: str = "abstract"
+
+    def plan(self, path: str, query: Mapping[str, str], body: bytes | None) -> RequestPlan:
+        """Read model and stream flag from a JSON request body; formats may override."""
+        data = parse_json_object(body)
+        model = data.get("model") if isinstance(data, dict) else None
+        stream = bool(data.get("stream")) if isinstance(data, dict) else False
+        return RequestPlan(
+            model=model if isinstance(model, str) else None,
+            stream=stream,
+            body=body,
+            request_json=data,
+        )
+
+    @abstractmethod
+    def read_body(self, data: object, plan: RequestPlan, path: str) -> Reading:
+        """Usage from a complete (non-streamed) JSON response body."""
+
+    @abstractmethod
+    def stream_reader(self, plan: RequestPlan, path: str) -> StreamReader:
+        """A reader for one streamed response (SSE)."""
+
+    @abstractmethod
+    def error_body(self, status: int, message: str, kind: str) -> dict[str, object]:
+        """An error in the JSON shape this format's SDKs parse into a proper exception."""
+
+    def body_tap(self, plan: RequestPlan, path: str, content_type: str) -> BodyTap:
+        """The tap for a response of this content type; formats with odd streams override."""
+        if content_type.startswith("text/event-stream"):
+            return SseTap(self.stream_reader(plan, path), plan.strip_usage_chunk)
+        return JsonTap(self, plan, path)
+
+
+class BodyTap(ABC):
+    """Sees a copy of every response chunk as it passes; never blocks or reorders the stream.
+
+    `feed` returns the bytes to forward: the chunk itself unless the tap edits the stream.
+    """
+
+    @abstractmethod
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def flush(self) -> bytes:
+        """Bytes still held back when the response ends."""
+        return b""
+
+    @abstractmethod
+    def reading(self) -> Reading: ...
+
+
+class JsonTap(BodyTap):
+    """Collects a non-streamed JSON body and reads usage once it is complete."""
+
+    def __init__(self, wire: WireFormat, plan: RequestPlan, path: str) -> None:
+        self._wire = wire
+        self._plan = plan
+        self._path = path
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._size += len(chunk)
+        if self._size <= MAX_JSON_BODY_BYTES:
+            self._parts.append(chunk)
+        return chunk
+
+    def reading(self) -> Reading:
+        if self._size > MAX_JSON_BODY_BYTES:
+            return Reading(model=self._plan.model)
+        data = parse_json_object(b"".join(self._parts))
+        if data is None:
+            return Reading(model=self._plan.model)
+        return safe_read(lambda: self._wire.read_body(data, self._plan, self._path), self._plan)
+
+
+class SseTap(BodyTap):
+    """Feeds an SSE stream to a StreamReader. Forwards chunks untouched unless it must edit."""
+
+    def __init__(self, reader: StreamReader, editing: bool) -> None:
+        self._reader = reader
+        self._parser: SseParser | None = SseParser()
+        self._editing = editing
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._parser is None:
+            return chunk
+        try:
+            blocks = self._parser.feed(chunk)
+        except SseOverflow:
+            return self._give_up(chunk)
+        kept = [block.raw for block in blocks if self._read(block)]
+        if not self._editing:
+            return chunk
+        return b"".join(kept)
+
+    def flush(self) -> bytes:
+        if self._parser is None or not self._editing:
+            return b""
+        return self._parser.pending()
+
+    def reading(self) -> Reading:
+        try:
+            return self._reader.reading()
+        except Exception:  # an adapter bug must never break the request path
+            return Reading()
+
+    def _read(self, block: SseBlock) -> bool:
+        try:
+            return self._reader.on_block(block)
+        except Exception:
+            return True
+
+    def _give_up(self, chunk: bytes) -> bytes:
+        """Stop reading; forward whatever was held back so no byte is lost."""
+        held = self._parser.pending() if self._parser and self._editing else b""
+        self._parser = None
+        return held if self._editing else chunk
+
+
+def parse_json_object(body: bytes | None) -> object:
+    """JSON from untrusted bytes, or None. Leading blank lines (DeepSeek keep-alives) are fine."""
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+def safe_read(read, plan: RequestPlan) -> Reading:
+    """Run an adapter's reader; a malformed shape yields an unknown usage, never an exception."""
+    try:
+        return read()
+    except Exception:
+        return Reading(model=plan.model)
+
+
+def dig(data: object, *keys: str) -> object:
+    """data[k1][k2]... through dicts, or None where any step is missing or not a dict."""
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data

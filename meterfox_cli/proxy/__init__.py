@@ -1,0 +1,1 @@
+"""The proxy core: aiohttp server, forwarding, stream tapping. Knows nothing of click or rich."""

@@ -1,0 +1,85 @@
+"""The proxy application factory. Tests build it with their own registry, paths and writer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from meterfox_cli import __version__
+from meterfox_cli.config import Timeouts
+from meterfox_cli.providers.registry import Registry
+from meterfox_cli.proxy import forward
+from meterfox_cli.proxy.auth import Authorizer
+from meterfox_cli.proxy.state import STATE, ProxyState
+from meterfox_cli.store.writer import RecordWriter
+
+
+def make_app(
+    *,
+    registry: Registry,
+    writer: RecordWriter,
+    authorizer: Authorizer | None = None,
+    timeouts: Timeouts | None = None,
+    max_body_bytes: int = 32 * 1024 * 1024,
+) -> web.Application:
+    app = web.Application(client_max_size=max_body_bytes)
+    app[STATE] = ProxyState(
+        registry=registry,
+        writer=writer,
+        authorizer=authorizer or Authorizer(),
+        timeouts=timeouts or Timeouts(),
+        max_body_bytes=max_body_bytes,
+    )
+    app.cleanup_ctx.append(_writer_ctx)
+    app.cleanup_ctx.append(_session_ctx)
+    app.router.add_get("/_meterfox/health", health)
+    app.router.add_route("*", "/_meterfox/{rest:.*}", not_found)
+    app.router.add_route("*", "/{slug}{rest:.*}", forward.handle)
+    app.router.add_route("*", "/", not_found)
+    return app
+
+
+async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The one upstream ClientSession. Bytes are relayed as sent: no decompression."""
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+    session = aiohttp.ClientSession(
+        connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+    )
+    app[STATE].session = session
+    yield
+    await session.close()
+
+
+async def _writer_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Start the record writer; at shutdown, wait for it to commit every queued record."""
+    writer = app[STATE].writer
+    await asyncio.get_running_loop().run_in_executor(None, writer.start)
+    yield
+    await asyncio.get_running_loop().run_in_executor(None, writer.close)
+
+
+async def health(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    writer = state.writer
+    return web.json_response(
+        {
+            "status": "ok" if writer.failing_since is None else "degraded",
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - state.started_at, 3),
+            "records_written": writer.written,
+            "records_queued": writer.queued,
+            "records_dropped": writer.dropped,
+        }
+    )
+
+
+async def not_found(request: web.Request) -> web.Response:
+    message = f"MeterFox: nothing at {request.path}; call /<provider>/…, see `meterfox providers`"
+    return web.json_response(
+        {"error": {"message": message, "type": "not_found", "param": None, "code": "not_found"}},
+        status=404,
+    )

@@ -1,0 +1,367 @@
+"""Forwarding one request: resolve the provider, check the key, stream, tap, record.
+
+Guarantee: every request routed to a known provider produces exactly one UsageRecord, whether
+it completes, fails upstream, or the client hangs up; and the bytes the client receives are the
+upstream's bytes (less only a usage-only chunk the proxy itself asked for).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import zlib
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, MultiDict
+from yarl import URL
+
+from meterfox_cli.config import Timeouts
+from meterfox_cli.providers.base import BodyTap, RequestPlan
+from meterfox_cli.providers.registry import Provider
+from meterfox_cli.proxy.auth import Credential, Decision, find_credential
+from meterfox_cli.proxy.headers import (
+    REQUEST_ID_HEADER,
+    client_response_headers,
+    tags_from_headers,
+    upstream_request_headers,
+)
+from meterfox_cli.proxy.state import STATE, ProxyState
+from meterfox_cli.records import Outcome, UsageRecord, new_request_id
+from meterfox_cli.usage import Reading
+
+log = logging.getLogger("meterfox.proxy")
+
+_JSON_TYPES = ("application/json", "text/json", "")
+_DECODABLE = {"gzip": 47, "x-gzip": 47, "deflate": 47}  # zlib wbits: 32 + 15 = auto-detect
+_SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+
+
+class ClientGone(Exception):
+    """The caller hung up while we were writing to it."""
+
+
+@dataclass(slots=True)
+class Exchange:
+    """The facts of one request as they accumulate, turned into a UsageRecord at the end."""
+
+    request_id: str
+    started_wall: float
+    started: float
+    provider: Provider
+    endpoint: str
+    method: str
+    plan: RequestPlan
+    decision: Decision
+    tags: tuple[tuple[str, str], ...]
+    status: int = 0
+    ttfb: float | None = None
+    outcome: Outcome = Outcome.OK
+    tap: BodyTap | None = None
+
+    def record(self) -> UsageRecord:
+        reading = self.tap.reading() if self.tap else Reading(model=self.plan.model)
+        return UsageRecord(
+            id=self.request_id,
+            started_at=self.started_wall,
+            provider=self.provider.slug,
+            model=reading.model or self.plan.model,
+            endpoint=self.endpoint,
+            method=self.method,
+            status=self.status,
+            streamed=self.plan.stream,
+            outcome=self.outcome,
+            key_name=self.decision.key_name,
+            ttfb_ms=None if self.ttfb is None else (self.ttfb - self.started) * 1000,
+            latency_ms=(time.perf_counter() - self.started) * 1000,
+            reading=reading,
+            tags=merge_tags(self.tags, self.decision.tags),
+        )
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    slug = request.match_info["slug"]
+    provider = state.registry.get(slug)
+    request_id = new_request_id()
+    if provider is None:
+        return error_response(
+            None,
+            404,
+            f"MeterFox: no provider named {slug!r}; see `meterfox providers`",
+            "unknown_provider",
+            request_id,
+        )
+    rest_raw = _rest_of_path(request.raw_path, slug)
+    url = _upstream_url(provider, rest_raw) if rest_raw is not None else None
+    if url is None or rest_raw is None:
+        return error_response(
+            provider, 400, "MeterFox: invalid request path", "bad_path", request_id
+        )
+    credential = find_credential(request.headers, request.query)
+    decision = state.authorizer.decide(provider.slug, credential)
+    try:
+        body = await _read_body(request)
+    except BodyTooLarge:
+        return error_response(
+            provider,
+            413,
+            f"MeterFox: request body over the {state.max_body_bytes}-byte limit",
+            "request_too_large",
+            request_id,
+        )
+    endpoint = URL(rest_raw).path or "/"
+    plan = provider.wire.plan(endpoint, request.query, body) if body is not None else _no_plan()
+    exchange = Exchange(
+        request_id=request_id,
+        started_wall=time.time(),
+        started=time.perf_counter(),
+        provider=provider,
+        endpoint=endpoint,
+        method=request.method,
+        plan=plan,
+        decision=decision,
+        tags=tags_from_headers(request.headers),
+    )
+    if decision.refused:
+        exchange.status = decision.status or 401
+        exchange.outcome = Outcome.PROXY_ERROR
+        state.writer.submit(exchange.record())
+        return error_response(
+            provider,
+            exchange.status,
+            decision.message or "refused",
+            decision.error_kind or "invalid_api_key",
+            request_id,
+        )
+    headers = upstream_request_headers(request.headers)
+    url = _apply_credential(headers, url, credential, decision)
+    if plan.strip_usage_chunk or "accept-encoding" not in headers:
+        headers["Accept-Encoding"] = "identity"
+    data = plan.body if body is not None else _stream_body(request)
+    return await _exchange(request, state, exchange, url, headers, data)
+
+
+async def _exchange(
+    request: web.Request,
+    state: ProxyState,
+    exchange: Exchange,
+    url: URL,
+    headers: CIMultiDict[str],
+    data: object,
+) -> web.StreamResponse:
+    response: web.StreamResponse | None = None
+    upstream: aiohttp.ClientResponse | None = None
+    timeouts = state.timeouts
+    try:
+        async with asyncio.timeout(timeouts.connect + timeouts.first_byte):
+            upstream = await state.session.request(
+                request.method,
+                url,
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                skip_auto_headers=_SKIP_AUTO_HEADERS,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),
+            )
+        exchange.status = upstream.status
+        if upstream.status >= 400:
+            exchange.outcome = Outcome.UPSTREAM_ERROR
+        response = await _relay(request, exchange, upstream, timeouts)
+        return response
+    except asyncio.CancelledError:
+        exchange.outcome = Outcome.CLIENT_CLOSED
+        raise
+    except ClientGone:
+        exchange.outcome = Outcome.CLIENT_CLOSED
+        return response or web.Response(status=499)
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        return _upstream_failed(request, exchange, response, exc)
+    finally:
+        if upstream is not None:
+            upstream.close()
+        if exchange.outcome is Outcome.CLIENT_CLOSED and exchange.status == 0:
+            exchange.status = 499
+        state.writer.submit(exchange.record())
+
+
+async def _relay(
+    request: web.Request,
+    exchange: Exchange,
+    upstream: aiohttp.ClientResponse,
+    timeouts: Timeouts,
+) -> web.StreamResponse:
+    plan = exchange.plan
+    content_type = upstream.headers.get("Content-Type", "").lower()
+    tap = exchange.provider.wire.body_tap(plan, exchange.endpoint, content_type)
+    exchange.tap = tap
+    encoding = upstream.headers.get("Content-Encoding", "").lower().strip()
+    decoder = zlib.decompressobj(_DECODABLE[encoding]) if encoding in _DECODABLE else None
+    # An edited stream must be decoded to be edited: then the client gets the decoded bytes.
+    forward_decoded = plan.strip_usage_chunk and decoder is not None
+    drop = ["Content-Length"] if plan.strip_usage_chunk else []
+    if forward_decoded:
+        drop.append("Content-Encoding")
+    response = web.StreamResponse(
+        status=upstream.status,
+        reason=upstream.reason,
+        headers=client_response_headers(upstream.headers, drop),
+    )
+    response.headers[REQUEST_ID_HEADER] = exchange.request_id
+    await _write(response.prepare(request))
+    passthrough_raw = decoder is not None and not forward_decoded
+    undecodable = encoding not in ("", "identity") and decoder is None
+    content = upstream.content
+    while True:
+        async with asyncio.timeout(timeouts.idle if exchange.ttfb else timeouts.first_byte):
+            chunk = await content.readany()
+        if not chunk:
+            break
+        if exchange.ttfb is None:
+            exchange.ttfb = time.perf_counter()
+        if undecodable:  # nothing to read usage from (e.g. brotli): forward as is
+            out = chunk
+        elif decoder is None:
+            out = tap.feed(chunk)
+        elif passthrough_raw:  # read the decoded copy, forward the exact bytes
+            tap.feed(_decode(decoder, chunk))
+            out = chunk
+        else:
+            out = tap.feed(_decode(decoder, chunk))
+        if out:
+            await _write(response.write(out))
+    tail = tap.flush()
+    if tail:
+        await _write(response.write(tail))
+    await _write(response.write_eof())
+    return response
+
+
+def _upstream_failed(
+    request: web.Request,
+    exchange: Exchange,
+    response: web.StreamResponse | None,
+    exc: BaseException,
+) -> web.StreamResponse:
+    exchange.outcome = Outcome.UPSTREAM_ERROR
+    timed_out = isinstance(exc, TimeoutError)
+    if response is not None and response.prepared:
+        # Headers are gone already: cut the connection so the client sees a truncated body,
+        # never a falsely complete one.
+        log.warning("upstream %s failed mid-body: %s", exchange.provider.slug, type(exc).__name__)
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    status = 504 if timed_out else 502
+    exchange.status = status
+    what = "timed out" if timed_out else f"is unreachable ({type(exc).__name__})"
+    log.warning("upstream %s %s", exchange.provider.slug, what)
+    return error_response(
+        exchange.provider,
+        status,
+        f"MeterFox: upstream {exchange.provider.slug} {what}",
+        "upstream_timeout" if timed_out else "upstream_unreachable",
+        exchange.request_id,
+    )
+
+
+async def _write(awaitable) -> None:
+    try:
+        await awaitable
+    except (ConnectionResetError, aiohttp.ClientConnectionResetError) as exc:
+        raise ClientGone() from exc
+
+
+def _decode(decoder: zlib._Decompress, chunk: bytes) -> bytes:
+    try:
+        return decoder.decompress(chunk)
+    except zlib.error:
+        return b""
+
+
+def error_response(
+    provider: Provider | None, status: int, message: str, kind: str, request_id: str
+) -> web.Response:
+    """An error the caller's SDK parses: in its provider's shape (OpenAI's when unknown)."""
+    if provider is not None:
+        body = provider.wire.error_body(status, message, kind)
+    else:
+        body = {"error": {"message": message, "type": kind, "param": None, "code": kind}}
+    return web.Response(
+        status=status,
+        body=json.dumps(body).encode(),
+        content_type="application/json",
+        headers={REQUEST_ID_HEADER: request_id},
+    )
+
+
+def merge_tags(*groups: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """Tags from several sources; a later source wins on the same name."""
+    merged: dict[str, str] = {}
+    for group in groups:
+        merged.update(group)
+    return tuple(sorted(merged.items()))
+
+
+def _rest_of_path(raw_path: str, slug: str) -> str | None:
+    """The raw (still percent-encoded) path and query after `/<slug>`, or None when the raw
+    path does not start with the slug the router matched (dot segments, encoded slugs)."""
+    rest = raw_path[len(slug) + 1 :]
+    if not raw_path.startswith("/" + slug) or rest[:1] not in ("", "/", "?"):
+        return None
+    return rest if rest.startswith("/") else "/" + rest
+
+
+def _upstream_url(provider: Provider, rest_raw: str) -> URL | None:
+    """The upstream URL, or None if the path would leave the provider's origin."""
+    try:
+        url = URL(provider.upstream_url(rest_raw), encoded=True)
+    except ValueError:
+        return None
+    if f"{url.scheme}://{url.raw_authority}" != provider.origin:
+        return None
+    return url
+
+
+def _apply_credential(
+    headers: CIMultiDict[str], url: URL, credential: Credential | None, decision: Decision
+) -> URL:
+    """Put the provider key where the caller put its proxy key, in the same form."""
+    if credential is None or decision.replacement is None:
+        return url
+    if credential.location.startswith("?"):
+        query = MultiDict(url.query)
+        query[credential.location[1:]] = decision.replacement
+        return url.with_query(query)
+    headers[credential.location] = credential.prefix + decision.replacement
+    return url
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _read_body(request: web.Request) -> bytes | None:
+    """The body if it is JSON-like (read whole, up to the app's client_max_size); None for a
+    body to stream through untouched (audio, files)."""
+    if not request.body_exists:
+        return b""
+    content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type not in _JSON_TYPES:
+        return None
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise BodyTooLarge() from exc
+
+
+async def _stream_body(request: web.Request):
+    async for chunk in request.content.iter_chunked(256 * 1024):
+        yield chunk
+
+
+def _no_plan() -> RequestPlan:
+    return RequestPlan(model=None, stream=False, body=None)

@@ -1,0 +1,67 @@
+"""Running the proxy in the foreground until SIGINT or SIGTERM, then shutting down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import signal
+from collections.abc import Callable
+
+from aiohttp import web
+
+from meterfox_cli.errors import MeterFoxError
+
+log = logging.getLogger("meterfox.server")
+
+SHUTDOWN_TIMEOUT_S = 30.0
+
+
+class PortInUse(MeterFoxError):
+    pass
+
+
+async def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    on_ready: Callable[[str], None] = lambda url: None,
+) -> None:
+    """Serve `app` until a stop signal. In-flight requests finish (up to SHUTDOWN_TIMEOUT_S) and
+    the app's cleanup commits every queued record before this returns."""
+    runner = web.AppRunner(
+        app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(
+                    f"port {port} on {host} is in use (another `meterfox serve`?); "
+                    f"stop it or pass --port"
+                ) from exc
+            raise MeterFoxError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        on_ready(f"http://{_url_host(host)}:{port}")
+        await _wait_for_stop_signal()
+        log.info("stopping: finishing in-flight requests and writing records")
+    finally:
+        await runner.cleanup()
+
+
+async def _wait_for_stop_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,28 @@
+"""Typed application state shared by the proxy's handlers."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+from meterfox_cli.config import Timeouts
+from meterfox_cli.providers.registry import Registry
+from meterfox_cli.proxy.auth import Authorizer
+from meterfox_cli.store.writer import RecordWriter
+
+
+@dataclass
+class ProxyState:
+    registry: Registry
+    writer: RecordWriter
+    authorizer: Authorizer
+    timeouts: Timeouts
+    max_body_bytes: int
+    session: aiohttp.ClientSession = field(init=False)
+    started_at: float = field(default_factory=time.monotonic)
+
+
+STATE = web.AppKey("meterfox_state", ProxyState)

@@ -1,0 +1,43 @@
+"""One UsageRecord per proxied request: the metadata MeterFox keeps (never prompts or keys)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+
+from meterfox_cli.usage import Reading
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    UPSTREAM_ERROR = "upstream_error"
+    CLIENT_CLOSED = "client_closed"
+    PROXY_ERROR = "proxy_error"
+
+
+PASSTHROUGH_KEY = "passthrough"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    id: str
+    started_at: float  # unix seconds
+    provider: str
+    model: str | None
+    endpoint: str  # the path after the provider slug, without the query string
+    method: str
+    status: int
+    streamed: bool
+    outcome: Outcome
+    key_name: str
+    ttfb_ms: float | None
+    latency_ms: float
+    reading: Reading
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+def new_request_id() -> str:
+    """Time-ordered and unguessable: 11 hex digits of milliseconds, then 40 random bits."""
+    return f"{int(time.time() * 1000):011x}{secrets.token_hex(5)}"

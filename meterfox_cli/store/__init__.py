@@ -1,0 +1,1 @@
+"""SQLite storage: connection, ordered named migrations, the batched writer, report queries."""
