@@ -1,0 +1,153 @@
+"""Shared fixtures: a temp METERFOX_HOME, a fake upstream, and a proxy wired to it."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from meterfox_cli.config import ProviderConfig, Timeouts
+from meterfox_cli.paths import resolve_paths
+from meterfox_cli.providers.registry import Registry, build_registry
+from meterfox_cli.proxy.app import make_app
+from meterfox_cli.proxy.auth import Authorizer
+from meterfox_cli.store.writer import RecordWriter
+from tests.fakes.upstream import FakeUpstream
+
+
+@pytest.fixture(autouse=True)
+def meterfox_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own METERFOX_HOME: no test touches the user's real state."""
+    home = tmp_path / "mfhome"
+    monkeypatch.setenv("METERFOX_HOME", str(home))
+    return home
+
+
+@dataclass
+class Proxy:
+    url: str
+    upstream: FakeUpstream
+    upstream_url: str
+    writer: RecordWriter
+    db_path: Path
+    registry: Registry
+    clients: list = field(default_factory=list)
+
+    def track(self, sdk_client):
+        """Remember an SDK client, so the fixture closes it before the event loop ends."""
+        self.clients.append(sdk_client)
+        return sdk_client
+
+    async def close_clients(self) -> None:
+        for sdk_client in self.clients:
+            close = getattr(sdk_client, "close", None) or getattr(sdk_client, "aclose", None)
+            if sdk_client.__class__.__name__ == "Mistral":
+                await sdk_client.__aexit__(None, None, None)
+                continue
+            if close is not None:
+                result = close()
+                if hasattr(result, "__await__"):
+                    await result
+
+    def base(self, slug: str) -> str:
+        return f"{self.url}/{slug}"
+
+    async def records(self, count: int, timeout: float = 5.0) -> list[sqlite3.Row]:
+        """Wait until `count` records are committed, then return all of them, oldest first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.writer.written < count and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        return read_records(self.db_path)
+
+    async def record(self) -> sqlite3.Row:
+        rows = await self.records(1)
+        assert len(rows) == 1, f"expected one record, found {len(rows)}"
+        return rows[0]
+
+
+def read_records(db_path: Path) -> list[sqlite3.Row]:
+    conn = sqlite3.connect(db_path)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute("SELECT * FROM requests ORDER BY ts, id").fetchall()
+    finally:
+        conn.close()
+
+
+def read_tags(db_path: Path, request_id: str) -> dict[str, str]:
+    conn = sqlite3.connect(db_path)
+    try:
+        rows = conn.execute(
+            "SELECT name, value FROM request_tags WHERE request_id = ?", (request_id,)
+        )
+        return dict(rows.fetchall())
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+async def upstream_server() -> AsyncIterator[tuple[FakeUpstream, TestServer]]:
+    fake = FakeUpstream()
+    server = TestServer(fake.app(), host="127.0.0.1")
+    await server.start_server()
+    yield fake, server
+    await server.close()
+
+
+async def start_proxy(
+    upstream: FakeUpstream,
+    upstream_server: TestServer,
+    *,
+    authorizer: Authorizer | None = None,
+    timeouts: Timeouts | None = None,
+    max_body_bytes: int = 32 * 1024 * 1024,
+    extra_providers: tuple[ProviderConfig, ...] = (),
+) -> tuple[Proxy, TestServer]:
+    """A proxy whose every provider points at the fake upstream (path kept after the origin)."""
+    upstream_url = str(upstream_server.make_url("")).rstrip("/")
+    base = build_registry()
+    overrides = {p.slug: _moved(p.base_url, upstream_url) for p in base}
+    registry = build_registry(extra_providers, overrides)
+    paths = resolve_paths()
+    paths.ensure()
+    writer = RecordWriter(paths.database)
+    app = make_app(
+        registry=registry,
+        writer=writer,
+        authorizer=authorizer,
+        timeouts=timeouts,
+        max_body_bytes=max_body_bytes,
+    )
+    server = TestServer(app, host="127.0.0.1", handler_cancellation=True)
+    await server.start_server()
+    proxy = Proxy(
+        url=str(server.make_url("")).rstrip("/"),
+        upstream=upstream,
+        upstream_url=upstream_url,
+        writer=writer,
+        db_path=paths.database,
+        registry=registry,
+    )
+    return proxy, server
+
+
+def _moved(base_url: str, origin: str) -> str:
+    """The provider's base URL with its origin replaced, keeping its path (`/openai` for Groq)."""
+    from urllib.parse import urlsplit
+
+    return origin + urlsplit(base_url).path
+
+
+@pytest.fixture
+async def proxy(upstream_server) -> AsyncIterator[Proxy]:
+    fake, server = upstream_server
+    proxy, proxy_server = await start_proxy(fake, server)
+    yield proxy
+    await proxy.close_clients()
+    await proxy_server.close()
