@@ -61,6 +61,7 @@ class Exchange:
     ttfb: float | None = None
     outcome: Outcome = Outcome.OK
     tap: BodyTap | None = None
+    response: web.StreamResponse | None = None  # set once the client's response is started
 
     def record(self) -> UsageRecord:
         reading = self.tap.reading() if self.tap else Reading(model=self.plan.model)
@@ -153,7 +154,6 @@ async def _exchange(
     headers: CIMultiDict[str],
     data: object,
 ) -> web.StreamResponse:
-    response: web.StreamResponse | None = None
     upstream: aiohttp.ClientResponse | None = None
     timeouts = state.timeouts
     try:
@@ -170,16 +170,15 @@ async def _exchange(
         exchange.status = upstream.status
         if upstream.status >= 400:
             exchange.outcome = Outcome.UPSTREAM_ERROR
-        response = await _relay(request, exchange, upstream, timeouts)
-        return response
+        return await _relay(request, exchange, upstream, timeouts)
     except asyncio.CancelledError:
         exchange.outcome = Outcome.CLIENT_CLOSED
         raise
     except ClientGone:
         exchange.outcome = Outcome.CLIENT_CLOSED
-        return response or web.Response(status=499)
+        return exchange.response or web.Response(status=499)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        return _upstream_failed(request, exchange, response, exc)
+        return _upstream_failed(request, exchange, exc)
     finally:
         if upstream is not None:
             upstream.close()
@@ -211,6 +210,7 @@ async def _relay(
         headers=client_response_headers(upstream.headers, drop),
     )
     response.headers[REQUEST_ID_HEADER] = exchange.request_id
+    exchange.response = response
     await _write(response.prepare(request))
     passthrough_raw = decoder is not None and not forward_decoded
     undecodable = encoding not in ("", "identity") and decoder is None
@@ -241,13 +241,11 @@ async def _relay(
 
 
 def _upstream_failed(
-    request: web.Request,
-    exchange: Exchange,
-    response: web.StreamResponse | None,
-    exc: BaseException,
+    request: web.Request, exchange: Exchange, exc: BaseException
 ) -> web.StreamResponse:
     exchange.outcome = Outcome.UPSTREAM_ERROR
     timed_out = isinstance(exc, TimeoutError)
+    response = exchange.response
     if response is not None and response.prepared:
         # Headers are gone already: cut the connection so the client sees a truncated body,
         # never a falsely complete one.

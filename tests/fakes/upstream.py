@@ -23,6 +23,7 @@ class Reply:
     chunks: list[bytes] = field(default_factory=list)
     content_type: str = "application/json"
     delay_s: float = 0.0  # between chunks
+    stall_s: float = 0.0  # before the status line
     headers: dict[str, str] = field(default_factory=dict)
     gzip: bool = False
 
@@ -64,10 +65,16 @@ class FakeUpstream:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         received = Received(
-            request.method, request.path_qs, dict(request.headers), await request.read()
+            request.method, request.raw_path, dict(request.headers), await request.read()
         )
         self.received.append(received)
         reply = self.reply(received) if callable(self.reply) else self.reply
+        if reply.stall_s:
+            try:
+                await asyncio.sleep(reply.stall_s)
+            except asyncio.CancelledError:
+                self.cancelled.set()
+                raise
         if not reply.chunks:
             body = json.dumps(reply.json_body).encode()
             headers = dict(reply.headers)

@@ -1,0 +1,242 @@
+"""Forwarding behaviour common to every provider: routing, headers, errors, streaming, records."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import time
+
+import aiohttp
+import pytest
+from yarl import URL
+
+from meterfox_cli.config import Timeouts
+from tests.conftest import read_tags, start_proxy
+from tests.fakes.upstream import Reply, sse
+from tests.fixtures.openai_style import CASES, chat_stream_chunks
+
+CHAT = CASES[0].body
+
+
+async def post(
+    url: str,
+    body: object = None,
+    headers: dict | None = None,
+    raw: bytes | None = None,
+    skip: tuple[str, ...] = (),
+):
+    async with aiohttp.ClientSession(auto_decompress=False, skip_auto_headers=skip) as session:
+        async with session.post(
+            URL(url, encoded=True),
+            data=raw if raw is not None else json.dumps(body or {"model": "m"}),
+            headers={"Content-Type": "application/json", **(headers or {})},
+        ) as response:
+            return response.status, dict(response.headers), await response.read()
+
+
+async def test_unknown_provider_is_a_404_that_names_it(proxy):
+    status, headers, body = await post(proxy.url + "/nope/v1/chat/completions")
+    assert status == 404
+    assert "'nope'" in json.loads(body)["error"]["message"]
+    assert proxy.upstream.received == []
+
+
+async def test_health(proxy):
+    async with aiohttp.ClientSession() as session:
+        async with session.get(proxy.url + "/_meterfox/health") as response:
+            health = await response.json()
+    assert response.status == 200
+    assert health["status"] == "ok" and "version" in health and "records_written" in health
+
+
+async def test_request_goes_upstream_unchanged_but_for_private_and_hop_headers(proxy):
+    proxy.upstream.reply = Reply(json_body=CHAT, headers={"X-Upstream": "1"})
+    raw = b'{"model":"gpt-4o" ,"messages":[]}'
+    status, headers, body = await post(
+        proxy.base("openai") + "/v1/chat/completions?api-version=2&x=%2F",
+        raw=raw,
+        headers={
+            "Authorization": "Bearer sk-caller",
+            "OpenAI-Project": "proj_1",
+            "X-MeterFox-Tag-Feature": "search",
+            "Helicone-Property-Customer": "acme",
+            "Keep-Alive": "timeout=5",
+        },
+    )
+    assert status == 200 and json.loads(body) == CHAT and headers["X-Upstream"] == "1"
+    received = proxy.upstream.received[0]
+    assert received.path_qs == "/v1/chat/completions?api-version=2&x=%2F"
+    assert received.body == raw
+    assert received.headers["Authorization"] == "Bearer sk-caller"
+    assert received.headers["OpenAI-Project"] == "proj_1"
+    assert not any(
+        k.lower().startswith(("x-meterfox", "helicone", "keep-alive")) for k in received.headers
+    )
+    record = await proxy.record()
+    assert headers["X-MeterFox-Request-Id"] == record["id"]
+    assert record["key_name"] == "passthrough"
+    assert read_tags(proxy.db_path, record["id"]) == {"feature": "search", "customer": "acme"}
+
+
+async def test_upstream_error_passes_through_and_is_recorded(proxy):
+    error = {"error": {"message": "Rate limit", "type": "requests", "code": "rate_limit_exceeded"}}
+    proxy.upstream.reply = Reply(status=429, json_body=error, headers={"Retry-After": "2"})
+    status, headers, body = await post(proxy.base("openai") + "/v1/chat/completions")
+    assert status == 429 and json.loads(body) == error and headers["Retry-After"] == "2"
+    record = await proxy.record()
+    assert record["outcome"] == "upstream_error" and record["status"] == 429
+    assert record["usage_known"] == 0
+
+
+async def test_unreachable_upstream_is_502_in_the_provider_shape_and_daemon_keeps_serving(
+    upstream_server,
+):
+    fake, server = upstream_server
+    proxy, proxy_server = await start_proxy(fake, server)
+    try:
+        dead = "http://127.0.0.1:9"  # discard port: nothing listens
+        proxy.registry.providers["openai"] = type(proxy.registry.providers["openai"])(
+            "openai", dead, proxy.registry.providers["openai"].wire
+        )
+        status, _, body = await post(proxy.base("openai") + "/v1/chat/completions")
+        assert status == 502
+        assert "unreachable" in json.loads(body)["error"]["message"]
+        fake.reply = Reply(json_body=CHAT)
+        status, _, _ = await post(proxy.base("deepseek") + "/chat/completions")
+        assert status == 200
+        records = await proxy.records(2)
+        assert [r["outcome"] for r in records] == ["upstream_error", "ok"]
+        assert records[0]["status"] == 502
+    finally:
+        await proxy_server.close()
+
+
+async def test_upstream_that_never_answers_is_a_504(upstream_server):
+    fake, server = upstream_server
+    proxy, proxy_server = await start_proxy(
+        fake, server, timeouts=Timeouts(connect=1, first_byte=0.3, idle=0.3)
+    )
+    try:
+        fake.reply = Reply(json_body=CHAT, stall_s=3)
+        started = time.monotonic()
+        status, _, body = await post(proxy.base("openai") + "/v1/x")
+        assert status == 504 and time.monotonic() - started < 2
+        assert "timed out" in json.loads(body)["error"]["message"]
+        record = await proxy.record()
+        assert record["outcome"] == "upstream_error" and record["status"] == 504
+    finally:
+        await proxy_server.close()
+
+
+async def test_upstream_that_stalls_mid_stream_is_cut_and_recorded(upstream_server):
+    fake, server = upstream_server
+    proxy, proxy_server = await start_proxy(
+        fake, server, timeouts=Timeouts(connect=1, first_byte=1, idle=0.3)
+    )
+    try:
+        chunks = sse(*chat_stream_chunks("m", ["a", "b"], None), done=False)
+        fake.reply = Reply(chunks=chunks, content_type="text/event-stream", delay_s=2)
+        async with aiohttp.ClientSession() as session, session.post(
+            proxy.base("openai") + "/v1/chat/completions", json={"model": "m", "stream": True}
+        ) as response:
+            assert response.status == 200
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.read()
+        record = await proxy.record()
+        assert record["outcome"] == "upstream_error" and record["status"] == 200
+    finally:
+        await proxy_server.close()
+
+
+async def test_gzip_json_reaches_the_client_as_sent_and_usage_is_read(proxy):
+    proxy.upstream.reply = Reply(json_body=CHAT, gzip=True)
+    status, headers, body = await post(
+        proxy.base("openai") + "/v1/chat/completions", headers={"Accept-Encoding": "gzip"}
+    )
+    assert headers["Content-Encoding"] == "gzip"
+    assert json.loads(gzip.decompress(body)) == CHAT
+    record = await proxy.record()
+    assert record["input_tokens"] == CHAT["usage"]["prompt_tokens"]
+
+
+async def test_client_without_accept_encoding_gets_identity(proxy):
+    proxy.upstream.reply = Reply(json_body=CHAT)
+    await post(proxy.base("openai") + "/v1/chat/completions", skip=("Accept-Encoding",))
+    assert proxy.upstream.received[0].headers["Accept-Encoding"] == "identity"
+
+
+async def test_chunks_are_relayed_as_they_arrive(proxy):
+    chunks = sse(*chat_stream_chunks("m", ["a", "b", "c", "d"], None), done=False)
+    proxy.upstream.reply = Reply(chunks=chunks, content_type="text/event-stream", delay_s=0.2)
+    arrivals = []
+    async with aiohttp.ClientSession() as session, session.post(
+        proxy.base("openai") + "/v1/chat/completions",
+        json={"model": "m", "stream": True, "stream_options": {"include_usage": True}},
+    ) as response:
+        async for _chunk in response.content.iter_any():
+            arrivals.append(time.monotonic())
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    assert len(arrivals) == len(chunks)
+    assert all(0.15 < gap < 0.3 for gap in gaps), gaps
+
+
+async def test_client_hanging_up_mid_stream_closes_upstream_and_keeps_usage_so_far(proxy):
+    usage = {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}
+    chunks = sse(*chat_stream_chunks("m", ["a"] * 20, None), done=False)
+    chunks[1] = sse({**chat_stream_chunks("m", ["a"], None)[1], "usage": usage}, done=False)[0]
+    proxy.upstream.reply = Reply(chunks=chunks, content_type="text/event-stream", delay_s=0.1)
+    async with aiohttp.ClientSession() as session, session.post(
+        proxy.base("openai") + "/v1/chat/completions",
+        json={"model": "m", "stream": True, "stream_options": {"include_usage": True}},
+    ) as response:
+        await response.content.readany()
+        await response.content.readany()
+        response.close()
+    started = time.monotonic()
+    await asyncio.wait_for(proxy.upstream.cancelled.wait(), 2)
+    assert time.monotonic() - started < 1.0
+    record = await proxy.record()
+    assert record["outcome"] == "client_closed"
+    assert record["input_tokens"] == 5 and record["usage_known"] == 1
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/openai/../../etc/passwd", "/openai//evil.example/x", "/openai/%2e%2e/%2e%2e/x"],
+)
+async def test_path_tricks_never_leave_the_provider_origin(proxy, path):
+    proxy.upstream.reply = Reply(json_body=CHAT)
+    async with aiohttp.ClientSession() as session:
+        async with session.post(proxy.url + path, data=b"{}", allow_redirects=False) as response:
+            await response.read()
+    for received in proxy.upstream.received:  # if anything was forwarded, it was to our fake
+        assert received.path_qs.startswith("/")
+    assert response.status in (200, 400, 404)
+
+
+async def test_oversized_json_body_is_a_413_in_the_provider_shape(upstream_server):
+    fake, server = upstream_server
+    proxy, proxy_server = await start_proxy(fake, server, max_body_bytes=1000)
+    try:
+        status, _, body = await post(
+            proxy.base("openai") + "/v1/chat/completions", raw=b'{"x":"' + b"a" * 2000 + b'"}'
+        )
+        assert status == 413 and "limit" in json.loads(body)["error"]["message"]
+        assert fake.received == []
+    finally:
+        await proxy_server.close()
+
+
+async def test_non_json_upload_streams_through(proxy):
+    proxy.upstream.reply = Reply(json_body={"text": "hello"})
+    payload = b"\x00\x01" * 200_000
+    async with aiohttp.ClientSession() as session, session.post(
+        proxy.base("openai") + "/v1/audio/transcriptions",
+        data=payload,
+        headers={"Content-Type": "application/octet-stream"},
+    ) as response:
+        assert response.status == 200
+    assert proxy.upstream.received[0].body == payload
+    record = await proxy.record()
+    assert record["endpoint"] == "/v1/audio/transcriptions"

@@ -1,0 +1,72 @@
+"""The SSE parser reads the same events whatever the chunk boundaries and line endings."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meterfox_cli.proxy.sse import SseParser
+
+STREAM = (
+    b": OPENROUTER PROCESSING\n\n"
+    b'event: message_start\ndata: {"a": 1}\n\n'
+    b"data: line one\ndata: line two\n\n"
+    b": keep-alive\n\n"
+    b"data:no-space\n\n"
+    b"data: [DONE]\n\n"
+)
+EXPECTED = [
+    ("", None),
+    ("message_start", b'{"a": 1}'),
+    ("", b"line one\nline two"),
+    ("", None),
+    ("", b"no-space"),
+    ("", b"[DONE]"),
+]
+
+
+def parse(chunks: list[bytes]) -> list[tuple[str, bytes | None, bytes]]:
+    parser = SseParser()
+    blocks = [block for chunk in chunks for block in parser.feed(chunk)]
+    return [(b.event, b.data, b.raw) for b in blocks]
+
+
+def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c for c in cuts if 0 < c < len(data)})
+    edges = [0, *points, len(data)]
+    return [data[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
+def test_events_comments_and_multiline_data(newline):
+    stream = STREAM.replace(b"\n", newline)
+    events = parse([stream])
+    assert [(e, d) for e, d, _ in events] == EXPECTED
+    assert b"".join(raw for _, _, raw in events) == stream
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    cuts=st.lists(st.integers(0, len(STREAM.replace(b"\n", b"\r\n"))), max_size=40),
+    newline=st.sampled_from([b"\n", b"\r\n", b"\r"]),
+)
+def test_any_split_yields_the_same_events_and_bytes(cuts, newline):
+    stream = STREAM.replace(b"\n", newline)
+    events = parse(split_at(stream, cuts))
+    assert [(e, d) for e, d, _ in events] == EXPECTED
+    assert b"".join(raw for _, _, raw in events) == stream
+
+
+def test_every_single_byte_split():
+    stream = STREAM.replace(b"\n", b"\r\n")
+    events = parse([stream[i : i + 1] for i in range(len(stream))])
+    assert [(e, d) for e, d, _ in events] == EXPECTED
+
+
+def test_unterminated_block_is_pending_not_emitted():
+    parser = SseParser()
+    assert parser.feed(b"data: partial") == []
+    assert parser.pending() == b"data: partial"
+    [block] = parser.feed(b"\n\n")
+    assert block.data == b"partial"

@@ -1,0 +1,39 @@
+"""A blank database migrated to the latest schema has exactly the expected tables and columns."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from meterfox_cli.store.db import connect
+from meterfox_cli.store.migrations import MIGRATIONS, migrate
+
+REQUEST_COLUMNS = [
+    "id", "ts", "day", "provider", "model", "endpoint", "method", "status", "streamed",
+    "outcome", "key_name", "ttfb_ms", "latency_ms", "usage_known", "input_tokens",
+    "cached_tokens", "cache_write_tokens", "cache_write_1h_tokens", "output_tokens",
+    "reasoning_tokens", "units", "price_context", "dedupe_key", "reported_cost_usd",
+    "cost_nanousd", "cost_source", "price_detail",
+]  # fmt: skip
+
+
+def test_blank_database_gets_every_migration_once(tmp_path):
+    conn = connect(tmp_path / "m.db")
+    names = [row[0] for row in conn.execute("SELECT name FROM _migrations ORDER BY rowid")]
+    assert names == [name for name, _ in MIGRATIONS]
+    assert migrate(conn) == []  # idempotent
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(requests)")]
+    assert columns[: len(REQUEST_COLUMNS)] == REQUEST_COLUMNS
+    tag_columns = [row[1] for row in conn.execute("PRAGMA table_info(request_tags)")]
+    assert tag_columns == ["request_id", "name", "value"]
+    indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"requests_ts", "requests_day", "request_tags_name"} <= indexes
+
+
+def test_database_is_wal_and_owner_only(tmp_path):
+    path = tmp_path / "m.db"
+    conn = connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.execute("INSERT INTO _migrations VALUES ('probe', 0)")
+    for file in tmp_path.iterdir():
+        assert stat.S_IMODE(os.stat(file).st_mode) == 0o600, file.name
