@@ -137,9 +137,12 @@ async def test_upstream_that_stalls_mid_stream_is_cut_and_recorded(upstream_serv
     try:
         chunks = sse(*chat_stream_chunks("m", ["a", "b"], None), done=False)
         fake.reply = Reply(chunks=chunks, content_type="text/event-stream", delay_s=2)
-        async with aiohttp.ClientSession() as session, session.post(
-            proxy.base("openai") + "/v1/chat/completions", json={"model": "m", "stream": True}
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                proxy.base("openai") + "/v1/chat/completions", json={"model": "m", "stream": True}
+            ) as response,
+        ):
             assert response.status == 200
             with pytest.raises(aiohttp.ClientPayloadError):
                 await response.read()
@@ -170,10 +173,13 @@ async def test_chunks_are_relayed_as_they_arrive(proxy):
     chunks = sse(*chat_stream_chunks("m", ["a", "b", "c", "d"], None), done=False)
     proxy.upstream.reply = Reply(chunks=chunks, content_type="text/event-stream", delay_s=0.2)
     arrivals = []
-    async with aiohttp.ClientSession() as session, session.post(
-        proxy.base("openai") + "/v1/chat/completions",
-        json={"model": "m", "stream": True, "stream_options": {"include_usage": True}},
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            proxy.base("openai") + "/v1/chat/completions",
+            json={"model": "m", "stream": True, "stream_options": {"include_usage": True}},
+        ) as response,
+    ):
         async for _chunk in response.content.iter_any():
             arrivals.append(time.monotonic())
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
@@ -186,10 +192,13 @@ async def test_client_hanging_up_mid_stream_closes_upstream_and_keeps_usage_so_f
     chunks = sse(*chat_stream_chunks("m", ["a"] * 20, None), done=False)
     chunks[1] = sse({**chat_stream_chunks("m", ["a"], None)[1], "usage": usage}, done=False)[0]
     proxy.upstream.reply = Reply(chunks=chunks, content_type="text/event-stream", delay_s=0.1)
-    async with aiohttp.ClientSession() as session, session.post(
-        proxy.base("openai") + "/v1/chat/completions",
-        json={"model": "m", "stream": True, "stream_options": {"include_usage": True}},
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            proxy.base("openai") + "/v1/chat/completions",
+            json={"model": "m", "stream": True, "stream_options": {"include_usage": True}},
+        ) as response,
+    ):
         await response.content.readany()
         await response.content.readany()
         response.close()
@@ -231,11 +240,14 @@ async def test_oversized_json_body_is_a_413_in_the_provider_shape(upstream_serve
 async def test_non_json_upload_streams_through(proxy):
     proxy.upstream.reply = Reply(json_body={"text": "hello"})
     payload = b"\x00\x01" * 200_000
-    async with aiohttp.ClientSession() as session, session.post(
-        proxy.base("openai") + "/v1/audio/transcriptions",
-        data=payload,
-        headers={"Content-Type": "application/octet-stream"},
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            proxy.base("openai") + "/v1/audio/transcriptions",
+            data=payload,
+            headers={"Content-Type": "application/octet-stream"},
+        ) as response,
+    ):
         assert response.status == 200
     assert proxy.upstream.received[0].body == payload
     record = await proxy.record()
