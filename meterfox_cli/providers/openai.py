@@ -2,7 +2,8 @@
 
 Covers chat completions, legacy completions, embeddings and the Responses API, JSON and SSE.
 Usage is read tolerantly across the providers' variants:
-- cached input: DeepSeek's `prompt_cache_hit_tokens` first, else `prompt_tokens_details.cached_tokens`;
+- cached input: DeepSeek's `prompt_cache_hit_tokens` first, else
+  `prompt_tokens_details.cached_tokens`;
 - reasoning left out of `completion_tokens` (xAI; Gemini's compat layer): when `total_tokens`
   exceeds prompt + completion, the gap is billed output, counted as reasoning if not reported;
 - Groq's streamed `x_groq.usage` when no top-level usage arrives;
