@@ -66,7 +66,8 @@ class GeminiFormat(WireFormat):
     def __init__(self) -> None:
         # Gemini's OpenAI-compatible layer leaves thinking out of completion_tokens; the OpenAI
         # adapter counts the `total − prompt − completion` gap as billed reasoning output.
-        self._openai = OpenAIFormat()
+        # Whether the layer accepts `stream_options` is not documented: never add it.
+        self._openai = OpenAIFormat(inject_stream_usage=False)
 
     def for_path(self, path: str) -> WireFormat:
         return self._openai if "/openai/" in path else self

@@ -14,8 +14,8 @@ from tests.fixtures import anthropic as fx
 from tests.providers.taps import assert_same_at_every_single_cut, cut_points, split, through_tap
 
 WIRE = AnthropicFormat()
-REQUEST = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": []}).encode()
-STREAM_REQUEST = json.dumps({"model": "claude-sonnet-4-5", "stream": True}).encode()
+REQUEST = json.dumps({"model": "claude-opus-4-1", "max_tokens": 64, "messages": []}).encode()
+STREAM_REQUEST = json.dumps({"model": "claude-opus-4-1", "stream": True}).encode()
 SSE = "text/event-stream"
 
 
@@ -87,7 +87,7 @@ def test_error_event_midway_keeps_usage_so_far():
 
 def test_stream_cut_before_message_start_has_no_usage():
     _, reading = through_tap(WIRE, "/v1/messages", STREAM_REQUEST, SSE, [b"event: ping\n"])
-    assert reading.usage is None and reading.model == "claude-sonnet-4-5"
+    assert reading.usage is None and reading.model == "claude-opus-4-1"
 
 
 def test_count_tokens_is_recorded_free():
