@@ -2,9 +2,9 @@
 
 Gemini's `:streamGenerateContent` without `?alt=sse` answers with one JSON array whose elements
 arrive piece by piece. The tap forwards every byte untouched as it arrives; on the side, a
-scanner finds where each top-level element ends (tracking only brackets, braces and strings,
-found by regex, so text between them costs nothing in Python) and keeps the raw bytes of the
-last element that can hold usage. Parsing happens once, when the response ends.
+scanner finds where each top-level element ends (tracking only brackets, braces and whole
+strings, each found by one regex match, so text costs nothing in Python) and keeps the raw
+bytes of the last element that can hold usage. Parsing happens once, when the response ends.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from meterfox_cli.providers.base import (
 )
 from meterfox_cli.usage import Reading
 
-_STRUCTURAL = re.compile(rb'[\[\]{}"]')
+# Outside strings: a bracket or brace, or a whole string (group 1 is set when it is closed).
+_TOKEN = re.compile(rb'[\[\]{}]|"[^"\\]*(?:\\.[^"\\]*)*(")?', re.DOTALL)
+# Inside a string that an earlier chunk left open: an escape pair, or the closing quote.
 _IN_STRING = re.compile(rb'\\.|"', re.DOTALL)
 
 
@@ -59,11 +61,14 @@ class JsonArrayScanner:
                 if match.group() == b'"':
                     self._in_string = False
                 continue
-            match = _STRUCTURAL.search(buf, scan)
+            match = _TOKEN.search(buf, scan)
             if match is None:
                 scan = size
                 break
             scan = match.end()
+            if buf[match.start()] == 0x22:  # '"': a string, closed here or still open
+                self._in_string = match.group(1) is None
+                continue
             self._structural(match.group(), match.start(), scan, buf, done)
         keeping = self._start is not None and not self._skipping
         if keeping and size - self._start > self._max:
@@ -76,9 +81,6 @@ class JsonArrayScanner:
         return done
 
     def _structural(self, char: bytes, at: int, end: int, buf: bytes, done: list[bytes]) -> None:
-        if char == b'"':
-            self._in_string = True
-            return
         opening = char in (b"[", b"{")
         if opening:
             if self._element_depth is None:

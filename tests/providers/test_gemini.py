@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meterfox_cli.providers.gemini import GeminiFormat
 from meterfox_cli.providers.json_array import JsonArrayScanner
@@ -155,3 +156,28 @@ def test_error_body_is_the_google_shape():
             "status": "DEADLINE_EXCEEDED",
         }
     }
+
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='ab"\\[]{}, \n\u00e9'),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.dictionaries(st.text(alphabet='k"\\]', max_size=3), _values, max_size=3), max_size=4
+    ),
+    st.sampled_from([None, 2]),
+    st.data(),
+)
+def test_scanner_finds_every_element_of_any_array_split_anywhere(elements, indent, data):
+    raw = ("[" + ",\r\n".join(json.dumps(e, indent=indent) for e in elements) + "]").encode()
+    cuts = data.draw(st.lists(st.integers(min_value=1, max_value=max(len(raw) - 1, 1))))
+    scanner = JsonArrayScanner()
+    found = [element for piece in split(raw, cuts) for element in scanner.feed(piece)]
+    assert [json.loads(f) for f in found] == elements
