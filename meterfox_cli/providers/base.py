@@ -52,6 +52,12 @@ class WireFormat(ABC):
 
     name: str = "abstract"
 
+    def for_path(self, path: str) -> WireFormat:
+        """The format spoken at `path`: this one, unless the provider serves another wire format
+        there too (Gemini's OpenAI-compatible `/v1beta/openai/…`). The proxy asks once per
+        request and uses the answer for the plan, the usage tap and its own error bodies."""
+        return self
+
     def plan(self, path: str, query: Mapping[str, str], body: bytes | None) -> RequestPlan:
         """Read model and stream flag from a JSON request body; formats may override."""
         data = parse_json_object(body)

@@ -8,8 +8,12 @@ from urllib.parse import urlsplit
 
 from meterfox_cli.config import ProviderConfig
 from meterfox_cli.errors import ConfigError
+from meterfox_cli.providers.anthropic import AnthropicFormat
 from meterfox_cli.providers.base import WireFormat
+from meterfox_cli.providers.cohere import CohereFormat
+from meterfox_cli.providers.gemini import GeminiFormat
 from meterfox_cli.providers.openai import OpenAIFormat
+from meterfox_cli.providers.replicate import ReplicateFormat
 
 
 @dataclass(frozen=True)
@@ -48,12 +52,39 @@ def _openai(inject: bool = True) -> OpenAIFormat:
 # Wire formats a user may name in config.toml (`format = "openai"`). Native formats register here.
 FORMATS: dict[str, Callable[[], WireFormat]] = {
     "openai": _openai,
+    "anthropic": AnthropicFormat,
+    "gemini": GeminiFormat,
+    "cohere": CohereFormat,
+    "replicate": ReplicateFormat,
 }
 
 
 def _builtin() -> list[Provider]:
     return [
         Provider("openai", "https://api.openai.com", _openai(), "/v1", "OPENAI_BASE_URL", "openai"),
+        # Native formats. Each SDK adds the API version itself (`/v1/messages`, `v1beta/models/…`,
+        # `v2/chat`, `/v1/predictions`), so the SDK base URL is the bare slug. The environment
+        # variables are the ones each SDK's source reads (docs/providers.md).
+        Provider(
+            "anthropic",
+            "https://api.anthropic.com",
+            AnthropicFormat(),
+            "",
+            "ANTHROPIC_BASE_URL",
+            "anthropic",
+        ),
+        Provider(
+            "gemini",
+            "https://generativelanguage.googleapis.com",
+            GeminiFormat(),
+            "",
+            "GOOGLE_GEMINI_BASE_URL",
+            "google",
+        ),
+        Provider("cohere", "https://api.cohere.com", CohereFormat(), "", "CO_API_URL", "cohere"),
+        Provider(
+            "replicate", "https://api.replicate.com", ReplicateFormat(), "", "REPLICATE_BASE_URL"
+        ),
         Provider("openrouter", "https://openrouter.ai/api", _openai(), "/v1", None, "openrouter"),
         # Mistral sends usage on the last chunk by default; stream_options is not documented.
         Provider("mistral", "https://api.mistral.ai", _openai(inject=False), "", None, "mistral"),

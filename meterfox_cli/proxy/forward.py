@@ -20,7 +20,7 @@ from multidict import CIMultiDict, MultiDict
 from yarl import URL
 
 from meterfox_cli.config import Timeouts
-from meterfox_cli.providers.base import BodyTap, RequestPlan
+from meterfox_cli.providers.base import BodyTap, RequestPlan, WireFormat
 from meterfox_cli.providers.registry import Provider
 from meterfox_cli.proxy.auth import Credential, Decision, find_credential
 from meterfox_cli.proxy.headers import (
@@ -52,6 +52,7 @@ class Exchange:
     started_wall: float
     started: float
     provider: Provider
+    wire: WireFormat  # the provider's format for this endpoint (see WireFormat.for_path)
     endpoint: str
     method: str
     plan: RequestPlan
@@ -100,27 +101,29 @@ async def handle(request: web.Request) -> web.StreamResponse:
     url = _upstream_url(provider, rest_raw) if rest_raw is not None else None
     if url is None or rest_raw is None:
         return error_response(
-            provider, 400, "MeterFox: invalid request path", "bad_path", request_id
+            provider.wire, 400, "MeterFox: invalid request path", "bad_path", request_id
         )
+    endpoint = URL(rest_raw).path or "/"
+    wire = provider.wire.for_path(endpoint)
     credential = find_credential(request.headers, request.query)
     decision = state.authorizer.decide(provider.slug, credential)
     try:
         body = await _read_body(request)
     except BodyTooLarge:
         return error_response(
-            provider,
+            wire,
             413,
             f"MeterFox: request body over the {state.max_body_bytes}-byte limit",
             "request_too_large",
             request_id,
         )
-    endpoint = URL(rest_raw).path or "/"
-    plan = provider.wire.plan(endpoint, request.query, body) if body is not None else _no_plan()
+    plan = wire.plan(endpoint, request.query, body) if body is not None else _no_plan()
     exchange = Exchange(
         request_id=request_id,
         started_wall=time.time(),
         started=time.perf_counter(),
         provider=provider,
+        wire=wire,
         endpoint=endpoint,
         method=request.method,
         plan=plan,
@@ -132,7 +135,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         exchange.outcome = Outcome.PROXY_ERROR
         state.writer.submit(exchange.record())
         return error_response(
-            provider,
+            wire,
             exchange.status,
             decision.message or "refused",
             decision.error_kind or "invalid_api_key",
@@ -195,7 +198,7 @@ async def _relay(
 ) -> web.StreamResponse:
     plan = exchange.plan
     content_type = upstream.headers.get("Content-Type", "").lower()
-    tap = exchange.provider.wire.body_tap(plan, exchange.endpoint, content_type)
+    tap = exchange.wire.body_tap(plan, exchange.endpoint, content_type)
     exchange.tap = tap
     encoding = upstream.headers.get("Content-Encoding", "").lower().strip()
     decoder = zlib.decompressobj(_DECODABLE[encoding]) if encoding in _DECODABLE else None
@@ -258,7 +261,7 @@ def _upstream_failed(
     what = "timed out" if timed_out else f"is unreachable ({type(exc).__name__})"
     log.warning("upstream %s %s", exchange.provider.slug, what)
     return error_response(
-        exchange.provider,
+        exchange.wire,
         status,
         f"MeterFox: upstream {exchange.provider.slug} {what}",
         "upstream_timeout" if timed_out else "upstream_unreachable",
@@ -281,11 +284,11 @@ def _decode(decoder: zlib._Decompress, chunk: bytes) -> bytes:
 
 
 def error_response(
-    provider: Provider | None, status: int, message: str, kind: str, request_id: str
+    wire: WireFormat | None, status: int, message: str, kind: str, request_id: str
 ) -> web.Response:
-    """An error the caller's SDK parses: in its provider's shape (OpenAI's when unknown)."""
-    if provider is not None:
-        body = provider.wire.error_body(status, message, kind)
+    """An error the caller's SDK parses: in its wire format's shape (OpenAI's when unknown)."""
+    if wire is not None:
+        body = wire.error_body(status, message, kind)
     else:
         body = {"error": {"message": message, "type": kind, "param": None, "code": kind}}
     return web.Response(

@@ -79,8 +79,22 @@ def m001_requests(conn: sqlite3.Connection) -> None:
     )
 
 
+def m002_native_dedupe(conn: sqlite3.Connection) -> None:
+    """At most one record with usage per billable unit seen more than once (a Replicate
+    prediction polled twice). The writer checks first; the index makes the rule hold, and the
+    check fast."""
+    _run(
+        conn,
+        """
+        CREATE UNIQUE INDEX requests_dedupe ON requests (dedupe_key)
+            WHERE dedupe_key IS NOT NULL AND usage_known = 1;
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_requests", m001_requests),
+    ("002_native_dedupe", m002_native_dedupe),
 ]
 
 

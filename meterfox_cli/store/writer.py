@@ -15,6 +15,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from meterfox_cli.store.migrations import transaction
 log = logging.getLogger("meterfox.writer")
 
 _STOP = object()
+ALREADY_COUNTED = Price(None, "no_usage", "usage already recorded under the same dedupe key")
 
 INSERT_REQUEST = """
 INSERT OR IGNORE INTO requests (
@@ -36,6 +38,7 @@ INSERT OR IGNORE INTO requests (
 ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 INSERT_TAG = "INSERT OR IGNORE INTO request_tags (request_id, name, value) VALUES (?, ?, ?)"
+SEEN_DEDUPE_KEY = "SELECT 1 FROM requests WHERE dedupe_key = ? AND usage_known = 1 LIMIT 1"
 
 
 def record_row(record: UsageRecord, price: Price) -> tuple[object, ...]:
@@ -188,7 +191,29 @@ class RecordWriter:
     @staticmethod
     def _commit(conn: sqlite3.Connection, rows: list[tuple[UsageRecord, Price]]) -> None:
         with transaction(conn):
+            rows = counted_once(conn, rows)
             conn.executemany(INSERT_REQUEST, [record_row(r, p) for r, p in rows])
             conn.executemany(
                 INSERT_TAG, [(r.id, name, value) for r, _ in rows for name, value in r.tags]
             )
+
+
+def counted_once(
+    conn: sqlite3.Connection, rows: list[tuple[UsageRecord, Price]]
+) -> list[tuple[UsageRecord, Price]]:
+    """Rows whose dedupe key already has usage (stored, or earlier in this batch) lose theirs.
+
+    The request is still recorded, with `usage_known = 0`, zero tokens and no cost, so a
+    Replicate prediction polled twice is billed once. Runs inside the write transaction.
+    """
+    seen: set[str] = set()
+    out = []
+    for record, price in rows:
+        key = record.reading.dedupe_key
+        if key is not None and record.reading.usage is not None:
+            if key in seen or conn.execute(SEEN_DEDUPE_KEY, (key,)).fetchone():
+                reading = replace(record.reading, usage=None, reported_cost_usd=None)
+                record, price = replace(record, reading=reading), ALREADY_COUNTED
+            seen.add(key)
+        out.append((record, price))
+    return out

@@ -1,0 +1,185 @@
+"""The Gemini API wire format (generativelanguage: `/v1beta/…` and `/v1/…`).
+
+`models/{model}:generateContent`, `:streamGenerateContent` (SSE with `?alt=sse`, else one JSON
+array that arrives piece by piece), `:embedContent`, `:batchEmbedContents`, `:countTokens`.
+The model is in the URL path; the response's `modelVersion` wins when present.
+
+Usage is the last `usageMetadata` of a response (stream values are running totals: never
+added). Gemini counts cached tokens inside `promptTokenCount` and thoughts outside
+`candidatesTokenCount`, so: input = prompt + tool-use prompt; cached = cachedContentTokenCount;
+output = candidates + thoughts; reasoning = thoughts. `:countTokens` is free: zero usage,
+zero cost. Paths under `/openai/` are Gemini's OpenAI-compatible layer, read by OpenAIFormat.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+
+from meterfox_cli.providers.base import (
+    BodyTap,
+    JsonTap,
+    RequestPlan,
+    SseTap,
+    StreamReader,
+    WireFormat,
+    dig,
+)
+from meterfox_cli.providers.json_array import JsonArrayTap
+from meterfox_cli.providers.openai import OpenAIFormat
+from meterfox_cli.proxy.sse import SseBlock
+from meterfox_cli.usage import Reading, Usage, as_int
+
+# `/v1beta/models/gemini-2.5-flash:generateContent`, `/v1/tunedModels/x:streamGenerateContent`
+_MODEL_METHOD = re.compile(r"/((?:tuned)?[mM]odels)/([^/:]+):(\w+)$")
+_USAGE = b'"usageMetadata"'
+FREE = Decimal(0)
+
+_STATUSES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+# Per-modality token lists → provider-specific units (priced apart for audio and images).
+_MODALITY_UNITS = (
+    ("promptTokensDetails", "AUDIO", "input_audio_tokens"),
+    ("promptTokensDetails", "IMAGE", "input_image_tokens"),
+    ("candidatesTokensDetails", "AUDIO", "output_audio_tokens"),
+    ("candidatesTokensDetails", "IMAGE", "output_image_tokens"),
+)
+
+
+class GeminiFormat(WireFormat):
+    name = "gemini"
+
+    def __init__(self) -> None:
+        # Gemini's OpenAI-compatible layer leaves thinking out of completion_tokens; the OpenAI
+        # adapter counts the `total − prompt − completion` gap as billed reasoning output.
+        # Whether the layer accepts `stream_options` is not documented: never add it.
+        self._openai = OpenAIFormat(inject_stream_usage=False)
+
+    def for_path(self, path: str) -> WireFormat:
+        return self._openai if "/openai/" in path else self
+
+    def plan(self, path: str, query: Mapping[str, str], body: bytes | None) -> RequestPlan:
+        """Model and method come from the path; the body (which may hold inline media) is not
+        parsed at all."""
+        found = _MODEL_METHOD.search(path)
+        model = found.group(2) if found else None
+        if found and found.group(1) == "tunedModels":
+            model = f"tunedModels/{model}"
+        stream = bool(found) and found.group(3) == "streamGenerateContent"
+        return RequestPlan(model=model, stream=stream, body=body)
+
+    def read_body(self, data: object, plan: RequestPlan, path: str) -> Reading:
+        if path.endswith(":countTokens"):
+            counted = isinstance(data, dict) and "totalTokens" in data
+            return (
+                Reading(model=plan.model, usage=Usage(), reported_cost_usd=FREE)
+                if counted
+                else Reading(model=plan.model)
+            )
+        if isinstance(data, list):  # a JSON-array stream, or a tap's last usage element
+            data = next((d for d in reversed(data) if isinstance(d, dict) and _has(d)), None)
+        if not isinstance(data, dict):
+            return Reading(model=plan.model)
+        return reading_from(data, plan.model)
+
+    def stream_reader(self, plan: RequestPlan, path: str) -> StreamReader:
+        return GeminiStreamReader(plan)
+
+    def body_tap(self, plan: RequestPlan, path: str, content_type: str) -> BodyTap:
+        if content_type.startswith("text/event-stream"):
+            return SseTap(self.stream_reader(plan, path), editing=False)
+        if plan.stream:
+            return JsonArrayTap(self, plan, path, wanted=_holds_usage)
+        return JsonTap(self, plan, path)
+
+    def error_body(self, status: int, message: str, kind: str) -> dict[str, object]:
+        return {
+            "error": {
+                "code": status,
+                "message": message,
+                "status": _STATUSES.get(status, "UNKNOWN"),
+            }
+        }
+
+
+class GeminiStreamReader(StreamReader):
+    """Keeps the raw data of the last SSE event holding `usageMetadata`; parses it once."""
+
+    def __init__(self, plan: RequestPlan) -> None:
+        self._plan = plan
+        self._last: bytes | None = None
+
+    def on_block(self, block: SseBlock) -> bool:
+        if block.data is not None and _USAGE in block.data:
+            self._last = block.data
+        return True
+
+    def reading(self) -> Reading:
+        if self._last is None:
+            return Reading(model=self._plan.model)
+        data = json.loads(self._last)
+        if not isinstance(data, dict):
+            return Reading(model=self._plan.model)
+        return reading_from(data, self._plan.model)
+
+
+def _holds_usage(element: bytes) -> bool:
+    return _USAGE in element
+
+
+def _has(data: dict[str, object]) -> bool:
+    return isinstance(data.get("usageMetadata"), dict)
+
+
+def reading_from(data: dict[str, object], fallback_model: str | None) -> Reading:
+    version = data.get("modelVersion")
+    model = version if isinstance(version, str) and version else fallback_model
+    metadata = data.get("usageMetadata")
+    if not isinstance(metadata, dict):
+        return Reading(model=model)
+    tier = metadata.get("serviceTier")
+    context = (("service_tier", tier),) if isinstance(tier, str) and tier else ()
+    return Reading(model=model, usage=usage_from(metadata), price_context=context)
+
+
+def usage_from(metadata: dict[str, object]) -> Usage:
+    """Normalise `usageMetadata`: thoughts join the output, tool-use prompt joins the input."""
+    input_tokens = as_int(metadata.get("promptTokenCount")) + as_int(
+        metadata.get("toolUsePromptTokenCount")
+    )
+    thoughts = as_int(metadata.get("thoughtsTokenCount"))
+    output = as_int(metadata.get("candidatesTokenCount")) + thoughts
+    units = tuple(
+        (unit, float(count))
+        for field, modality, unit in _MODALITY_UNITS
+        if (count := _modality_count(metadata.get(field), modality))
+    )
+    return Usage(
+        input_tokens=input_tokens,
+        cached_tokens=min(as_int(metadata.get("cachedContentTokenCount")), input_tokens),
+        output_tokens=output,
+        reasoning_tokens=thoughts,
+        units=units,
+    )
+
+
+def _modality_count(details: object, modality: str) -> int:
+    if not isinstance(details, list):
+        return 0
+    return sum(
+        as_int(dig(item, "tokenCount")) for item in details if dig(item, "modality") == modality
+    )
