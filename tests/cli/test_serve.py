@@ -29,9 +29,17 @@ def free_port() -> int:
 async def start_serve(port: int, *args: str) -> asyncio.subprocess.Process:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "meterfox_cli", "serve", "--port", str(port), *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "meterfox_cli",
+        "serve",
+        "--port",
+        str(port),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
 
 
 async def wait_healthy(port: int, timeout: float = 10) -> float:
@@ -47,7 +55,9 @@ async def wait_healthy(port: int, timeout: float = 10) -> float:
     raise AssertionError("serve did not become healthy")
 
 
-async def test_sigterm_after_concurrent_requests_leaves_every_record(upstream_server, meterfox_home):
+async def test_sigterm_after_concurrent_requests_leaves_every_record(
+    upstream_server, meterfox_home
+):
     fake, server = upstream_server
     fake.reply = Reply(json_body=CASES[0].body)
     port = free_port()
@@ -89,7 +99,9 @@ async def test_second_serve_on_the_same_port_is_a_one_line_error(meterfox_home):
         _, stderr = await asyncio.wait_for(second.communicate(), 15)
         assert second.returncode == 2
         lines = stderr.decode().strip().splitlines()
-        assert lines == [f"meterfox: port {port} on 127.0.0.1 is in use (another `meterfox serve`?); stop it or pass --port"]
+        assert lines == [
+            f"meterfox: port {port} on 127.0.0.1 is in use (another `meterfox serve`?); stop it or pass --port"
+        ]
     finally:
         first.send_signal(signal.SIGINT)
         await asyncio.wait_for(first.wait(), 15)

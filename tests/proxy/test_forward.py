@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import itertools
 import json
 import time
 
@@ -36,7 +37,7 @@ async def post(
 
 
 async def test_unknown_provider_is_a_404_that_names_it(proxy):
-    status, headers, body = await post(proxy.url + "/nope/v1/chat/completions")
+    status, _headers, body = await post(proxy.url + "/nope/v1/chat/completions")
     assert status == 404
     assert "'nope'" in json.loads(body)["error"]["message"]
     assert proxy.upstream.received == []
@@ -154,7 +155,7 @@ async def test_upstream_that_stalls_mid_stream_is_cut_and_recorded(upstream_serv
 
 async def test_gzip_json_reaches_the_client_as_sent_and_usage_is_read(proxy):
     proxy.upstream.reply = Reply(json_body=CHAT, gzip=True)
-    status, headers, body = await post(
+    _status, headers, body = await post(
         proxy.base("openai") + "/v1/chat/completions", headers={"Accept-Encoding": "gzip"}
     )
     assert headers["Content-Encoding"] == "gzip"
@@ -182,7 +183,7 @@ async def test_chunks_are_relayed_as_they_arrive(proxy):
     ):
         async for _chunk in response.content.iter_any():
             arrivals.append(time.monotonic())
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     assert len(arrivals) == len(chunks)
     assert all(0.15 < gap < 0.3 for gap in gaps), gaps
 

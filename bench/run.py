@@ -1,0 +1,358 @@
+"""The proxy benchmark: direct vs a bare aiohttp relay vs MeterFox, in one run on one machine.
+
+    python -m bench.run [--seconds 5] [--runs 3] [--litellm]
+
+Starts a fake OpenAI upstream, the bare relay and `meterfox serve` (recording on, in a temp
+METERFOX_HOME) as separate processes on loopback, then drives each with wrk (POST, keep-alive)
+for JSON and SSE chat completions at concurrency 1 and 32, and measures streamed time to first
+byte with a sequential asyncio client. Prints medians over the runs and the ratios the
+performance targets are stated in. Every load loop is bounded by --seconds; every process it
+starts is stopped by PID. Needs `wrk` (Debian package `wrk`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+JSON_BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]}
+STREAM_BODY = {**JSON_BODY, "stream": True}
+CHAT_PATH = "/v1/chat/completions"
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_listening(port: int, timeout: float = 20) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return time.monotonic() - started
+        time.sleep(0.01)
+    raise RuntimeError(f"nothing listening on {port} after {timeout}s")
+
+
+def wait_healthy(port: int, timeout: float = 20) -> float:
+    """Seconds from now until /_meterfox/health answers 200."""
+    import urllib.request
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/_meterfox/health", timeout=1
+            ) as r:
+                if r.status == 200:
+                    return time.monotonic() - started
+        except OSError:
+            time.sleep(0.005)
+    raise RuntimeError("meterfox did not become healthy")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def lua_script(body: dict, directory: Path, headers: dict[str, str]) -> Path:
+    path = directory / f"post-{abs(hash(json.dumps(body, sort_keys=True)))}.lua"
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}"]
+    lines += [
+        f'wrk.headers["{k}"] = "{v}"'
+        for k, v in {"Content-Type": "application/json", **headers}.items()
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if not match:
+        raise ValueError(text)
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def run_wrk(url: str, script: Path, concurrency: int, seconds: float) -> WrkResult:
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{max(1, round(seconds))}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    total_errors = int(errors.group(1)) if errors else 0
+    if socket_errors:
+        total_errors += sum(int(g) for g in socket_errors.groups())
+    return WrkResult(rps, p50, p99, total_errors)
+
+
+async def stream_ttfb(url: str, count: int, headers: dict[str, str], seconds: float) -> list[float]:
+    """Sequential streamed requests: milliseconds to the first body byte of each."""
+    samples = []
+    deadline = time.monotonic() + seconds
+    async with aiohttp.ClientSession() as session:
+        for _ in range(count):
+            if time.monotonic() > deadline:
+                break
+            started = time.perf_counter()
+            async with session.post(url, json=STREAM_BODY, headers=headers) as response:
+                await response.content.readany()
+                samples.append((time.perf_counter() - started) * 1000)
+                await response.read()
+    return samples
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="per wrk measurement")
+    parser.add_argument(
+        "--runs", type=int, default=3, help="repeat all measurements; medians reported"
+    )
+    parser.add_argument("--ttfb-requests", type=int, default=300)
+    parser.add_argument("--json", dest="json_out", help="also write the results here as JSON")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is not installed: apt-get install wrk")
+
+    home = Path(tempfile.mkdtemp(prefix="meterfox-bench-"))
+    upstream_port, relay_port, meterfox_port = free_port(), free_port(), free_port()
+    upstream_url = f"http://127.0.0.1:{upstream_port}"
+    processes = []
+    try:
+        processes.append(
+            start([sys.executable, "-m", "bench.fake_upstream", "--port", str(upstream_port)])
+        )
+        processes.append(
+            start(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.bare_relay",
+                    "--port",
+                    str(relay_port),
+                    "--upstream",
+                    upstream_url,
+                ]
+            )
+        )
+        wait_listening(upstream_port)
+        wait_listening(relay_port)
+        meterfox = start(
+            [
+                sys.executable,
+                "-m",
+                "meterfox_cli",
+                "serve",
+                "--port",
+                str(meterfox_port),
+                "--upstream",
+                f"openai={upstream_url}",
+            ],
+            env={"METERFOX_HOME": str(home)},
+        )
+        processes.append(meterfox)
+        startup_s = wait_healthy(meterfox_port)
+        time.sleep(0.5)
+        rss_idle = rss_mb(meterfox.pid)
+        targets = {
+            "direct": upstream_url + CHAT_PATH,
+            "bare relay": f"http://127.0.0.1:{relay_port}/openai{CHAT_PATH}",
+            "meterfox": f"http://127.0.0.1:{meterfox_port}/openai{CHAT_PATH}",
+        }
+        headers = {"Authorization": "Bearer sk-bench-caller"}
+        scripts = {
+            "json": lua_script(JSON_BODY, home, headers),
+            "stream": lua_script(STREAM_BODY, home, headers),
+        }
+        results: dict[tuple[str, str, int], list[WrkResult]] = {}
+        ttfb: dict[str, list[float]] = {name: [] for name in targets}
+        for run in range(args.runs):
+            for mode, script in scripts.items():
+                for concurrency in (1, 32):
+                    for name, url in targets.items():
+                        result = run_wrk(url, script, concurrency, args.seconds)
+                        results.setdefault((name, mode, concurrency), []).append(result)
+                        print(
+                            f"run {run + 1} {mode:6} c={concurrency:<2} {name:10} "
+                            f"{result.rps:8.0f} req/s  p50 {result.p50_ms:6.3f} ms  "
+                            f"p99 {result.p99_ms:6.3f} ms  errors {result.errors}",
+                            flush=True,
+                        )
+            for name, url in targets.items():
+                samples = asyncio.run(
+                    stream_ttfb(url, args.ttfb_requests, headers, args.seconds * 2)
+                )
+                ttfb[name].append(median(samples))
+        rss_after = rss_mb(meterfox.pid)
+        summary = summarise(results, ttfb, startup_s, rss_idle, rss_after)
+        print_summary(summary)
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(summary, indent=2))
+    finally:
+        for process in reversed(processes):
+            stop(process)
+        records = count_records(home)
+        print(f"\nrecords written by meterfox during the run: {records}")
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def count_records(home: Path) -> int:
+    import sqlite3
+
+    db = home / "meterfox.db"
+    if not db.exists():
+        return 0
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def summarise(results, ttfb, startup_s, rss_idle, rss_after) -> dict:
+    def med(name, mode, c, field):
+        return median([getattr(r, field) for r in results[(name, mode, c)]])
+
+    table = []
+    for (name, mode, c), _ in sorted(
+        results.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])
+    ):
+        table.append(
+            {
+                "target": name,
+                "mode": mode,
+                "concurrency": c,
+                "rps": med(name, mode, c, "rps"),
+                "p50_ms": med(name, mode, c, "p50_ms"),
+                "p99_ms": med(name, mode, c, "p99_ms"),
+                "errors": sum(r.errors for r in results[(name, mode, c)]),
+            }
+        )
+    ratios = {}
+    for mode in ("json", "stream"):
+        for c in (1, 32):
+            mf, direct, relay = (
+                med(n, mode, c, "rps") for n in ("meterfox", "direct", "bare relay")
+            )
+            ratios[f"{mode} c={c} throughput vs direct"] = mf / direct
+            ratios[f"{mode} c={c} throughput vs bare relay"] = mf / relay
+            ratios[f"{mode} c={c} added p50 ms"] = med("meterfox", mode, c, "p50_ms") - med(
+                "direct", mode, c, "p50_ms"
+            )
+            ratios[f"{mode} c={c} added p99 ms"] = med("meterfox", mode, c, "p99_ms") - med(
+                "direct", mode, c, "p99_ms"
+            )
+    ratios["stream ttfb added p50 ms"] = median(ttfb["meterfox"]) - median(ttfb["direct"])
+    ratios["bare relay stream ttfb added p50 ms"] = median(ttfb["bare relay"]) - median(
+        ttfb["direct"]
+    )
+    return {
+        "table": table,
+        "ttfb_p50_ms": {name: median(v) for name, v in ttfb.items()},
+        "ratios": ratios,
+        "startup_to_healthy_s": startup_s,
+        "rss_idle_mb": rss_idle,
+        "rss_after_mb": rss_after,
+    }
+
+
+def print_summary(summary: dict) -> None:
+    print("\nmedians over runs")
+    print(
+        f"{'mode':6} {'c':>3} {'target':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
+    )
+    for row in summary["table"]:
+        print(
+            f"{row['mode']:6} {row['concurrency']:>3} {row['target']:10} {row['rps']:9.0f} "
+            f"{row['p50_ms']:8.3f} {row['p99_ms']:8.3f} {row['errors']:>6}"
+        )
+    print(
+        "\nstreamed time to first byte, p50 ms: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in summary["ttfb_p50_ms"].items())
+    )
+    print("\nratios")
+    for key, value in summary["ratios"].items():
+        print(f"  {key:40} {value:8.3f}")
+    print(f"\nstart-up to healthy: {summary['startup_to_healthy_s']:.3f} s")
+    print(
+        f"meterfox RSS: idle {summary['rss_idle_mb']:.1f} MB, after the run {summary['rss_after_mb']:.1f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()
