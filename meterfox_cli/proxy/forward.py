@@ -207,7 +207,8 @@ async def _relay(
     drop = ["Content-Length"] if plan.strip_usage_chunk else []
     if forward_decoded:
         drop.append("Content-Encoding")
-    response = web.StreamResponse(
+    streaming = plan.stream or content_type.startswith("text/event-stream")
+    response = (StreamedResponse if streaming else WholeResponse)(
         status=upstream.status,
         reason=upstream.reason,
         headers=client_response_headers(upstream.headers, drop),
@@ -218,6 +219,7 @@ async def _relay(
     passthrough_raw = decoder is not None and not forward_decoded
     undecodable = encoding not in ("", "identity") and decoder is None
     content = upstream.content
+    last = b""
     while True:
         async with asyncio.timeout(timeouts.idle if exchange.ttfb else timeouts.first_byte):
             chunk = await content.readany()
@@ -234,13 +236,24 @@ async def _relay(
             out = chunk
         else:
             out = tap.feed(_decode(decoder, chunk))
+        if content.is_eof():  # the last chunk leaves with the end of the body, in one write
+            last = out
+            break
         if out:
             await _write(response.write(out))
-    tail = tap.flush()
-    if tail:
-        await _write(response.write(tail))
-    await _write(response.write_eof())
+    await _write(response.write_eof(last + tap.flush()))
     return response
+
+
+class StreamedResponse(web.StreamResponse):
+    """Status and headers go to the client the moment upstream sends them."""
+
+
+class WholeResponse(web.StreamResponse):
+    """A non-streamed body: its headers leave with its first bytes, so a small JSON response
+    costs one socket write instead of two. (The body is still relayed chunk by chunk.)"""
+
+    _send_headers_immediately = False
 
 
 def _upstream_failed(
