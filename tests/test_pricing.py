@@ -84,6 +84,7 @@ def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
 
 
+AUG_2025 = utc(2025, 8, 20, 12)
 OPENAI = "https://openai.com/api/pricing (2025-08)"
 ANTHROPIC = "https://docs.anthropic.com/en/docs/about-claude/pricing (2025-08)"
 GEMINI = "https://ai.google.dev/gemini-api/docs/pricing (2025-08)"
@@ -290,7 +291,7 @@ def record(
     provider: str,
     model: str,
     usage: Usage | None,
-    at: datetime = utc(2025, 8, 20, 12),
+    at: datetime = AUG_2025,
     *,
     reported: Decimal | None = None,
     context: tuple[tuple[str, str], ...] = (),

@@ -180,22 +180,27 @@ def _echo_explanation(stored: StoredRequest) -> None:
 def _echo_buckets(quote: Quote) -> None:
     from meterfox_cli.pricing import decimal_text
 
-    rows = [_bucket_row(bucket) for bucket in quote.buckets]
-    width = max((len(left) for left, _ in rows), default=0)
-    for left, cost in rows:
-        click.echo(f"  {left:<{width}}  = ${cost}")
+    split_writes = any(b.key == "cache_write_1h_tokens" for b in quote.buckets)
+    rows = [_bucket_row(bucket, split_writes) for bucket in quote.buckets]
+    subtotal = sum((bucket.cost for bucket in quote.buckets), Decimal(0))
     if quote.discount is not None:
-        click.echo(f"  {'× discount ' + decimal_text(quote.discount):<{width}}")
-    click.echo(f"  {'total':<{width}}  = {_usd(quote.total())}")
+        rows += [("subtotal", _usd(subtotal)), (f"× {decimal_text(quote.discount)}", "")]
+    rows.append(("total", _usd(quote.total())))
+    width = max(len(left) for left, _ in rows)
+    for left, cost in rows:
+        click.echo(f"  {left:<{width}}  = {cost}" if cost else f"  {left}")
 
 
-def _bucket_row(bucket: Bucket) -> tuple[str, str]:
+def _bucket_row(bucket: Bucket, split_writes: bool) -> tuple[str, str]:
     from meterfox_cli.pricing import bucket_label, decimal_text
 
+    label = bucket_label(bucket.key)
+    if split_writes and bucket.key == "cache_write_tokens":
+        label = "cache write (5m)"
     rate = f"${decimal_text(bucket.rate)}/{_per(bucket.key, bucket.per)}"
     tier = f" ({bucket.tier})" if bucket.tier else ""
-    left = f"{bucket_label(bucket.key):<16} {_units(bucket.key, bucket.units):>16} × {rate}{tier}"
-    return left, decimal_text(bucket.cost) or "0"
+    left = f"{label:<16} {_units(bucket.key, bucket.units):>16} × {rate}{tier}"
+    return left, _usd(bucket.cost)
 
 
 def _echo_reported(quote: Quote) -> None:
