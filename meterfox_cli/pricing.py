@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -233,6 +233,7 @@ class PriceBook:
 
     def warm(self) -> None:
         """Load genai-prices and its data now (about 0.2 s), not on the first record."""
+        pricing_id("openai")
         _genai_price("openai", "gpt-4o", Usage(input_tokens=1, output_tokens=1), _now(), ())
 
     def __call__(self, record: UsageRecord) -> Price:
@@ -277,7 +278,12 @@ def price_reading(
 
 
 def _reported(base: Quote, reported: Decimal, usage: Usage, at: datetime) -> Quote:
-    listed = _computed(base, usage, at)
+    """The provider's figure; the list price beside it only for comparison in `explain`."""
+    try:
+        listed = _computed(base, usage, at)
+    except Exception:  # the reported cost stands whatever happens to the comparison
+        log.exception("list price for %s/%s failed", base.provider, base.model)
+        listed = base
     return _replace(
         base,
         source=PROVIDER,
@@ -556,42 +562,66 @@ def _genai_price(
     at: datetime,
     context: Iterable[tuple[str, str]],
 ) -> _GenaiResult | None:
-    """genai-prices' cost for the first name it knows, split into buckets; None if unknown."""
-    from genai_prices import calc_price
+    """genai-prices' cost for the first name it knows, split into buckets; None if unknown.
 
-    gusage = genai_usage(usage)
+    Does what `genai_prices.calc_price` does (find the model, pick the prices in force at `at`
+    for this context, decompose the usage into priced units) once, keeping each unit's count
+    and rate; tests check the buckets always add up to `calc_price`'s own total.
+    """
     for ref in model_refs(provider_id, model):
-        try:
-            calc = calc_price(
-                gusage,
-                ref,
-                provider_id=provider_id,
-                genai_request_timestamp=at,
-                price_context=dict(context) or None,
-            )
-        except LookupError:
+        found = _find_model(provider_id, ref.lower())
+        if found is None:
             continue
+        provider, info = found
+        gusage = genai_usage(usage)
+        if (provider.id, info.id) in _CALC_PRICE_ONLY:
+            return _via_calc_price(provider, info, gusage, at, context)
+        price_context = dict(context) or None
+        if price_context and not any(info is m for m in provider.models):
+            price_context = None  # genai-prices ignores context for a fallback provider's model
+        try:
+            buckets = genai_buckets(info.get_prices(at, price_context), gusage)
         except ValueError as exc:
             raise UsageMismatch(str(exc)) from exc
-        buckets = genai_buckets(calc.model_price, gusage)
         total = sum((b.cost for b in buckets), Decimal(0))
-        if total != calc.total_price:  # the split must add up to the library's own total
-            log.warning(
-                "price buckets for %s sum to %s, genai-prices says %s; using the latter",
-                model,
-                total,
-                calc.total_price,
-            )
-            buckets = (Bucket("total", Decimal(1), calc.total_price, per=1),)
-        return _GenaiResult(calc.model.id, calc.provider.id, buckets, calc.total_price)
+        return _GenaiResult(info.id, provider.id, buckets, total)
     return None
+
+
+@lru_cache(maxsize=4096)
+def _find_model(provider_id: str, ref: str) -> tuple[Any, Any] | None:
+    """genai-prices' (provider, model) for a name, misses included (it caches only hits)."""
+    from genai_prices.data_snapshot import get_snapshot
+
+    try:
+        return get_snapshot().find_provider_model(ref, None, provider_id, None)
+    except LookupError:
+        return None
+
+
+# Models genai-prices special-cases inside ModelInfo.calc_price (a 10 s minimum per request).
+_CALC_PRICE_ONLY = frozenset({("groq", "whisper-large-v3"), ("groq", "whisper-large-v3-turbo")})
+
+
+def _via_calc_price(
+    provider: Any, info: Any, gusage: Any, at: datetime, context: Iterable[tuple[str, str]]
+) -> _GenaiResult:
+    try:
+        calc = info.calc_price(
+            gusage, provider, genai_request_timestamp=at, price_context=dict(context) or None
+        )
+    except ValueError as exc:
+        raise UsageMismatch(str(exc)) from exc
+    bucket = Bucket("total", Decimal(1), calc.total_price, per=1)
+    return _GenaiResult(info.id, provider.id, (bucket,), calc.total_price)
 
 
 def genai_buckets(model_price: ModelPrice, gusage: Any) -> tuple[Bucket, ...]:
     """The billed quantity and rate of each priced unit, as genai-prices computes them.
 
-    Uses genai-prices' own unit decomposition (pinned at 0.2.3): cache reads and writes are
-    carved out of input, 1h writes out of writes, reasoning out of output where priced apart.
+    Uses genai-prices' own unit decomposition (private API, hence the exact pin on 0.2.3):
+    cache reads and writes are carved out of input, 1h writes out of all writes, reasoning out
+    of output where a model prices it apart.
     """
     from genai_prices.types import (
         TieredPrices,
@@ -601,6 +631,7 @@ def genai_buckets(model_price: ModelPrice, gusage: Any) -> tuple[Bucket, ...]:
     from genai_prices.units import _get_registry
 
     resolved = _collect_resolved_model_prices(model_price, _get_registry())
+    _fill_zeros(gusage, frozenset(unit.usage_key for unit, _ in resolved))
     counts = _compute_registry_priced_counts(resolved, gusage)
     tiered = any(isinstance(price, TieredPrices) for _, price in resolved)
     prompt = gusage.input_tokens if tiered else 0
@@ -612,6 +643,34 @@ def genai_buckets(model_price: ModelPrice, gusage: Any) -> tuple[Bucket, ...]:
         rate, tier = _tier_rate(price, prompt)
         buckets.append(Bucket(unit.usage_key, _decimal_units(count), rate, unit.per, tier))
     return tuple(buckets)
+
+
+def _fill_zeros(gusage: Any, priced: frozenset[str]) -> None:
+    """Report 0 for priced units the usage leaves out, where genai-prices would infer 0.
+
+    genai-prices infers each missing unit on every access (the costliest step of a price);
+    whether it infers 0 or refuses depends only on which units are non-zero, so the answer is
+    cached per pattern. Units it would refuse are left out, so it still refuses them.
+    """
+    reported = gusage._reported_values()
+    present = frozenset(key for key, value in reported.items() if value > 0)
+    for key in _zero_keys(priced.difference(reported), present):
+        setattr(gusage, key, 0)
+
+
+@lru_cache(maxsize=1024)
+def _zero_keys(missing: frozenset[str], present: frozenset[str]) -> tuple[str, ...]:
+    from genai_prices import Usage as GenaiUsage
+
+    probe = GenaiUsage(**dict.fromkeys(present, 1))
+    zeros = []
+    for key in sorted(missing - {"requests"}):
+        try:
+            if getattr(probe, key) == 0:
+                zeros.append(key)
+        except ValueError:
+            continue
+    return tuple(zeros)
 
 
 def _tier_rate(price: Any, prompt_tokens: int) -> tuple[Decimal, str | None]:
@@ -662,7 +721,7 @@ def load_prices_file(path: str) -> int:
     providers = _providers_from_raw(raw, _get_registry())
     data_snapshot.set_custom_snapshot(data_snapshot.DataSnapshot(providers, from_auto_update=True))
     _loaded_file[:] = [f"(prices file {path})"]
-    pricing_id.cache_clear()
+    _forget_lookups()
     return len(providers)
 
 
@@ -672,4 +731,9 @@ def use_bundled_prices() -> None:
 
     data_snapshot.set_custom_snapshot(None)
     _loaded_file.clear()
+    _forget_lookups()
+
+
+def _forget_lookups() -> None:
     pricing_id.cache_clear()
+    _find_model.cache_clear()
