@@ -378,3 +378,36 @@ def test_explain_a_discount_shows_the_list_subtotal_and_the_factor(meterfox_home
     assert "× 0.8" in lines
     assert any(line.startswith("total") and line.endswith("= $0.007152") for line in lines)
     assert "Stored cost: $0.007152" in out
+
+
+def test_prices_file_in_config_is_used_relative_to_the_config_dir(meterfox_home):
+    from meterfox_cli.pricing import use_bundled_prices
+
+    data = [
+        {
+            "id": "openai",
+            "name": "OpenAI",
+            "api_pattern": "https://api\\.openai\\.com",
+            "models": [
+                {
+                    "id": "gpt-9",
+                    "match": {"equals": "gpt-9"},
+                    "prices": {"input_mtok": 7, "output_mtok": 21},
+                }
+            ],
+        }
+    ]
+    write_config(meterfox_home, '[pricing]\nprices_file = "prices.json"\n')
+    (meterfox_home / "prices.json").write_text(json.dumps(data))
+    try:
+        out = run("prices", "gpt-9", "-p", "openai")
+        assert f"(prices file {meterfox_home / 'prices.json'}): openai/gpt-9" in out
+        assert "input              $7/MTok" in out
+    finally:
+        use_bundled_prices()
+
+
+def test_missing_prices_file_is_a_clear_error(meterfox_home):
+    write_config(meterfox_home, '[pricing]\nprices_file = "nope.json"\n')
+    out = run("prices", "gpt-4o", code=2)
+    assert "[pricing] prices_file" in out and "nope.json" in out
