@@ -156,8 +156,8 @@ def pricing_from_dict(data: Mapping[str, object], source: str = "config") -> Pri
         (name, _money(value, f"{source} [pricing.hardware] {name}"))
         for name, value in hardware.items()
     )
+    known = {name for name, _ in rows}
     for override in overrides:
-        known = {name for name, _ in rows}
         if override.hardware and override.hardware not in known:
             _check_builtin_hardware(override, source)
     return PricingConfig(overrides=overrides, hardware=rows, prices_file=prices_file)

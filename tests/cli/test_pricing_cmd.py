@@ -148,6 +148,35 @@ async def test_unknown_model_through_the_proxy_is_priced_after_an_override_and_r
     assert "Warning" not in out
 
 
+async def test_streamed_request_through_the_proxy_is_priced_at_the_published_rate(proxy):
+    from tests.fakes.upstream import sse
+    from tests.fixtures.openai_style import chat_stream_chunks
+
+    usage = {
+        "prompt_tokens": 3_072,
+        "completion_tokens": 417,
+        "total_tokens": 3_489,
+        "prompt_tokens_details": {"cached_tokens": 2_048},
+    }
+    chunks = sse(*chat_stream_chunks("gpt-4o-2024-08-06", ["Hel", "lo"], usage))
+    proxy.upstream.reply = Reply(chunks=chunks, content_type="text/event-stream")
+    client = proxy.track(
+        openai.AsyncOpenAI(
+            base_url=proxy.base("openai") + "/v1", api_key="sk-caller", max_retries=0
+        )
+    )
+    stream = await client.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    async for _ in stream:
+        pass
+    record = await proxy.record()
+    # https://openai.com/api/pricing: gpt-4o $2.50 input, $1.25 cached input, $10.00 output /MTok
+    expected = (1_024 * Decimal("2.50") + 2_048 * Decimal("1.25") + 417 * Decimal("10")) / 10**6
+    assert record["cost_source"] == "computed"
+    assert Decimal(record["cost_nanousd"]) / 10**9 == expected
+
+
 # --- explain ----------------------------------------------------------------------------------
 
 
