@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fnmatch
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from meterfox_cli.errors import ConfigError
@@ -32,6 +34,63 @@ class ProviderConfig:
     format: str | None = None
 
 
+_RATE_FIELDS = ("input", "cached_input", "cache_write", "cache_write_1h", "output")
+_PRICE_FIELDS = (
+    "provider", "model", *_RATE_FIELDS, "discount", "hardware", "per_second", "note"
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PriceOverride:
+    """One `[[prices]]` entry: the user's own price for a provider and model (globs allowed).
+
+    Exactly one kind of price: token rates in USD per million tokens (`input` and `output`
+    required; `cached_input`, `cache_write`, `cache_write_1h` default to the input rate), or a
+    `discount` factor applied to the list price, or a time price for usage billed in seconds
+    (`per_second` USD, or `hardware` naming a row of the hardware table).
+    """
+
+    provider: str
+    model: str
+    position: int  # 1-based, in file order: the first matching entry wins
+    input: Decimal | None = None
+    cached_input: Decimal | None = None
+    cache_write: Decimal | None = None
+    cache_write_1h: Decimal | None = None
+    output: Decimal | None = None
+    discount: Decimal | None = None
+    hardware: str | None = None
+    per_second: Decimal | None = None
+    note: str | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.discount is not None:
+            return "discount"
+        if self.hardware is not None or self.per_second is not None:
+            return "time"
+        return "tokens"
+
+    def matches(self, provider: str, model: str | None) -> bool:
+        """Case-insensitive glob match on our provider slug and the model name."""
+        return fnmatch.fnmatchcase(provider.lower(), self.provider.lower()) and (
+            model is not None and fnmatch.fnmatchcase(model.lower(), self.model.lower())
+        )
+
+    def describe(self) -> str:
+        where = f'provider="{self.provider}", model="{self.model}"'
+        return f"config.toml [[prices]] #{self.position} ({where})"
+
+
+@dataclass(frozen=True)
+class PricingConfig:
+    """Price overrides and the extra rows of the time-priced hardware table (USD per second)."""
+
+    overrides: tuple[PriceOverride, ...] = ()
+    hardware: tuple[tuple[str, Decimal], ...] = ()
+    prices_file: str | None = None  # a local genai-prices data.json (offline refresh)
+
+
 @dataclass(frozen=True)
 class Config:
     host: str = DEFAULT_HOST
@@ -40,6 +99,7 @@ class Config:
     timeouts: Timeouts = Timeouts()
     max_body_bytes: int = 32 * 1024 * 1024
     require_proxy_key: bool | None = None
+    pricing: PricingConfig = PricingConfig()
 
 
 def load_config(path: Path) -> Config:
@@ -70,9 +130,107 @@ def config_from_dict(data: Mapping[str, object], source: str = "config") -> Conf
             timeouts=Timeouts(**{k: float(v) for k, v in timeouts.items()}),
             max_body_bytes=int(server.get("max_body_bytes", 32 * 1024 * 1024)),
             require_proxy_key=server.get("require_proxy_key"),
+            pricing=pricing_from_dict(data, source),
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: {exc}") from exc
+
+
+def pricing_from_dict(data: Mapping[str, object], source: str = "config") -> PricingConfig:
+    """`[[prices]]` entries and the `[pricing.hardware]` table."""
+    entries = data.get("prices", [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"{source}: prices must be an array of tables: [[prices]]")
+    overrides = tuple(
+        _price_override(entry, position, source) for position, entry in enumerate(entries, 1)
+    )
+    pricing = _table(data, "pricing", source)
+    unknown = sorted(set(pricing) - {"hardware", "prices_file"})
+    if unknown:
+        raise ConfigError(f"{source}: [pricing] has unknown keys {unknown}")
+    prices_file = pricing.get("prices_file")
+    if prices_file is not None and not isinstance(prices_file, str):
+        raise ConfigError(f"{source}: [pricing] prices_file must be a path string")
+    hardware = _table(pricing, "hardware", f"{source} [pricing]")
+    rows = tuple(
+        (name, _money(value, f"{source} [pricing.hardware] {name}"))
+        for name, value in hardware.items()
+    )
+    known = {name for name, _ in rows}
+    for override in overrides:
+        if override.hardware and override.hardware not in known:
+            _check_builtin_hardware(override, source)
+    return PricingConfig(overrides=overrides, hardware=rows, prices_file=prices_file)
+
+
+def _price_override(entry: object, position: int, source: str) -> PriceOverride:
+    where = f"{source} [[prices]] #{position}"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: must be a table")
+    unknown = sorted(set(entry) - set(_PRICE_FIELDS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; known: {list(_PRICE_FIELDS)}")
+    provider, model = entry.get("provider", "*"), entry.get("model")
+    if not isinstance(provider, str) or not isinstance(model, str) or not model:
+        raise ConfigError(f'{where}: needs model = "name or glob" (and optionally provider)')
+    money = {
+        name: _money(entry[name], f"{where} {name}")
+        for name in (*_RATE_FIELDS, "discount", "per_second")
+        if name in entry
+    }
+    hardware, note = entry.get("hardware"), entry.get("note")
+    override = PriceOverride(
+        provider=provider,
+        model=model,
+        position=position,
+        hardware=str(hardware) if hardware is not None else None,
+        note=str(note) if note is not None else None,
+        **money,
+    )
+    _check_one_kind(override, where)
+    return override
+
+
+def _check_one_kind(o: PriceOverride, where: str) -> None:
+    rates = [getattr(o, name) for name in _RATE_FIELDS]
+    kinds = [
+        any(rate is not None for rate in rates),
+        o.discount is not None,
+        o.hardware is not None or o.per_second is not None,
+    ]
+    if sum(kinds) != 1:
+        raise ConfigError(
+            f"{where}: give exactly one kind of price: token rates (input, output, …), "
+            "a discount, or a time price (per_second or hardware)"
+        )
+    if kinds[0] and (o.input is None or o.output is None):
+        raise ConfigError(f"{where}: token rates need both input and output (USD per MTok)")
+    if o.hardware is not None and o.per_second is not None:
+        raise ConfigError(f"{where}: give per_second or hardware, not both")
+
+
+def _check_builtin_hardware(override: PriceOverride, source: str) -> None:
+    from meterfox_cli.pricing_tables import HARDWARE_USD_PER_SECOND
+
+    if override.hardware not in HARDWARE_USD_PER_SECOND:
+        known = ", ".join(sorted(HARDWARE_USD_PER_SECOND))
+        raise ConfigError(
+            f"{source} [[prices]] #{override.position}: unknown hardware {override.hardware!r}; "
+            f"add it under [pricing.hardware] or use one of: {known}"
+        )
+
+
+def _money(value: object, where: str) -> Decimal:
+    """A non-negative amount from TOML: a number, or a string for exact decimals."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    try:
+        amount = Decimal(value if isinstance(value, str) else repr(value))
+    except InvalidOperation as exc:
+        raise ConfigError(f"{where}: expected a number, got {value!r}") from exc
+    if not amount.is_finite() or amount < 0:
+        raise ConfigError(f"{where}: expected a non-negative number, got {value!r}")
+    return amount
 
 
 def _table(data: Mapping[str, object], name: str, source: str) -> dict[str, object]:

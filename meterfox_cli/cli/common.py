@@ -10,6 +10,7 @@ from meterfox_cli.errors import ConfigError
 from meterfox_cli.paths import Paths, resolve_paths
 
 if TYPE_CHECKING:
+    from meterfox_cli.pricing import PriceBook
     from meterfox_cli.providers.registry import Registry
 
 
@@ -27,6 +28,16 @@ def load_settings(upstreams: dict[str, str] | None = None) -> Settings:
     config = load_config(paths.config_file)
     registry = build_registry(config.providers, upstreams)
     return Settings(paths, config, registry)
+
+
+def price_book(settings: Settings) -> PriceBook:
+    """The config's price overrides, with its `[pricing] prices_file` loaded if it names one."""
+    from meterfox_cli.pricing import PriceBook
+
+    try:
+        return PriceBook.load(settings.config.pricing, settings.paths.config_dir)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"[pricing] prices_file: {exc}") from exc
 
 
 def parse_upstreams(values: tuple[str, ...]) -> dict[str, str]:

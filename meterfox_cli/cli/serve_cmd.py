@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from meterfox_cli.cli.common import load_settings, parse_upstreams
+from meterfox_cli.cli.common import load_settings, parse_upstreams, price_book
 
 
 @click.command()
@@ -38,9 +38,11 @@ def serve(host: str | None, port: int | None, upstreams: tuple[str, ...]) -> Non
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings.paths.ensure()
+    book = price_book(settings)
+    book.warm()  # load the price data now, not while the first requests are in flight
     app = make_app(
         registry=settings.registry,
-        writer=RecordWriter(settings.paths.database),
+        writer=RecordWriter(settings.paths.database, pricer=book),
         timeouts=config.timeouts,
         max_body_bytes=config.max_body_bytes,
     )
