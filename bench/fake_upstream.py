@@ -9,28 +9,45 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import random
 
 from aiohttp import web
 
 MODEL = "gpt-4o-mini-2024-07-18"
-USAGE = {"prompt_tokens": 42, "completion_tokens": 20, "total_tokens": 62}
-COMPLETION = json.dumps(
-    {
-        "id": "chatcmpl-bench",
-        "object": "chat.completion",
-        "created": 1764000000,
-        "model": MODEL,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": "word " * 20},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": USAGE,
+VARIANTS = 997  # distinct usages, so no cache keyed on usage can flatter the benchmark
+
+
+def usage(i: int) -> dict:
+    rng = random.Random(i)
+    prompt, completion = rng.randint(20, 4000), rng.randint(1, 800)
+    cached = rng.choice([0, 0, prompt // 2])
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
     }
-).encode()
+
+
+def completion(i: int) -> bytes:
+    return json.dumps(
+        {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion",
+            "created": 1764000000,
+            "model": MODEL,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "word " * 20},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": usage(i),
+        }
+    ).encode()
 
 
 def chunk(delta: dict, usage: dict | None = None, choices: bool = True) -> bytes:
@@ -48,12 +65,15 @@ def chunk(delta: dict, usage: dict | None = None, choices: bool = True) -> bytes
 
 def make_app(chunks: int, delay_s: float) -> web.Application:
     content = [chunk({"content": "word "}) for _ in range(chunks)]
-    usage_chunk = chunk({}, USAGE, choices=False)
+    completions_json = [completion(i) for i in range(VARIANTS)]
+    usage_chunks = [chunk({}, usage(i), choices=False) for i in range(VARIANTS)]
+    served = itertools.count()
 
     async def completions(request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        variant = next(served) % VARIANTS
         if b'"stream":true' not in body.replace(b" ", b""):
-            return web.Response(body=COMPLETION, content_type="application/json")
+            return web.Response(body=completions_json[variant], content_type="application/json")
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         for part in content:
@@ -61,7 +81,7 @@ def make_app(chunks: int, delay_s: float) -> web.Application:
                 await asyncio.sleep(delay_s)
             await response.write(part)
         if b'"include_usage":true' in body.replace(b" ", b""):
-            await response.write(usage_chunk)
+            await response.write(usage_chunks[variant])
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response

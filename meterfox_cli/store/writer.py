@@ -27,6 +27,11 @@ from meterfox_cli.store.migrations import transaction
 log = logging.getLogger("meterfox.writer")
 
 _STOP = object()
+
+# How long a record may wait for others to share its transaction. One commit per request costs
+# far more than the insert; this is also the longest a SIGKILL can take records with it (plus
+# the commit itself): see docs/performance.md.
+BATCH_INTERVAL_S = 0.025
 ALREADY_COUNTED = Price(None, "no_usage", "usage already recorded under the same dedupe key")
 
 INSERT_REQUEST = """
@@ -89,12 +94,14 @@ class RecordWriter:
         *,
         pricer: Callable[[UsageRecord], Price] = price_record,
         batch_size: int = 1000,
+        batch_interval_s: float = BATCH_INTERVAL_S,
         max_queue: int = 100_000,
         retry_max_s: float = 5.0,
     ) -> None:
         self._db_path = db_path
         self._pricer = pricer
         self._batch_size = batch_size
+        self._batch_interval_s = batch_interval_s
         self._retry_max_s = retry_max_s
         self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._run, name="meterfox-writer", daemon=True)
@@ -144,9 +151,12 @@ class RecordWriter:
             conn.close()
 
     def _next_batch(self) -> tuple[list[UsageRecord], bool]:
+        """Wait for a record, let more gather for one batch interval, take up to a batch."""
         first = self._queue.get()
         if first is _STOP:
             return [], True
+        if self._deadline is None:  # not shutting down
+            time.sleep(self._batch_interval_s)
         batch = [first]
         while len(batch) < self._batch_size:
             try:
