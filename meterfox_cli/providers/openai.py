@@ -148,6 +148,8 @@ def usage_from(usage: dict[str, object]) -> Usage:
     prompt = as_int(usage.get("prompt_tokens"))
     completion = as_int(usage.get("completion_tokens"))
     total = as_int(usage.get("total_tokens"))
+    # Perplexity reports reasoning and citation tokens beside completion_tokens, not inside.
+    beside = as_int(usage.get("reasoning_tokens")) + as_int(usage.get("citation_tokens"))
     reasoning = as_int(dig(usage, "completion_tokens_details", "reasoning_tokens")) or as_int(
         usage.get("reasoning_tokens")
     )
@@ -155,7 +157,9 @@ def usage_from(usage: dict[str, object]) -> Usage:
         cached = as_int(usage.get("prompt_cache_hit_tokens"))
     else:
         cached = as_int(dig(usage, "prompt_tokens_details", "cached_tokens"))
-    output, reasoning = _output_with_hidden_reasoning(prompt, completion, total, reasoning)
+    output, reasoning = _output_with_hidden_reasoning(
+        prompt, completion, total, reasoning, beside
+    )
     units = _units(
         input_audio_tokens=dig(usage, "prompt_tokens_details", "audio_tokens"),
         output_audio_tokens=dig(usage, "completion_tokens_details", "audio_tokens"),
@@ -192,10 +196,11 @@ def _responses_usage(usage: dict[str, object]) -> Usage:
 
 
 def _output_with_hidden_reasoning(
-    prompt: int, completion: int, total: int, reasoning: int
+    prompt: int, completion: int, total: int, reasoning: int, beside: int = 0
 ) -> tuple[int, int]:
-    """Billed output and reasoning, when a provider leaves reasoning out of the output count."""
-    hidden = total - prompt - completion
+    """Billed output and reasoning, when a provider leaves reasoning out of the output count:
+    the gap between total and prompt + completion, or the tokens it reports `beside` them."""
+    hidden = max(total - prompt - completion, beside)
     if hidden <= 0:
         return completion, min(reasoning, completion)
     return completion + hidden, reasoning or hidden
