@@ -12,11 +12,12 @@ def providers() -> None:
     """List each provider's slug, upstream, and the base URL to give its SDK."""
     settings = load_settings()
     base = default_base(settings)
-    for provider in settings.registry:
-        click.echo(
-            f"{provider.slug:<12} {base}/{provider.slug}{provider.sdk_path:<4}  "
-            f"→ {provider.base_url}  ({provider.wire.name} format)"
-        )
+    rows = [
+        (p.slug, f"{base}/{p.slug}{p.sdk_path}", p.base_url, p.wire.name) for p in settings.registry
+    ]
+    width = max(len(url) for _, url, _, _ in rows)
+    for slug, url, upstream, wire in rows:
+        click.echo(f"{slug:<12} {url:<{width}}  → {upstream}  ({wire} format)")
 
 
 _SHELLS = {

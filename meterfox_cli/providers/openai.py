@@ -157,9 +157,7 @@ def usage_from(usage: dict[str, object]) -> Usage:
         cached = as_int(usage.get("prompt_cache_hit_tokens"))
     else:
         cached = as_int(dig(usage, "prompt_tokens_details", "cached_tokens"))
-    output, reasoning = _output_with_hidden_reasoning(
-        prompt, completion, total, reasoning, beside
-    )
+    output, reasoning = _output_with_hidden_reasoning(prompt, completion, total, reasoning, beside)
     units = _units(
         input_audio_tokens=dig(usage, "prompt_tokens_details", "audio_tokens"),
         output_audio_tokens=dig(usage, "completion_tokens_details", "audio_tokens"),
