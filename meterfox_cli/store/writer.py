@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -25,8 +25,6 @@ from meterfox_cli.store.db import connect
 from meterfox_cli.store.migrations import transaction
 
 log = logging.getLogger("meterfox.writer")
-
-_STOP = object()
 
 # How long a record may wait for others to share its transaction. One commit per request costs
 # far more than the insert; this is also the longest a SIGKILL can take records with it (plus
@@ -103,7 +101,11 @@ class RecordWriter:
         self._batch_size = batch_size
         self._batch_interval_s = batch_interval_s
         self._retry_max_s = retry_max_s
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queue)
+        self._max_queue = max_queue
+        # A deque, not a queue.Queue: append and popleft are atomic under the GIL, so submitting
+        # takes no lock and wakes no thread; the writer looks every batch interval instead.
+        self._pending: deque[UsageRecord] = deque()
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="meterfox-writer", daemon=True)
         self._deadline: float | None = None
         self.written = 0
@@ -112,7 +114,7 @@ class RecordWriter:
 
     @property
     def queued(self) -> int:
-        return self._queue.qsize()
+        return len(self._pending)
 
     def start(self) -> None:
         connect(self._db_path).close()  # create and migrate now, so errors surface at start-up
@@ -121,17 +123,17 @@ class RecordWriter:
     def submit(self, record: UsageRecord) -> None:
         """Queue a record without blocking. A full queue (the disk has refused writes for a
         long time) drops the record and counts it: forwarding never stops for storage."""
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
+        if len(self._pending) >= self._max_queue:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.error("record queue full: %d records dropped so far", self.dropped)
+            return
+        self._pending.append(record)
 
     def close(self, timeout: float = 30.0) -> None:
         """Commit everything queued, then stop. Blocks: call it off the event loop."""
         self._deadline = time.monotonic() + timeout
-        self._queue.put(_STOP)
+        self._stop.set()
         self._thread.join(timeout + 1)
 
     def _run(self) -> None:
@@ -139,34 +141,20 @@ class RecordWriter:
         try:
             stopping = False
             while not stopping:
-                batch, stopping = self._next_batch()
-                if batch and not self._commit_with_retry(conn, batch):
-                    log.error(
-                        "gave up on %d records at shutdown: database refused writes", len(batch)
-                    )
-            remaining = self._queue.qsize()
-            if remaining:
-                log.error("%d records were not written before shutdown", remaining)
+                stopping = self._stop.wait(self._batch_interval_s)
+                while self._pending:
+                    batch = self._take()
+                    if not self._commit_with_retry(conn, batch):
+                        log.error("gave up on %d records: database refused writes", len(batch))
+                        break
+            if self._pending:
+                log.error("%d records were not written before shutdown", len(self._pending))
         finally:
             conn.close()
 
-    def _next_batch(self) -> tuple[list[UsageRecord], bool]:
-        """Wait for a record, let more gather for one batch interval, take up to a batch."""
-        first = self._queue.get()
-        if first is _STOP:
-            return [], True
-        if self._deadline is None:  # not shutting down
-            time.sleep(self._batch_interval_s)
-        batch = [first]
-        while len(batch) < self._batch_size:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is _STOP:
-                return batch, True
-            batch.append(item)
-        return batch, False
+    def _take(self) -> list[UsageRecord]:
+        pending = self._pending
+        return [pending.popleft() for _ in range(min(self._batch_size, len(pending)))]
 
     def _commit_with_retry(self, conn: sqlite3.Connection, batch: list[UsageRecord]) -> bool:
         rows = [(record, self._price(record)) for record in batch]
