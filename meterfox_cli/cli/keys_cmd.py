@@ -274,8 +274,8 @@ def _render_table(listings) -> None:
     from meterfox_cli.keys.budget import format_usd
 
     table = Table(box=None, header_style="bold")
-    for column in ("name", "key", "providers", "created", "last used", "spend", "budget"):
-        table.add_column(column)
+    for column in ("name", "key", "providers", "created", "last used", "spent", "budget"):
+        table.add_column(column, no_wrap=column in ("name", "key"))
     table.add_column("status")
     colours = {"active": "green", "revoked": "red", "expired": "yellow"}
     for item in listings:
@@ -284,13 +284,14 @@ def _render_table(listings) -> None:
             key.name,
             f"{key.prefix}…",
             ", ".join(key.providers) or "any",
-            _when(key.created_at),
+            _when(key.created_at)[:10],
             _when(item.last_used),
             f"{format_usd(item.spend_nanousd)} this {item.spend_period}",
             str(key.budget) if key.budget else "-",
             f"[{colours[item.status]}]{item.status}[/]",
         )
-    Console().print(table)
+    # Piped output is not cut to 80 columns: a prefix must stay whole to be recognised.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 COMMANDS = [keys]

@@ -7,11 +7,13 @@ Unpriced requests count as zero: a budget can only be as exact as the prices beh
 
 from __future__ import annotations
 
+import math
 import re
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from datetime import time as dt_time
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
@@ -69,26 +71,37 @@ def parse_budget(text: str) -> Budget:
 
 def period_start(period: Period, now: float) -> float:
     """Unix time of the start of the local calendar day / week (Monday) / month holding `now`."""
-    local = datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0, microsecond=0)
-    if period is Period.WEEK:
-        local -= timedelta(days=local.weekday())
-    elif period is Period.MONTH:
-        local = local.replace(day=1)
-    return local.timestamp()
+    return _midnight(_first_day(period, now))
 
 
 def next_period_start(period: Period, now: float) -> float:
     """Unix time the next period begins (when a spent budget is available again)."""
-    start = datetime.fromtimestamp(period_start(period, now))
+    first = _first_day(period, now)
     if period is Period.DAY:
-        following = start + timedelta(days=1)
+        following = first + timedelta(days=1)
     elif period is Period.WEEK:
-        following = start + timedelta(days=7)
-    elif start.month == 12:
-        following = start.replace(year=start.year + 1, month=1)
+        following = first + timedelta(days=7)
+    elif first.month == 12:
+        following = first.replace(year=first.year + 1, month=1)
     else:
-        following = start.replace(month=start.month + 1)
-    return following.timestamp()  # naive local time: wall-clock midnight across DST changes
+        following = first.replace(month=first.month + 1)
+    return _midnight(following)
+
+
+def _first_day(period: Period, now: float) -> date:
+    # Whole seconds: fromtimestamp rounds to microseconds, which can carry 23:59:59.9999995
+    # into the next day.
+    day = datetime.fromtimestamp(math.floor(now)).date()
+    if period is Period.WEEK:
+        return day - timedelta(days=day.weekday())
+    if period is Period.MONTH:
+        return day.replace(day=1)
+    return day
+
+
+def _midnight(day: date) -> float:
+    """The first instant of a local day (where DST skips midnight, the end of the gap)."""
+    return datetime.combine(day, dt_time()).timestamp()
 
 
 def format_usd(nanousd: int) -> str:

@@ -182,9 +182,12 @@ def test_decide_does_no_io(setup):
     recording = threading.Event()
 
     def audit(event: str, args: tuple) -> None:
-        if recording.is_set() and threading.get_ident() == me:
-            if event.split(".")[0] in ("open", "os", "socket", "sqlite3", "subprocess", "shutil"):
-                seen.append(event)
+        if (
+            recording.is_set()
+            and threading.get_ident() == me
+            and event.split(".")[0] in ("open", "os", "socket", "sqlite3", "subprocess", "shutil")
+        ):
+            seen.append(event)
 
     def profile(frame, event, arg) -> None:
         name = blocking_call(event, frame, arg)

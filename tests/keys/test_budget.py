@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from meterfox_cli.errors import KeyError_
@@ -55,18 +58,41 @@ def test_budget_renders_as_it_is_written():
 instants = st.floats(min_value=978_307_200, max_value=4_070_908_800, allow_nan=False)
 
 
-@given(now=instants, period=st.sampled_from(list(Period)))
-def test_every_instant_is_inside_exactly_its_period(now, period):
-    start, end = period_start(period, now), next_period_start(period, now)
-    assert start <= now < end
-    local = datetime.fromtimestamp(start)
-    assert (local.hour, local.minute, local.second) == (0, 0, 0)
-    if period is Period.WEEK:
-        assert local.weekday() == 0
-    if period is Period.MONTH:
-        assert local.day == 1
-    # The next period starts where this one ends.
-    assert period_start(period, end) == end
+# Zones with DST, a 30-minute DST (Lord Howe), and DST switching at midnight (Santiago).
+ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "America/Santiago"]
+
+
+@contextmanager
+def local_zone(zone: str) -> Iterator[None]:
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = zone
+    time.tzset()
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
+
+
+@given(now=instants, period=st.sampled_from(list(Period)), zone=st.sampled_from(ZONES))
+@example(now=4_070_908_799.9999995, period=Period.DAY, zone="UTC")  # rounds up to midnight
+@example(now=1_757_217_600.5, period=Period.DAY, zone="America/Santiago")  # DST at 00:00
+def test_every_instant_is_inside_exactly_its_period(now, period, zone):
+    with local_zone(zone):
+        start, end = period_start(period, now), next_period_start(period, now)
+        assert start <= now < end
+        local = datetime.fromtimestamp(start)
+        if period is Period.WEEK:
+            assert local.weekday() == 0
+        if period is Period.MONTH:
+            assert local.day == 1
+        # Midnight, or the first instant of the day where DST skips midnight.
+        assert local.hour == 0 or datetime.fromtimestamp(start - 1).date() < local.date()
+        # The next period starts where this one ends.
+        assert period_start(period, end) == end
 
 
 @pytest.fixture

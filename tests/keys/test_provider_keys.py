@@ -6,6 +6,7 @@ way users select them (PYTHON_KEYRING_BACKEND, keyring's config file), in the te
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import threading
@@ -161,7 +162,7 @@ def test_each_write_uses_a_fresh_nonce():
 
 def test_a_wrong_passphrase_is_refused_with_what_to_do():
     file_store().set("openai", OPENAI_KEY)
-    with pytest.raises(KeyError_, match="passphrase does not open .* check METERFOX_PASSPHRASE"):
+    with pytest.raises(KeyError_, match=r"passphrase does not open .* check METERFOX_PASSPHRASE"):
         file_store("not the passphrase").get("openai")
 
 
@@ -185,9 +186,9 @@ def test_tampering_is_detected(part):
     if part == "header":
         document["header"]["kdf"]["p"] = 2
     else:
-        blob = bytearray(__import__("base64").b64decode(document["ciphertext"]))
+        blob = bytearray(base64.b64decode(document["ciphertext"]))
         blob[0] ^= 1
-        document["ciphertext"] = __import__("base64").b64encode(bytes(blob)).decode()
+        document["ciphertext"] = base64.b64encode(bytes(blob)).decode()
     store.path.write_text(json.dumps(document))
     with pytest.raises(KeyError_):
         file_store().get("openai")

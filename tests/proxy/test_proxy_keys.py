@@ -237,8 +237,9 @@ async def test_each_credential_form_is_kept(keyed, provider, path, how):
         headers[how] = secret
     async with (
         aiohttp.ClientSession() as session,
-        session.post(keyed.proxy.base(provider) + path, params=query, data=b"{}", headers=headers)
-        as response,
+        session.post(
+            keyed.proxy.base(provider) + path, params=query, data=b"{}", headers=headers
+        ) as response,
     ):
         assert response.status == 200
     [received] = keyed.proxy.upstream.received
