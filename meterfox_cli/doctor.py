@@ -13,10 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from meterfox_cli.config import load_config
 from meterfox_cli.errors import MeterFoxError
 from meterfox_cli.paths import resolve_paths
+
+if TYPE_CHECKING:
+    from meterfox_cli.keys.provider_keys import EncryptedFileStore, StoredKey
 
 
 class Level(StrEnum):
@@ -163,7 +167,9 @@ def _key_store_checks(data_dir: Path, db_path: Path, env: Mapping[str, str]) -> 
     return checks
 
 
-def _file_check(file_store, env: Mapping[str, str], passphrase_env: str) -> Check:
+def _file_check(
+    file_store: EncryptedFileStore, env: Mapping[str, str], passphrase_env: str
+) -> Check:
     path = file_store.path
     if not path.exists():
         return Check("key file", Level.INFO, f"{path} (created by the first `meterfox keys set`)")
@@ -181,7 +187,7 @@ def _file_check(file_store, env: Mapping[str, str], passphrase_env: str) -> Chec
     return Check("key file", Level.OK, f"{path} opens with {passphrase_env}: {count} keys")
 
 
-def _stored(db_path: Path) -> list:
+def _stored(db_path: Path) -> list[StoredKey]:
     from meterfox_cli.keys.provider_keys import stored_keys
 
     if not db_path.exists():

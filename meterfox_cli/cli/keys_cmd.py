@@ -9,11 +9,16 @@ import sys
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import click
 
 from meterfox_cli.cli.common import Settings, default_base, load_settings
 from meterfox_cli.errors import KeyError_
+
+if TYPE_CHECKING:
+    from meterfox_cli.keys.provider_keys import StoreChoice
+    from meterfox_cli.keys.proxy_keys import KeyListing, NewKey
 
 MAX_KEY_CHARS = 16 * 1024
 
@@ -184,7 +189,7 @@ def _session() -> Iterator[tuple[Settings, sqlite3.Connection]]:
         conn.close()
 
 
-def _store_choice(settings: Settings):
+def _store_choice(settings: Settings) -> StoreChoice:
     from meterfox_cli.keys.provider_keys import choose_store
 
     return choose_store(settings.paths.data_dir, prompt_passphrase)
@@ -222,7 +227,7 @@ def _read_secret(slug: str) -> str:
     return secret
 
 
-def _show_new_key(settings: Settings, new, verb: str) -> None:
+def _show_new_key(settings: Settings, new: NewKey, verb: str) -> None:
     key = new.key
     click.echo(new.secret)
     rules = [f"providers: {', '.join(key.providers) or 'any'}"]
@@ -248,7 +253,7 @@ def _store_name(store_id: str) -> str:
     return "encrypted file" if store_id == "file" else store_id.replace("keyring:", "keyring ")
 
 
-def _listing_dict(item) -> dict[str, object]:
+def _listing_dict(item: KeyListing) -> dict[str, object]:
     key = item.key
     return {
         "name": key.name,
@@ -267,7 +272,7 @@ def _listing_dict(item) -> dict[str, object]:
     }
 
 
-def _render_table(listings) -> None:
+def _render_table(listings: list[KeyListing]) -> None:
     from rich.console import Console
     from rich.table import Table
 

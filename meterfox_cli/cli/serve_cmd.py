@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from meterfox_cli.cli.common import load_settings, parse_upstreams
+from meterfox_cli.cli.common import Settings, load_settings, parse_upstreams
+
+if TYPE_CHECKING:
+    from meterfox_cli.keys.authorizer import KeyAuthorizer
 
 
 @click.command()
@@ -72,7 +77,7 @@ def serve(
     asyncio.run(run_server(app, host, port, on_ready=ready))
 
 
-def _key_authorizer(settings, require: bool):
+def _key_authorizer(settings: Settings, require: bool) -> KeyAuthorizer:
     """The proxy-key check, with its key store unlocked now (a prompt, if one is needed, comes
     before the server starts; the daemon never prompts later)."""
     from meterfox_cli.cli.keys_cmd import prompt_passphrase

@@ -82,6 +82,10 @@ async def test_nothing_secret_is_left_in_clear_and_every_file_is_owner_only(
                 await client.chat.completions.create(model="gpt-4o-mini", messages=messages)
         assert len(await proxy.records(6)) == 6
         assert fake.received[0].headers["Authorization"] == f"Bearer {OPENAI_KEY}"
+        # While the daemon runs, SQLite's -wal and -shm exist: owner-only too.
+        running = {path.name: mode(path) for path in files_under(meterfox_home)}
+        assert {"meterfox.db-wal", "meterfox.db-shm"} <= set(running)
+        assert set(running.values()) == {0o600}, running
     finally:
         await proxy.close_clients()
         await proxy_server.close()

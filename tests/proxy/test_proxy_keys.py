@@ -465,3 +465,60 @@ async def test_records_never_hold_a_key(keyed):
     for record in read_records(keyed.proxy.db_path):
         blob = json.dumps(dict(record))
         assert "mf-" not in blob and not any(k in blob for k in PROVIDER_KEYS.values())
+
+
+async def test_a_provider_key_goes_only_to_its_own_upstream(upstream_server, plaintext_keyring):
+    """Two upstreams: each provider's key reaches only its own, never the other's, not even
+    through a redirect or a path crafted to change the host."""
+    from aiohttp.test_utils import TestServer
+
+    from tests.fakes.upstream import FakeUpstream
+
+    fake, server = upstream_server
+    other = FakeUpstream()
+    other_server = TestServer(other.app(), host="127.0.0.1")
+    await other_server.start_server()
+    other_url = str(other_server.make_url("")).rstrip("/")
+    paths = resolve_paths()
+    paths.ensure()
+    conn = connect(paths.database)
+    choice = choose_store(paths.data_dir, env_passphrase())
+    ProviderKeys(conn, choice).set("openai", PROVIDER_KEYS["openai"])
+    ProviderKeys(conn, choice).set("other", "sk-other-TESTONLY-0005")
+    secret = create_key(conn, KeySpec("app")).secret
+    proxy, proxy_server = await start_proxy(
+        fake,
+        server,
+        authorizer=KeyAuthorizer(paths.database, choice),
+        extra_providers=(ProviderConfig("other", other_url, "openai"),),
+    )
+    headers = {"Authorization": f"Bearer {secret}"}
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def post(path: str) -> int:
+                async with session.post(
+                    proxy.url + path, json={}, headers=headers, allow_redirects=False
+                ) as response:
+                    await response.read()
+                    return response.status
+
+            assert await post("/openai/v1/chat/completions") == 200
+            assert await post("/other/v1/chat/completions") == 200
+            fake.reply = Reply(status=307, headers={"Location": other_url + "/v1/steal"})
+            assert await post("/openai/v1/chat/completions") == 307
+            for crafted in (
+                f"/openai@{other_url[7:]}/v1/chat/completions",
+                "/openai/..%2F..%2Fother/v1/chat/completions",
+                f"/openai/{other_url}/v1",
+            ):
+                await post(crafted)
+    finally:
+        await proxy_server.close()
+        await other_server.close()
+        conn.close()
+    to_openai = [r.headers.get("Authorization") for r in fake.received]
+    to_other = [r.headers.get("Authorization") for r in other.received]
+    assert set(to_openai) == {f"Bearer {PROVIDER_KEYS['openai']}"}
+    assert to_other == ["Bearer sk-other-TESTONLY-0005"]
+    assert [r.path_qs for r in other.received] == ["/v1/chat/completions"]
