@@ -350,8 +350,8 @@ def _apply_credential(
     A proxy key never goes upstream: wherever else the caller sent the same key, it is replaced
     too; any other proxy key (in a second header, a repeated one) is dropped.
     """
-    if credential is None:
-        return url
+    if credential is None or (decision.replacement is None and not is_proxy_key(credential.secret)):
+        return url  # passthrough: find_credential prefers a proxy key, so none is present
 
     def rewrite(found: Credential, value: str) -> str | None:
         if found.secret == credential.secret and decision.replacement is not None:
