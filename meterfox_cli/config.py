@@ -122,6 +122,9 @@ def config_from_dict(data: Mapping[str, object], source: str = "config") -> Conf
             raise ConfigError(f'{source}: [providers.{slug}] needs base_url = "https://…"')
         fmt = table.get("format")
         providers.append(ProviderConfig(slug, table["base_url"], str(fmt) if fmt else None))
+    require_proxy_key = server.get("require_proxy_key")
+    if require_proxy_key is not None and not isinstance(require_proxy_key, bool):
+        raise ConfigError(f"{source}: [server] require_proxy_key must be true or false")
     try:
         return Config(
             host=str(server.get("host", DEFAULT_HOST)),
@@ -129,7 +132,7 @@ def config_from_dict(data: Mapping[str, object], source: str = "config") -> Conf
             providers=tuple(providers),
             timeouts=Timeouts(**{k: float(v) for k, v in timeouts.items()}),
             max_body_bytes=int(server.get("max_body_bytes", 32 * 1024 * 1024)),
-            require_proxy_key=server.get("require_proxy_key"),
+            require_proxy_key=require_proxy_key,
             pricing=pricing_from_dict(data, source),
         )
     except (TypeError, ValueError) as exc:

@@ -22,9 +22,17 @@ from tests.fakes.upstream import FakeUpstream
 
 @pytest.fixture(autouse=True)
 def meterfox_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own METERFOX_HOME: no test touches the user's real state."""
+    """Every test gets its own METERFOX_HOME: no test touches the user's real state.
+
+    keyring's state moves too (its file backends and config live under the XDG dirs), and no
+    keyring backend or passphrase leaks in from the environment running the tests.
+    """
     home = tmp_path / "mfhome"
     monkeypatch.setenv("METERFOX_HOME", str(home))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.delenv("PYTHON_KEYRING_BACKEND", raising=False)
+    monkeypatch.delenv("METERFOX_PASSPHRASE", raising=False)
     return home
 
 
@@ -125,7 +133,8 @@ async def start_proxy(
         max_body_bytes=max_body_bytes,
     )
     server = TestServer(app, host="127.0.0.1", handler_cancellation=True)
-    await server.start_server()
+    # No access log, as `meterfox serve` runs it: a `?key=` would otherwise be logged.
+    await server.start_server(access_log=None)
     proxy = Proxy(
         url=str(server.make_url("")).rstrip("/"),
         upstream=upstream,
@@ -151,3 +160,25 @@ async def proxy(upstream_server) -> AsyncIterator[Proxy]:
     yield proxy
     await proxy.close_clients()
     await proxy_server.close()
+
+
+# --- keys: real keyring backends, in the test's own XDG dirs --------------------------------
+
+PLAINTEXT_KEYRING = "keyrings.alt.file.PlaintextKeyring"
+NULL_KEYRING = "keyring.backends.null.Keyring"
+TEST_PASSPHRASE = "correct horse battery staple"
+
+
+@pytest.fixture
+def plaintext_keyring(monkeypatch: pytest.MonkeyPatch) -> str:
+    """keyrings.alt's file backend (a real keyring backend), in this test's XDG_DATA_HOME."""
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", PLAINTEXT_KEYRING)
+    return PLAINTEXT_KEYRING
+
+
+@pytest.fixture
+def encrypted_file_store(monkeypatch: pytest.MonkeyPatch) -> str:
+    """No keyring (keyring's null backend, as on a headless box told so): the encrypted file."""
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", NULL_KEYRING)
+    monkeypatch.setenv("METERFOX_PASSPHRASE", TEST_PASSPHRASE)
+    return TEST_PASSPHRASE

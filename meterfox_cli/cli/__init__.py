@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from meterfox_cli import __version__
-from meterfox_cli.cli import info, pricing_cmd, report_cmd, serve_cmd
+from meterfox_cli.cli import doctor_cmd, info, keys_cmd, pricing_cmd, report_cmd, serve_cmd
 from meterfox_cli.errors import MeterFoxError
 
 
@@ -39,5 +39,7 @@ for command in (
     *info.COMMANDS,
     *report_cmd.COMMANDS,
     *pricing_cmd.COMMANDS,
+    *keys_cmd.COMMANDS,
+    *doctor_cmd.COMMANDS,
 ):
     main.add_command(command)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from meterfox_cli.cli.common import load_settings, parse_upstreams, price_book
+from meterfox_cli.cli.common import Settings, load_settings, parse_upstreams, price_book
+
+if TYPE_CHECKING:
+    from meterfox_cli.keys.authorizer import KeyAuthorizer
 
 
 @click.command()
@@ -17,7 +22,18 @@ from meterfox_cli.cli.common import load_settings, parse_upstreams, price_book
     metavar="NAME=URL",
     help="Send provider NAME to URL instead of its public API (repeatable).",
 )
-def serve(host: str | None, port: int | None, upstreams: tuple[str, ...]) -> None:
+@click.option(
+    "--require-proxy-key/--allow-passthrough",
+    "require_proxy_key",
+    default=None,
+    help="Refuse requests without a MeterFox proxy key (default: on unless --host is loopback).",
+)
+def serve(
+    host: str | None,
+    port: int | None,
+    upstreams: tuple[str, ...],
+    require_proxy_key: bool | None,
+) -> None:
     """Run the proxy in the foreground until Ctrl-C (or SIGTERM).
 
     Every call passes through unchanged; MeterFox records only metadata: provider, model,
@@ -27,6 +43,7 @@ def serve(host: str | None, port: int | None, upstreams: tuple[str, ...]) -> Non
     import logging
 
     from meterfox_cli.proxy.app import make_app
+    from meterfox_cli.proxy.server import exposure_warning, requires_proxy_key
     from meterfox_cli.proxy.server import serve as run_server
     from meterfox_cli.store.writer import RecordWriter
 
@@ -40,9 +57,13 @@ def serve(host: str | None, port: int | None, upstreams: tuple[str, ...]) -> Non
     settings.paths.ensure()
     book = price_book(settings)
     book.warm()  # load the price data now, not while the first requests are in flight
+    require = requires_proxy_key(host, require_proxy_key, config.require_proxy_key)
+    for line in exposure_warning(host, port, require):
+        click.secho(line, err=True, fg="red", bold=True)
     app = make_app(
         registry=settings.registry,
         writer=RecordWriter(settings.paths.database, pricer=book),
+        authorizer=_key_authorizer(settings, require),
         timeouts=config.timeouts,
         max_body_bytes=config.max_body_bytes,
     )
@@ -51,9 +72,40 @@ def serve(host: str | None, port: int | None, upstreams: tuple[str, ...]) -> Non
         click.echo(f"MeterFox {base}  (database: {settings.paths.database})")
         for provider in settings.registry:
             click.echo(f"  {provider.slug:<12} {base}/{provider.slug}{provider.sdk_path}")
+        if require:
+            click.echo("Requests must carry a MeterFox proxy key (mf-…).", err=True)
         click.echo("Press Ctrl-C to stop.", err=True)
 
     asyncio.run(run_server(app, host, port, on_ready=ready))
+
+
+def _key_authorizer(settings: Settings, require: bool) -> KeyAuthorizer:
+    """The proxy-key check, with its key store unlocked now (a prompt, if one is needed, comes
+    before the server starts; the daemon never prompts later)."""
+    from meterfox_cli.cli.keys_cmd import prompt_passphrase
+    from meterfox_cli.errors import MeterFoxError
+    from meterfox_cli.keys.authorizer import KeyAuthorizer
+    from meterfox_cli.keys.provider_keys import (
+        FILE_STORE,
+        choose_store,
+        env_passphrase,
+        stored_keys,
+    )
+    from meterfox_cli.store.db import connect
+
+    choice = choose_store(settings.paths.data_dir, env_passphrase())
+    conn = connect(settings.paths.database)
+    try:
+        in_file = any(entry.store == FILE_STORE for entry in stored_keys(conn))
+    finally:
+        conn.close()
+    file_store = choice.file_store
+    if in_file or file_store.path.exists():
+        try:
+            file_store.unlock(prompt_passphrase)
+        except MeterFoxError as exc:
+            click.secho(f"meterfox: provider keys unavailable: {exc}", err=True, fg="yellow")
+    return KeyAuthorizer(settings.paths.database, choice, require_proxy_key=require)
 
 
 COMMANDS = [serve]

@@ -35,6 +35,7 @@ def make_app(
         max_body_bytes=max_body_bytes,
     )
     app.cleanup_ctx.append(_writer_ctx)
+    app.cleanup_ctx.append(_authorizer_ctx)
     app.cleanup_ctx.append(_session_ctx)
     app.router.add_get("/_meterfox/health", health)
     app.router.add_route("*", "/_meterfox/{rest:.*}", not_found)
@@ -60,6 +61,15 @@ async def _writer_ctx(app: web.Application) -> AsyncIterator[None]:
     await asyncio.get_running_loop().run_in_executor(None, writer.start)
     yield
     await asyncio.get_running_loop().run_in_executor(None, writer.close)
+
+
+async def _authorizer_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Let the authorizer load its keys (blocking reads) and stop its refresher, off the loop."""
+    authorizer = app[STATE].authorizer
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, authorizer.start)
+    yield
+    await loop.run_in_executor(None, authorizer.close)
 
 
 async def health(request: web.Request) -> web.Response:

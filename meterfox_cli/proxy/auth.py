@@ -18,6 +18,7 @@ CREDENTIAL_HEADERS: tuple[str, ...] = (
     "api-key",
 )
 QUERY_KEY = "key"
+PROXY_KEY_PREFIX = "mf-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,23 +50,63 @@ class Decision:
 PASSTHROUGH = Decision(PASSTHROUGH_KEY)
 
 
-def find_credential(headers: Mapping[str, str], query: Mapping[str, str]) -> Credential | None:
+def is_proxy_key(secret: str) -> bool:
+    return secret.startswith(PROXY_KEY_PREFIX)
+
+
+def find_credentials(headers: Mapping[str, str], query: Mapping[str, str]) -> list[Credential]:
+    """Every credential the caller sent (every value of a repeated header), in
+    CREDENTIAL_HEADERS order, then `?key=`."""
+    found = []
     for name in CREDENTIAL_HEADERS:
-        value = headers.get(name)
+        for value in _all(headers, name):
+            if value:
+                found.append(parse_credential(name, value))
+    for value in _all(query, QUERY_KEY):
         if value:
-            prefix = ""
-            if name == "authorization":
-                scheme, _, rest = value.partition(" ")
-                if rest:
-                    prefix, value = f"{scheme} ", rest.strip()
-            return Credential(name, prefix, value)
-    if query.get(QUERY_KEY):
-        return Credential("?" + QUERY_KEY, "", query[QUERY_KEY])
-    return None
+            found.append(Credential("?" + QUERY_KEY, "", value))
+    return found
+
+
+def parse_credential(header: str, value: str) -> Credential:
+    """The secret in one header value: after the scheme for `Authorization`."""
+    prefix = ""
+    if header == "authorization":
+        scheme, _, rest = value.partition(" ")
+        if rest:
+            prefix, value = f"{scheme} ", rest.strip()
+    return Credential(header, prefix, value)
+
+
+def _all(mapping: Mapping[str, str], name: str) -> list[str]:
+    getall = getattr(mapping, "getall", None)
+    if getall is not None:
+        return list(getall(name, ()))
+    value = mapping.get(name)
+    return [value] if value else []
+
+
+def find_credential(headers: Mapping[str, str], query: Mapping[str, str]) -> Credential | None:
+    """The caller's credential: a MeterFox proxy key wherever it is, else the first found."""
+    found = find_credentials(headers, query)
+    for credential in found:
+        if is_proxy_key(credential.secret):
+            return credential
+    return found[0] if found else None
 
 
 class Authorizer:
-    """Decides per request. The base class passes every caller's own credential through."""
+    """Decides per request. The base class passes every caller's own credential through.
+
+    `decide` runs on the event loop for every request: it must not block (no keyring, no
+    SQLite). `start` and `close` run once, off the loop, around the app's life.
+    """
+
+    def start(self) -> None:
+        """Load what `decide` needs; called off the event loop before the first request."""
+
+    def close(self) -> None:
+        """Stop any background work; called off the event loop at shutdown."""
 
     def decide(self, provider_slug: str, credential: Credential | None) -> Decision:
         return PASSTHROUGH

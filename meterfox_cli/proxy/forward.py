@@ -22,7 +22,15 @@ from yarl import URL
 from meterfox_cli.config import Timeouts
 from meterfox_cli.providers.base import BodyTap, RequestPlan, WireFormat
 from meterfox_cli.providers.registry import Provider
-from meterfox_cli.proxy.auth import Credential, Decision, find_credential
+from meterfox_cli.proxy.auth import (
+    CREDENTIAL_HEADERS,
+    QUERY_KEY,
+    Credential,
+    Decision,
+    find_credential,
+    is_proxy_key,
+    parse_credential,
+)
 from meterfox_cli.proxy.headers import (
     REQUEST_ID_HEADER,
     client_response_headers,
@@ -38,6 +46,8 @@ log = logging.getLogger("meterfox.proxy")
 _JSON_TYPES = ("application/json", "text/json", "")
 _DECODABLE = {"gzip": 47, "x-gzip": 47, "deflate": 47}  # zlib wbits: 32 + 15 = auto-detect
 _SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+# A refusal (bad key, spent budget) gives the same answer on retry: tell SDKs that honour it.
+_NO_RETRY = {"x-should-retry": "false"}
 
 
 class ClientGone(Exception):
@@ -140,6 +150,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
             decision.message or "refused",
             decision.error_kind or "invalid_api_key",
             request_id,
+            headers=_NO_RETRY,
         )
     headers = upstream_request_headers(request.headers)
     url = _apply_credential(headers, url, credential, decision)
@@ -297,7 +308,12 @@ def _decode(decoder: zlib._Decompress, chunk: bytes) -> bytes:
 
 
 def error_response(
-    wire: WireFormat | None, status: int, message: str, kind: str, request_id: str
+    wire: WireFormat | None,
+    status: int,
+    message: str,
+    kind: str,
+    request_id: str,
+    headers: dict[str, str] | None = None,
 ) -> web.Response:
     """An error the caller's SDK parses: in its wire format's shape (OpenAI's when unknown)."""
     if wire is not None:
@@ -308,7 +324,7 @@ def error_response(
         status=status,
         body=json.dumps(body).encode(),
         content_type="application/json",
-        headers={REQUEST_ID_HEADER: request_id},
+        headers={**(headers or {}), REQUEST_ID_HEADER: request_id},
     )
 
 
@@ -343,15 +359,35 @@ def _upstream_url(provider: Provider, rest_raw: str) -> URL | None:
 def _apply_credential(
     headers: CIMultiDict[str], url: URL, credential: Credential | None, decision: Decision
 ) -> URL:
-    """Put the provider key where the caller put its proxy key, in the same form."""
-    if credential is None or decision.replacement is None:
+    """Put the provider key where the caller put its proxy key, in the same form.
+
+    A proxy key never goes upstream: wherever else the caller sent the same key, it is replaced
+    too; any other proxy key (in a second header, a repeated one) is dropped.
+    """
+    if credential is None or (decision.replacement is None and not is_proxy_key(credential.secret)):
+        return url  # passthrough: find_credential prefers a proxy key, so none is present
+
+    def rewrite(found: Credential, value: str) -> str | None:
+        if found.secret == credential.secret and decision.replacement is not None:
+            return found.prefix + decision.replacement
+        return None if is_proxy_key(found.secret) else value
+
+    header_items = [
+        (name, rewrite(parse_credential(name.lower(), value), value))
+        if name.lower() in CREDENTIAL_HEADERS
+        else (name, value)
+        for name, value in headers.items()
+    ]
+    if header_items != list(headers.items()):
+        headers.clear()
+        headers.extend((name, value) for name, value in header_items if value is not None)
+    query_items = [
+        (name, rewrite(Credential("?" + name, "", value), value) if name == QUERY_KEY else value)
+        for name, value in url.query.items()
+    ]
+    if query_items == list(url.query.items()):
         return url
-    if credential.location.startswith("?"):
-        query = MultiDict(url.query)
-        query[credential.location[1:]] = decision.replacement
-        return url.with_query(query)
-    headers[credential.location] = credential.prefix + decision.replacement
-    return url
+    return url.with_query(MultiDict((n, v) for n, v in query_items if v is not None))
 
 
 class BodyTooLarge(Exception):

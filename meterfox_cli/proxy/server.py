@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import logging
 import signal
 from collections.abc import Callable
@@ -61,6 +62,47 @@ async def _wait_for_stop_signal() -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def is_loopback(host: str) -> bool:
+    """Only `localhost` and loopback addresses count; any other name may resolve anywhere."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def requires_proxy_key(host: str, flag: bool | None, configured: bool | None) -> bool:
+    """The flag, else the config's `[server] require_proxy_key`, else on beyond loopback."""
+    if flag is not None:
+        return flag
+    if configured is not None:
+        return configured
+    return not is_loopback(host)
+
+
+def exposure_warning(host: str, port: int, require_proxy_key: bool) -> list[str]:
+    """What `serve` prints when it binds beyond loopback (nothing on loopback)."""
+    if is_loopback(host):
+        return []
+    lines = [
+        f"WARNING: MeterFox is listening on {host}:{port}, beyond this machine's loopback.",
+        f"  Anyone who can reach port {port} can send requests through it.",
+    ]
+    if require_proxy_key:
+        lines.append("  Only MeterFox proxy keys are accepted (callers' own keys are refused).")
+    else:
+        lines.append(
+            "  Callers' own keys are passed through (--allow-passthrough): anyone who reaches "
+            "the port can use MeterFox as a relay to your providers."
+        )
+    lines.append(
+        "  MeterFox speaks plain HTTP: keys cross the network readable. Bind to 127.0.0.1, or "
+        "put it behind a private network or a TLS reverse proxy."
+    )
+    return lines
 
 
 def _url_host(host: str) -> str:

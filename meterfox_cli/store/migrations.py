@@ -92,9 +92,52 @@ def m002_native_dedupe(conn: sqlite3.Connection) -> None:
     )
 
 
+def m003_keys(conn: sqlite3.Connection) -> None:
+    """Proxy keys (a SHA-256 hash, never the key), the index of stored provider keys (never the
+    key: that is in the keyring or the encrypted file), and a version counter that triggers bump
+    on every change, so a running daemon notices a revocation with one cheap read."""
+    _run(
+        conn,
+        """
+        CREATE TABLE proxy_keys (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            prefix TEXT NOT NULL,
+            key_hash BLOB NOT NULL UNIQUE,
+            providers TEXT NOT NULL DEFAULT '[]',
+            tags TEXT NOT NULL DEFAULT '[]',
+            created_at REAL NOT NULL,
+            expires_at REAL,
+            revoked_at REAL,
+            budget_nanousd INTEGER,
+            budget_period TEXT
+        );
+        CREATE UNIQUE INDEX proxy_keys_live_name ON proxy_keys (name) WHERE revoked_at IS NULL;
+        CREATE TABLE provider_keys (
+            provider TEXT PRIMARY KEY,
+            store TEXT NOT NULL,
+            set_at REAL NOT NULL
+        );
+        CREATE TABLE key_state (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            version INTEGER NOT NULL
+        );
+        INSERT INTO key_state (id, version) VALUES (1, 0);
+        CREATE INDEX requests_key_ts ON requests (key_name, ts);
+        """,
+    )
+    for table in ("proxy_keys", "provider_keys"):
+        for event in ("INSERT", "UPDATE", "DELETE"):
+            conn.execute(
+                f"CREATE TRIGGER {table}_{event.lower()}_bumps AFTER {event} ON {table} "
+                "BEGIN UPDATE key_state SET version = version + 1 WHERE id = 1; END"
+            )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_requests", m001_requests),
     ("002_native_dedupe", m002_native_dedupe),
+    ("003_keys", m003_keys),
 ]
 
 

@@ -1,0 +1,302 @@
+"""`meterfox keys …`: provider keys in the keyring, proxy keys for apps, budgets."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+import click
+
+from meterfox_cli.cli.common import Settings, default_base, load_settings
+from meterfox_cli.errors import KeyError_
+
+if TYPE_CHECKING:
+    from meterfox_cli.keys.provider_keys import StoreChoice
+    from meterfox_cli.keys.proxy_keys import KeyListing, NewKey
+
+MAX_KEY_CHARS = 16 * 1024
+
+
+@click.group()
+def keys() -> None:
+    """Provider keys (kept in the OS keyring) and the proxy keys apps use instead.
+
+    An app given a proxy key never holds the provider key: MeterFox swaps it in on the way out,
+    records the request under the proxy key's name, and refuses it the moment it is revoked.
+    """
+
+
+@keys.command("set")
+@click.argument("provider")
+def set_key(provider: str) -> None:
+    """Store PROVIDER's API key: typed at a hidden prompt, or piped in.
+
+    echo "$OPENAI_API_KEY" | meterfox keys set openai
+    """
+    from meterfox_cli.keys.provider_keys import ProviderKeys
+
+    with _session() as (settings, conn):
+        slug = _provider_slug(settings, provider)
+        choice = _store_choice(settings)
+        secret = _read_secret(slug)
+        store = ProviderKeys(conn, choice).set(slug, secret)
+    click.echo(f"Stored the {slug} key in the {store.label}.")
+    click.echo("A running `meterfox serve` uses it within a second.", err=True)
+
+
+@keys.command("unset")
+@click.argument("provider")
+def unset_key(provider: str) -> None:
+    """Delete PROVIDER's stored API key."""
+    from meterfox_cli.keys.provider_keys import ProviderKeys
+
+    with _session() as (settings, conn):
+        slug = _provider_slug(settings, provider)
+        removed = ProviderKeys(conn, _store_choice(settings)).unset(slug)
+    if not removed:
+        raise KeyError_(f"no {slug} key is stored: `meterfox keys providers` lists them")
+    click.echo(f"Deleted the {slug} key.")
+
+
+@keys.command("providers")
+def list_providers() -> None:
+    """List the providers that have a stored key (never the key)."""
+    from meterfox_cli.keys.provider_keys import stored_keys
+
+    with _session() as (_settings, conn):
+        stored = stored_keys(conn)
+    if not stored:
+        click.echo("No provider keys stored: `meterfox keys set PROVIDER` adds one.")
+    for entry in stored:
+        click.echo(f"{entry.provider:<12} {_when(entry.set_at):<17} {_store_name(entry.store)}")
+
+
+@keys.command("create")
+@click.argument("name")
+@click.option(
+    "--provider",
+    "providers",
+    multiple=True,
+    help="A provider the key may call (repeatable; default: every provider).",
+)
+@click.option("--expires", default=None, help="Lifetime: 30d, 12h, 2w (default: never).")
+@click.option("--budget", default=None, help="Spend limit: 25/month, 2/day, 10/week (USD).")
+@click.option("--tag", "tags", multiple=True, metavar="NAME=VALUE", help="Tag every request.")
+def create(
+    name: str,
+    providers: tuple[str, ...],
+    expires: str | None,
+    budget: str | None,
+    tags: tuple[str, ...],
+) -> None:
+    """Mint a proxy key NAME for an app, and print it (the only time it is shown).
+
+    The app uses it as its API key, with its base URL pointed at MeterFox.
+    """
+    from meterfox_cli.keys.budget import parse_budget
+    from meterfox_cli.keys.proxy_keys import (
+        KeySpec,
+        create_key,
+        parse_duration,
+        parse_tags,
+        resolve_providers,
+    )
+
+    with _session() as (settings, conn):
+        spec = KeySpec(
+            name=name,
+            providers=resolve_providers(settings.registry, providers),
+            expires_in_s=parse_duration(expires) if expires else None,
+            budget=parse_budget(budget) if budget else None,
+            tags=parse_tags(tags),
+        )
+        new = create_key(conn, spec)
+    _show_new_key(settings, new, "Created")
+
+
+@keys.command("list")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+def list_keys(fmt: str) -> None:
+    """List proxy keys: prefix, providers, last use, spend this period, budget, status."""
+    from meterfox_cli.keys.proxy_keys import list_keys as core_list
+
+    with _session() as (_settings, conn):
+        listings = core_list(conn)
+    if fmt == "json":
+        import json
+
+        click.echo(json.dumps([_listing_dict(item) for item in listings], indent=2))
+        return
+    if not listings:
+        click.echo("No proxy keys: `meterfox keys create NAME` mints one.")
+        return
+    _render_table(listings)
+
+
+@keys.command("revoke")
+@click.argument("name")
+def revoke(name: str) -> None:
+    """Revoke the key NAME: a running `meterfox serve` refuses it within a second."""
+    from meterfox_cli.keys.proxy_keys import revoke_key
+
+    with _session() as (_settings, conn):
+        key = revoke_key(conn, name)
+    click.echo(f"Revoked {key.name} ({key.prefix}…).")
+
+
+@keys.command("rotate")
+@click.argument("name")
+@click.option("--expires", default=None, help="Lifetime of the new key (default: the old one's).")
+def rotate(name: str, expires: str | None) -> None:
+    """Mint a new key under NAME (same rules) and revoke the old one."""
+    from meterfox_cli.keys.proxy_keys import parse_duration, rotate_key
+
+    with _session() as (settings, conn):
+        new = rotate_key(conn, name, parse_duration(expires) if expires else None)
+    _show_new_key(settings, new, "Rotated")
+
+
+@keys.command("budget")
+@click.argument("name")
+@click.argument("budget")
+def set_budget(name: str, budget: str) -> None:
+    """Set the key NAME's budget (25/month, 2/day, 10/week), or remove it with `none`."""
+    from meterfox_cli.keys.budget import parse_budget
+    from meterfox_cli.keys.proxy_keys import set_budget as core_set_budget
+
+    parsed = None if budget.strip().lower() == "none" else parse_budget(budget)
+    with _session() as (_settings, conn):
+        key = core_set_budget(conn, name, parsed)
+    click.echo(f"{key.name}: budget {key.budget or 'none'}.")
+
+
+@contextlib.contextmanager
+def _session() -> Iterator[tuple[Settings, sqlite3.Connection]]:
+    from meterfox_cli.store.db import connect
+
+    settings = load_settings()
+    settings.paths.ensure()
+    conn = connect(settings.paths.database)
+    try:
+        yield settings, conn
+    finally:
+        conn.close()
+
+
+def _store_choice(settings: Settings) -> StoreChoice:
+    from meterfox_cli.keys.provider_keys import choose_store
+
+    return choose_store(settings.paths.data_dir, prompt_passphrase)
+
+
+def prompt_passphrase(new: bool) -> str:
+    """METERFOX_PASSPHRASE, else a hidden prompt when there is a terminal, else a clear error."""
+    from meterfox_cli.keys.provider_keys import PASSPHRASE_ENV, env_passphrase
+
+    if os.environ.get(PASSPHRASE_ENV) or not sys.stdin.isatty():
+        return env_passphrase()(new)
+    if new:
+        click.echo("No OS keyring here: provider keys go in an encrypted file.", err=True)
+    return click.prompt(
+        "Passphrase for the MeterFox key file" + (" (new)" if new else ""),
+        hide_input=True,
+        confirmation_prompt=new,
+        err=True,
+    )
+
+
+def _provider_slug(settings: Settings, name: str) -> str:
+    provider = settings.registry.get(name.strip().lower())
+    if provider is None:
+        raise KeyError_(f"no provider named {name!r}: `meterfox providers` lists them")
+    return provider.slug
+
+
+def _read_secret(slug: str) -> str:
+    if sys.stdin.isatty():
+        return click.prompt(f"{slug} API key", hide_input=True, err=True)
+    secret = sys.stdin.read(MAX_KEY_CHARS + 1)
+    if len(secret) > MAX_KEY_CHARS:
+        raise KeyError_(f"the input is longer than any API key: pipe in the {slug} key alone")
+    return secret
+
+
+def _show_new_key(settings: Settings, new: NewKey, verb: str) -> None:
+    key = new.key
+    click.echo(new.secret)
+    rules = [f"providers: {', '.join(key.providers) or 'any'}"]
+    if key.expires_at is not None:
+        rules.append(f"expires {_when(key.expires_at)}")
+    if key.budget is not None:
+        rules.append(f"budget {key.budget}")
+    if key.tags:
+        rules.append("tags " + ", ".join(f"{k}={v}" for k, v in key.tags))
+    click.echo(f"{verb} proxy key {key.name!r} ({'; '.join(rules)}).", err=True)
+    click.echo("It is shown only this once: give it to the app now.", err=True)
+    click.echo(
+        f"The app uses it as its API key, with base URL {default_base(settings)}/<provider>…",
+        err=True,
+    )
+
+
+def _when(ts: float | None) -> str:
+    return "never" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+def _store_name(store_id: str) -> str:
+    return "encrypted file" if store_id == "file" else store_id.replace("keyring:", "keyring ")
+
+
+def _listing_dict(item: KeyListing) -> dict[str, object]:
+    key = item.key
+    return {
+        "name": key.name,
+        "prefix": key.prefix,
+        "providers": list(key.providers),
+        "tags": dict(key.tags),
+        "created_at": key.created_at,
+        "expires_at": key.expires_at,
+        "revoked_at": key.revoked_at,
+        "last_used": item.last_used,
+        "spend_usd": str(Decimal(item.spend_nanousd).scaleb(-9)),
+        "spend_period": str(item.spend_period),
+        "budget_usd": str(key.budget.usd) if key.budget else None,
+        "budget_period": str(key.budget.period) if key.budget else None,
+        "status": str(item.status),
+    }
+
+
+def _render_table(listings: list[KeyListing]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from meterfox_cli.keys.budget import format_usd
+
+    table = Table(box=None, header_style="bold")
+    for column in ("name", "key", "providers", "created", "last used", "spent", "budget"):
+        table.add_column(column, no_wrap=column in ("name", "key"))
+    table.add_column("status")
+    colours = {"active": "green", "revoked": "red", "expired": "yellow"}
+    for item in listings:
+        key = item.key
+        table.add_row(
+            key.name,
+            f"{key.prefix}…",
+            ", ".join(key.providers) or "any",
+            _when(key.created_at)[:10],
+            _when(item.last_used),
+            f"{format_usd(item.spend_nanousd)} this {item.spend_period}",
+            str(key.budget) if key.budget else "-",
+            f"[{colours[item.status]}]{item.status}[/]",
+        )
+    # Piped output is not cut to 80 columns: a prefix must stay whole to be recognised.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+COMMANDS = [keys]

@@ -1,0 +1,202 @@
+"""`meterfox doctor`: what MeterFox would use here, and what is wrong with it, as checks.
+
+Never prints a key. Reads the database read-only; reads the encrypted key file only when
+METERFOX_PASSPHRASE is set (it never prompts).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from meterfox_cli.config import load_config
+from meterfox_cli.errors import MeterFoxError
+from meterfox_cli.paths import resolve_paths
+
+if TYPE_CHECKING:
+    from meterfox_cli.keys.provider_keys import EncryptedFileStore, StoredKey
+
+
+class Level(StrEnum):
+    OK = "ok"
+    INFO = "info"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    level: Level
+    detail: str
+    hint: str | None = None  # what to do next, for WARN and FAIL
+
+
+def run_checks(environ: Mapping[str, str] | None = None) -> list[Check]:
+    env = os.environ if environ is None else environ
+    paths = resolve_paths(env)
+    try:
+        load_config(paths.config_file)
+    except MeterFoxError as exc:
+        return [Check("config", Level.FAIL, str(exc), "fix config.toml, then run doctor again")]
+    state = "read" if paths.config_file.exists() else "absent: defaults"
+    checks = [Check("config", Level.OK, f"{paths.config_file} ({state})")]
+    checks += _path_checks([paths.config_dir, paths.data_dir, paths.state_dir])
+    checks += _database_checks(paths.database)
+    checks += _key_store_checks(paths.data_dir, paths.database, env)
+    return checks
+
+
+def _path_checks(directories: list[Path]) -> list[Check]:
+    checks = []
+    for directory in dict.fromkeys(directories):
+        if not directory.exists():
+            checks.append(Check("dir", Level.INFO, f"{directory} (not created yet)"))
+            continue
+        checks.append(_mode_check(directory, 0o700))
+        for path in sorted(directory.iterdir()):
+            if path.is_file():
+                checks.append(_mode_check(path, 0o600))
+    return checks
+
+
+def _mode_check(path: Path, want: int) -> Check:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    kind = "dir" if path.is_dir() else "file"
+    if mode & 0o077:
+        return Check(
+            kind,
+            Level.WARN,
+            f"{path} is readable by others (mode {mode:o})",
+            f"chmod {want:o} {path}",
+        )
+    return Check(kind, Level.OK, f"{path} (owner-only)")
+
+
+def _database_checks(db_path: Path) -> list[Check]:
+    from meterfox_cli.store.migrations import MIGRATIONS
+
+    if not db_path.exists():
+        return [
+            Check(
+                "database",
+                Level.INFO,
+                f"{db_path} does not exist yet; `meterfox serve` or `meterfox keys` creates it",
+            )
+        ]
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+        try:
+            integrity = conn.execute("PRAGMA quick_check").fetchone()[0]
+            applied = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+            records = conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+            live = _count_live_keys(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return [
+            Check(
+                "database",
+                Level.FAIL,
+                f"{db_path} cannot be read: {exc}",
+                "move it aside (MeterFox makes a new one); the records in it are lost",
+            )
+        ]
+    if integrity != "ok":
+        return [
+            Check(
+                "database",
+                Level.FAIL,
+                f"{db_path} is damaged: {integrity}",
+                f'try `sqlite3 {db_path} ".recover"` into a new file, or move it aside',
+            )
+        ]
+    pending = [name for name, _ in MIGRATIONS if name not in applied]
+    detail = f"{db_path}: ok, {records} records, {live} live proxy keys"
+    if pending:
+        return [
+            Check(
+                "database",
+                Level.INFO,
+                f"{detail}; migrations not applied yet: {', '.join(pending)}",
+                "any `meterfox keys` command or `meterfox serve` applies them",
+            )
+        ]
+    return [Check("database", Level.OK, detail)]
+
+
+def _count_live_keys(conn: sqlite3.Connection) -> int:
+    try:
+        return conn.execute("SELECT COUNT(*) FROM proxy_keys WHERE revoked_at IS NULL").fetchone()[
+            0
+        ]
+    except sqlite3.OperationalError:
+        return 0  # not migrated yet
+
+
+def _key_store_checks(data_dir: Path, db_path: Path, env: Mapping[str, str]) -> list[Check]:
+    from meterfox_cli.keys.provider_keys import (
+        PASSPHRASE_ENV,
+        EncryptedFileStore,
+        choose_store,
+        env_passphrase,
+    )
+
+    try:
+        choice = choose_store(data_dir, env_passphrase(env), env)
+    except MeterFoxError as exc:
+        return [Check("key store", Level.FAIL, str(exc), "see docs/security.md, 'Key stores'")]
+    checks = [Check("key store", Level.OK, f"{choice.store.label}: {choice.reason}")]
+    if choice.warning:
+        checks.append(Check("key store", Level.WARN, choice.warning, "see docs/security.md"))
+    stored = _stored(db_path)
+    file_store = choice.file_store
+    uses_file = isinstance(choice.store, EncryptedFileStore) or any(
+        entry.store == file_store.id for entry in stored
+    )
+    if uses_file:
+        checks.append(_file_check(file_store, env, PASSPHRASE_ENV))
+    names = ", ".join(f"{entry.provider} ({entry.store})" for entry in stored) or "none"
+    checks.append(Check("provider keys", Level.INFO, f"stored: {names}"))
+    return checks
+
+
+def _file_check(
+    file_store: EncryptedFileStore, env: Mapping[str, str], passphrase_env: str
+) -> Check:
+    path = file_store.path
+    if not path.exists():
+        return Check("key file", Level.INFO, f"{path} (created by the first `meterfox keys set`)")
+    if not env.get(passphrase_env):
+        return Check(
+            "key file",
+            Level.INFO,
+            f"{path} exists; not opened (no {passphrase_env})",
+            f"serve and `keys set` ask for the passphrase, or read {passphrase_env}",
+        )
+    try:
+        count = len(file_store.providers())
+    except MeterFoxError as exc:
+        return Check("key file", Level.FAIL, str(exc), f"check {passphrase_env}")
+    return Check("key file", Level.OK, f"{path} opens with {passphrase_env}: {count} keys")
+
+
+def _stored(db_path: Path) -> list[StoredKey]:
+    from meterfox_cli.keys.provider_keys import stored_keys
+
+    if not db_path.exists():
+        return []
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+        try:
+            return stored_keys(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return []
