@@ -23,7 +23,7 @@ import json
 import logging
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import cache, lru_cache
@@ -168,6 +168,9 @@ class Quote:
             list_usd=_decimal_or_none(data.get("list_usd")),
             reason=data.get("reason"),
         )
+
+
+_QUOTE_FIELDS = tuple(f.name for f in fields(Quote))
 
 
 def _bucket_json(bucket: Bucket) -> dict[str, object]:
@@ -448,7 +451,10 @@ def _replicate(base: Quote, usage: Usage) -> Quote:
 
 
 def _replace(quote: Quote, **changes: Any) -> Quote:
-    return replace(quote, **changes)
+    """dataclasses.replace, without its per-call checks (a third of a provider-cost record)."""
+    values = {name: getattr(quote, name) for name in _QUOTE_FIELDS}
+    values.update(changes)
+    return Quote(**values)
 
 
 def _decimal(value: float) -> Decimal:
@@ -944,11 +950,11 @@ def _line(key: str, per: int, rate: Decimal, tier: str | None) -> _Line:
     )
 
 
-def _list_price(
+def _billed(
     slug: str, model: str, context: tuple[tuple[str, str], ...], usage: Usage, at: datetime
-) -> tuple[Tariff, Decimal, list[str]] | None:
-    """The list price through a tariff: the tariff, the total in USD and each bucket's JSON;
-    None when the reference path must price it (see the section comment)."""
+) -> tuple[Tariff, list[tuple[_Line, int, Decimal]]] | None:
+    """The tariff in force and each non-empty bucket (its line, units and cost in USD), in
+    genai-prices' order; None when the reference path must price it (see the section comment)."""
     schedule = _schedule(slug, model, context)
     if schedule is None:
         return None
@@ -962,18 +968,11 @@ def _list_price(
     if counts is None:
         return None
     level = bisect_left(tariff.tiers, values.get("input_tokens", 0)) if tariff.tiers else 0
-    total = Decimal(0)
-    buckets = []
-    for line in tariff.lines[level]:
-        count = counts.get(line.key)
-        if not count:
-            continue
-        cost = Decimal(count) * line.rate / line.per  # as Bucket.cost
-        total += cost  # in bucket order, as Quote.total
-        buckets.append(
-            f"{line.json_units}{count}{line.json_cost}{decimal_text(cost)}{line.json_end}"
-        )
-    return tariff, total, buckets
+    return tariff, [
+        (line, count, Decimal(count) * line.rate / line.per)  # as Bucket.cost
+        for line in tariff.lines[level]
+        if (count := counts.get(line.key))
+    ]
 
 
 def _fast_price(
@@ -985,11 +984,16 @@ def _fast_price(
     at_text: str,
 ) -> Price | None:
     """A `computed` Price through the tariff, its detail byte for byte `Quote.to_json()`'s."""
-    found = _list_price(slug, model, context, usage, at)
+    found = _billed(slug, model, context, usage, at)
     if found is None:
         return None
-    tariff, total, buckets = found
-    listed = f', "buckets": [{", ".join(buckets)}]' if buckets else ""
+    tariff, billed = found
+    total = sum((cost for _, _, cost in billed), Decimal(0))  # in bucket order, as Quote.total
+    buckets = ", ".join(
+        f"{line.json_units}{count}{line.json_cost}{decimal_text(cost)}{line.json_end}"
+        for line, count, cost in billed
+    )
+    listed = f', "buckets": [{buckets}]' if buckets else ""
     detail = (
         f'{{"v": {DETAIL_VERSION}, "source": "{COMPUTED}", "at": "{at_text}"{tariff.json_about}'
         f'{listed}, "total_usd": "{decimal_text(total)}"}}'
@@ -1001,8 +1005,11 @@ def _fast_list_price(base: Quote, usage: Usage, at: datetime) -> tuple[Decimal, 
     """The list price and the price table's model id, for comparison with a reported cost."""
     if base.model is None:
         return None
-    found = _list_price(base.provider, base.model, base.context, usage, at)
-    return None if found is None else (found[1], found[0].model_id)
+    found = _billed(base.provider, base.model, base.context, usage, at)
+    if found is None:
+        return None
+    tariff, billed = found
+    return sum((cost for _, _, cost in billed), Decimal(0)), tariff.model_id
 
 
 @cache
