@@ -292,7 +292,7 @@ def price_reading(
     usage = reading.usage
     if usage is None:
         return NO_USAGE
-    at = datetime.fromtimestamp(started_at, tz=UTC)
+    at = datetime.fromtimestamp(started_at, UTC)
     at_text = at.isoformat().replace("+00:00", "Z")
     override = book.override_for(provider, model)
     if fast and override is None and reading.reported_cost_usd is None and model is not None:
@@ -310,33 +310,28 @@ def price_reading(
     if reading.reported_cost_usd is not None:
         return _reported(base, reading.reported_cost_usd, usage, at, fast).price()
     if override is not None:
-        return _overridden(base, override, usage, at, book).price()
-    return _computed(base, usage, at).price()
+        return _overridden(base, override, usage, at, book, fast).price()
+    return _computed(base, usage, at, fast).price()
 
 
-def _reported(
-    base: Quote, reported: Decimal, usage: Usage, at: datetime, fast: bool = True
-) -> Quote:
+def _reported(base: Quote, reported: Decimal, usage: Usage, at: datetime, fast: bool) -> Quote:
     """The provider's figure; the list price beside it only for comparison in `explain`."""
     try:
-        listed = _fast_list_price(base, usage, at) if fast else None
-        if listed is None:
-            quote = _computed(base, usage, at)
-            listed = (quote.total(), quote.model_id) if quote.source == COMPUTED else None
+        listed = _computed(base, usage, at, fast)
     except Exception:  # the reported cost stands whatever happens to the comparison
         log.exception("list price for %s/%s failed", base.provider, base.model)
-        listed = None
+        listed = base
     return _replace(
         base,
         source=PROVIDER,
         rates_from=f"reported by {base.provider} in the response's usage",
         reported_usd=reported,
-        list_usd=listed[0] if listed else None,
-        model_id=listed[1] if listed else None,
+        list_usd=listed.total() if listed.source == COMPUTED else None,
+        model_id=listed.model_id,
     )
 
 
-def _computed(base: Quote, usage: Usage, at: datetime) -> Quote:
+def _computed(base: Quote, usage: Usage, at: datetime, fast: bool = True) -> Quote:
     if base.provider == "replicate":
         return _replicate(base, usage)
     if base.model is None:
@@ -347,6 +342,9 @@ def _computed(base: Quote, usage: Usage, at: datetime) -> Quote:
             reason=f"genai-prices has no provider for {base.provider!r}; "
             f'add [[prices]] provider = "{base.provider}" model = "…" to config.toml',
         )
+    found = _fast_quote(base, usage, at) if fast else None
+    if found is not None:
+        return found
     try:
         found = _genai_quote(base, usage, at)
     except UsageMismatch as exc:
@@ -363,11 +361,11 @@ def _unknown_model(base: Quote) -> Quote:
 
 
 def _overridden(
-    base: Quote, override: PriceOverride, usage: Usage, at: datetime, book: PriceBook
+    base: Quote, override: PriceOverride, usage: Usage, at: datetime, book: PriceBook, fast: bool
 ) -> Quote:
     source = override.describe() + (f" — {override.note}" if override.note else "")
     if override.kind == "discount":
-        listed = _computed(base, usage, at)
+        listed = _computed(base, usage, at, fast)
         if listed.source != COMPUTED:
             why = listed.reason or "no list price"
             return _replace(listed, reason=f"{source} is a discount, but {why}")
@@ -755,12 +753,13 @@ def _decimal_units(count: int | float | Decimal) -> Decimal:
 # non-empty bucket, and joining strings. The result is the reference path's, to the byte:
 # tests compare the two on random usage over many models, hours and price contexts.
 #
-# Covered: list prices from genai-prices (a `computed` cost, and the list price kept beside a
-# provider-reported cost) for usage in whole units. Everything else takes the reference path:
-# overrides, Replicate, unknown models and providers, the models genai-prices special-cases in
-# calc_price (Groq Whisper), fractional units (seconds), and usage genai-prices would refuse
-# (a part larger than its total, or a part reported without its total), so that the stored
-# reason is the one genai-prices gives.
+# Covered: genai-prices list prices for usage in whole units: a `computed` cost (its JSON
+# rendered straight from the tariff), and, as a Quote, the list price under a discount override
+# or beside a provider-reported cost. Everything else takes the reference path: token and time
+# overrides (cheap already), Replicate, unknown models and providers, the models genai-prices
+# special-cases in calc_price (Groq Whisper), fractional units (seconds), and usage genai-prices
+# would refuse (a part larger than its total, or a part reported without its total), so that
+# the stored reason is the one genai-prices gives.
 
 
 @dataclass(frozen=True, slots=True)
@@ -770,6 +769,7 @@ class _Line:
     key: str
     rate: Decimal
     per: int
+    tier: str | None
     json_units: str  # '{"key": "input_tokens", "units": "'
     json_cost: str  # '", "rate": "2.5", "per": 1000000, "cost": "'
     json_end: str  # '"}', or '", "tier": "prompt > 200,000 tokens"}'
@@ -787,6 +787,7 @@ class Tariff:
     needed: frozenset[str]  # the usage keys genai-prices reads; a missing one must infer as 0
     tiers: tuple[int, ...]  # the prompt sizes above which other rates apply, ascending
     lines: tuple[tuple[_Line, ...], ...]  # per tier level, in genai-prices' order
+    rates_from: str
     json_about: str  # the quote's JSON fields between "at" and "buckets"
     verdicts: dict[frozenset[str], bool] = field(default_factory=dict, compare=False)
 
@@ -916,11 +917,12 @@ def _tariff(schedule: _Schedule, at: datetime) -> Tariff:
         )
         for prompt in (0, *(start + 1 for start in tiers))  # a prompt size within each level
     )
-    provider, info = schedule.provider, schedule.info
+    info = schedule.info
+    rates_from = f"genai-prices {genai_version()} {data_label()}: {schedule.provider.id}/{info.id}"
     about = {
         "provider": schedule.slug,
         "model": schedule.model,
-        "rates_from": f"genai-prices {genai_version()} {data_label()}: {provider.id}/{info.id}",
+        "rates_from": rates_from,
         "model_id": info.id,
         "pricing_id": pricing_id(schedule.slug),
         "context": dict(schedule.context) or None,
@@ -932,6 +934,7 @@ def _tariff(schedule: _Schedule, at: datetime) -> Tariff:
         needed=frozenset(needed),
         tiers=tiers,
         lines=levels,
+        rates_from=rates_from,
         json_about="".join(
             f", {json.dumps(k)}: {json.dumps(v)}" for k, v in about.items() if v not in (None, "")
         ),
@@ -944,6 +947,7 @@ def _line(key: str, per: int, rate: Decimal, tier: str | None) -> _Line:
         key,
         rate,
         per,
+        tier,
         json_units=f'{{"key": {json.dumps(key)}, "units": "',
         json_cost=f'", "rate": "{decimal_text(rate)}", "per": {per}, "cost": "',
         json_end=end,
@@ -1001,15 +1005,24 @@ def _fast_price(
     return Price(to_nanousd(total), COMPUTED, detail)
 
 
-def _fast_list_price(base: Quote, usage: Usage, at: datetime) -> tuple[Decimal, str] | None:
-    """The list price and the price table's model id, for comparison with a reported cost."""
-    if base.model is None:
-        return None
+def _fast_quote(base: Quote, usage: Usage, at: datetime) -> Quote | None:
+    """The `computed` Quote through the tariff, for the paths that build on one (a discount,
+    the list price beside a reported cost); None when the reference path must price it."""
+    assert base.model is not None
     found = _billed(base.provider, base.model, base.context, usage, at)
     if found is None:
         return None
     tariff, billed = found
-    return sum((cost for _, _, cost in billed), Decimal(0)), tariff.model_id
+    return _replace(
+        base,
+        source=COMPUTED,
+        rates_from=tariff.rates_from,
+        model_id=tariff.model_id,
+        buckets=tuple(
+            Bucket(line.key, Decimal(count), line.rate, line.per, line.tier)
+            for line, count, _ in billed
+        ),
+    )
 
 
 @cache

@@ -8,7 +8,7 @@ those rates, never from genai-prices. Costs must match to the nano-dollar (1e-9 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -20,6 +20,7 @@ from meterfox_cli.config import PriceOverride, PricingConfig, config_from_dict
 from meterfox_cli.pricing import (
     NANO,
     NO_USAGE,
+    Price,
     PriceBook,
     Quote,
     genai_usage,
@@ -790,24 +791,36 @@ def test_fast_path_is_the_reference_path_and_genai_prices_own_total(model, usage
     assert fast.cost_nanousd == to_nanousd(library.total_price)
 
 
-def test_fast_path_prices_without_genai_prices_per_record_machinery(monkeypatch):
+@pytest.mark.parametrize(
+    "kind", ["computed", "discount override", "reported cost (list price beside it)"]
+)
+def test_fast_path_prices_without_genai_prices_per_record_machinery(monkeypatch, kind):
     import meterfox_cli.pricing as pricing
+
+    prices = (
+        book([{"provider": "*", "model": "*", "discount": 0.85}]) if "discount" in kind else None
+    )
+    reported = D("0.0123") if "reported" in kind else None
+
+    def price(case: Case, usage: Usage, **options) -> Price:
+        reading = Reading(
+            model=case.model, usage=usage, reported_cost_usd=reported, price_context=case.context
+        )
+        at = case.at.timestamp()
+        return price_reading(
+            case.provider, case.model, at, reading, prices or PriceBook(), **options
+        )
 
     def refuse(*args, **kwargs):
         raise AssertionError("the reference path ran")
 
     for case in CASES[:-1]:  # Replicate is not genai-prices'
-        warm = record(case.provider, case.model, case.usage, case.at, context=case.context)
-        expected = price_record(warm)  # the first record of a period builds its tariff
+        other = replace(case.usage, input_tokens=case.usage.input_tokens + 1)
+        expected = [price(case, usage, fast=False) for usage in (case.usage, other)]
+        price(case, case.usage)  # the first record of a period builds its tariff
         monkeypatch.setattr(pricing, "genai_buckets", refuse)
         monkeypatch.setattr(pricing, "genai_usage", refuse)
-        other_usage = Usage(
-            input_tokens=case.usage.input_tokens + 1,
-            cached_tokens=case.usage.cached_tokens,
-            output_tokens=case.usage.output_tokens,
-        )
-        assert price_record(warm).cost_nanousd == expected.cost_nanousd, case.name
-        assert price_record(record(case.provider, case.model, other_usage, case.at)).cost_nanousd
+        assert [price(case, usage) for usage in (case.usage, other)] == expected, case.name
         monkeypatch.undo()
 
 
