@@ -965,10 +965,13 @@ def _billed(
     values = usage_values(usage)
     if not all(type(v) is int and v > 0 for v in values.values()):
         return None  # fractional (or invalid) amounts: genai-prices' own arithmetic decides
-    tariff = schedule.tariff_at(at)
+    try:
+        tariff = schedule.tariff_at(at)
+    except ValueError:  # price data genai-prices rejects: the reference path reports it
+        return None
     if not tariff.accepts(frozenset(values)):
         return None
-    counts = tariff.counts(values)  # type: ignore[arg-type]  # all ints, checked above
+    counts = tariff.counts(values)  # all ints, checked above
     if counts is None:
         return None
     level = bisect_left(tariff.tiers, values.get("input_tokens", 0)) if tariff.tiers else 0
