@@ -852,7 +852,7 @@ class _Schedule:
         return chosen, tuple(i for i, c in self.variants if c is None or c.active(at))
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=256)  # ~6 KB a tariff: bounded, whatever model names clients send
 def _schedule(slug: str, model: str, context: tuple[tuple[str, str], ...]) -> _Schedule | None:
     """The schedule for a model as named, or None when only the reference path can price it."""
     from genai_prices.types import ModelPrice
