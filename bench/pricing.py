@@ -1,11 +1,16 @@
 """How long pricing takes, and whether it shows on the proxy's request path.
 
 1. `price_record` per record, warm, for a mix of record kinds (genai-prices lookups with
-   cache and tiers, a provider-reported cost, an override, an unknown model).
+   cache and tiers, a provider-reported cost, an override, an unknown model), then over
+   records with VARIED usage (random token counts, models, hours and service tiers), so no
+   cache keyed on the usage could flatter the figure, against the genai-prices reference
+   path on the same records. Per-record figures are CPU time (time.process_time), which
+   other load on a shared machine inflates far less than wall time.
 2. The proxy's request latency with the real pricer in the writer versus a pricer that does
    nothing, alternating runs (A B A B …) on loopback with a fake upstream.
 
 Run: .venv/bin/python bench/pricing.py [--records 20000] [--requests 400] [--rounds 4]
+     .venv/bin/python bench/pricing.py --records-only     # just the per-record figures
 Nothing leaves 127.0.0.1.
 """
 
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import sys
 import tempfile
@@ -25,17 +31,25 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from meterfox_cli.config import config_from_dict
-from meterfox_cli.pricing import UNPRICED, PriceBook, price_record
+from meterfox_cli.pricing import UNPRICED, PriceBook, price_reading, price_record
 from meterfox_cli.records import Outcome, UsageRecord
 from meterfox_cli.usage import Reading, Usage
 
 AT = datetime(2026, 11, 2, 12, tzinfo=UTC).timestamp()
 
 
-def record(provider: str, model: str, usage: Usage, reported: Decimal | None = None) -> UsageRecord:
+def record(
+    provider: str,
+    model: str,
+    usage: Usage,
+    reported: Decimal | None = None,
+    *,
+    at: float = AT,
+    context: tuple[tuple[str, str], ...] = (),
+) -> UsageRecord:
     return UsageRecord(
         id="0193a1b2c3d4e5f6",
-        started_at=AT,
+        started_at=at,
         provider=provider,
         model=model,
         endpoint="/v1/chat/completions",
@@ -46,7 +60,9 @@ def record(provider: str, model: str, usage: Usage, reported: Decimal | None = N
         key_name="passthrough",
         ttfb_ms=100.0,
         latency_ms=900.0,
-        reading=Reading(model=model, usage=usage, reported_cost_usd=reported),
+        reading=Reading(
+            model=model, usage=usage, reported_cost_usd=reported, price_context=context
+        ),
     )
 
 
@@ -93,18 +109,119 @@ def bench_records(n: int) -> None:
     BOOK.warm()
     for item in MIX.values():  # first lookups fill genai-prices' caches
         price_record(item, BOOK)
-    print(f"price_record, warm, {n:,} calls per kind (µs per record: median of 5 runs)")
+    print(f"price_record, warm, {n:,} calls per kind (CPU µs per record: median of 5 runs)")
     totals = []
     for name, item in MIX.items():
         runs = []
         for _ in range(5):
-            start = time.perf_counter()
+            start = time.process_time()
             for _ in range(n // 5):
                 price_record(item, BOOK)
-            runs.append((time.perf_counter() - start) / (n // 5) * 1e6)
+            runs.append((time.process_time() - start) / (n // 5) * 1e6)
         totals.append(statistics.median(runs))
         print(f"  {name:<26} {statistics.median(runs):7.1f} µs")
     print(f"  {'mean over the mix':<26} {statistics.mean(totals):7.1f} µs")
+
+
+def varied_usage(
+    rng: random.Random, *, cache_writes: bool = False, prompt_max: int = 30_000
+) -> Usage:
+    """A random, internally consistent usage: parts never exceed their totals."""
+    uncached = rng.randint(1, prompt_max)
+    cached = rng.choice((0, rng.randint(1, 20_000)))
+    write_5m = rng.choice((0, rng.randint(1, 10_000))) if cache_writes else 0
+    write_1h = rng.choice((0, rng.randint(1, 10_000))) if cache_writes else 0
+    visible = rng.randint(0, 4_000)
+    reasoning = rng.choice((0, rng.randint(1, 8_000)))
+    return Usage(
+        input_tokens=uncached + cached + write_5m + write_1h,
+        cached_tokens=cached,
+        cache_write_tokens=write_5m + write_1h,
+        cache_write_1h_tokens=write_1h,
+        output_tokens=visible + reasoning,
+        reasoning_tokens=reasoning,
+    )
+
+
+def varied_records(n: int, seed: int = 7) -> list[UsageRecord]:
+    """`n` records over many models, each with its own random usage and time of day."""
+    rng = random.Random(seed)
+    day = datetime(2026, 11, 2, tzinfo=UTC).timestamp()
+
+    def at() -> float:
+        return day + rng.uniform(0, 86_400)  # any hour: DeepSeek's off-peak prices too
+
+    makers = [
+        lambda: record("openai", "gpt-4o-mini", varied_usage(rng), at=at()),
+        lambda: record("openai", "gpt-4o-2024-08-06", varied_usage(rng), at=at()),
+        lambda: record(
+            "openai",
+            "o4-mini-2025-04-16",
+            varied_usage(rng),
+            at=at(),
+            context=(("service_tier", rng.choice(("flex", "default", "priority"))),),
+        ),
+        lambda: record(
+            "anthropic", "claude-sonnet-4-20250514", varied_usage(rng, cache_writes=True), at=at()
+        ),
+        lambda: record(
+            "anthropic", "claude-opus-4-1-20250805", varied_usage(rng, cache_writes=True), at=at()
+        ),
+        lambda: record(  # prompts either side of the 200k tier
+            "gemini", "gemini-2.5-pro", varied_usage(rng, prompt_max=400_000), at=at()
+        ),
+        lambda: record("gemini", "gemini-2.5-flash", varied_usage(rng), at=at()),
+        lambda: record(
+            "deepseek", "deepseek-chat", varied_usage(rng), at=rng.uniform(1.749e9, 1.757e9)
+        ),
+        lambda: record("xai", "grok-4-0709", varied_usage(rng), at=at()),
+        lambda: record("groq", "llama-3.3-70b-versatile", varied_usage(rng), at=at()),
+        lambda: record("mistral", "mistral-small-latest", varied_usage(rng), at=at()),
+        lambda: record(
+            "openrouter",
+            "anthropic/claude-sonnet-4",
+            varied_usage(rng),
+            Decimal(rng.randint(1, 10**6)) / 10**8,
+            at=at(),
+        ),
+    ]
+    return [rng.choice(makers)() for _ in range(n)]
+
+
+def bench_varied(n: int, runs: int = 7) -> None:
+    """The tariff fast path against the genai-prices reference path (`fast=False`) over the
+    same records, runs alternating so both see the same machine load."""
+    records = varied_records(n)
+    paths = {
+        "fast path (price_record)": lambda item: price_record(item, BOOK),
+        "reference path (fast=False)": lambda item: price_reading(
+            item.provider,
+            item.reading.model or item.model,
+            item.started_at,
+            item.reading,
+            BOOK,
+            fast=False,
+        ),
+    }
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    for price in paths.values():  # first pass: every model looked up, every price period seen
+        for item in records:
+            price(item)
+    for _ in range(runs):
+        for name, price in paths.items():
+            start = time.process_time()
+            for item in records:
+                price(item)
+            times[name].append((time.process_time() - start) / len(records) * 1e6)
+    print(
+        f"price_record, warm, {len(records):,} records of varied usage over 12 models "
+        f"(CPU µs per record over {runs} alternating runs)"
+    )
+    for name, values in times.items():
+        print(
+            f"  {name:<28} median {statistics.median(values):6.1f}  min {min(values):6.1f}"
+            f"  max {max(values):6.1f}"
+        )
 
 
 @dataclass(frozen=True)
@@ -193,8 +310,12 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--records-only", action="store_true")
     args = parser.parse_args()
     bench_records(args.records)
+    bench_varied(args.records)
+    if args.records_only:
+        return
     scenarios = [
         Scenario("loopback, no upstream delay (worst case)", args.requests, 1, 0.0),
         Scenario("upstream streams 4 chunks 5 ms apart", args.requests, 8, 0.005),

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import logging
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import cache, lru_cache
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("meterfox.pricing")
 
 NANO = Decimal("1e-9")
+_ONE = Decimal(1)
 MTOK = 1_000_000
 DETAIL_VERSION = 1
 
@@ -63,7 +65,7 @@ NO_USAGE = Price(None, "no_usage")  # the response carried no usage (an error, a
 
 
 def to_nanousd(usd: Decimal) -> int:
-    return int((usd / NANO).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    return int(usd.scaleb(9).quantize(_ONE, ROUND_HALF_EVEN))  # = usd / NANO, rounded
 
 
 # --- The arithmetic behind a cost -----------------------------------------------------------
@@ -113,9 +115,13 @@ class Quote:
 
     def price(self) -> Price:
         total = self.total()
-        return Price(None if total is None else to_nanousd(total), self.source, self.to_json())
+        cost = None if total is None else to_nanousd(total)
+        return Price(cost, self.source, self._json(total))
 
     def to_json(self) -> str:
+        return self._json(self.total())
+
+    def _json(self, total: Decimal | None) -> str:
         data: dict[str, Any] = {
             "v": DETAIL_VERSION,
             "source": self.source,
@@ -131,9 +137,8 @@ class Quote:
             "reported_usd": decimal_text(self.reported_usd),
             "list_usd": decimal_text(self.list_usd),
             "reason": self.reason,
+            "total_usd": decimal_text(total),
         }
-        total = self.total()
-        data["total_usd"] = decimal_text(total)
         return json.dumps({k: v for k, v in data.items() if v not in (None, "")})
 
     @classmethod
@@ -165,6 +170,9 @@ class Quote:
         )
 
 
+_QUOTE_FIELDS = tuple(f.name for f in fields(Quote))
+
+
 def _bucket_json(bucket: Bucket) -> dict[str, object]:
     data: dict[str, object] = {
         "key": bucket.key,
@@ -182,7 +190,9 @@ def decimal_text(value: Decimal | None) -> str | None:
     """A Decimal as plain text without exponent or trailing zeros (`0.00725`, `12`)."""
     if value is None:
         return None
-    text = format(value, "f")
+    text = str(value)  # plain unless the exponent is large (str is ~3x faster than format)
+    if "E" in text:
+        text = format(value, "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text or "0"
@@ -202,18 +212,33 @@ class PriceBook:
     overrides: tuple[PriceOverride, ...] = ()
     extra_hardware: tuple[tuple[str, Decimal], ...] = ()
     hardware: Mapping[str, Decimal] = field(init=False, repr=False, compare=False)
+    _matched: dict[tuple[str, str | None], PriceOverride | None] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         table = dict(pricing_tables.HARDWARE_USD_PER_SECOND)
         table.update(dict(self.extra_hardware))
         object.__setattr__(self, "hardware", table)
+        object.__setattr__(self, "_matched", {})
 
     @classmethod
     def from_config(cls, pricing: PricingConfig) -> PriceBook:
         return cls(overrides=pricing.overrides, extra_hardware=pricing.hardware)
 
     def override_for(self, provider: str, model: str | None) -> PriceOverride | None:
-        return next((o for o in self.overrides if o.matches(provider, model)), None)
+        """The first entry matching a provider and model; remembered, since matching every
+        glob again for every record adds up in the writer."""
+        if not self.overrides:
+            return None
+        key = (provider, model)
+        if key not in self._matched:
+            if len(self._matched) >= 4096:
+                self._matched.clear()
+            self._matched[key] = next(
+                (o for o in self.overrides if o.matches(provider, model)), None
+            )
+        return self._matched[key]
 
     def hardware_source(self, name: str) -> str:
         if name in dict(self.extra_hardware):
@@ -255,32 +280,44 @@ def price_reading(
     started_at: float,
     reading: Reading,
     book: PriceBook = DEFAULT_BOOK,
+    *,
+    fast: bool = True,
 ) -> Price:
-    """The cost of one response's usage, at the prices in force at `started_at` (unix s)."""
+    """The cost of one response's usage, at the prices in force at `started_at` (unix s).
+
+    A list price goes through the tariff fast path when it can (see `Tariff`); `fast=False`
+    forces the reference path through genai-prices' own unit model, which the fast path must
+    always agree with to the byte (tests and bench/pricing.py compare the two).
+    """
     usage = reading.usage
     if usage is None:
         return NO_USAGE
-    at = datetime.fromtimestamp(started_at, tz=UTC)
+    at = datetime.fromtimestamp(started_at, UTC)
+    at_text = at.isoformat().replace("+00:00", "Z")
+    override = book.override_for(provider, model)
+    if fast and override is None and reading.reported_cost_usd is None and model is not None:
+        price = _fast_price(provider, model, reading.price_context, usage, at, at_text)
+        if price is not None:
+            return price
     base = Quote(
         source=UNPRICED_SOURCE,
-        at=at.isoformat().replace("+00:00", "Z"),
+        at=at_text,
         provider=provider,
         model=model,
         pricing_id=pricing_id(provider),
         context=reading.price_context,
     )
     if reading.reported_cost_usd is not None:
-        return _reported(base, reading.reported_cost_usd, usage, at).price()
-    override = book.override_for(provider, model)
+        return _reported(base, reading.reported_cost_usd, usage, at, fast).price()
     if override is not None:
-        return _overridden(base, override, usage, at, book).price()
-    return _computed(base, usage, at).price()
+        return _overridden(base, override, usage, at, book, fast).price()
+    return _computed(base, usage, at, fast).price()
 
 
-def _reported(base: Quote, reported: Decimal, usage: Usage, at: datetime) -> Quote:
+def _reported(base: Quote, reported: Decimal, usage: Usage, at: datetime, fast: bool) -> Quote:
     """The provider's figure; the list price beside it only for comparison in `explain`."""
     try:
-        listed = _computed(base, usage, at)
+        listed = _computed(base, usage, at, fast)
     except Exception:  # the reported cost stands whatever happens to the comparison
         log.exception("list price for %s/%s failed", base.provider, base.model)
         listed = base
@@ -294,7 +331,7 @@ def _reported(base: Quote, reported: Decimal, usage: Usage, at: datetime) -> Quo
     )
 
 
-def _computed(base: Quote, usage: Usage, at: datetime) -> Quote:
+def _computed(base: Quote, usage: Usage, at: datetime, fast: bool = True) -> Quote:
     if base.provider == "replicate":
         return _replicate(base, usage)
     if base.model is None:
@@ -305,6 +342,9 @@ def _computed(base: Quote, usage: Usage, at: datetime) -> Quote:
             reason=f"genai-prices has no provider for {base.provider!r}; "
             f'add [[prices]] provider = "{base.provider}" model = "…" to config.toml',
         )
+    found = _fast_quote(base, usage, at) if fast else None
+    if found is not None:
+        return found
     try:
         found = _genai_quote(base, usage, at)
     except UsageMismatch as exc:
@@ -321,11 +361,11 @@ def _unknown_model(base: Quote) -> Quote:
 
 
 def _overridden(
-    base: Quote, override: PriceOverride, usage: Usage, at: datetime, book: PriceBook
+    base: Quote, override: PriceOverride, usage: Usage, at: datetime, book: PriceBook, fast: bool
 ) -> Quote:
     source = override.describe() + (f" — {override.note}" if override.note else "")
     if override.kind == "discount":
-        listed = _computed(base, usage, at)
+        listed = _computed(base, usage, at, fast)
         if listed.source != COMPUTED:
             why = listed.reason or "no list price"
             return _replace(listed, reason=f"{source} is a discount, but {why}")
@@ -409,9 +449,11 @@ def _replicate(base: Quote, usage: Usage) -> Quote:
 
 
 def _replace(quote: Quote, **changes: Any) -> Quote:
-    from dataclasses import replace
-
-    return replace(quote, **changes)
+    """dataclasses.replace without its per-call field checks (several µs, on every priced
+    record that is not a plain computed cost)."""
+    values = {name: getattr(quote, name) for name in _QUOTE_FIELDS}
+    values.update(changes)
+    return Quote(**values)
 
 
 def _decimal(value: float) -> Decimal:
@@ -509,6 +551,13 @@ def genai_usage(usage: Usage) -> Any:
     """Our normalised usage as a genai_prices.Usage: the same meaning, totals and parts."""
     from genai_prices import Usage as GenaiUsage
 
+    return GenaiUsage(**usage_values(usage))
+
+
+def usage_values(usage: Usage) -> dict[str, int | Decimal]:
+    """Our usage under genai-prices' usage keys, zeros left out (genai-prices' "not reported").
+
+    Whole amounts are ints, fractional ones (seconds) Decimals."""
     values: dict[str, int | Decimal] = {
         "input_tokens": usage.input_tokens,
         "cache_read_tokens": usage.cached_tokens,
@@ -517,11 +566,13 @@ def genai_usage(usage: Usage) -> Any:
         "output_tokens": usage.output_tokens,
         "output_reasoning_tokens": min(usage.reasoning_tokens, usage.output_tokens),
     }
+    if not usage.units:
+        return {k: v for k, v in values.items() if v}
     for name, amount in usage.units:
         key = _UNIT_KEYS.get(name)
         if key is not None and amount:
             values[key] = values.get(key, 0) + _decimal(amount)
-    return GenaiUsage(**{k: _whole(v) for k, v in values.items() if v})
+    return {k: _whole(v) for k, v in values.items() if v}
 
 
 def _whole(value: int | Decimal) -> int | Decimal:
@@ -691,6 +742,293 @@ def _decimal_units(count: int | float | Decimal) -> Decimal:
     return Decimal(count) if isinstance(count, int) else Decimal(repr(count))
 
 
+# --- The fast path: one tariff per model, price context and price period --------------------
+#
+# The reference path above has genai-prices resolve the model's prices, then validate and
+# decompose the usage, for every record: roughly 80-130 µs on the development machine, nearly
+# all of it re-deriving the same things. A model's prices change only at a few instants (a new list price from some date,
+# DeepSeek's off-peak hours), so everything that depends on the prices alone is worked out
+# once per price period and kept in a `Tariff`: each priced unit's rate at each long-context
+# tier, the order in which genai-prices carves units out of one another, and the quote's JSON
+# around the numbers. Per record what remains is integer subtraction, one Decimal product per
+# non-empty bucket, and joining strings. The result is the reference path's, to the byte:
+# tests compare the two on random usage over many models, hours and price contexts.
+#
+# Covered: genai-prices list prices for usage in whole units: a `computed` cost (its JSON
+# rendered straight from the tariff), and, as a Quote, the list price under a discount override
+# or beside a provider-reported cost. Everything else takes the reference path: token and time
+# overrides (cheap already), Replicate, unknown models and providers, the models genai-prices
+# special-cases in calc_price (Groq Whisper), fractional units (seconds), and usage genai-prices
+# would refuse (a part larger than its total, or a part reported without its total), so that
+# the stored reason is the one genai-prices gives.
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    """One priced unit at one tier level: its rate, and its bucket's JSON around the numbers."""
+
+    key: str
+    rate: Decimal
+    per: int
+    tier: str | None
+    json_units: str  # '{"key": "input_tokens", "units": "'
+    json_cost: str  # '", "rate": "2.5", "per": 1000000, "cost": "'
+    json_end: str  # '"}', or '", "tier": "prompt > 200,000 tokens"}'
+
+
+@dataclass(frozen=True, slots=True)
+class Tariff:
+    """What genai-prices charges for one model, as one provider names it, in one price context,
+    during one price period: all that `genai_buckets` works out per record, worked out once."""
+
+    model_id: str
+    leaves: tuple[tuple[str, tuple[str, ...]], ...]  # each priced unit, with the priced units
+    # inside it, in genai-prices' decomposition order (the most specific first)
+    per_request: bool  # a price per request: one unit per record
+    needed: frozenset[str]  # the usage keys genai-prices reads; a missing one must infer as 0
+    tiers: tuple[int, ...]  # the prompt sizes above which other rates apply, ascending
+    lines: tuple[tuple[_Line, ...], ...]  # per tier level, in genai-prices' order
+    rates_from: str
+    json_about: str  # the quote's JSON fields between "at" and "buckets"
+    verdicts: dict[frozenset[str], bool] = field(default_factory=dict, compare=False)
+
+    def accepts(self, reported: frozenset[str]) -> bool:
+        """Whether genai-prices takes usage reporting exactly these keys (as non-zero) without
+        complaint: it infers 0 for each priced key left out. Depends on the keys alone."""
+        verdict = self.verdicts.get(reported)
+        if verdict is None:
+            missing = self.needed - reported
+            verdict = len(_zero_keys(missing, reported)) == len(missing)
+            if len(self.verdicts) < 1024:
+                self.verdicts[reported] = verdict
+        return verdict
+
+    def counts(self, values: Mapping[str, int]) -> dict[str, int] | None:
+        """Each priced unit's own count, as genai-prices' compute_leaf_values decomposes the
+        usage; None when a part exceeds its total (genai-prices refuses that usage)."""
+        own: dict[str, int] = {}
+        for key, inside in self.leaves:
+            count = values.get(key, 0)
+            for part in inside:
+                count -= own[part]
+            if count < 0:
+                return None
+            own[key] = count
+        if self.per_request:
+            own["requests"] = 1
+        return own
+
+
+@dataclass(slots=True)
+class _Schedule:
+    """A model as one provider names it, in one price context: its genai-prices entry, the
+    constraints deciding which of its prices are in force, and the tariff of each period seen."""
+
+    slug: str
+    model: str
+    context: tuple[tuple[str, str], ...]
+    provider: Any  # genai_prices.types.Provider
+    info: Any  # genai_prices.types.ModelInfo
+    price_context: dict[str, str] | None  # as ModelInfo.get_prices gets it
+    standard: tuple[tuple[int, Any], ...]  # (index, constraint) of its conditional prices
+    variants: tuple[tuple[int, Any], ...]  # (index, constraint) of variants matching the context
+    tariffs: dict[tuple[int, tuple[int, ...]], Tariff] = field(default_factory=dict)
+
+    def tariff_at(self, at: datetime) -> Tariff:
+        period = self.period(at)
+        tariff = self.tariffs.get(period)
+        if tariff is None:
+            tariff = self.tariffs[period] = _tariff(self, at)
+        return tariff
+
+    def period(self, at: datetime) -> tuple[int, tuple[int, ...]]:
+        """All that `ModelInfo.get_prices(at, context)` depends on: which conditional price is
+        in force (the last active one, else the first) and which matching variants are active.
+        The constraints' own `active` decides, so a period is genai-prices' own notion."""
+        chosen = 0
+        for index, constraint in self.standard:
+            if constraint is None or constraint.active(at):
+                chosen = index
+                break
+        return chosen, tuple(i for i, c in self.variants if c is None or c.active(at))
+
+
+@lru_cache(maxsize=256)  # ~6 KB a tariff: bounded, whatever model names clients send
+def _schedule(slug: str, model: str, context: tuple[tuple[str, str], ...]) -> _Schedule | None:
+    """The schedule for a model as named, or None when only the reference path can price it."""
+    from genai_prices.types import ModelPrice
+
+    provider_id = pricing_id(slug)
+    if provider_id is None or slug == "replicate":
+        return None
+    for ref in model_refs(provider_id, model):
+        found = _find_model(provider_id, ref.lower())
+        if found is None:
+            continue
+        provider, info = found
+        if (provider.id, info.id) in _CALC_PRICE_ONLY:
+            return None
+        price_context = dict(context) or None
+        if price_context and not any(info is m for m in provider.models):
+            price_context = None  # as in _genai_price
+        conditional = () if isinstance(info.prices, ModelPrice) else info.prices
+        variants = (info.price_variants or ()) if price_context else ()
+        return _Schedule(
+            slug,
+            model,
+            context,
+            provider,
+            info,
+            price_context,
+            standard=tuple((i, c.constraint) for i, c in reversed(list(enumerate(conditional)))),
+            variants=tuple(
+                (i, v.constraint)
+                for i, v in enumerate(variants)
+                if all(price_context.get(key) == value for key, value in v.when.items())
+            ),
+        )
+    return None
+
+
+def _tariff(schedule: _Schedule, at: datetime) -> Tariff:
+    """The tariff in force at `at`, from genai-prices' own resolution of the prices."""
+    from genai_prices.decompose import is_descendant_or_self
+    from genai_prices.types import TieredPrices, _collect_resolved_model_prices
+    from genai_prices.units import _get_registry
+
+    prices = schedule.info.get_prices(at, schedule.price_context)
+    resolved = _collect_resolved_model_prices(prices, _get_registry())
+    units = sorted(
+        (unit for unit, _ in resolved if unit.usage_key != "requests"),
+        key=lambda unit: (-len(unit.dimensions), unit.usage_key),
+    )
+    leaves = tuple(
+        (
+            unit.usage_key,
+            tuple(d.usage_key for d in units if d is not unit and is_descendant_or_self(unit, d)),
+        )
+        for unit in units
+    )
+    tiered = [price for _, price in resolved if isinstance(price, TieredPrices)]
+    tiers = tuple(sorted({tier.start for price in tiered for tier in price.tiers}))
+    needed = {unit.usage_key for unit in units} | ({"input_tokens"} if tiered else set())
+    levels = tuple(
+        tuple(
+            _line(unit.usage_key, unit.per, *_tier_rate(price, prompt)) for unit, price in resolved
+        )
+        for prompt in (0, *(start + 1 for start in tiers))  # a prompt size within each level
+    )
+    info = schedule.info
+    rates_from = f"genai-prices {genai_version()} {data_label()}: {schedule.provider.id}/{info.id}"
+    about = {
+        "provider": schedule.slug,
+        "model": schedule.model,
+        "rates_from": rates_from,
+        "model_id": info.id,
+        "pricing_id": pricing_id(schedule.slug),
+        "context": dict(schedule.context) or None,
+    }
+    return Tariff(
+        model_id=info.id,
+        leaves=leaves,
+        per_request=any(unit.usage_key == "requests" for unit, _ in resolved),
+        needed=frozenset(needed),
+        tiers=tiers,
+        lines=levels,
+        rates_from=rates_from,
+        json_about="".join(
+            f", {json.dumps(k)}: {json.dumps(v)}" for k, v in about.items() if v not in (None, "")
+        ),
+    )
+
+
+def _line(key: str, per: int, rate: Decimal, tier: str | None) -> _Line:
+    end = f'", "tier": {json.dumps(tier)}}}' if tier else '"}'
+    return _Line(
+        key,
+        rate,
+        per,
+        tier,
+        json_units=f'{{"key": {json.dumps(key)}, "units": "',
+        json_cost=f'", "rate": "{decimal_text(rate)}", "per": {per}, "cost": "',
+        json_end=end,
+    )
+
+
+def _billed(
+    slug: str, model: str, context: tuple[tuple[str, str], ...], usage: Usage, at: datetime
+) -> tuple[Tariff, list[tuple[_Line, int, Decimal]]] | None:
+    """The tariff in force and each non-empty bucket (its line, units and cost in USD), in
+    genai-prices' order; None when the reference path must price it (see the section comment)."""
+    schedule = _schedule(slug, model, context)
+    if schedule is None:
+        return None
+    values = usage_values(usage)
+    if not all(type(v) is int and v > 0 for v in values.values()):
+        return None  # fractional (or invalid) amounts: genai-prices' own arithmetic decides
+    try:
+        tariff = schedule.tariff_at(at)
+    except ValueError:  # price data genai-prices rejects: the reference path reports it
+        return None
+    if not tariff.accepts(frozenset(values)):
+        return None
+    counts = tariff.counts(values)  # all ints, checked above
+    if counts is None:
+        return None
+    level = bisect_left(tariff.tiers, values.get("input_tokens", 0)) if tariff.tiers else 0
+    return tariff, [
+        (line, count, Decimal(count) * line.rate / line.per)  # as Bucket.cost
+        for line in tariff.lines[level]
+        if (count := counts.get(line.key))
+    ]
+
+
+def _fast_price(
+    slug: str,
+    model: str,
+    context: tuple[tuple[str, str], ...],
+    usage: Usage,
+    at: datetime,
+    at_text: str,
+) -> Price | None:
+    """A `computed` Price through the tariff, its detail byte for byte `Quote.to_json()`'s."""
+    found = _billed(slug, model, context, usage, at)
+    if found is None:
+        return None
+    tariff, billed = found
+    total = sum((cost for _, _, cost in billed), Decimal(0))  # in bucket order, as Quote.total
+    buckets = ", ".join(
+        f"{line.json_units}{count}{line.json_cost}{decimal_text(cost)}{line.json_end}"
+        for line, count, cost in billed
+    )
+    listed = f', "buckets": [{buckets}]' if buckets else ""
+    detail = (
+        f'{{"v": {DETAIL_VERSION}, "source": "{COMPUTED}", "at": "{at_text}"{tariff.json_about}'
+        f'{listed}, "total_usd": "{decimal_text(total)}"}}'
+    )
+    return Price(to_nanousd(total), COMPUTED, detail)
+
+
+def _fast_quote(base: Quote, usage: Usage, at: datetime) -> Quote | None:
+    """The `computed` Quote through the tariff, for the paths that build on one (a discount,
+    the list price beside a reported cost); None when the reference path must price it."""
+    assert base.model is not None
+    found = _billed(base.provider, base.model, base.context, usage, at)
+    if found is None:
+        return None
+    tariff, billed = found
+    return _replace(
+        base,
+        source=COMPUTED,
+        rates_from=tariff.rates_from,
+        model_id=tariff.model_id,
+        buckets=tuple(
+            Bucket(line.key, Decimal(count), line.rate, line.per, line.tier)
+            for line, count, _ in billed
+        ),
+    )
+
+
 @cache
 def genai_version() -> str:
     from genai_prices import __version__
@@ -737,3 +1075,4 @@ def use_bundled_prices() -> None:
 def _forget_lookups() -> None:
     pricing_id.cache_clear()
     _find_model.cache_clear()
+    _schedule.cache_clear()
