@@ -175,6 +175,21 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+@dataclass(frozen=True)
+class Target:
+    name: str
+    url: str
+    headers: dict[str, str]
+
+
+CALLER_KEY = {"Authorization": "Bearer sk-bench-caller"}
+KEY_ENV = {
+    # No OS keyring here: the encrypted-file store, unlocked by a passphrase (docs/security.md).
+    "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+    "METERFOX_PASSPHRASE": "bench-only-passphrase",
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -184,18 +199,19 @@ def main() -> None:
         "--runs", type=int, default=3, help="repeat all measurements; medians reported"
     )
     parser.add_argument("--ttfb-requests", type=int, default=300)
+    parser.add_argument("--litellm", help="path to a `litellm` executable to compare against")
     parser.add_argument("--json", dest="json_out", help="also write the results here as JSON")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
 
     home = Path(tempfile.mkdtemp(prefix="meterfox-bench-"))
-    upstream_port, relay_port, meterfox_port = free_port(), free_port(), free_port()
-    upstream_url = f"http://127.0.0.1:{upstream_port}"
-    processes = []
+    ports = {name: free_port() for name in ("upstream", "relay", "meterfox", "litellm")}
+    upstream_url = f"http://127.0.0.1:{ports['upstream']}"
+    processes: list[subprocess.Popen] = []
     try:
         processes.append(
-            start([sys.executable, "-m", "bench.fake_upstream", "--port", str(upstream_port)])
+            start([sys.executable, "-m", "bench.fake_upstream", "--port", str(ports["upstream"])])
         )
         processes.append(
             start(
@@ -204,14 +220,15 @@ def main() -> None:
                     "-m",
                     "bench.bare_relay",
                     "--port",
-                    str(relay_port),
+                    str(ports["relay"]),
                     "--upstream",
                     upstream_url,
                 ]
             )
         )
-        wait_listening(upstream_port)
-        wait_listening(relay_port)
+        wait_listening(ports["upstream"])
+        wait_listening(ports["relay"])
+        proxy_key = mint_proxy_key(home)
         meterfox = start(
             [
                 sys.executable,
@@ -219,45 +236,32 @@ def main() -> None:
                 "meterfox_cli",
                 "serve",
                 "--port",
-                str(meterfox_port),
+                str(ports["meterfox"]),
                 "--upstream",
                 f"openai={upstream_url}",
             ],
-            env={"METERFOX_HOME": str(home)},
+            env={"METERFOX_HOME": str(home), **KEY_ENV},
         )
         processes.append(meterfox)
-        startup_s = wait_healthy(meterfox_port)
+        startup_s = wait_healthy(ports["meterfox"])
         time.sleep(0.5)
         rss_idle = rss_mb(meterfox.pid)
-        targets = {
-            "direct": upstream_url + CHAT_PATH,
-            "bare relay": f"http://127.0.0.1:{relay_port}/openai{CHAT_PATH}",
-            "meterfox": f"http://127.0.0.1:{meterfox_port}/openai{CHAT_PATH}",
-        }
-        headers = {"Authorization": "Bearer sk-bench-caller"}
-        scripts = {
-            "json": lua_script(JSON_BODY, home, headers),
-            "stream": lua_script(STREAM_BODY, home, headers),
-        }
-        results: dict[tuple[str, str, int], list[WrkResult]] = {}
-        ttfb: dict[str, list[float]] = {name: [] for name in targets}
-        for run in range(args.runs):
-            for mode, script in scripts.items():
-                for concurrency in (1, 32):
-                    for name, url in targets.items():
-                        result = run_wrk(url, script, concurrency, args.seconds)
-                        results.setdefault((name, mode, concurrency), []).append(result)
-                        print(
-                            f"run {run + 1} {mode:6} c={concurrency:<2} {name:10} "
-                            f"{result.rps:8.0f} req/s  p50 {result.p50_ms:6.3f} ms  "
-                            f"p99 {result.p99_ms:6.3f} ms  errors {result.errors}",
-                            flush=True,
-                        )
-            for name, url in targets.items():
-                samples = asyncio.run(
-                    stream_ttfb(url, args.ttfb_requests, headers, args.seconds * 2)
-                )
-                ttfb[name].append(median(samples))
+        meterfox_url = f"http://127.0.0.1:{ports['meterfox']}/openai{CHAT_PATH}"
+        targets = [
+            Target("direct", upstream_url + CHAT_PATH, CALLER_KEY),
+            Target(
+                "bare relay", f"http://127.0.0.1:{ports['relay']}/openai{CHAT_PATH}", CALLER_KEY
+            ),
+            Target("meterfox", meterfox_url, CALLER_KEY),
+            Target("meterfox+key", meterfox_url, {"Authorization": f"Bearer {proxy_key}"}),
+        ]
+        if args.litellm:
+            processes.append(start_litellm(args.litellm, ports["litellm"], upstream_url, home))
+            wait_listening(ports["litellm"], timeout=120)
+            targets.append(
+                Target("litellm", f"http://127.0.0.1:{ports['litellm']}{CHAT_PATH}", CALLER_KEY)
+            )
+        results, ttfb = measure(targets, home, args)
         rss_after = rss_mb(meterfox.pid)
         summary = summarise(results, ttfb, startup_s, rss_idle, rss_after)
         print_summary(summary)
@@ -269,6 +273,71 @@ def main() -> None:
         records = count_records(home)
         print(f"\nrecords written by meterfox during the run: {records}")
         shutil.rmtree(home, ignore_errors=True)
+
+
+def measure(targets: list[Target], home: Path, args) -> tuple[dict, dict]:
+    results: dict[tuple[str, str, int], list[WrkResult]] = {}
+    ttfb: dict[str, list[float]] = {t.name: [] for t in targets}
+    for run in range(args.runs):
+        for mode, body in (("json", JSON_BODY), ("stream", STREAM_BODY)):
+            for concurrency in (1, 32):
+                for target in targets:
+                    script = lua_script(body, home, target.headers)
+                    result = run_wrk(target.url, script, concurrency, args.seconds)
+                    results.setdefault((target.name, mode, concurrency), []).append(result)
+                    print(
+                        f"run {run + 1} {mode:6} c={concurrency:<2} {target.name:12} "
+                        f"{result.rps:8.0f} req/s  p50 {result.p50_ms:7.3f} ms  "
+                        f"p99 {result.p99_ms:7.3f} ms  errors {result.errors}",
+                        flush=True,
+                    )
+        for target in targets:
+            samples = asyncio.run(
+                stream_ttfb(target.url, args.ttfb_requests, target.headers, args.seconds * 2)
+            )
+            ttfb[target.name].append(median(samples))
+    return results, ttfb
+
+
+def mint_proxy_key(home: Path) -> str:
+    """A provider key in the encrypted file and a proxy key for it, through the real CLI."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "METERFOX_HOME": str(home), **KEY_ENV}
+    cli = [sys.executable, "-m", "meterfox_cli", "keys"]
+    subprocess.run(
+        [*cli, "set", "openai"],
+        input="sk-bench-provider\n",
+        text=True,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    created = subprocess.run(
+        [*cli, "create", "bench", "--provider", "openai"],
+        text=True,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return created.stdout.split()[0]
+
+
+def start_litellm(executable: str, port: int, upstream_url: str, home: Path) -> subprocess.Popen:
+    """LiteLLM's proxy, one worker, no database, bundled cost map, pointed at the same upstream."""
+    config = home / "litellm.yaml"
+    config.write_text(
+        "model_list:\n"
+        "  - model_name: gpt-4o-mini\n"
+        "    litellm_params:\n"
+        "      model: openai/gpt-4o-mini\n"
+        f"      api_base: {upstream_url}/v1\n"
+        "      api_key: sk-bench-provider\n"
+    )
+    return start(
+        [executable, "--config", str(config), "--port", str(port), "--num_workers", "1"],
+        env={"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"},
+    )
 
 
 def count_records(home: Path) -> int:
@@ -304,23 +373,24 @@ def summarise(results, ttfb, startup_s, rss_idle, rss_after) -> dict:
             }
         )
     ratios = {}
+    names = {name for name, _, _ in results}
     for mode in ("json", "stream"):
         for c in (1, 32):
-            mf, direct, relay = (
-                med(n, mode, c, "rps") for n in ("meterfox", "direct", "bare relay")
-            )
-            ratios[f"{mode} c={c} throughput vs direct"] = mf / direct
-            ratios[f"{mode} c={c} throughput vs bare relay"] = mf / relay
-            ratios[f"{mode} c={c} added p50 ms"] = med("meterfox", mode, c, "p50_ms") - med(
-                "direct", mode, c, "p50_ms"
-            )
-            ratios[f"{mode} c={c} added p99 ms"] = med("meterfox", mode, c, "p99_ms") - med(
-                "direct", mode, c, "p99_ms"
-            )
-    ratios["stream ttfb added p50 ms"] = median(ttfb["meterfox"]) - median(ttfb["direct"])
-    ratios["bare relay stream ttfb added p50 ms"] = median(ttfb["bare relay"]) - median(
-        ttfb["direct"]
-    )
+            direct, relay = (med(n, mode, c, "rps") for n in ("direct", "bare relay"))
+            for name in sorted(names - {"direct"}):
+                rps = med(name, mode, c, "rps")
+                ratios[f"{mode} c={c} {name} throughput vs direct"] = rps / direct
+                if name != "bare relay":
+                    ratios[f"{mode} c={c} {name} throughput vs bare relay"] = rps / relay
+                for q in ("p50", "p99"):
+                    added = med(name, mode, c, f"{q}_ms") - med("direct", mode, c, f"{q}_ms")
+                    ratios[f"{mode} c={c} {name} added {q} ms"] = added
+            if "litellm" in names:
+                ratios[f"{mode} c={c} meterfox throughput vs litellm"] = med(
+                    "meterfox", mode, c, "rps"
+                ) / med("litellm", mode, c, "rps")
+    for name in sorted(names - {"direct"}):
+        ratios[f"stream ttfb {name} added p50 ms"] = median(ttfb[name]) - median(ttfb["direct"])
     return {
         "table": table,
         "ttfb_p50_ms": {name: median(v) for name, v in ttfb.items()},
@@ -338,7 +408,7 @@ def print_summary(summary: dict) -> None:
     )
     for row in summary["table"]:
         print(
-            f"{row['mode']:6} {row['concurrency']:>3} {row['target']:10} {row['rps']:9.0f} "
+            f"{row['mode']:6} {row['concurrency']:>3} {row['target']:12} {row['rps']:9.0f} "
             f"{row['p50_ms']:8.3f} {row['p99_ms']:8.3f} {row['errors']:>6}"
         )
     print(
@@ -347,7 +417,7 @@ def print_summary(summary: dict) -> None:
     )
     print("\nratios")
     for key, value in summary["ratios"].items():
-        print(f"  {key:40} {value:8.3f}")
+        print(f"  {key:52} {value:9.3f}")
     print(f"\nstart-up to healthy: {summary['startup_to_healthy_s']:.3f} s")
     print(
         f"meterfox RSS: idle {summary['rss_idle_mb']:.1f} MB, after the run {summary['rss_after_mb']:.1f} MB"
