@@ -82,23 +82,31 @@ def serve(
 def _key_authorizer(settings: Settings, require: bool) -> KeyAuthorizer:
     """The proxy-key check, with its key store unlocked now (a prompt, if one is needed, comes
     before the server starts; the daemon never prompts later)."""
+    from functools import partial
+
     from meterfox_cli.cli.keys_cmd import prompt_passphrase
     from meterfox_cli.errors import MeterFoxError
     from meterfox_cli.keys.authorizer import KeyAuthorizer
     from meterfox_cli.keys.provider_keys import (
         FILE_STORE,
+        KEY_FILE_NAME,
         choose_store,
         env_passphrase,
         stored_keys,
     )
     from meterfox_cli.store.db import connect
 
-    choice = choose_store(settings.paths.data_dir, env_passphrase())
     conn = connect(settings.paths.database)
     try:
-        in_file = any(entry.store == FILE_STORE for entry in stored_keys(conn))
+        stored = stored_keys(conn)
     finally:
         conn.close()
+    data_dir = settings.paths.data_dir
+    if not stored and not (data_dir / KEY_FILE_NAME).exists():  # passthrough only, so far
+        lazy = partial(choose_store, data_dir, env_passphrase())
+        return KeyAuthorizer(settings.paths.database, lazy, require_proxy_key=require)
+    choice = choose_store(data_dir, env_passphrase())
+    in_file = any(entry.store == FILE_STORE for entry in stored)
     file_store = choice.file_store
     if in_file or file_store.path.exists():
         try:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from meterfox_cli.errors import MeterFoxError
 from meterfox_cli.keys.budget import Period, SpendCounter, format_usd, next_period_start
-from meterfox_cli.keys.provider_keys import ProviderKeys, StoreChoice, StoredKey
+from meterfox_cli.keys.provider_keys import ProviderKeys, StoreChoice, StoredKey, stored_keys
 from meterfox_cli.keys.proxy_keys import KeyStatus, ProxyKey, all_keys, hash_secret
 from meterfox_cli.proxy.auth import PASSTHROUGH, Authorizer, Credential, Decision, is_proxy_key
 from meterfox_cli.records import PASSTHROUGH_KEY
@@ -64,7 +64,7 @@ class KeyAuthorizer(Authorizer):
     def __init__(
         self,
         db_path: Path,
-        choice: StoreChoice,
+        choice: StoreChoice | Callable[[], StoreChoice],
         *,
         require_proxy_key: bool = False,
         poll_s: float = POLL_S,
@@ -175,12 +175,14 @@ class KeyWatcher:
     def __init__(
         self,
         db_path: Path,
-        choice: StoreChoice,
+        choice: StoreChoice | Callable[[], StoreChoice],
         poll_s: float,
         clock: Callable[[], float],
         publish: Callable[[KeySnapshot], None],
     ) -> None:
         self._db_path = db_path
+        # A callable is resolved the first time a provider key must be read: choosing a store
+        # imports and probes every keyring backend, which a passthrough-only daemon never needs.
         self._choice = choice
         self._poll_s = poll_s
         self._clock = clock
@@ -228,7 +230,8 @@ class KeyWatcher:
         unreadable = any(loaded.error for loaded in self._loaded.values())
         if version != self._version or (unreadable and time.monotonic() >= self._retry_at):
             keys = all_keys(conn)
-            self._load_provider_keys(ProviderKeys(conn, self._choice))
+            if self._loaded or stored_keys(conn):
+                self._load_provider_keys(ProviderKeys(conn, self._store_choice()))
             self._keys = keys
             self._version = version
             self._retry_at = time.monotonic() + RETRY_S
@@ -247,6 +250,11 @@ class KeyWatcher:
                 spend=spend,
             )
         )
+
+    def _store_choice(self) -> StoreChoice:
+        if not isinstance(self._choice, StoreChoice):
+            self._choice = self._choice()
+        return self._choice
 
     def _load_provider_keys(self, provider_keys: ProviderKeys) -> None:
         """Read the provider keys whose index entry is new or changed, or that could not be
