@@ -48,12 +48,18 @@ class Reading:
     dedupe_key: str | None = None
 
 
+# No real count comes near this (2**53: exact in a float and in JavaScript); a larger one is a
+# hostile or broken upstream. Clamping keeps every sum of counts inside SQLite's 64-bit integers.
+MAX_COUNT = 2**53
+
+
 def as_int(value: object) -> int:
-    """A token count from untrusted JSON: ints (and integral floats) only, anything else is 0."""
+    """A token count from untrusted JSON: ints (and integral floats) only, anything else is 0;
+    clamped to 0..MAX_COUNT."""
     if isinstance(value, bool):
         return 0
-    if isinstance(value, int):
-        return max(value, 0)
     if isinstance(value, float) and value.is_integer():
-        return max(int(value), 0)
+        value = int(value)
+    if isinstance(value, int):
+        return min(max(value, 0), MAX_COUNT)
     return 0

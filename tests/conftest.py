@@ -109,22 +109,30 @@ async def upstream_server() -> AsyncIterator[tuple[FakeUpstream, TestServer]]:
 
 
 async def start_proxy(
-    upstream: FakeUpstream,
-    upstream_server: TestServer,
+    upstream: FakeUpstream | object,
+    upstream_server: TestServer | str,
     *,
     authorizer: Authorizer | None = None,
     timeouts: Timeouts | None = None,
     max_body_bytes: int = 32 * 1024 * 1024,
     extra_providers: tuple[ProviderConfig, ...] = (),
+    writer: RecordWriter | None = None,
 ) -> tuple[Proxy, TestServer]:
-    """A proxy whose every provider points at the fake upstream (path kept after the origin)."""
-    upstream_url = str(upstream_server.make_url("")).rstrip("/")
+    """A proxy whose every provider points at the fake upstream (path kept after the origin).
+
+    `upstream_server` is an aiohttp TestServer, or the origin of any other fake (a raw socket
+    one, tests/fakes/raw.py); `writer` replaces the default RecordWriter on the test database.
+    """
+    if isinstance(upstream_server, str):
+        upstream_url = upstream_server.rstrip("/")
+    else:
+        upstream_url = str(upstream_server.make_url("")).rstrip("/")
     base = build_registry()
     overrides = {p.slug: _moved(p.base_url, upstream_url) for p in base}
     registry = build_registry(extra_providers, overrides)
     paths = resolve_paths()
     paths.ensure()
-    writer = RecordWriter(paths.database)
+    writer = writer or RecordWriter(paths.database)
     app = make_app(
         registry=registry,
         writer=writer,
@@ -140,7 +148,7 @@ async def start_proxy(
         upstream=upstream,
         upstream_url=upstream_url,
         writer=writer,
-        db_path=paths.database,
+        db_path=writer.db_path,
         registry=registry,
     )
     return proxy, server

@@ -40,8 +40,8 @@ def serve(
     tokens, latency, status, cost and your tags. Prompts and responses are never stored.
     """
     import asyncio
-    import logging
 
+    from meterfox_cli.logs import configure_logging
     from meterfox_cli.proxy.app import make_app
     from meterfox_cli.proxy.server import exposure_warning, requires_proxy_key
     from meterfox_cli.proxy.server import serve as run_server
@@ -51,9 +51,7 @@ def serve(
     config = settings.config
     host = host or config.host
     port = port if port is not None else config.port
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()
     settings.paths.ensure()
     book = price_book(settings)
     book.warm()  # load the price data now, not while the first requests are in flight

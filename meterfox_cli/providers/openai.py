@@ -53,7 +53,7 @@ class OpenAIFormat(WireFormat):
         data = plan.request_json
         if not (plan.stream and self.inject_stream_usage and isinstance(data, dict)):
             return plan
-        if not path.endswith("completions") or _asks_for_usage(data):
+        if not path.endswith("completions") or _asks_for_usage(data) or not _utf8(body):
             return plan
         return RequestPlan(
             model=plan.model,
@@ -227,6 +227,16 @@ def _decimal(value: float) -> Decimal | None:
     except InvalidOperation:
         return None
     return result if result.is_finite() and result >= 0 else None
+
+
+def _utf8(body: bytes | None) -> bool:
+    """Only a UTF-8 body can be edited in place (json.loads also reads UTF-16 and UTF-32):
+    any other is forwarded untouched, without asking for stream usage."""
+    try:
+        (body or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _asks_for_usage(request: dict[str, object]) -> bool:

@@ -83,6 +83,9 @@ async def health(request: web.Request) -> web.Response:
             "records_written": writer.written,
             "records_queued": writer.queued,
             "records_dropped": writer.dropped,
+            "store_error": writer.last_error,
+            "max_batch": writer.max_batch,
+            "max_commit_lag_ms": round(writer.max_commit_lag_s * 1000, 1),
         }
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 import zlib
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ log = logging.getLogger("meterfox.proxy")
 
 _JSON_TYPES = ("application/json", "text/json", "")
 _DECODABLE = {"gzip": 47, "x-gzip": 47, "deflate": 47}  # zlib wbits: 32 + 15 = auto-detect
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 # A refusal (bad key, spent budget) gives the same answer on retry: tell SDKs that honour it.
 _NO_RETRY = {"x-should-retry": "false"}
@@ -152,6 +154,17 @@ async def handle(request: web.Request) -> web.StreamResponse:
             request_id,
             headers=_NO_RETRY,
         )
+    if decision.replacement is not None and _CONTROL_CHARS.search(decision.replacement):
+        # A stored key with a line break (pasted with its newline) must not become a header
+        # injection upstream; aiohttp would refuse it with a bare 500 and a traceback.
+        exchange.status, exchange.outcome = 500, Outcome.PROXY_ERROR
+        state.writer.submit(exchange.record())
+        log.error("the provider key for %s has a control character in it", provider.slug)
+        message = (
+            f"MeterFox: the provider key for {provider.slug} is invalid "
+            "(it contains a line break or control character); store it again"
+        )
+        return error_response(wire, 500, message, "invalid_provider_key", request_id)
     headers = upstream_request_headers(request.headers)
     url = _apply_credential(headers, url, credential, decision)
     if plan.strip_usage_chunk or "accept-encoding" not in headers:
@@ -191,8 +204,14 @@ async def _exchange(
     except ClientGone:
         exchange.outcome = Outcome.CLIENT_CLOSED
         return exchange.response or web.Response(status=499)
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+    except (aiohttp.ClientError, TimeoutError, OSError, zlib.error) as exc:
         return _upstream_failed(request, exchange, exc)
+    except Exception:
+        # A bug of ours: aiohttp logs it and answers 500 (or cuts a started response).
+        exchange.outcome = Outcome.PROXY_ERROR
+        if exchange.response is None or not exchange.response.prepared:
+            exchange.status = 500
+        raise
     finally:
         if upstream is not None:
             upstream.close()
@@ -245,13 +264,15 @@ async def _relay(
         elif passthrough_raw:  # read the decoded copy, forward the exact bytes
             tap.feed(_decode(decoder, chunk))
             out = chunk
-        else:
-            out = tap.feed(_decode(decoder, chunk))
+        else:  # the client gets decoded bytes: an undecodable body is a broken one (zlib.error)
+            out = tap.feed(decoder.decompress(chunk))
         if content.is_eof():  # the last chunk leaves with the end of the body, in one write
             last = out
             break
         if out:
             await _write(response.write(out))
+    if forward_decoded and not decoder.eof:
+        raise zlib.error("the compressed body ended early")
     await _write(response.write_eof(last + tap.flush()))
     return response
 
@@ -282,13 +303,18 @@ def _upstream_failed(
         return response
     status = 504 if timed_out else 502
     exchange.status = status
-    what = "timed out" if timed_out else f"is unreachable ({type(exc).__name__})"
+    if timed_out:
+        what, kind = "timed out", "upstream_timeout"
+    elif isinstance(exc, aiohttp.ClientResponseError):
+        what, kind = f"sent an invalid response ({type(exc).__name__})", "upstream_invalid"
+    else:
+        what, kind = f"is unreachable ({type(exc).__name__})", "upstream_unreachable"
     log.warning("upstream %s %s", exchange.provider.slug, what)
     return error_response(
         exchange.wire,
         status,
         f"MeterFox: upstream {exchange.provider.slug} {what}",
-        "upstream_timeout" if timed_out else "upstream_unreachable",
+        kind,
         exchange.request_id,
     )
 

@@ -31,44 +31,65 @@ class SseOverflow(Exception):
 
 
 class SseParser:
+    """Feed it chunks; it returns the blocks each chunk completes.
+
+    Work is linear in the bytes fed, however a block is split: held bytes are never rescanned
+    nor re-joined until the block ends (a multi-megabyte event, such as a streamed image in
+    base64, may arrive in thousands of small reads).
+    """
+
     def __init__(self) -> None:
-        self._buf = b""  # bytes of the unfinished block
-        self._scan = 0  # offset in _buf of the first line not yet read
+        self._pieces: list[bytes] = []  # bytes of the unfinished block, as fed
+        self._held = 0  # their total size
+        self._line: list[bytes] = []  # pieces of the unfinished line
         self._event = ""
         self._data: list[bytes] = []
         self._after_cr = False  # the last byte read was a CR: a following LF belongs to it
 
     def feed(self, chunk: bytes) -> list[SseBlock]:
-        buf = self._buf + chunk if self._buf else chunk
-        scan = self._scan
-        if self._after_cr and buf[scan : scan + 1] == b"\n":
-            scan += 1
-        self._after_cr = False
-        start = 0
         blocks: list[SseBlock] = []
-        size = len(buf)
-        while scan < size:
-            match = _LINE_END.search(buf, scan)
-            if match is None:
-                break
-            line = buf[scan : match.start()]
-            scan = match.end()
-            if scan == size and match.group() == b"\r":
-                self._after_cr = True
+        if not chunk:
+            return blocks
+        pos = 0  # where the current line starts in chunk
+        if self._after_cr:
+            self._after_cr = False
+            if chunk[0] == 0x0A:
+                pos = 1
+        block_start = 0  # where the unfinished block's bytes start in chunk
+        held_line = self._line
+        read_line = self._read_line
+        for match in _LINE_END.finditer(chunk, pos):
+            start, end = match.span()
+            line = chunk[pos:start]
+            pos = end
+            if held_line:  # only the first line of a chunk can continue a held one
+                held_line.append(line)
+                line = b"".join(held_line)
+                held_line = self._line = []
             if line:
-                self._read_line(line)
+                read_line(line)
                 continue
-            blocks.append(self._finish_block(buf[start:scan]))
-            start = scan
-        self._buf = buf[start:]
-        self._scan = scan - start
-        if len(self._buf) > MAX_BLOCK_BYTES:
-            raise SseOverflow(f"an SSE block exceeded {MAX_BLOCK_BYTES} bytes")
+            raw = chunk[block_start:end]
+            if self._pieces:
+                raw = b"".join([*self._pieces, raw])
+                self._pieces, self._held = [], 0
+            blocks.append(self._finish_block(raw))
+            block_start = end
+        size = len(chunk)
+        if pos < size:
+            self._line.append(chunk[pos:])
+        elif chunk[-1] == 0x0D:
+            self._after_cr = True
+        if block_start < size:
+            self._pieces.append(chunk[block_start:])
+            self._held += size - block_start
+            if self._held > MAX_BLOCK_BYTES:
+                raise SseOverflow(f"an SSE block exceeded {MAX_BLOCK_BYTES} bytes")
         return blocks
 
     def pending(self) -> bytes:
         """Bytes of the block not yet terminated (held back only by callers that edit)."""
-        return self._buf
+        return b"".join(self._pieces)
 
     def _read_line(self, line: bytes) -> None:
         if line[0] == 0x3A:  # ":" comment

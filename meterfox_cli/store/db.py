@@ -12,33 +12,55 @@ from meterfox_cli.store.migrations import migrate
 BUSY_TIMEOUT_MS = 5000
 
 
-def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """A connection to the MeterFox database at `path`, created owner-only and migrated."""
-    if not readonly:
-        _create_owner_only(path)
-    elif not path.exists():
+def connect(
+    path: Path, *, readonly: bool = False, busy_timeout_ms: int = BUSY_TIMEOUT_MS
+) -> sqlite3.Connection:
+    """A connection to the MeterFox database at `path`, created owner-only and migrated.
+
+    Any failure to open it (a directory in its place, no permission, a full disk, a lock held
+    through the migration) is a StoreError.
+    """
+    if readonly and not path.exists():
         raise StoreError(f"no database at {path}: start `meterfox serve` and send a request first")
     try:
+        if not readonly:
+            _create_owner_only(path)
         uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
         conn = sqlite3.connect(
             uri,
             uri=True,
-            timeout=BUSY_TIMEOUT_MS / 1000,
+            timeout=busy_timeout_ms / 1000,
             isolation_level=None,
             check_same_thread=False,
         )
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"cannot open the database {path}: {exc}") from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         if not readonly:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             migrate(conn)
         return conn
-    except sqlite3.DatabaseError as exc:
+    except sqlite3.Error as exc:
+        conn.close()
         raise StoreError(f"cannot open the database {path}: {exc}") from exc
 
 
 def _create_owner_only(path: Path) -> None:
+    """Create the file owner-only before SQLite opens it (SQLite gives its -wal and -shm files
+    the same mode).
+
+    Never open and close a descriptor on a database this process may already have open:
+    closing any descriptor drops every POSIX lock the process holds on the file, SQLite's
+    included, and another process may then take itself for the last connection and reset the
+    WAL under ours (records lost; sqlite.org/howtocorrupt.html §2.2). So the file is opened
+    only when this call creates it, which no connection can have open yet.
+    """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
-    os.chmod(path, 0o600)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    except FileExistsError:
+        os.chmod(path, 0o600)
+    else:
+        os.close(fd)

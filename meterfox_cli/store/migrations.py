@@ -16,14 +16,20 @@ Migration = Callable[[sqlite3.Connection], None]
 
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE … COMMIT on an autocommit connection; ROLLBACK on any error."""
+    """BEGIN IMMEDIATE … COMMIT on an autocommit connection; ROLLBACK on any error.
+
+    A failed COMMIT (disk full, I/O error) rolls back too. SQLite may already have rolled the
+    transaction back itself (SQLITE_FULL does): then there is nothing to undo, and the
+    original error is the one raised, not "cannot rollback - no transaction is active".
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
 
 
 def _run(conn: sqlite3.Connection, script: str) -> None:

@@ -19,17 +19,20 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+from meterfox_cli.errors import StoreError
 from meterfox_cli.pricing import UNPRICED, Price, price_record
 from meterfox_cli.records import UsageRecord
-from meterfox_cli.store.db import connect
+from meterfox_cli.store.db import BUSY_TIMEOUT_MS, connect
 from meterfox_cli.store.migrations import transaction
 
 log = logging.getLogger("meterfox.writer")
 
 # How long a record may wait for others to share its transaction. One commit per request costs
-# far more than the insert; this is also the longest a SIGKILL can take records with it (plus
-# the commit itself): see docs/performance.md.
+# far more than the insert; this (plus the commit itself, and any wait for a busy CPU) is the
+# longest a SIGKILL can take records with it: see docs/performance.md.
 BATCH_INTERVAL_S = 0.025
+REMINDER_S = 60.0  # while records cannot be written, the log says so again this often
+INT64_MAX = 2**63 - 1
 ALREADY_COUNTED = Price(None, "no_usage", "usage already recorded under the same dedupe key")
 
 INSERT_REQUEST = """
@@ -74,18 +77,32 @@ def record_row(record: UsageRecord, price: Price) -> tuple[object, ...]:
         record.ttfb_ms,
         record.latency_ms,
         int(usage is not None),
-        *counts,
+        *(_int64(count) for count in counts),
         json.dumps(dict(usage.units)) if usage and usage.units else None,
         json.dumps(dict(reading.price_context)) if reading.price_context else None,
         reading.dedupe_key,
         str(reading.reported_cost_usd) if reading.reported_cost_usd is not None else None,
-        price.cost_nanousd,
+        None if price.cost_nanousd is None else _int64(price.cost_nanousd),
         price.source,
         price.detail,
     )
 
 
+def _int64(value: int) -> int:
+    """SQLite integers are 64-bit: an absurd count or cost from a hostile upstream is clamped,
+    never allowed to fail the batch it is in."""
+    return max(min(value, INT64_MAX), -INT64_MAX)
+
+
 class RecordWriter:
+    """Commits submitted records from one thread, in batches of whatever is queued.
+
+    A record waits in memory from `submit` until its batch commits: that is the window a
+    SIGKILL can lose (measured in docs/performance.md, "Load"). A database that cannot be
+    opened, is locked or is full only delays records; `failing_since` and `last_error` say so
+    (the health endpoint shows them), and the log says so when it starts and when it ends.
+    """
+
     def __init__(
         self,
         db_path: Path,
@@ -95,29 +112,53 @@ class RecordWriter:
         batch_interval_s: float = BATCH_INTERVAL_S,
         max_queue: int = 100_000,
         retry_max_s: float = 5.0,
+        busy_timeout_s: float = BUSY_TIMEOUT_MS / 1000,
+        on_connect: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         self._db_path = db_path
         self._pricer = pricer
         self._batch_size = batch_size
-        self._batch_interval_s = batch_interval_s
         self._retry_max_s = retry_max_s
+        self._busy_timeout_ms = int(busy_timeout_s * 1000)
+        self._on_connect = on_connect  # a test hook: runs on each new connection
+        self._batch_interval_s = batch_interval_s
         self._max_queue = max_queue
         # A deque, not a queue.Queue: append and popleft are atomic under the GIL, so submitting
         # takes no lock and wakes no thread; the writer looks every batch interval instead.
         self._pending: deque[UsageRecord] = deque()
-        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="meterfox-writer", daemon=True)
+        self._closing = threading.Event()
         self._deadline: float | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._in_hand = 0  # records of the batch being written (retried while the DB refuses)
+        self._next_reminder = 0.0
         self.written = 0
         self.dropped = 0
         self.failing_since: float | None = None
+        self.last_error: str | None = None
+        self.max_batch = 0
+        self.max_commit_lag_s = 0.0
+
+    @property
+    def db_path(self) -> Path:
+        return self._db_path
 
     @property
     def queued(self) -> int:
-        return len(self._pending)
+        """Records accepted but not yet committed."""
+        return len(self._pending) + self._in_hand
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def start(self) -> None:
-        connect(self._db_path).close()  # create and migrate now, so errors surface at start-up
+        """Open (create, migrate) the database and start the thread. A database that cannot be
+        opened yet is logged, not fatal: the thread keeps trying while records queue."""
+        try:
+            self._conn = self._connect()
+        except StoreError as exc:
+            self._failing(exc, 0)
         self._thread.start()
 
     def submit(self, record: UsageRecord) -> None:
@@ -131,53 +172,126 @@ class RecordWriter:
         self._pending.append(record)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Commit everything queued, then stop. Blocks: call it off the event loop."""
+        """Commit everything queued, then stop. Blocks: call it off the event loop. Returns
+        within about `timeout` seconds even if the database refuses every write."""
         self._deadline = time.monotonic() + timeout
-        self._stop.set()
-        self._thread.join(timeout + 1)
+        self._closing.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout + self._busy_timeout_ms / 1000 + 1)
+        elif self._conn is not None:  # never started
+            self._conn.close()
 
     def _run(self) -> None:
-        conn = connect(self._db_path)
         try:
             stopping = False
             while not stopping:
-                stopping = self._stop.wait(self._batch_interval_s)
+                stopping = self._closing.wait(self._batch_interval_s)
                 while self._pending:
                     batch = self._take()
-                    if not self._commit_with_retry(conn, batch):
-                        log.error("gave up on %d records: database refused writes", len(batch))
-                        break
-            if self._pending:
-                log.error("%d records were not written before shutdown", len(self._pending))
+                    if not self._write(batch):
+                        lost = len(batch) + self._discard_queue()
+                        log.error(
+                            "gave up on %d records at shutdown: database refused writes", lost
+                        )
+                        return
         finally:
-            conn.close()
+            if self._conn is not None:
+                self._conn.close()
 
     def _take(self) -> list[UsageRecord]:
         pending = self._pending
         return [pending.popleft() for _ in range(min(self._batch_size, len(pending)))]
 
-    def _commit_with_retry(self, conn: sqlite3.Connection, batch: list[UsageRecord]) -> bool:
-        rows = [(record, self._price(record)) for record in batch]
-        delay = 0.05
-        while True:
+    def _write(self, batch: list[UsageRecord]) -> bool:
+        """Commit one batch, retrying while the database refuses; False only when the close
+        deadline passes first."""
+        self._in_hand = len(batch)
+        try:
+            rows = [(record, self._price(record)) for record in batch]
+            delay = 0.05
+            while True:
+                try:
+                    if self._conn is None:
+                        self._conn = self._connect()
+                    self._commit(self._conn, rows)
+                except Exception as exc:
+                    if not _passing(exc):
+                        self._commit_each(rows, exc)
+                        return True
+                    self._failing(exc, self.queued)
+                    if self._deadline is not None and time.monotonic() > self._deadline:
+                        return False
+                    time.sleep(delay)
+                    delay = min(delay * 2, self._retry_max_s)
+                    continue
+                self._recovered()
+                self.written += len(rows)
+                self._note_batch(rows)
+                return True
+        finally:
+            self._in_hand = 0
+
+    def _note_batch(self, rows: list[tuple[UsageRecord, Price]]) -> None:
+        """The largest batch and the longest a record waited from its response's end (when
+        it was submitted) to its commit: what a SIGKILL at the worst moment would lose."""
+        submitted = min(record.started_at + record.latency_ms / 1000 for record, _ in rows)
+        self.max_commit_lag_s = max(self.max_commit_lag_s, time.time() - submitted)
+        self.max_batch = max(self.max_batch, len(rows))
+
+    def _commit_each(self, rows: list[tuple[UsageRecord, Price]], exc: Exception) -> None:
+        """A batch failed for its data, not the database: write its records one at a time and
+        drop (count, log) only those the database cannot take. Never retried: it would fail
+        forever and hold every later record back."""
+        log.error("a batch of %d records failed (%r); writing them one by one", len(rows), exc)
+        for row in rows:
             try:
-                self._commit(conn, rows)
-            except sqlite3.Error as exc:
-                if self.failing_since is None:
-                    self.failing_since = time.monotonic()
-                    log.error("cannot write records (%s); %d waiting, retrying", exc, len(batch))
-                if self._deadline is not None and time.monotonic() > self._deadline:
-                    return False
-                time.sleep(delay)
-                delay = min(delay * 2, self._retry_max_s)
-                continue
-            if self.failing_since is not None:
-                log.warning(
-                    "writing records again after %.1fs", time.monotonic() - self.failing_since
-                )
-                self.failing_since = None
-            self.written += len(batch)
-            return True
+                self._commit(self._conn, [row])
+            except Exception as each:
+                self.dropped += 1
+                log.error("record %s dropped: the database refused it (%r)", row[0].id, each)
+            else:
+                self.written += 1
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = connect(self._db_path, busy_timeout_ms=self._busy_timeout_ms)
+        if self._on_connect is not None:
+            self._on_connect(conn)
+        return conn
+
+    def _failing(self, exc: BaseException, waiting: int) -> None:
+        self.last_error = str(exc)
+        now = time.monotonic()
+        if self.failing_since is None:
+            self.failing_since = now
+            log.error(
+                "cannot write records (%s); %d waiting, forwarding continues, retrying",
+                exc,
+                waiting,
+            )
+            self._next_reminder = now + REMINDER_S
+        elif now >= self._next_reminder:
+            log.error(
+                "still cannot write records after %.0fs (%s); %d waiting",
+                now - self.failing_since,
+                exc,
+                waiting,
+            )
+            self._next_reminder = now + REMINDER_S
+
+    def _recovered(self) -> None:
+        if self.failing_since is not None:
+            log.warning(
+                "writing records again after %.1fs (%d waiting)",
+                time.monotonic() - self.failing_since,
+                self.queued,
+            )
+            self.failing_since = None
+            self.last_error = None
+
+    def _discard_queue(self) -> int:
+        count = len(self._pending)
+        self._pending.clear()
+        return count
 
     def _price(self, record: UsageRecord) -> Price:
         try:
@@ -194,6 +308,14 @@ class RecordWriter:
             conn.executemany(
                 INSERT_TAG, [(r.id, name, value) for r, _ in rows for name, value in r.tags]
             )
+
+
+def _passing(exc: BaseException) -> bool:
+    """A fault of the database as a whole (cannot open, locked, busy, full, I/O, corrupt) that
+    may pass, as opposed to one batch's data the database will never take."""
+    return isinstance(exc, StoreError | sqlite3.OperationalError) or type(exc) is (
+        sqlite3.DatabaseError
+    )
 
 
 def counted_once(
