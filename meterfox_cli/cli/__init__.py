@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from meterfox_cli import __version__
-from meterfox_cli.cli import info, report_cmd, serve_cmd
+from meterfox_cli.cli import feed_cmd, info, report_cmd, serve_cmd
 from meterfox_cli.errors import MeterFoxError
 
 
@@ -34,5 +34,5 @@ def main() -> None:
     """
 
 
-for command in (*serve_cmd.COMMANDS, *info.COMMANDS, *report_cmd.COMMANDS):
+for command in (*serve_cmd.COMMANDS, *info.COMMANDS, *report_cmd.COMMANDS, *feed_cmd.COMMANDS):
     main.add_command(command)

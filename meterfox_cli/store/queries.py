@@ -1,27 +1,80 @@
-"""Report queries. Grouping and sums happen in SQLite; money stays in integer nano-USD."""
+"""Report queries. Grouping and sums happen in SQLite; money stays in integer nano-USD.
+
+Sums come from `request_rollup` (exact per-hour sums kept by triggers, see migrations.py) for
+the whole hours of a window, and from `requests` only for the partial hours at its edges; a
+grouping or filter on tags, or a database without the rollup, reads `requests` alone. Both
+paths give the same numbers (tests/store/test_queries.py checks it).
+
+Latency percentiles (nearest rank) need the individual requests: a second pass reads them
+from the narrow covering index `requests_latency`: every request when the window holds at most
+LATENCY_SAMPLE_MAX of them, else every m-th by rowid (`Report.sample_every`): reading each
+request costs about a microsecond in Python, sorting a million of them in SQLite far more.
+"""
 
 from __future__ import annotations
 
+import math
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from meterfox_cli.errors import MeterFoxError
 
 UNKNOWN_GROUP = "(unknown)"
 UNTAGGED_GROUP = "(untagged)"
+TOTAL_GROUP = "total"
+GROUP_SEPARATOR = " / "
+LATENCY_SAMPLE_MAX = 100_000
+HOUR_S = 3600
 
-_COLUMNS = {
-    "model": "r.model",
-    "provider": "r.provider",
-    "endpoint": "r.endpoint",
-    "day": "r.day",
-    "key": "r.key_name",
+# Dimension → SQL over a rollup or request row named {t} (they share these column names).
+_COLUMN_DIMENSIONS = {
+    "provider": "{t}.provider",
+    "model": "NULLIF({t}.model, '')",
+    "key": "{t}.key_name",
+    "endpoint": "{t}.endpoint",
+    "day": "{t}.day",
+    "week": "date({t}.day, 'weekday 0', '-6 days')",  # the Monday that starts the ISO week
+    "month": "substr({t}.day, 1, 7)",
 }
+TIME_DIMENSIONS = frozenset({"day", "week", "month"})
+_SUMS = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_nanousd",
+    "priced_requests",
+    "unpriced_requests",
+    "unpriced_input_tokens",
+    "unpriced_output_tokens",
+)
+# The same sums over single request rows `r`, matching the rollup's triggers.
+_REQUEST_SUMS = (
+    "1",
+    "(r.status >= 400 OR r.outcome != 'ok')",
+    "r.input_tokens",
+    "r.cached_tokens",
+    "r.cache_write_tokens",
+    "r.output_tokens",
+    "r.reasoning_tokens",
+    "r.cost_nanousd",
+    "(r.cost_nanousd IS NOT NULL)",
+    "(r.cost_source = 'unpriced')",
+    "IIF(r.cost_source = 'unpriced', r.input_tokens, 0)",
+    "IIF(r.cost_source = 'unpriced', r.output_tokens, 0)",
+)
+_KEY_COLUMNS = "r.day, r.provider, IFNULL(r.model, '') AS model, r.key_name, r.endpoint"
 
 
 @dataclass(frozen=True, slots=True)
 class ReportRow:
+    """One group's sums. The first ten fields are the JSON contract of `meterfox report`."""
+
     group: str
     requests: int
     errors: int
@@ -32,6 +85,20 @@ class ReportRow:
     reasoning_tokens: int
     cost_usd: Decimal | None  # None when no request in the group could be priced
     unpriced_requests: int
+    dims: tuple[str | None, ...] = ()  # one value per dimension, None when unknown
+    cost_nanousd: int | None = None
+    priced_requests: int = 0
+    unpriced_input_tokens: int = 0
+    unpriced_output_tokens: int = 0
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    ttfb_p50_ms: float | None = None
+
+    @property
+    def priced_share(self) -> float | None:
+        """Priced requests over those that needed a price (requests with no usage need none)."""
+        needing = self.priced_requests + self.unpriced_requests
+        return None if needing == 0 else self.priced_requests / needing
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,58 +107,211 @@ class TimeRange:
     until: float | None = None  # unix seconds, exclusive
 
 
-def group_by(conn: sqlite3.Connection, by: str, window: TimeRange) -> list[ReportRow]:
-    """One row per group, most expensive first."""
-    join, key, params = _grouping(by)
-    where, where_params = _window(window)
-    sql = f"""
-        SELECT COALESCE({key}, ?) AS grp,
-               COUNT(*),
-               SUM(r.outcome != 'ok' OR r.status >= 400),
-               SUM(r.input_tokens), SUM(r.cached_tokens), SUM(r.cache_write_tokens),
-               SUM(r.output_tokens), SUM(r.reasoning_tokens),
-               SUM(r.cost_nanousd),
-               SUM(r.cost_source = 'unpriced')
-        FROM requests r {join}
-        {where}
-        GROUP BY grp
-        ORDER BY SUM(r.cost_nanousd) IS NULL, SUM(r.cost_nanousd) DESC, COUNT(*) DESC, grp
-    """
-    default = UNTAGGED_GROUP if by.startswith("tag:") else UNKNOWN_GROUP
-    rows = conn.execute(sql, (default, *params, *where_params)).fetchall()
-    return [_row(row) for row in rows]
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Keep only requests matching every given field (any of the values within a field)."""
+
+    providers: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()  # (name, value), all must match
 
 
-def _row(row: tuple) -> ReportRow:
-    group, requests, errors, inp, cached, write, out, reasoning, nano, unpriced = row
-    return ReportRow(
-        group=group,
-        requests=requests,
-        errors=errors or 0,
-        input_tokens=inp or 0,
-        cached_tokens=cached or 0,
-        cache_write_tokens=write or 0,
-        output_tokens=out or 0,
-        reasoning_tokens=reasoning or 0,
-        cost_usd=None if nano is None else Decimal(nano).scaleb(-9),
-        unpriced_requests=unpriced or 0,
-    )
+NO_FILTERS = Filters()
 
 
-def _grouping(by: str) -> tuple[str, str, tuple[str, ...]]:
-    if by.startswith("tag:"):
-        name = by[4:].strip().lower()
-        if not name:
-            raise MeterFoxError("--by tag:NAME needs a tag name, e.g. --by tag:feature")
-        join = "LEFT JOIN request_tags t ON t.request_id = r.id AND t.name = ?"
-        return join, "t.value", (name,)
-    if by not in _COLUMNS:
-        known = ", ".join([*_COLUMNS, "tag:NAME"])
-        raise MeterFoxError(f"cannot group by {by!r}; use one of: {known}")
-    return "", _COLUMNS[by], ()
+@dataclass(frozen=True, slots=True)
+class Report:
+    dimensions: tuple[str, ...]
+    window: TimeRange
+    filters: Filters
+    rows: tuple[ReportRow, ...]
+    total: ReportRow
+    sample_every: int = 1  # latency percentiles from every request (1) or one in n
 
 
-def _window(window: TimeRange) -> tuple[str, tuple[float, ...]]:
+@dataclass(slots=True)
+class _Acc:
+    sums: list[int] = field(default_factory=lambda: [0] * len(_SUMS))
+
+
+def parse_dimensions(text: str) -> tuple[str, ...]:
+    """`provider,model` / `tag:Feature` / `day` → normalised dimension names, checked."""
+    dims: list[str] = []
+    for part in text.split(","):
+        name = part.strip()
+        if name.lower().startswith("tag:"):
+            tag = name[4:].strip().lower()
+            if not tag:
+                raise MeterFoxError("--by tag:NAME needs a tag name, e.g. --by tag:feature")
+            name = f"tag:{tag}"
+        else:
+            name = name.lower()
+            if name == "key_name":
+                name = "key"
+            if name not in _COLUMN_DIMENSIONS:
+                known = ", ".join([*_COLUMN_DIMENSIONS, "tag:NAME"])
+                raise MeterFoxError(f"cannot group by {part.strip()!r}; use one of: {known}")
+        if name in dims:
+            raise MeterFoxError(f"--by names {name!r} twice")
+        dims.append(name)
+    return tuple(dims)
+
+
+def build_report(
+    conn: sqlite3.Connection,
+    dimensions: Sequence[str],
+    window: TimeRange,
+    filters: Filters = NO_FILTERS,
+    *,
+    latency: bool = True,
+) -> Report:
+    """Sums per group, most expensive first (oldest first when grouped by time first)."""
+    dims = tuple(dimensions)
+    groups = _sums(conn, dims, window, filters)
+    total = _row((), _total(groups.values()))
+    rows = [_row(key, acc.sums) for key, acc in groups.items()]
+    sample_every = 1
+    if latency and rows:
+        sample_every = max(1, math.ceil(total.requests / LATENCY_SAMPLE_MAX))
+        percentiles = _latency(conn, dims, window, filters, sample_every)
+        rows = [replace(row, **percentiles.get(row.dims, {})) for row in rows]
+        total = replace(total, **percentiles.get(None, {}))
+    rows.sort(key=_order(dims))
+    labelled = tuple(replace(row, group=_label(dims, row.dims)) for row in rows)
+    return Report(dims, window, filters, labelled, total, sample_every)
+
+
+def empty_report(dimensions: Sequence[str], window: TimeRange, filters: Filters) -> Report:
+    return Report(tuple(dimensions), window, filters, (), _row((), [0] * len(_SUMS)))
+
+
+def group_by(
+    conn: sqlite3.Connection, by: str, window: TimeRange, filters: Filters = NO_FILTERS
+) -> list[ReportRow]:
+    """The rows of a report grouped by `by` (e.g. `model` or `provider,model`)."""
+    return list(build_report(conn, parse_dimensions(by), window, filters).rows)
+
+
+def has_rollup(conn: sqlite3.Connection) -> bool:
+    found = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'request_rollup'"
+    ).fetchone()
+    return found is not None
+
+
+# --- sums ---------------------------------------------------------------------------------
+
+
+def _sums(
+    conn: sqlite3.Connection, dims: tuple[str, ...], window: TimeRange, filters: Filters
+) -> dict[tuple[str | None, ...], _Acc]:
+    source, params = _source(conn, dims, window, filters)
+    keys = [_dimension_sql(dim, i) for i, dim in enumerate(dims)]
+    select = ", ".join([*keys, *(f"SUM(x.{name})" for name in _SUMS)])
+    group = f"GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}" if keys else ""
+    sql = f"SELECT {select} FROM ({source}) x {group}"
+    groups: dict[tuple[str | None, ...], _Acc] = {}
+    for row in conn.execute(sql, params):
+        key = tuple(row[: len(dims)])
+        if row[len(dims)] is None:  # no request at all (an ungrouped query over nothing)
+            continue
+        groups[key] = _Acc([value or 0 for value in row[len(dims) :]])
+    return groups
+
+
+def _source(
+    conn: sqlite3.Connection, dims: tuple[str, ...], window: TimeRange, filters: Filters
+) -> tuple[str, list[object]]:
+    """The rows to sum: rollup rows for whole hours, request rows for the rest."""
+    tagged = filters.tags or any(dim.startswith("tag:") for dim in dims)
+    if tagged or not has_rollup(conn):
+        return _request_source(dims, filters, window_sql(window))
+    first, end = _whole_hours(window)
+    if first is None or end is None or first < end:
+        rollup, rollup_params = _rollup_source(filters, first, end)
+        edges = _edge_sql(window, first, end)
+        if edges is None:
+            return rollup, rollup_params
+        raw, raw_params = _request_source(dims, filters, edges)
+        return f"{rollup} UNION ALL {raw}", [*rollup_params, *raw_params]
+    return _request_source(dims, filters, window_sql(window))
+
+
+def _whole_hours(window: TimeRange) -> tuple[int | None, int | None]:
+    """Hours [first, end) lying wholly inside the window; None: unbounded on that side."""
+    first = None if window.since is None else math.ceil(window.since / HOUR_S)
+    end = None if window.until is None else math.floor(window.until / HOUR_S)
+    return first, end
+
+
+def _rollup_source(
+    filters: Filters, first: int | None, end: int | None
+) -> tuple[str, list[object]]:
+    clauses, params = filter_sql(replace(filters, tags=()), "x")
+    if first is not None:
+        clauses.append("x.hour >= ?")
+        params.append(first)
+    if end is not None:
+        clauses.append("x.hour < ?")
+        params.append(end)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    columns = ", ".join(["x.day", "x.provider", "x.model", "x.key_name", "x.endpoint"])
+    sums = ", ".join(f"x.{name}" for name in _SUMS)
+    return f"SELECT {columns}, {sums} FROM request_rollup x {where}", params
+
+
+def _request_source(
+    dims: tuple[str, ...],
+    filters: Filters,
+    window: tuple[str, list[object]],
+) -> tuple[str, list[object]]:
+    joins, params, tag_columns = _tag_joins(dims)
+    clauses, filter_params = filter_sql(filters, "r")
+    window_sql, window_params = window
+    if window_sql:
+        clauses.append(window_sql)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    sums = ", ".join(f"{expr} AS {name}" for expr, name in zip(_REQUEST_SUMS, _SUMS, strict=True))
+    columns = ", ".join([_KEY_COLUMNS, *tag_columns, sums])
+    sql = f"SELECT {columns} FROM requests r {joins} {where}"
+    return sql, [*params, *filter_params, *window_params]
+
+
+def _tag_joins(dims: tuple[str, ...]) -> tuple[str, list[object], list[str]]:
+    joins, params, columns = [], [], []
+    for i, dim in enumerate(dims):
+        if dim.startswith("tag:"):
+            joins.append(f"LEFT JOIN request_tags t{i} ON t{i}.request_id = r.id AND t{i}.name = ?")
+            params.append(dim[4:])
+            columns.append(f"t{i}.value AS tag{i}")
+    return " ".join(joins), params, columns
+
+
+def filter_sql(filters: Filters, alias: str = "r") -> tuple[list[str], list[object]]:
+    """WHERE clauses (AND-ed) for `filters` over a `requests` row (or, without tags, a rollup
+    row) named `alias`."""
+    clauses: list[str] = []
+    params: list[object] = []
+    for column, values in (
+        ("provider", filters.providers),
+        ("model", filters.models),
+        ("key_name", filters.keys),
+    ):
+        if values:
+            clauses.append(f"{alias}.{column} IN ({', '.join('?' * len(values))})")
+            params.extend(values)
+    for name, value in filters.tags:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM request_tags f "
+            f"WHERE f.request_id = {alias}.id AND f.name = ? AND f.value = ?)"
+        )
+        params.extend([name, value])
+    return clauses, params
+
+
+def window_sql(window: TimeRange) -> tuple[str, list[object]]:
+    """A WHERE clause (maybe empty) keeping requests `r` inside the window."""
     clauses, params = [], []
     if window.since is not None:
         clauses.append("r.ts >= ?")
@@ -99,4 +319,146 @@ def _window(window: TimeRange) -> tuple[str, tuple[float, ...]]:
     if window.until is not None:
         clauses.append("r.ts < ?")
         params.append(window.until)
-    return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+    return " AND ".join(clauses), params
+
+
+def _edge_sql(
+    window: TimeRange, first: int | None, end: int | None
+) -> tuple[str, list[object]] | None:
+    """Requests in the window's partial hours. The hour is computed exactly as the rollup's
+    trigger computes it, so no request is counted twice or missed at a boundary."""
+    hour = f"CAST(r.ts / {HOUR_S} AS INTEGER)"
+    parts, params = [], []
+    if window.since is not None and first is not None and first * HOUR_S != window.since:
+        parts.append(f"(r.ts >= ? AND r.ts < ? AND {hour} < ?)")
+        params.extend([window.since, first * HOUR_S + 1, first])
+    if window.until is not None and end is not None and end * HOUR_S != window.until:
+        parts.append(f"(r.ts < ? AND r.ts >= ? AND {hour} >= ?)")
+        params.extend([window.until, end * HOUR_S - 1, end])
+    if not parts:
+        return None
+    return f"({' OR '.join(parts)})", params
+
+
+def _dimension_sql(dim: str, index: int, alias: str = "x") -> str:
+    """The SQL for a dimension over the summed source `x` or over a request row `r`."""
+    if dim.startswith("tag:"):
+        return f"x.tag{index}" if alias == "x" else f"t{index}.value"
+    return _COLUMN_DIMENSIONS[dim].format(t=alias)
+
+
+# --- latency percentiles -------------------------------------------------------------------
+
+
+def _latency(
+    conn: sqlite3.Connection,
+    dims: tuple[str, ...],
+    window: TimeRange,
+    filters: Filters,
+    every: int,
+) -> dict[tuple[str | None, ...] | None, dict[str, float | None]]:
+    """p50/p95 latency and p50 time to first byte per group (key None: all groups), from
+    every request, or from every `every`-th by rowid (a systematic sample spread evenly over
+    the recording order, so over time, providers and models alike)."""
+    keys = [_dimension_sql(dim, i, "r") for i, dim in enumerate(dims)]
+    joins, params, _ = _tag_joins(dims)
+    clauses, filter_params = filter_sql(filters, "r")
+    window_clause, window_params = window_sql(window)
+    clauses += [window_clause] if window_clause else []
+    params += [*filter_params, *window_params]
+    if every > 1:
+        clauses.append("r.rowid % ? = 0")
+        params.append(every)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    select = ", ".join([*keys, "r.latency_ms", "r.ttfb_ms"])
+    n = len(dims)
+    latencies: dict[tuple[str | None, ...], list[float]] = {}
+    ttfbs: dict[tuple[str | None, ...], list[float]] = {}
+    for row in conn.execute(f"SELECT {select} FROM requests r {joins} {where}", params):
+        key = row[:n]
+        latencies.setdefault(key, []).append(row[n])
+        if row[n + 1] is not None:
+            ttfbs.setdefault(key, []).append(row[n + 1])
+    result: dict[tuple[str | None, ...] | None, dict[str, float | None]] = {
+        key: _percentiles(values, ttfbs.get(key, [])) for key, values in latencies.items()
+    }
+    result[None] = _percentiles(
+        [v for values in latencies.values() for v in values],
+        [v for values in ttfbs.values() for v in values],
+    )
+    return result
+
+
+def _percentiles(latencies: list[float], ttfbs: list[float]) -> dict[str, float | None]:
+    latencies.sort()
+    ttfbs.sort()
+    return {
+        "latency_p50_ms": nearest_rank(latencies, 0.50),
+        "latency_p95_ms": nearest_rank(latencies, 0.95),
+        "ttfb_p50_ms": nearest_rank(ttfbs, 0.50),
+    }
+
+
+def nearest_rank(ordered: Sequence[float], p: float) -> float | None:
+    """The p-th percentile by the nearest-rank method: the value at rank ceil(p·n)."""
+    if not ordered:
+        return None
+    return ordered[max(math.ceil(p * len(ordered)), 1) - 1]
+
+
+# --- rows ----------------------------------------------------------------------------------
+
+
+def _total(groups: Iterable[_Acc]) -> list[int]:
+    total = [0] * len(_SUMS)
+    for acc in groups:
+        total = [a + b for a, b in zip(total, acc.sums, strict=True)]
+    return total
+
+
+def _row(dims: tuple[str | None, ...], sums: list[int]) -> ReportRow:
+    named = dict(zip(_SUMS, sums, strict=True))
+    nano = named["cost_nanousd"] if named["priced_requests"] else None
+    return ReportRow(
+        group=TOTAL_GROUP,
+        requests=named["requests"],
+        errors=named["errors"],
+        input_tokens=named["input_tokens"],
+        cached_tokens=named["cached_tokens"],
+        cache_write_tokens=named["cache_write_tokens"],
+        output_tokens=named["output_tokens"],
+        reasoning_tokens=named["reasoning_tokens"],
+        cost_usd=None if nano is None else Decimal(nano).scaleb(-9),
+        unpriced_requests=named["unpriced_requests"],
+        dims=dims,
+        cost_nanousd=nano,
+        priced_requests=named["priced_requests"],
+        unpriced_input_tokens=named["unpriced_input_tokens"],
+        unpriced_output_tokens=named["unpriced_output_tokens"],
+    )
+
+
+def _label(dims: tuple[str, ...], values: tuple[str | None, ...]) -> str:
+    parts = [
+        value
+        if value is not None
+        else (UNTAGGED_GROUP if dim.startswith("tag:") else UNKNOWN_GROUP)
+        for dim, value in zip(dims, values, strict=True)
+    ]
+    return GROUP_SEPARATOR.join(parts) or TOTAL_GROUP
+
+
+def _order(dims: tuple[str, ...]):
+    """Most expensive first; groups led by a time dimension go oldest first, then by cost."""
+    timed = bool(dims) and dims[0] in TIME_DIMENSIONS
+
+    def key(row: ReportRow) -> tuple:
+        cost = row.cost_nanousd
+        by_cost = (cost is None, -(cost or 0), -row.requests, _sortable(row.dims))
+        return ((row.dims[0] or ""), *by_cost) if timed else by_cost
+
+    return key
+
+
+def _sortable(values: tuple[str | None, ...]) -> tuple[tuple[bool, str], ...]:
+    return tuple((value is None, value or "") for value in values)
