@@ -332,19 +332,20 @@ def render_chart(report: Report, console, *, first_day: date, last_day: date) ->
         day = per_day.setdefault(row.dims[0] or "", {})
         day[name] = day.get(name, 0) + (row.cost_nanousd or 0)
     top = max((sum(d.values()) for d in per_day.values()), default=0)
-    width = max(console.width - 26, 10)
+    labels = {day: money(Decimal(sum(costs.values())).scaleb(-9)) for day, costs in per_day.items()}
+    room = console.width - 16 - len(series) - max(map(len, labels.values()), default=1)
+    width = max(room, 10)  # each series may round up by a cell
     title = f"Daily spend by {report.dimensions[1]}, {first_day} → {last_day}"
     console.print(Text(title, style="bold"))
     day = first_day
     while day <= last_day:
         costs = per_day.get(day.isoformat(), {})
         line = Text(f"{day.isoformat()} {day.strftime('%a')} ")
-        total = sum(costs.values())
         for name in series:
             cost = costs.get(name, 0)
             cells = max(round(cost / top * width), 1 if cost else 0)
             line.append((glyph[name] if plain else "█") * cells, style=style[name])
-        line.append(f" {money(Decimal(total).scaleb(-9))}" if total else " —")
+        line.append(f" {labels[day.isoformat()]}" if sum(costs.values()) else " —")
         console.print(line, no_wrap=True, overflow="crop")
         day += timedelta(days=1)
     legend = Text("")
