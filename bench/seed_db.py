@@ -24,13 +24,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from meterfox_cli.paths import resolve_paths  # noqa: E402
-from meterfox_cli.pricing import NO_USAGE, UNPRICED, Price  # noqa: E402
-from meterfox_cli.records import Outcome, UsageRecord  # noqa: E402
-from meterfox_cli.store.db import connect  # noqa: E402
-from meterfox_cli.store.migrations import transaction  # noqa: E402
-from meterfox_cli.store.writer import INSERT_REQUEST, INSERT_TAG, record_row  # noqa: E402
-from meterfox_cli.usage import Reading, Usage  # noqa: E402
+from meterfox_cli.paths import resolve_paths
+from meterfox_cli.pricing import NO_USAGE, UNPRICED, Price
+from meterfox_cli.records import Outcome, UsageRecord
+from meterfox_cli.store.db import connect
+from meterfox_cli.store.migrations import transaction
+from meterfox_cli.store.writer import INSERT_REQUEST, INSERT_TAG, record_row
+from meterfox_cli.usage import Reading, Usage
 
 BATCH = 20_000
 
@@ -53,6 +53,7 @@ def _m(*args, **kwargs) -> Model:
 
 
 CHAT = "/v1/chat/completions"
+# fmt: off
 MODELS = [
     _m("openai", "gpt-4o", CHAT, 14, Decimal("2.5"), Decimal("10"), 2400),
     _m("openai", "gpt-4o-mini", CHAT, 22, Decimal("0.15"), Decimal("0.6"), 1100),
@@ -78,10 +79,15 @@ MODELS = [
     _m("openrouter", "deepseek/deepseek-r1", CHAT, 2, Decimal("0.55"), Decimal("2.19"), 12000,
        reasoning=True),
 ]
+# fmt: on
 KEYS = [("backend", 55), ("passthrough", 25), ("notebook", 12), ("ci", 8)]
 FEATURES = [("chat", 40), ("search", 25), ("summarize", 20), ("agent", 15)]
-ERRORS = [(429, Outcome.UPSTREAM_ERROR), (500, Outcome.UPSTREAM_ERROR),
-          (503, Outcome.UPSTREAM_ERROR), (200, Outcome.CLIENT_CLOSED)]
+ERRORS = [
+    (429, Outcome.UPSTREAM_ERROR),
+    (500, Outcome.UPSTREAM_ERROR),
+    (503, Outcome.UPSTREAM_ERROR),
+    (200, Outcome.CLIENT_CLOSED),
+]
 
 
 def weighted(pairs):
@@ -187,15 +193,15 @@ def seed(db_path: Path, rows: int, days: float, seed_value: int, end: float) -> 
                 batch.append((record, price(model, record.reading.usage)))
             with transaction(conn):
                 conn.executemany(INSERT_REQUEST, [record_row(r, p) for r, p in batch])
-                conn.executemany(
-                    INSERT_TAG, [(r.id, n, v) for r, _ in batch for n, v in r.tags]
-                )
+                conn.executemany(INSERT_TAG, [(r.id, n, v) for r, _ in batch for n, v in r.tags])
             done = min(offset + BATCH, rows)
             print(f"\r{done:,} / {rows:,} rows", end="", file=sys.stderr, flush=True)
     finally:
         conn.close()
-    print(f"\nseeded {rows:,} rows in {time.perf_counter() - started:.1f}s → {db_path}",
-          file=sys.stderr)
+    print(
+        f"\nseeded {rows:,} rows in {time.perf_counter() - started:.1f}s → {db_path}",
+        file=sys.stderr,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -222,7 +222,7 @@ def to_markdown(report: Report) -> str:
 
 
 def _md(text: str) -> str:
-    return text.replace("|", "\\|")
+    return text.replace("|", "\\|").replace("*", "\\*")
 
 
 def caption(report: Report) -> str:
@@ -255,14 +255,18 @@ def unpriced_cell(row: ReportRow) -> str:
 
 
 def money(cost: Decimal) -> str:
-    """Dollars for people: cents from $1 up, four places below, six below a cent."""
+    """Dollars for people: cents from $1 up; below that up to four places (six below a
+    cent), without trailing zeros past the cents (or past four places below a cent)."""
     if cost == 0:
         return "$0.00"
     size = abs(cost)
-    places = 2 if size >= 1 else 4 if size >= Decimal("0.01") else 6
     if size < Decimal("0.000001"):
         return "<$0.000001"
-    return f"${cost:,.{places}f}"
+    if size >= 1:
+        return f"${cost:,.2f}"
+    places, keep = (4, 2) if size >= Decimal("0.01") else (6, 4)
+    whole, _, fraction = f"{cost:.{places}f}".partition(".")
+    return f"${whole}.{fraction.rstrip('0').ljust(keep, '0')}"
 
 
 def count(value: int) -> str:
