@@ -39,6 +39,7 @@ EXTRA_FIELDS = (
     "latency_p50_ms",
     "latency_p95_ms",
     "ttfb_p50_ms",
+    "latency_sample_every",
 )
 
 
@@ -239,8 +240,13 @@ def caption(report: Report) -> str:
             f"{count(total.unpriced_output_tokens)} output tokens); "
             "--strict fails on them."
         )
-    if report.sample_every > 1:
-        notes.append(f"Latency percentiles from one request in {report.sample_every}.")
+    sampled = sum(1 for row in report.rows if row.latency_sample_every > 1)
+    if sampled:
+        rest = "" if sampled == len(report.rows) else "; the other groups' from every request"
+        notes.append(
+            f"Latency percentiles of {sampled} group{'s' if sampled > 1 else ''} from one "
+            f"request in {report.sample_every}{rest}."
+        )
     return "\n".join(notes)
 
 

@@ -6,9 +6,10 @@ grouping or filter on tags, or a database without the rollup, reads `requests` a
 paths give the same numbers (tests/store/test_queries.py checks it).
 
 Latency percentiles (nearest rank) need the individual requests: a second pass reads them
-from the narrow covering index `requests_latency`: every request when the window holds at most
-LATENCY_SAMPLE_MAX of them, else every m-th by rowid (`Report.sample_every`): reading each
-request costs about a microsecond in Python, sorting a million of them in SQLite far more.
+from the narrow covering index `requests_latency`. Reading a request costs about a
+microsecond in Python (sorting a million in SQLite costs far more), so a window of more than
+LATENCY_SAMPLE_MAX requests is sampled one in m by rowid, and the groups that sample leaves
+thin are read in full (see `_latency`); each row says how its percentiles were taken.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import math
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
 from decimal import Decimal
 
 from meterfox_cli.errors import MeterFoxError
@@ -25,7 +27,9 @@ UNKNOWN_GROUP = "(unknown)"
 UNTAGGED_GROUP = "(untagged)"
 TOTAL_GROUP = "total"
 GROUP_SEPARATOR = " / "
-LATENCY_SAMPLE_MAX = 100_000
+LATENCY_SAMPLE_MAX = 100_000  # requests the uniform latency pass reads at most
+LATENCY_MIN_SAMPLES = 2_000  # a group sampled thinner than this is read in full…
+LATENCY_TOP_UP_MAX = 100_000  # …as far as this many more requests
 HOUR_S = 3600
 
 # Dimension → SQL over a rollup or request row named {t} (they share these column names).
@@ -93,6 +97,7 @@ class ReportRow:
     latency_p50_ms: float | None = None
     latency_p95_ms: float | None = None
     ttfb_p50_ms: float | None = None
+    latency_sample_every: int = 1  # percentiles from every request (1) or one in n
 
     @property
     def priced_share(self) -> float | None:
@@ -127,7 +132,7 @@ class Report:
     filters: Filters
     rows: tuple[ReportRow, ...]
     total: ReportRow
-    sample_every: int = 1  # latency percentiles from every request (1) or one in n
+    sample_every: int = 1  # the latency sample of the largest groups: every request, or 1 in n
 
 
 @dataclass(slots=True)
@@ -173,9 +178,10 @@ def build_report(
     rows = [_row(key, acc.sums) for key, acc in groups.items()]
     sample_every = 1
     if latency and rows:
-        sample_every = max(1, math.ceil(total.requests / LATENCY_SAMPLE_MAX))
-        percentiles = _latency(conn, dims, window, filters, sample_every)
-        rows = [replace(row, **percentiles.get(row.dims, {})) for row in rows]
+        counts = {key: acc.sums[0] for key, acc in groups.items()}
+        sample_every, percentiles = _latency(conn, dims, window, filters, counts)
+        unseen = {"latency_sample_every": sample_every}  # no request of it in the sample
+        rows = [replace(row, **percentiles.get(row.dims, unseen)) for row in rows]
         total = replace(total, **percentiles.get(None, {}))
     rows.sort(key=_order(dims))
     labelled = tuple(replace(row, group=_label(dims, row.dims)) for row in rows)
@@ -350,43 +356,147 @@ def _dimension_sql(dim: str, index: int, alias: str = "x") -> str:
 # --- latency percentiles -------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class _Latencies:
+    by_group: dict[tuple[str | None, ...], list[float]] = field(default_factory=dict)
+    ttfb_by_group: dict[tuple[str | None, ...], list[float]] = field(default_factory=dict)
+    uniform: list[float] = field(default_factory=list)  # the uniform sample, for the total
+    uniform_ttfb: list[float] = field(default_factory=list)
+
+
 def _latency(
     conn: sqlite3.Connection,
     dims: tuple[str, ...],
     window: TimeRange,
     filters: Filters,
-    every: int,
-) -> dict[tuple[str | None, ...] | None, dict[str, float | None]]:
-    """p50/p95 latency and p50 time to first byte per group (key None: all groups), from
-    every request, or from every `every`-th by rowid (a systematic sample spread evenly over
-    the recording order, so over time, providers and models alike)."""
+    counts: dict[tuple[str | None, ...], int],
+) -> tuple[int, dict[tuple[str | None, ...] | None, dict[str, object]]]:
+    """p50/p95 latency and p50 time to first byte per group (key None: all groups).
+
+    Every request is read when the window holds at most LATENCY_SAMPLE_MAX; else one in
+    `every` by rowid (a systematic sample, spread evenly over the recording order), and then
+    every request of the groups that sample leaves with fewer than LATENCY_MIN_SAMPLES, as far
+    as LATENCY_TOP_UP_MAX allows and the grouping can be filtered on indexed columns.
+    """
+    every = max(1, math.ceil(sum(counts.values()) / LATENCY_SAMPLE_MAX))
+    found = _Latencies()
+    sample = ("r.rowid % ? = 0", [every]) if every > 1 else None
+    _read_latencies(conn, dims, window, filters, sample, found, uniform=True)
+    exact: set[tuple[str | None, ...]] = set(counts) if every == 1 else set()
+    small = _small_groups(counts, every) if every > 1 else []
+    narrowing = _group_filter(dims, small) if small else None
+    if narrowing is not None:
+        for key in small:  # read again in full, below
+            found.by_group.pop(key, None)
+            found.ttfb_by_group.pop(key, None)
+        clause, params = narrowing
+        _read_latencies(conn, dims, window, filters, (clause, params), found, keep=set(small))
+        exact.update(small)
+    result: dict[tuple[str | None, ...] | None, dict[str, object]] = {
+        key: {
+            **_percentiles(values, found.ttfb_by_group.get(key, [])),
+            "latency_sample_every": 1 if key in exact else every,
+        }
+        for key, values in found.by_group.items()
+    }
+    result[None] = {
+        **_percentiles(found.uniform, found.uniform_ttfb),
+        "latency_sample_every": every,
+    }
+    return every, result
+
+
+def _read_latencies(
+    conn: sqlite3.Connection,
+    dims: tuple[str, ...],
+    window: TimeRange,
+    filters: Filters,
+    extra: tuple[str, list[object]] | None,
+    found: _Latencies,
+    *,
+    uniform: bool = False,
+    keep: set[tuple[str | None, ...]] | None = None,
+) -> None:
     keys = [_dimension_sql(dim, i, "r") for i, dim in enumerate(dims)]
     joins, params, _ = _tag_joins(dims)
     clauses, filter_params = filter_sql(filters, "r")
     window_clause, window_params = window_sql(window)
     clauses += [window_clause] if window_clause else []
     params += [*filter_params, *window_params]
-    if every > 1:
-        clauses.append("r.rowid % ? = 0")
-        params.append(every)
+    if extra is not None:
+        clauses.append(extra[0])
+        params += extra[1]
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     select = ", ".join([*keys, "r.latency_ms", "r.ttfb_ms"])
     n = len(dims)
-    latencies: dict[tuple[str | None, ...], list[float]] = {}
-    ttfbs: dict[tuple[str | None, ...], list[float]] = {}
     for row in conn.execute(f"SELECT {select} FROM requests r {joins} {where}", params):
         key = row[:n]
-        latencies.setdefault(key, []).append(row[n])
+        if keep is not None and key not in keep:
+            continue  # the narrowing filter is a superset of the wanted groups
+        found.by_group.setdefault(key, []).append(row[n])
         if row[n + 1] is not None:
-            ttfbs.setdefault(key, []).append(row[n + 1])
-    result: dict[tuple[str | None, ...] | None, dict[str, float | None]] = {
-        key: _percentiles(values, ttfbs.get(key, [])) for key, values in latencies.items()
-    }
-    result[None] = _percentiles(
-        [v for values in latencies.values() for v in values],
-        [v for values in ttfbs.values() for v in values],
-    )
-    return result
+            found.ttfb_by_group.setdefault(key, []).append(row[n + 1])
+        if uniform:
+            found.uniform.append(row[n])
+            if row[n + 1] is not None:
+                found.uniform_ttfb.append(row[n + 1])
+
+
+def _small_groups(
+    counts: dict[tuple[str | None, ...], int], every: int
+) -> list[tuple[str | None, ...]]:
+    """Groups the sample would leave short, smallest first, within the top-up budget."""
+    chosen, budget = [], LATENCY_TOP_UP_MAX
+    for key, n in sorted(counts.items(), key=lambda item: item[1]):
+        if n // every >= LATENCY_MIN_SAMPLES or n > budget:
+            break
+        chosen.append(key)
+        budget -= n
+    return chosen
+
+
+def _group_filter(
+    dims: tuple[str, ...], groups: list[tuple[str | None, ...]]
+) -> tuple[str, list[object]] | None:
+    """A WHERE clause over indexed columns matching (at least) the requests of `groups`;
+    None when a dimension (a tag) cannot be filtered so."""
+    clauses: list[str] = []
+    params: list[object] = []
+    for i, dim in enumerate(dims):
+        values = {group[i] for group in groups}
+        if dim.startswith("tag:"):
+            return None
+        if dim in TIME_DIMENSIONS:
+            column, wanted = "r.day", sorted(d for v in values for d in _days_of(dim, v))
+        else:
+            column = {
+                "provider": "r.provider",
+                "model": "r.model",
+                "key": "r.key_name",
+                "endpoint": "r.endpoint",
+            }[dim]
+            wanted = sorted(v for v in values if v is not None)
+        match = f"{column} IN ({', '.join('?' * len(wanted))})" if wanted else "0"
+        if None in values:  # a missing model is stored as NULL or ''
+            match = f"({match} OR {column} IS NULL OR {column} = '')"
+        clauses.append(match)
+        params.extend(wanted)
+    return " AND ".join(clauses), params
+
+
+def _days_of(dim: str, value: str | None) -> list[str]:
+    """The days (ISO dates) a day / week (its Monday) / month (YYYY-MM) label covers."""
+    if value is None:
+        return []
+    if dim == "day":
+        return [value]
+    if dim == "week":
+        monday = date.fromisoformat(value)
+        return [(monday + timedelta(days=i)).isoformat() for i in range(7)]
+    year, month = (int(part) for part in value.split("-"))
+    first = date(year, month, 1)
+    following = date(year + month // 12, month % 12 + 1, 1)
+    return [(first + timedelta(days=i)).isoformat() for i in range((following - first).days)]
 
 
 def _percentiles(latencies: list[float], ttfbs: list[float]) -> dict[str, float | None]:

@@ -269,12 +269,46 @@ def test_latency_percentiles_are_nearest_rank_per_group(conn):
 
 def test_large_windows_take_latency_from_a_systematic_sample(conn, monkeypatch):
     monkeypatch.setattr(queries, "LATENCY_SAMPLE_MAX", 10)
+    monkeypatch.setattr(queries, "LATENCY_MIN_SAMPLES", 1)
     insert(conn, *(Req(at("2026-11-03 10:00"), latency_ms=float(i)) for i in range(1, 41)))
     report = build_report(conn, ("model",), ALL)
     assert report.sample_every == 4
     # rowids 4, 8, …, 40 carry latencies 4, 8, …, 40: the sample's nearest-rank median is 20.
     assert report.rows[0].latency_p50_ms == 20.0
+    assert report.rows[0].latency_sample_every == 4
     assert report.rows[0].requests == 40  # sums never sample
+
+
+@pytest.mark.parametrize("by", ["model", "day", "week", "month", "provider,model"])
+def test_groups_the_sample_leaves_thin_are_read_in_full(conn, monkeypatch, by):
+    monkeypatch.setattr(queries, "LATENCY_SAMPLE_MAX", 20)
+    monkeypatch.setattr(queries, "LATENCY_MIN_SAMPLES", 5)
+    insert(
+        conn,
+        *(Req(at("2026-11-03 10:00"), model="big", latency_ms=float(i)) for i in range(200)),
+        *(
+            Req(at("2026-12-05 10:00"), model=None, provider="groq", latency_ms=float(ms))
+            for ms in (7, 9, 11)
+        ),
+    )
+    report = build_report(conn, parse_dimensions(by), ALL)
+    big, small = report.rows  # the big group is dearer: 200 requests at the same price
+    assert big.latency_sample_every == report.sample_every == 11
+    assert small.latency_sample_every == 1
+    assert (small.latency_p50_ms, small.latency_p95_ms) == (9.0, 11.0)  # exact
+    assert report.total.latency_sample_every == 11
+
+
+def test_tag_groups_cannot_be_read_again_and_stay_sampled(conn, monkeypatch):
+    monkeypatch.setattr(queries, "LATENCY_SAMPLE_MAX", 20)
+    monkeypatch.setattr(queries, "LATENCY_MIN_SAMPLES", 5)
+    insert(
+        conn,
+        *(Req(at("2026-11-03 10:00"), tags=(("team", "a"),)) for _ in range(200)),
+        *(Req(at("2026-11-03 10:00"), tags=(("team", "b"),)) for _ in range(3)),
+    )
+    report = build_report(conn, ("tag:team",), ALL)
+    assert {row.latency_sample_every for row in report.rows} == {11}
 
 
 def test_nearest_rank():
