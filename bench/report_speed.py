@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import sqlite3
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -75,20 +77,29 @@ def ensure_seeded(home: Path, rows: int) -> None:
     )
 
 
-def time_command(argv: list[str], home: Path, repeat: int) -> list[float]:
+@dataclass
+class Timing:
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # user + system time of the process
+
+
+def time_command(argv: list[str], home: Path, repeat: int) -> Timing:
     env = {**os.environ, "METERFOX_HOME": str(home), "COLUMNS": "120"}
-    times = []
+    timing = Timing()
     for attempt in range(repeat + 1):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         done = subprocess.run(
             argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
         )
         elapsed = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if done.returncode != 0:
             raise SystemExit(f"{' '.join(argv)} failed: {done.stderr.decode()}")
         if attempt:  # the first run only warms the page cache
-            times.append(elapsed)
-    return times
+            timing.wall.append(elapsed)
+            timing.cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return timing
 
 
 def without_rollup(home: Path) -> Path:
@@ -109,17 +120,60 @@ def without_rollup(home: Path) -> Path:
     return before
 
 
-def table(results: list[tuple[str, list[float], float | None]]) -> str:
+def table(results: list[tuple[str, Timing, float | None]]) -> str:
     lines = [
-        "| command | median | min – max | target |",
-        "| --- | ---: | ---: | ---: |",
+        "| command | wall median | wall min – max | CPU median | target |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
-    for label, times, target in results:
-        median = statistics.median(times)
-        verdict = "" if target is None else f"< {target:g} s " + ("✔" if median < target else "✘")
+    for label, timing, target in results:
+        wall = statistics.median(timing.wall)
+        verdict = "" if target is None else f"< {target:g} s " + ("✔" if wall < target else "✘")
         lines.append(
-            f"| `{label}` | {median:.3f} s | {min(times):.3f} – {max(times):.3f} s | {verdict} |"
+            f"| `{label}` | {wall:.3f} s | {min(timing.wall):.3f} – {max(timing.wall):.3f} s "
+            f"| {statistics.median(timing.cpu):.3f} s | {verdict} |"
         )
+    return "\n".join(lines)
+
+
+def accuracy(home: Path) -> str:
+    """How far the sampled latency percentiles are from exact ones, over every group."""
+    sys.path.insert(0, str(HERE.parent))
+    from meterfox_cli.store import queries
+    from meterfox_cli.store.db import connect
+
+    conn = connect(home / "meterfox.db", readonly=True)
+    fields = ("latency_p50_ms", "latency_p95_ms", "ttfb_p50_ms")
+    lines = [
+        "| --by | groups | sampled groups | worst error p50 / p95 / ttfb p50 | median error |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    try:
+        for by in ("model", "day", "provider,model", "key"):
+            dims = queries.parse_dimensions(by)
+            sampled = queries.build_report(conn, dims, queries.TimeRange())
+            limit = queries.LATENCY_SAMPLE_MAX
+            queries.LATENCY_SAMPLE_MAX = 10**12
+            try:
+                exact = {
+                    r.dims: r for r in queries.build_report(conn, dims, queries.TimeRange()).rows
+                }
+            finally:
+                queries.LATENCY_SAMPLE_MAX = limit
+            errors: dict[str, list[float]] = {name: [] for name in fields}
+            for row in sampled.rows:
+                for name in fields:
+                    got, want = getattr(row, name), getattr(exact[row.dims], name)
+                    if got is not None and want:
+                        errors[name].append(abs(got - want) / want)
+            worst = " / ".join(f"{max(errors[n], default=0) * 100:.1f}%" for n in fields)
+            every = [e for n in fields for e in errors[n]]
+            thin = sum(1 for row in sampled.rows if row.latency_sample_every > 1)
+            lines.append(
+                f"| {by} | {len(sampled.rows)} | {thin} (1 in {sampled.sample_every}) | {worst} "
+                f"| {statistics.median(every) * 100 if every else 0:.1f}% |"
+            )
+    finally:
+        conn.close()
     return "\n".join(lines)
 
 
@@ -129,6 +183,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--home", type=Path, default=None, help="METERFOX_HOME to seed and use")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--before", action="store_true", help="also time without 002's rollup")
+    parser.add_argument(
+        "--accuracy", action="store_true", help="compare sampled latency percentiles with exact"
+    )
     args = parser.parse_args(argv)
     home = args.home or Path(f"/tmp/meterfox-bench-{args.rows}")
     ensure_seeded(home, args.rows)
@@ -146,6 +203,9 @@ def main(argv: list[str] | None = None) -> None:
         heading = "with migration 002" if name == "after" else "without migration 002 (before)"
         print(f"\n{heading} — median of {args.repeat} runs; load average {load}\n")
         print(table(results))
+    if args.accuracy:
+        print("\nlatency percentiles, sampled vs exact\n")
+        print(accuracy(home))
 
 
 if __name__ == "__main__":

@@ -175,12 +175,26 @@ def make_tags(rng: random.Random, features, feature_weights) -> tuple[tuple[str,
     return (("env", "prod" if rng.random() < 0.8 else "dev"), feature)
 
 
-def seed(db_path: Path, rows: int, days: float, seed_value: int, end: float) -> None:
+def drop_report_structures(conn) -> None:
+    """Undo migration 002_report_rollup's objects: measures what they cost each write."""
+    for name in ("request_rollup_insert", "request_rollup_delete", "request_rollup_update"):
+        conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+    conn.execute("DROP TABLE IF EXISTS request_rollup")
+    conn.execute("DROP INDEX IF EXISTS requests_latency")
+
+
+def seed(
+    db_path: Path, rows: int, days: float, seed_value: int, end: float, *, bare: bool = False
+) -> float:
+    """Add `rows` records; return the seconds spent writing them."""
     rng = random.Random(seed_value)
     keys, key_weights = weighted(KEYS)
     features, feature_weights = weighted(FEATURES)
     model_weights = [m.weight for m in MODELS]
     conn = connect(db_path)
+    if bare:
+        drop_report_structures(conn)
+    writing = 0.0
     started = time.perf_counter()
     try:
         times = timestamps(rng, rows, days, end)
@@ -191,17 +205,24 @@ def seed(db_path: Path, rows: int, days: float, seed_value: int, end: float) -> 
                 key = rng.choices(keys, key_weights)[0]
                 record = make_record(rng, ts, model, key, make_tags(rng, features, feature_weights))
                 batch.append((record, price(model, record.reading.usage)))
+            values = [record_row(r, p) for r, p in batch]
+            tags = [(r.id, n, v) for r, _ in batch for n, v in r.tags]
+            begun = time.perf_counter()
             with transaction(conn):
-                conn.executemany(INSERT_REQUEST, [record_row(r, p) for r, p in batch])
-                conn.executemany(INSERT_TAG, [(r.id, n, v) for r, _ in batch for n, v in r.tags])
+                conn.executemany(INSERT_REQUEST, values)
+                conn.executemany(INSERT_TAG, tags)
+            writing += time.perf_counter() - begun
             done = min(offset + BATCH, rows)
             print(f"\r{done:,} / {rows:,} rows", end="", file=sys.stderr, flush=True)
     finally:
         conn.close()
     print(
-        f"\nseeded {rows:,} rows in {time.perf_counter() - started:.1f}s → {db_path}",
+        f"\nseeded {rows:,} rows in {time.perf_counter() - started:.1f}s "
+        f"({writing:.1f}s in INSERT transactions, {writing / rows * 1e6:.1f} µs a record) "
+        f"→ {db_path}",
         file=sys.stderr,
     )
+    return writing
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -209,10 +230,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, required=True, help="how many records to add")
     parser.add_argument("--days", type=float, default=45, help="span of timestamps, ending now")
     parser.add_argument("--seed", type=int, default=7, help="random seed (same seed, same rows)")
+    parser.add_argument(
+        "--without-rollup",
+        action="store_true",
+        help="drop migration 002's rollup, triggers and latency index first (to measure them)",
+    )
     args = parser.parse_args(argv)
     paths = resolve_paths()
     paths.ensure()
-    seed(paths.database, args.rows, args.days, args.seed, time.time())
+    seed(paths.database, args.rows, args.days, args.seed, time.time(), bare=args.without_rollup)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
@@ -356,12 +357,10 @@ def _dimension_sql(dim: str, index: int, alias: str = "x") -> str:
 # --- latency percentiles -------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Latencies:
-    by_group: dict[tuple[str | None, ...], list[float]] = field(default_factory=dict)
-    ttfb_by_group: dict[tuple[str | None, ...], list[float]] = field(default_factory=dict)
-    uniform: list[float] = field(default_factory=list)  # the uniform sample, for the total
-    uniform_ttfb: list[float] = field(default_factory=list)
+_NONE = "\x1e"  # a dimension value that is NULL, inside a joined latency-pass key
+_JOIN = "\x1f"  # between dimension values, inside a joined latency-pass key
+
+Key = tuple[str | None, ...]
 
 
 def _latency(
@@ -369,8 +368,8 @@ def _latency(
     dims: tuple[str, ...],
     window: TimeRange,
     filters: Filters,
-    counts: dict[tuple[str | None, ...], int],
-) -> tuple[int, dict[tuple[str | None, ...] | None, dict[str, object]]]:
+    counts: dict[Key, int],
+) -> tuple[int, dict[Key | None, dict[str, object]]]:
     """p50/p95 latency and p50 time to first byte per group (key None: all groups).
 
     Every request is read when the window holds at most LATENCY_SAMPLE_MAX; else one in
@@ -379,30 +378,29 @@ def _latency(
     as LATENCY_TOP_UP_MAX allows and the grouping can be filtered on indexed columns.
     """
     every = max(1, math.ceil(sum(counts.values()) / LATENCY_SAMPLE_MAX))
-    found = _Latencies()
     sample = ("r.rowid % ? = 0", [every]) if every > 1 else None
-    _read_latencies(conn, dims, window, filters, sample, found, uniform=True)
-    exact: set[tuple[str | None, ...]] = set(counts) if every == 1 else set()
+    latencies, ttfbs = _read_latencies(conn, dims, window, filters, sample)
+    overall = _percentiles(
+        [v for values in latencies.values() for v in values],
+        [v for values in ttfbs.values() for v in values],
+    )
+    exact: set[Key] = set(counts) if every == 1 else set()
     small = _small_groups(counts, every) if every > 1 else []
     narrowing = _group_filter(dims, small) if small else None
     if narrowing is not None:
-        for key in small:  # read again in full, below
-            found.by_group.pop(key, None)
-            found.ttfb_by_group.pop(key, None)
-        clause, params = narrowing
-        _read_latencies(conn, dims, window, filters, (clause, params), found, keep=set(small))
+        full, full_ttfbs = _read_latencies(conn, dims, window, filters, narrowing)
+        for key in small:  # the narrowing filter may match more than these groups
+            latencies[key] = full.get(key, [])
+            ttfbs[key] = full_ttfbs.get(key, [])
         exact.update(small)
-    result: dict[tuple[str | None, ...] | None, dict[str, object]] = {
+    result: dict[Key | None, dict[str, object]] = {
         key: {
-            **_percentiles(values, found.ttfb_by_group.get(key, [])),
+            **_percentiles(values, ttfbs.get(key, [])),
             "latency_sample_every": 1 if key in exact else every,
         }
-        for key, values in found.by_group.items()
+        for key, values in latencies.items()
     }
-    result[None] = {
-        **_percentiles(found.uniform, found.uniform_ttfb),
-        "latency_sample_every": every,
-    }
+    result[None] = {**overall, "latency_sample_every": every}
     return every, result
 
 
@@ -412,11 +410,9 @@ def _read_latencies(
     window: TimeRange,
     filters: Filters,
     extra: tuple[str, list[object]] | None,
-    found: _Latencies,
-    *,
-    uniform: bool = False,
-    keep: set[tuple[str | None, ...]] | None = None,
-) -> None:
+) -> tuple[dict[Key, list[float]], dict[Key, list[float]]]:
+    """Latencies and times to first byte per group. The loop runs once per request read,
+    so it is kept minimal: SQLite joins a multi-dimension key into one string."""
     keys = [_dimension_sql(dim, i, "r") for i, dim in enumerate(dims)]
     joins, params, _ = _tag_joins(dims)
     clauses, filter_params = filter_sql(filters, "r")
@@ -427,24 +423,31 @@ def _read_latencies(
         clauses.append(extra[0])
         params += extra[1]
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    select = ", ".join([*keys, "r.latency_ms", "r.ttfb_ms"])
-    n = len(dims)
-    for row in conn.execute(f"SELECT {select} FROM requests r {joins} {where}", params):
-        key = row[:n]
-        if keep is not None and key not in keep:
-            continue  # the narrowing filter is a superset of the wanted groups
-        found.by_group.setdefault(key, []).append(row[n])
-        if row[n + 1] is not None:
-            found.ttfb_by_group.setdefault(key, []).append(row[n + 1])
-        if uniform:
-            found.uniform.append(row[n])
-            if row[n + 1] is not None:
-                found.uniform_ttfb.append(row[n + 1])
+    if len(keys) == 1:
+        key_sql = keys[0]
+    else:
+        key_sql = " || char(31) || ".join(f"IFNULL({key}, char(30))" for key in keys) or "''"
+    latencies: defaultdict[object, list[float]] = defaultdict(list)
+    ttfbs: defaultdict[object, list[float]] = defaultdict(list)
+    sql = f"SELECT {key_sql}, r.latency_ms, r.ttfb_ms FROM requests r {joins} {where}"
+    for key, latency, ttfb in conn.execute(sql, params):
+        latencies[key].append(latency)
+        if ttfb is not None:
+            ttfbs[key].append(ttfb)
+    split = _split_key if len(keys) != 1 else lambda key: (key,)
+    return (
+        {split(key): values for key, values in latencies.items()},
+        {split(key): values for key, values in ttfbs.items()},
+    )
 
 
-def _small_groups(
-    counts: dict[tuple[str | None, ...], int], every: int
-) -> list[tuple[str | None, ...]]:
+def _split_key(joined: str) -> Key:
+    if not joined:
+        return ()
+    return tuple(None if part == _NONE else part for part in joined.split(_JOIN))
+
+
+def _small_groups(counts: dict[Key, int], every: int) -> list[Key]:
     """Groups the sample would leave short, smallest first, within the top-up budget."""
     chosen, budget = [], LATENCY_TOP_UP_MAX
     for key, n in sorted(counts.items(), key=lambda item: item[1]):
@@ -455,9 +458,7 @@ def _small_groups(
     return chosen
 
 
-def _group_filter(
-    dims: tuple[str, ...], groups: list[tuple[str | None, ...]]
-) -> tuple[str, list[object]] | None:
+def _group_filter(dims: tuple[str, ...], groups: list[Key]) -> tuple[str, list[object]] | None:
     """A WHERE clause over indexed columns matching (at least) the requests of `groups`;
     None when a dimension (a tag) cannot be filtered so."""
     clauses: list[str] = []
