@@ -83,6 +83,7 @@ def report(
     """
     from meterfox_cli import report as render
     from meterfox_cli.cli.common import default_base, load_settings
+    from meterfox_cli.paths import resolve_paths
     from meterfox_cli.store.db import has_requests, open_readonly
     from meterfox_cli.store.queries import build_report, empty_report, parse_dimensions
     from meterfox_cli.timewindow import describe, resolve_window
@@ -90,12 +91,11 @@ def report(
     dims = parse_dimensions(by)
     window = resolve_window(since, until)
     filters = make_filters(providers, models, keys, tags)
-    settings = load_settings()
-    conn = open_readonly(settings.paths.database)
+    conn = open_readonly(resolve_paths().database)
     if conn is None or not has_requests(conn):
         if conn is not None:
             conn.close()
-        directions = render.getting_started(default_base(settings))
+        directions = render.getting_started(default_base(load_settings()))
         if fmt in ("table", "markdown"):
             click.echo(directions)
             return
@@ -145,6 +145,7 @@ def chart(
     from meterfox_cli import report as render
     from meterfox_cli.cli.common import default_base, load_settings
     from meterfox_cli.errors import MeterFoxError
+    from meterfox_cli.paths import resolve_paths
     from meterfox_cli.store.db import has_requests, open_readonly
     from meterfox_cli.store.queries import TIME_DIMENSIONS, TimeRange, build_report
     from meterfox_cli.store.queries import parse_dimensions as parse
@@ -155,12 +156,11 @@ def chart(
         raise MeterFoxError("chart --by takes one of provider, model, key, endpoint, tag:NAME")
     first, last = render.day_range(days)
     filters = make_filters(providers, models, keys, tags)
-    settings = load_settings()
-    conn = open_readonly(settings.paths.database)
+    conn = open_readonly(resolve_paths().database)
     if conn is None or not has_requests(conn):
         if conn is not None:
             conn.close()
-        click.echo(render.getting_started(default_base(settings)))
+        click.echo(render.getting_started(default_base(load_settings())))
         return
     try:
         window = TimeRange(day_start(first), None)
