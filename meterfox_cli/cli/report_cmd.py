@@ -106,7 +106,9 @@ def report(
             result = build_report(conn, dims, window, filters)
         finally:
             conn.close()
-    if fmt == "json":
+    if not result.rows and fmt in ("table", "markdown"):
+        click.echo(f"No requests match, {describe(window)}; try --since all or fewer filters.")
+    elif fmt == "json":
         click.echo(render.to_json(result))
     elif fmt == "csv":
         click.echo(render.to_csv(result), nl=False)

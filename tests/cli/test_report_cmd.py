@@ -236,6 +236,13 @@ def test_an_empty_database_says_how_to_start(meterfox_home):
     assert "meterfox serve" in run("chart").stdout
 
 
+def test_a_window_with_nothing_in_it_says_so(recorded):
+    result = run("report", "--provider", "nope")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("No requests match")
+    assert json.loads(run("report", "--provider", "nope", "--format", "json").stdout) == []
+
+
 def test_a_bad_grouping_is_one_clear_line(recorded):
     result = run("report", "--by", "colour")
     assert result.exit_code == 2
