@@ -448,13 +448,24 @@ def _split_key(joined: str) -> Key:
 
 
 def _small_groups(counts: dict[Key, int], every: int) -> list[Key]:
-    """Groups the sample would leave short, smallest first, within the top-up budget."""
-    chosen, budget = [], LATENCY_TOP_UP_MAX
-    for key, n in sorted(counts.items(), key=lambda item: item[1]):
-        if n // every >= LATENCY_MIN_SAMPLES or n > budget:
+    """Groups the sample would leave short, smallest first, while every request the
+    narrowing filter would read stays within LATENCY_TOP_UP_MAX. The filter matches the
+    cross product of the chosen groups' values, so that is what is counted."""
+    chosen: list[Key] = []
+    values: list[set[str | None]] = [set() for _ in next(iter(counts), ())]
+    for key, n in sorted(counts.items(), key=lambda item: item[1])[:500]:
+        if n // every >= LATENCY_MIN_SAMPLES:
+            break
+        widened = [known | {value} for known, value in zip(values, key, strict=True)]
+        matched = sum(
+            count
+            for group, count in counts.items()
+            if all(value in allowed for value, allowed in zip(group, widened, strict=True))
+        )
+        if matched > LATENCY_TOP_UP_MAX:
             break
         chosen.append(key)
-        budget -= n
+        values = widened
     return chosen
 
 

@@ -299,6 +299,26 @@ def test_groups_the_sample_leaves_thin_are_read_in_full(conn, monkeypatch, by):
     assert report.total.latency_sample_every == 11
 
 
+def test_reading_small_groups_in_full_never_drags_in_a_big_one(conn, monkeypatch):
+    """The full read filters on each dimension's values, so it matches their cross product:
+    (day 1 or 2) × (openai or groq) would include the big (day 1, openai) group."""
+    monkeypatch.setattr(queries, "LATENCY_SAMPLE_MAX", 20)
+    monkeypatch.setattr(queries, "LATENCY_MIN_SAMPLES", 5)
+    monkeypatch.setattr(queries, "LATENCY_TOP_UP_MAX", 50)
+    day1, day2 = at("2026-11-03 10:00"), at("2026-11-04 10:00")
+    insert(
+        conn,
+        *(Req(day1, provider="openai", cost_nano=100) for _ in range(200)),
+        Req(day1, provider="groq", cost_nano=2),
+        Req(day1, provider="groq", cost_nano=2),
+        *(Req(day2, provider="openai", cost_nano=1) for _ in range(3)),
+    )
+    rows = by_group(build_report(conn, ("day", "provider"), ALL).rows)
+    assert rows["2026-11-03 / openai"].latency_sample_every == 11
+    assert rows["2026-11-03 / groq"].latency_sample_every == 1  # the smallest: read in full
+    assert rows["2026-11-04 / openai"].latency_sample_every == 11  # would have widened it
+
+
 def test_tag_groups_cannot_be_read_again_and_stay_sampled(conn, monkeypatch):
     monkeypatch.setattr(queries, "LATENCY_SAMPLE_MAX", 20)
     monkeypatch.setattr(queries, "LATENCY_MIN_SAMPLES", 5)
