@@ -72,14 +72,14 @@ def tail(
         totals = render.RunningTotal()
         click.echo(render.TAIL_HEADER)
         for line in feed.latest(conn, limit, filters):
-            click.echo(render.tail_line(line, totals.add(line)))
+            click.echo(_styled(line, render.tail_line(line, totals.add(line))))
         if once:
             return
         start = feed.last_rowid(conn)
         seen = 0
         for batch in feed.follow(conn, start, filters, interval=interval, deadline=deadline):
             for line in batch:
-                click.echo(render.tail_line(line, totals.add(line)))
+                click.echo(_styled(line, render.tail_line(line, totals.add(line))))
                 seen += 1
                 if count is not None and seen >= count:
                     return
@@ -87,6 +87,15 @@ def tail(
         pass
     finally:
         conn.close()
+
+
+def _styled(line, text: str) -> str:
+    """Failures in red, unpriced requests in yellow (click drops the colour in pipes)."""
+    if line.status >= 400 or line.outcome != "ok":
+        return click.style(text, fg="red")
+    if line.cost_source == "unpriced":
+        return click.style(text, fg="yellow")
+    return text
 
 
 def _wait_for(path, deadline: float | None, interval: float) -> bool:
