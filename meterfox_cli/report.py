@@ -467,6 +467,7 @@ EXPORT_FIELDS = (
 
 
 def export_values(line: RequestLine) -> tuple[object, ...]:
+    """One request's values, in EXPORT_FIELDS order."""
     return (
         line.id,
         datetime.fromtimestamp(line.ts, UTC).isoformat(timespec="milliseconds"),
@@ -502,17 +503,21 @@ def write_export(lines: Iterable[RequestLine], out: TextIO, fmt: str) -> int:
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(EXPORT_FIELDS)
-        for line in lines:
-            writer.writerow([_csv_value(v) for v in export_values(line)])
+        for line in lines:  # the csv module writes None as an empty field
+            values = list(export_values(line))
+            values[10], values[14] = int(line.streamed), int(line.usage_known)
+            values[20] = None if line.cost_usd is None else exact_decimal(line.cost_usd)
+            writer.writerow(values)
             written += 1
         return written
-    names = [json.dumps(name) for name in EXPORT_FIELDS]
+    leading = EXPORT_FIELDS[:20]  # up to cost_usd, which json.dumps cannot write exactly
     for line in lines:
         values = export_values(line)
-        parts = [
-            f"{name}: {value if field == 'tags' else _json_value(value)}"
-            for name, field, value in zip(names, EXPORT_FIELDS, values, strict=True)
-        ]
-        out.write("{" + ", ".join(parts) + "}\n")
+        head = json.dumps(dict(zip(leading, values[:20], strict=True)))[:-1]
+        cost = "null" if line.cost_usd is None else exact_decimal(line.cost_usd)
+        out.write(
+            f'{head}, "cost_usd": {cost}, "cost_nanousd": {json.dumps(line.cost_nanousd)}, '
+            f'"cost_source": {json.dumps(line.cost_source)}, "tags": {line.tags}}}\n'
+        )
         written += 1
     return written

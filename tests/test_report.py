@@ -216,6 +216,7 @@ def test_exports_write_one_row_per_request_with_exact_costs_and_tags(conn, fmt):
         assert rows[2]["cost_usd"] == ""
     else:
         rows = [json.loads(line, parse_float=Decimal) for line in out.getvalue().splitlines()]
+        assert list(rows[0]) == list(render.EXPORT_FIELDS)
         assert rows[0]["tags"] == {"feature": "search"}
         assert rows[2]["cost_usd"] is None and rows[2]["cost_source"] == "unpriced"
         assert rows[0]["streamed"] is True
