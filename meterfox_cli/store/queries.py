@@ -172,8 +172,26 @@ def build_report(
     *,
     latency: bool = True,
 ) -> Report:
-    """Sums per group, most expensive first (oldest first when grouped by time first)."""
-    dims = tuple(dimensions)
+    """Sums per group, most expensive first (oldest first when grouped by time first).
+
+    Both passes read one snapshot (a read transaction: under WAL it never blocks the writer),
+    so the latency pass sees exactly the requests that were summed."""
+    if conn.in_transaction:
+        return _build_report(conn, tuple(dimensions), window, filters, latency)
+    conn.execute("BEGIN")
+    try:
+        return _build_report(conn, tuple(dimensions), window, filters, latency)
+    finally:
+        conn.execute("COMMIT")
+
+
+def _build_report(
+    conn: sqlite3.Connection,
+    dims: tuple[str, ...],
+    window: TimeRange,
+    filters: Filters,
+    latency: bool,
+) -> Report:
     groups = _sums(conn, dims, window, filters)
     total = _row((), _total(groups.values()))
     rows = [_row(key, acc.sums) for key, acc in groups.items()]
