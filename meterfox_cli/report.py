@@ -17,7 +17,13 @@ from decimal import Decimal
 from typing import TextIO
 
 from meterfox_cli.store.feed import RequestLine
-from meterfox_cli.store.queries import TIME_DIMENSIONS, Report, ReportRow
+from meterfox_cli.store.queries import (
+    TIME_DIMENSIONS,
+    UNKNOWN_GROUP,
+    UNTAGGED_GROUP,
+    Report,
+    ReportRow,
+)
 
 CONTRACT_FIELDS = (
     "group",
@@ -158,11 +164,11 @@ def _fit_columns(columns: list[Column], rows: Sequence[ReportRow], width: int) -
 
 
 def _dimension_title(dim: str) -> str:
-    return {"week": "week of", "key": "key"}.get(dim, dim)
+    return "week of" if dim == "week" else dim
 
 
 def _dim_cell(index: int, dim: str):
-    placeholder = "(untagged)" if dim.startswith("tag:") else "(unknown)"
+    placeholder = UNTAGGED_GROUP if dim.startswith("tag:") else UNKNOWN_GROUP
 
     def cell(row: ReportRow) -> str:
         if not row.dims:
@@ -383,7 +389,7 @@ def _series_name(row: ReportRow, series: list[str]) -> str:
 
 
 def _value(value: str | None) -> str:
-    return "(unknown)" if value is None else value
+    return UNKNOWN_GROUP if value is None else value
 
 
 def day_range(days: int, today: date | None = None) -> tuple[date, date]:

@@ -29,7 +29,7 @@ UNTAGGED_GROUP = "(untagged)"
 TOTAL_GROUP = "total"
 GROUP_SEPARATOR = " / "
 LATENCY_SAMPLE_MAX = 100_000  # requests the uniform latency pass reads at most
-LATENCY_MIN_SAMPLES = 2_000  # a group sampled thinner than this is read in full…
+LATENCY_MIN_SAMPLES = 1_000  # a group sampled thinner than this is read in full…
 LATENCY_TOP_UP_MAX = 100_000  # …as far as this many more requests
 HOUR_S = 3600
 
