@@ -290,7 +290,9 @@ def test_a_real_process_writes_every_format_without_colour_codes(recorded, meter
 HEAVY = ("aiohttp", "rich", "genai_prices", "sqlite3", "meterfox_cli.store.queries")
 
 
-@pytest.mark.parametrize("command", ["", "report", "chart", "tail", "export", "serve"])
+@pytest.mark.parametrize(
+    "command", ["", "report", "chart", "tail", "export", "serve", "providers", "env", "paths"]
+)
 def test_help_imports_nothing_heavy(meterfox_home, command):
     probe = (
         "import sys\n"
