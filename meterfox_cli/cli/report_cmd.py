@@ -84,28 +84,20 @@ def report(
     from meterfox_cli import report as render
     from meterfox_cli.cli.common import default_base, load_settings
     from meterfox_cli.paths import resolve_paths
-    from meterfox_cli.store.db import has_requests, open_readonly
-    from meterfox_cli.store.queries import build_report, empty_report, parse_dimensions
+    from meterfox_cli.store.queries import empty_report, parse_dimensions, read_report
     from meterfox_cli.timewindow import describe, resolve_window
 
     dims = parse_dimensions(by)
     window = resolve_window(since, until)
     filters = make_filters(providers, models, keys, tags)
-    conn = open_readonly(resolve_paths().database)
-    if conn is None or not has_requests(conn):
-        if conn is not None:
-            conn.close()
+    result = read_report(resolve_paths().database, dims, window, filters)
+    if result is None:
         directions = render.getting_started(default_base(load_settings()))
         if fmt in ("table", "markdown"):
             click.echo(directions)
             return
         click.echo(directions, err=True)  # pipes still get a well-formed, empty result
         result = empty_report(dims, window, filters)
-    else:
-        try:
-            result = build_report(conn, dims, window, filters)
-        finally:
-            conn.close()
     if not result.rows and fmt in ("table", "markdown"):
         click.echo(f"No requests match, {describe(window)}; try --since all or fewer filters.")
     elif fmt == "json":
@@ -148,27 +140,20 @@ def chart(
     from meterfox_cli.cli.common import default_base, load_settings
     from meterfox_cli.errors import MeterFoxError
     from meterfox_cli.paths import resolve_paths
-    from meterfox_cli.store.db import has_requests, open_readonly
-    from meterfox_cli.store.queries import TIME_DIMENSIONS, TimeRange, build_report
-    from meterfox_cli.store.queries import parse_dimensions as parse
+    from meterfox_cli.store.queries import TIME_DIMENSIONS, TimeRange, parse_dimensions, read_report
     from meterfox_cli.timewindow import day_start
 
-    dims = parse(by)
+    dims = parse_dimensions(by)
     if len(dims) != 1 or dims[0] in TIME_DIMENSIONS:
         raise MeterFoxError("chart --by takes one of provider, model, key, endpoint, tag:NAME")
     first, last = render.day_range(days)
     filters = make_filters(providers, models, keys, tags)
-    conn = open_readonly(resolve_paths().database)
-    if conn is None or not has_requests(conn):
-        if conn is not None:
-            conn.close()
+    window = TimeRange(day_start(first), None)
+    path = resolve_paths().database
+    result = read_report(path, ("day", dims[0]), window, filters, latency=False)
+    if result is None:
         click.echo(render.getting_started(default_base(load_settings())))
         return
-    try:
-        window = TimeRange(day_start(first), None)
-        result = build_report(conn, ("day", dims[0]), window, filters, latency=False)
-    finally:
-        conn.close()
     render.render_chart(result, _console(), first_day=first, last_day=last)
 
 

@@ -21,8 +21,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 from meterfox_cli.errors import MeterFoxError
+from meterfox_cli.store.db import has_requests, open_readonly
 
 UNKNOWN_GROUP = "(unknown)"
 UNTAGGED_GROUP = "(untagged)"
@@ -205,6 +207,27 @@ def _build_report(
     rows.sort(key=_order(dims))
     labelled = tuple(replace(row, group=_label(dims, row.dims)) for row in rows)
     return Report(dims, window, filters, labelled, total, sample_every)
+
+
+def read_report(
+    path: Path,
+    dimensions: Sequence[str],
+    window: TimeRange,
+    filters: Filters = NO_FILTERS,
+    *,
+    latency: bool = True,
+) -> Report | None:
+    """The report over the database at `path`, opened read-only; None when nothing has been
+    recorded yet (no database, or no request in it)."""
+    conn = open_readonly(path)
+    if conn is None:
+        return None
+    try:
+        if not has_requests(conn):
+            return None
+        return build_report(conn, dimensions, window, filters, latency=latency)
+    finally:
+        conn.close()
 
 
 def empty_report(dimensions: Sequence[str], window: TimeRange, filters: Filters) -> Report:
