@@ -9,7 +9,15 @@ from __future__ import annotations
 import click
 
 from meterfox_cli import __version__
-from meterfox_cli.cli import doctor_cmd, info, keys_cmd, pricing_cmd, report_cmd, serve_cmd
+from meterfox_cli.cli import (
+    doctor_cmd,
+    feed_cmd,
+    info,
+    keys_cmd,
+    pricing_cmd,
+    report_cmd,
+    serve_cmd,
+)
 from meterfox_cli.errors import MeterFoxError
 
 
@@ -38,6 +46,7 @@ for command in (
     *serve_cmd.COMMANDS,
     *info.COMMANDS,
     *report_cmd.COMMANDS,
+    *feed_cmd.COMMANDS,
     *pricing_cmd.COMMANDS,
     *keys_cmd.COMMANDS,
     *doctor_cmd.COMMANDS,

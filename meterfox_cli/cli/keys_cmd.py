@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 import sys
 from collections.abc import Iterator
 from datetime import datetime
@@ -17,6 +16,8 @@ from meterfox_cli.cli.common import Settings, default_base, load_settings
 from meterfox_cli.errors import KeyError_
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from meterfox_cli.keys.provider_keys import StoreChoice
     from meterfox_cli.keys.proxy_keys import KeyListing, NewKey
 

@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from meterfox_cli.cli.report_cmd import parse_when
-
 if TYPE_CHECKING:
     from meterfox_cli.pricing import Bucket, PriceBook, Quote
     from meterfox_cli.pricing_info import Rate, RateCard
@@ -56,6 +54,8 @@ def prices(model: str | None, provider: str | None, at: str | None) -> None:
 
     settings = load_settings()
     book = price_book(settings)
+    from meterfox_cli.timewindow import parse_when
+
     when = datetime.fromtimestamp(parse_when(at) or time.time(), tz=UTC)
     if model is None:
         _list_book(book, provider)
@@ -240,6 +240,8 @@ def reprice(since: str | None, until: str | None, dry_run: bool) -> None:
 
     settings = load_settings()
     book = price_book(settings)
+    from meterfox_cli.timewindow import parse_when
+
     window = TimeRange(parse_when(since), parse_when(until))
     conn = connect(settings.paths.database, readonly=dry_run)
     try:

@@ -1,70 +1,166 @@
-"""`meterfox report`."""
+"""`meterfox report` and `meterfox chart`.
+
+Only click is imported at module level: rich, SQLite and the query code load inside the
+commands, so `meterfox --help` and `meterfox report --help` stay fast.
+"""
 
 from __future__ import annotations
 
-import time
-from datetime import datetime
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
-from meterfox_cli.errors import MeterFoxError
+if TYPE_CHECKING:
+    from meterfox_cli.store.queries import Filters
+
+FORMATS = ("table", "json", "csv", "markdown")
+TIME_HELP = "7d, 24h, 30m, 2w, today, month, all, or a date/time (2026-11-01)"
+
+
+def filter_options(command: Callable) -> Callable:
+    """--provider / --model / --key / --tag, shared by report, chart, tail and export."""
+    options = [
+        click.option("--provider", "providers", multiple=True, help="Only this provider."),
+        click.option("--model", "models", multiple=True, help="Only this model."),
+        click.option("--key", "keys", multiple=True, help="Only this proxy key name."),
+        click.option(
+            "--tag", "tags", multiple=True, metavar="NAME=VALUE", help="Only requests so tagged."
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def make_filters(
+    providers: tuple[str, ...],
+    models: tuple[str, ...],
+    keys: tuple[str, ...],
+    tags: tuple[str, ...],
+) -> Filters:
+    from meterfox_cli.errors import MeterFoxError
+    from meterfox_cli.store.queries import Filters
+
+    parsed = []
+    for tag in tags:
+        name, sep, value = tag.partition("=")
+        if not sep or not name.strip():
+            raise MeterFoxError(f"--tag {tag!r}: expected NAME=VALUE, e.g. --tag feature=search")
+        parsed.append((name.strip().lower(), value.strip()))
+    return Filters(tuple(providers), tuple(models), tuple(keys), tuple(parsed))
 
 
 @click.command()
 @click.option(
     "--by",
-    "by",
-    default="model",
+    default="provider,model",
     show_default=True,
-    help="model, provider, endpoint, day, key or tag:NAME.",
+    help="One or more of provider, model, key, endpoint, day, week, month, tag:NAME "
+    "(comma-separated, e.g. provider,model or day,tag:feature).",
 )
-@click.option("--since", default=None, help="Start: 7d, 24h, 30m, or a date (2026-11-01).")
+@click.option("--since", default=None, help=f"Start: {TIME_HELP}. Default: this month.")
 @click.option("--until", default=None, help="End (exclusive), same forms as --since.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "csv"]),
-    default="table",
-    show_default=True,
-)
-def report(by: str, since: str | None, until: str | None, fmt: str) -> None:
-    """What your AI calls cost, grouped by model, provider, endpoint, day, key or tag."""
+@filter_options
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--strict", is_flag=True, help="Exit 1 if any request in range is unpriced.")
+def report(
+    by: str,
+    since: str | None,
+    until: str | None,
+    providers: tuple[str, ...],
+    models: tuple[str, ...],
+    keys: tuple[str, ...],
+    tags: tuple[str, ...],
+    fmt: str,
+    strict: bool,
+) -> None:
+    """Where the money goes: cost, tokens, errors and latency per group, most expensive first.
+
+    Alone it shows this month by provider and model. JSON and CSV keep exact numbers and
+    stable field names; `--by day` adds a spend bar per day (see also `meterfox chart`).
+    """
     from meterfox_cli import report as render
-    from meterfox_cli.cli.common import load_settings
-    from meterfox_cli.store.db import connect
-    from meterfox_cli.store.queries import TimeRange, group_by
+    from meterfox_cli.cli.common import default_base, load_settings
+    from meterfox_cli.paths import resolve_paths
+    from meterfox_cli.store.queries import empty_report, parse_dimensions, read_report
+    from meterfox_cli.timewindow import describe, resolve_window
 
-    settings = load_settings()
-    window = TimeRange(parse_when(since), parse_when(until))
-    conn = connect(settings.paths.database, readonly=True)
-    try:
-        rows = group_by(conn, by.strip().lower() if not by.startswith("tag:") else by, window)
-    finally:
-        conn.close()
-    if fmt == "json":
-        click.echo(render.to_json(rows))
+    dims = parse_dimensions(by)
+    window = resolve_window(since, until)
+    filters = make_filters(providers, models, keys, tags)
+    result = read_report(resolve_paths().database, dims, window, filters)
+    if result is None:
+        directions = render.getting_started(default_base(load_settings()))
+        if fmt in ("table", "markdown"):
+            click.echo(directions)
+            return
+        click.echo(directions, err=True)  # pipes still get a well-formed, empty result
+        result = empty_report(dims, window, filters)
+    if not result.rows and fmt in ("table", "markdown"):
+        click.echo(f"No requests match, {describe(window)}; try --since all or fewer filters.")
+    elif fmt == "json":
+        click.echo(render.to_json(result))
     elif fmt == "csv":
-        click.echo(render.to_csv(rows), nl=False)
+        click.echo(render.to_csv(result), nl=False)
+    elif fmt == "markdown":
+        click.echo(render.to_markdown(result), nl=False)
     else:
-        from rich.console import Console
-
-        render.render_table(rows, by, Console())
-
-
-_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_when(value: str | None, now: float | None = None) -> float | None:
-    """`7d` / `24h` / `30m` / `2w` ago, or an ISO date or datetime (local time), as unix seconds."""
-    if value is None:
-        return None
-    text = value.strip().lower()
-    if text[:-1].isdigit() and text[-1:] in _UNITS:
-        return (now if now is not None else time.time()) - int(text[:-1]) * _UNITS[text[-1]]
-    try:
-        return datetime.fromisoformat(value.strip()).timestamp()
-    except ValueError as exc:
-        raise MeterFoxError(f"cannot read time {value!r}: use 7d, 24h, 30m or 2026-11-01") from exc
+        title = f"Spend by {', '.join(dims)} · {describe(window)}"
+        render.render_table(result, _console(), title=title)
+    if strict and result.total.unpriced_requests:
+        click.echo(
+            f"meterfox: {result.total.unpriced_requests:,} requests in range are unpriced "
+            "(--strict)",
+            err=True,
+        )
+        sys.exit(1)
 
 
-COMMANDS = [report]
+@click.command()
+@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 366))
+@click.option(
+    "--by",
+    default="provider",
+    show_default=True,
+    help="Stack each day's bar by provider, model, key, endpoint or tag:NAME.",
+)
+@filter_options
+def chart(
+    days: int,
+    by: str,
+    providers: tuple[str, ...],
+    models: tuple[str, ...],
+    keys: tuple[str, ...],
+    tags: tuple[str, ...],
+) -> None:
+    """Daily spend for the last N days as bars in the terminal, stacked by provider or model."""
+    from meterfox_cli import report as render
+    from meterfox_cli.cli.common import default_base, load_settings
+    from meterfox_cli.errors import MeterFoxError
+    from meterfox_cli.paths import resolve_paths
+    from meterfox_cli.store.queries import TIME_DIMENSIONS, TimeRange, parse_dimensions, read_report
+    from meterfox_cli.timewindow import day_start
+
+    dims = parse_dimensions(by)
+    if len(dims) != 1 or dims[0] in TIME_DIMENSIONS:
+        raise MeterFoxError("chart --by takes one of provider, model, key, endpoint, tag:NAME")
+    first, last = render.day_range(days)
+    filters = make_filters(providers, models, keys, tags)
+    window = TimeRange(day_start(first), None)
+    path = resolve_paths().database
+    result = read_report(path, ("day", dims[0]), window, filters, latency=False)
+    if result is None:
+        click.echo(render.getting_started(default_base(load_settings())))
+        return
+    render.render_chart(result, _console(), first_day=first, last_day=last)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+COMMANDS = [report, chart]

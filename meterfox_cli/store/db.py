@@ -64,3 +64,21 @@ def _create_owner_only(path: Path) -> None:
         os.chmod(path, 0o600)
     else:
         os.close(fd)
+
+
+def open_readonly(path: Path) -> sqlite3.Connection | None:
+    """A read-only connection for reports, or None when nothing has been recorded yet (no
+    database file, or one whose `requests` table is missing or empty)."""
+    if not path.exists():
+        return None
+    conn = connect(path, readonly=True)
+    try:
+        conn.execute("SELECT 1 FROM requests LIMIT 1").fetchone()
+    except sqlite3.OperationalError:  # created but never migrated: nothing recorded
+        conn.close()
+        return None
+    return conn
+
+
+def has_requests(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM requests LIMIT 1").fetchone() is not None

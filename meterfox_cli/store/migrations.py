@@ -140,10 +140,95 @@ def m003_keys(conn: sqlite3.Connection) -> None:
             )
 
 
+# The report rollup: one row per (hour, day, provider, model, key, endpoint) holding exact sums,
+# kept in step with `requests` by triggers (insert, delete, update) inside the same transaction,
+# whoever writes. Reports read whole hours from it and only the partial hours at a window's
+# edges from `requests`, so a month of a million requests sums in milliseconds.
+# A request without a model is rolled up under model '' (reports show both as unknown).
+ROLLUP_SUMS: tuple[tuple[str, str], ...] = (
+    ("requests", "1"),
+    ("errors", "({r}.status >= 400 OR {r}.outcome != 'ok')"),
+    ("input_tokens", "{r}.input_tokens"),
+    ("cached_tokens", "{r}.cached_tokens"),
+    ("cache_write_tokens", "{r}.cache_write_tokens"),
+    ("output_tokens", "{r}.output_tokens"),
+    ("reasoning_tokens", "{r}.reasoning_tokens"),
+    ("cost_nanousd", "IFNULL({r}.cost_nanousd, 0)"),
+    ("priced_requests", "({r}.cost_nanousd IS NOT NULL)"),
+    ("unpriced_requests", "({r}.cost_source = 'unpriced')"),
+    ("unpriced_input_tokens", "IIF({r}.cost_source = 'unpriced', {r}.input_tokens, 0)"),
+    ("unpriced_output_tokens", "IIF({r}.cost_source = 'unpriced', {r}.output_tokens, 0)"),
+)
+ROLLUP_KEYS: tuple[tuple[str, str], ...] = (
+    ("hour", "CAST({r}.ts / 3600 AS INTEGER)"),
+    ("day", "{r}.day"),
+    ("provider", "{r}.provider"),
+    ("model", "IFNULL({r}.model, '')"),
+    ("key_name", "{r}.key_name"),
+    ("endpoint", "{r}.endpoint"),
+)
+
+
+def _rollup_upsert(row: str, sign: str) -> str:
+    """An UPSERT adding (sign '+') or taking away (sign '-') one request row's sums."""
+    keys = ", ".join(name for name, _ in ROLLUP_KEYS)
+    sums = ", ".join(name for name, _ in ROLLUP_SUMS)
+    values = ", ".join(
+        [expr.format(r=row) for _, expr in ROLLUP_KEYS]
+        + [f"{sign}{expr.format(r=row)}" for _, expr in ROLLUP_SUMS]
+    )
+    updates = ", ".join(f"{name} = {name} + excluded.{name}" for name, _ in ROLLUP_SUMS)
+    return (
+        f"INSERT INTO request_rollup ({keys}, {sums}) VALUES ({values}) "
+        f"ON CONFLICT ({keys}) DO UPDATE SET {updates};"
+    )
+
+
+def _rollup_prune(row: str) -> str:
+    match = " AND ".join(f"{name} = {expr.format(r=row)}" for name, expr in ROLLUP_KEYS)
+    return f"DELETE FROM request_rollup WHERE {match} AND requests = 0;"
+
+
+def m004_report_rollup(conn: sqlite3.Connection) -> None:
+    keys = ", ".join(
+        f"{name} {'INTEGER' if name == 'hour' else 'TEXT'} NOT NULL" for name, _ in ROLLUP_KEYS
+    )
+    sums = ", ".join(f"{name} INTEGER NOT NULL" for name, _ in ROLLUP_SUMS)
+    key_names = ", ".join(name for name, _ in ROLLUP_KEYS)
+    conn.execute(
+        f"CREATE TABLE request_rollup ({keys}, {sums}, PRIMARY KEY ({key_names})) WITHOUT ROWID"
+    )
+    key_exprs = ", ".join(expr.format(r="requests") for _, expr in ROLLUP_KEYS)
+    sum_exprs = ", ".join(f"SUM({expr.format(r='requests')})" for _, expr in ROLLUP_SUMS)
+    conn.execute(
+        f"INSERT INTO request_rollup SELECT {key_exprs}, {sum_exprs} FROM requests "
+        f"GROUP BY {', '.join(str(i + 1) for i in range(len(ROLLUP_KEYS)))}"
+    )
+    # The latency pass of a report reads only this index (no table rows): ts for the window,
+    # the dimensions and filters it may group on, and the two latencies.
+    conn.execute(
+        "CREATE INDEX requests_latency ON requests "
+        "(ts, provider, model, key_name, day, latency_ms, ttfb_ms)"
+    )
+    conn.execute(
+        "CREATE TRIGGER request_rollup_insert AFTER INSERT ON requests BEGIN "
+        f"{_rollup_upsert('NEW', '+')} END"
+    )
+    conn.execute(
+        "CREATE TRIGGER request_rollup_delete AFTER DELETE ON requests BEGIN "
+        f"{_rollup_upsert('OLD', '-')} {_rollup_prune('OLD')} END"
+    )
+    conn.execute(
+        "CREATE TRIGGER request_rollup_update AFTER UPDATE ON requests BEGIN "
+        f"{_rollup_upsert('OLD', '-')} {_rollup_upsert('NEW', '+')} {_rollup_prune('OLD')} END"
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_requests", m001_requests),
     ("002_native_dedupe", m002_native_dedupe),
     ("003_keys", m003_keys),
+    ("004_report_rollup", m004_report_rollup),
 ]
 
 

@@ -1,0 +1,212 @@
+"""Time `meterfox report` / `chart` / `--help` as real processes over a large database.
+
+    python bench/report_speed.py --rows 1000000            # seeds once, then times
+    python bench/report_speed.py --rows 1000000 --before   # also without migration 002
+
+Each command runs once to warm the page cache, then `--repeat` times; the table gives the
+median and the range of wall-clock times, and the machine's load average (other work on a
+2-core machine shows up directly in these numbers). `--before` copies the database, drops what
+migration 002_report_rollup added (the rollup table, its triggers, the latency index) and
+times the report commands again: the same code then reads the requests table alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+COMMANDS: list[tuple[str, list[str], float | None]] = [
+    ("meterfox --help", ["--help"], 0.3),
+    ("meterfox report --help", ["report", "--help"], 0.3),
+    ("meterfox report --by model --since all", ["report", "--by", "model", "--since", "all"], 1.0),
+    ("meterfox report --by day --since all", ["report", "--by", "day", "--since", "all"], 1.0),
+    ("meterfox report (this month, provider,model)", ["report"], None),
+    (
+        "meterfox report --by model --since all --format json",
+        ["report", "--by", "model", "--since", "all", "--format", "json"],
+        None,
+    ),
+    ("meterfox chart --days 30", ["chart", "--days", "30"], None),
+    (
+        "meterfox report --by tag:feature --since all",
+        ["report", "--by", "tag:feature", "--since", "all"],
+        None,
+    ),
+]
+
+
+def meterfox_argv() -> list[str]:
+    script = Path(sys.executable).with_name("meterfox")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "meterfox_cli"]
+
+
+def row_count(db: Path) -> int:
+    if not db.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        conn.close()
+
+
+def ensure_seeded(home: Path, rows: int) -> None:
+    db = home / "meterfox.db"
+    have = row_count(db)
+    if have == rows:
+        print(f"using {db} ({rows:,} rows)", file=sys.stderr)
+        return
+    if db.exists():
+        shutil.rmtree(home)
+    env = {**os.environ, "METERFOX_HOME": str(home)}
+    subprocess.run(
+        [sys.executable, str(HERE / "seed_db.py"), "--rows", str(rows)], env=env, check=True
+    )
+
+
+@dataclass
+class Timing:
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # user + system time of the process
+
+
+def time_command(argv: list[str], home: Path, repeat: int) -> Timing:
+    env = {**os.environ, "METERFOX_HOME": str(home), "COLUMNS": "120"}
+    timing = Timing()
+    for attempt in range(repeat + 1):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        done = subprocess.run(
+            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+        )
+        elapsed = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(argv)} failed: {done.stderr.decode()}")
+        if attempt:  # the first run only warms the page cache
+            timing.wall.append(elapsed)
+            timing.cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return timing
+
+
+def without_rollup(home: Path) -> Path:
+    """A copy of the database as it would be without migration 002."""
+    before = home.with_name(home.name + "-before")
+    if before.exists():
+        shutil.rmtree(before)
+    before.mkdir(mode=0o700)
+    shutil.copy2(home / "meterfox.db", before / "meterfox.db")
+    conn = sqlite3.connect(before / "meterfox.db")
+    for name in ("request_rollup_insert", "request_rollup_delete", "request_rollup_update"):
+        conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+    conn.execute("DROP TABLE IF EXISTS request_rollup")
+    conn.execute("DROP INDEX IF EXISTS requests_latency")
+    conn.commit()
+    conn.execute("VACUUM")
+    conn.close()
+    return before
+
+
+def table(results: list[tuple[str, Timing, float | None]]) -> str:
+    lines = [
+        "| command | wall median | wall min – max | CPU median | target |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for label, timing, target in results:
+        wall = statistics.median(timing.wall)
+        verdict = "" if target is None else f"< {target:g} s " + ("✔" if wall < target else "✘")
+        lines.append(
+            f"| `{label}` | {wall:.3f} s | {min(timing.wall):.3f} – {max(timing.wall):.3f} s "
+            f"| {statistics.median(timing.cpu):.3f} s | {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def accuracy(home: Path) -> str:
+    """How far the sampled latency percentiles are from exact ones, over every group."""
+    sys.path.insert(0, str(HERE.parent))
+    from meterfox_cli.store import queries
+    from meterfox_cli.store.db import connect
+
+    conn = connect(home / "meterfox.db", readonly=True)
+    fields = ("latency_p50_ms", "latency_p95_ms", "ttfb_p50_ms")
+    lines = [
+        "| --by | groups | sampled groups | worst error p50 / p95 / ttfb p50 | median error |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    try:
+        for by in ("model", "day", "provider,model", "key"):
+            dims = queries.parse_dimensions(by)
+            sampled = queries.build_report(conn, dims, queries.TimeRange())
+            limit = queries.LATENCY_SAMPLE_MAX
+            queries.LATENCY_SAMPLE_MAX = 10**12
+            try:
+                exact = {
+                    r.dims: r for r in queries.build_report(conn, dims, queries.TimeRange()).rows
+                }
+            finally:
+                queries.LATENCY_SAMPLE_MAX = limit
+            errors: dict[str, list[float]] = {name: [] for name in fields}
+            for row in sampled.rows:
+                for name in fields:
+                    got, want = getattr(row, name), getattr(exact[row.dims], name)
+                    if got is not None and want:
+                        errors[name].append(abs(got - want) / want)
+            worst = " / ".join(f"{max(errors[n], default=0) * 100:.1f}%" for n in fields)
+            every = [e for n in fields for e in errors[n]]
+            thin = sum(1 for row in sampled.rows if row.latency_sample_every > 1)
+            lines.append(
+                f"| {by} | {len(sampled.rows)} | {thin} (1 in {sampled.sample_every}) | {worst} "
+                f"| {statistics.median(every) * 100 if every else 0:.1f}% |"
+            )
+    finally:
+        conn.close()
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--home", type=Path, default=None, help="METERFOX_HOME to seed and use")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--before", action="store_true", help="also time without 002's rollup")
+    parser.add_argument(
+        "--accuracy", action="store_true", help="compare sampled latency percentiles with exact"
+    )
+    args = parser.parse_args(argv)
+    home = args.home or Path(f"/tmp/meterfox-bench-{args.rows}")
+    ensure_seeded(home, args.rows)
+    base = meterfox_argv()
+    runs = [("after", home)] + ([("before", without_rollup(home))] if args.before else [])
+    size = (home / "meterfox.db").stat().st_size / 1e6
+    print(f"{args.rows:,} requests, database {size:.0f} MB, {os.cpu_count()} CPUs")
+    for name, where in runs:
+        results = []
+        for label, command, target in COMMANDS:
+            if name == "before" and "help" in label:
+                continue
+            results.append((label, time_command([*base, *command], where, args.repeat), target))
+        load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+        heading = "with migration 002" if name == "after" else "without migration 002 (before)"
+        print(f"\n{heading} — median of {args.repeat} runs; load average {load}\n")
+        print(table(results))
+    if args.accuracy:
+        print("\nlatency percentiles, sampled vs exact\n")
+        print(accuracy(home))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Recorded requests for report tests, written through the record writer's own INSERT path."""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from meterfox_cli.pricing import NO_USAGE, UNPRICED, Price
+from meterfox_cli.records import Outcome, UsageRecord
+from meterfox_cli.store.db import connect
+from meterfox_cli.store.migrations import transaction
+from meterfox_cli.store.writer import INSERT_REQUEST, INSERT_TAG, record_row
+from meterfox_cli.usage import Reading, Usage
+
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Req:
+    """One request to record, with test-friendly defaults. cost_nano None + unpriced=True
+    records cost_source 'unpriced'; cost_nano None + unpriced=False records 'no_usage'."""
+
+    ts: float
+    provider: str = "openai"
+    model: str | None = "gpt-4o"
+    key: str = "passthrough"
+    endpoint: str = "/v1/chat/completions"
+    status: int = 200
+    outcome: Outcome = Outcome.OK
+    input_tokens: int = 100
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 10
+    reasoning_tokens: int = 0
+    cost_nano: int | None = 1000
+    unpriced: bool = False
+    latency_ms: float = 500.0
+    ttfb_ms: float | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+
+    def record(self) -> UsageRecord:
+        has_usage = self.cost_nano is not None or self.unpriced
+        usage = (
+            Usage(
+                input_tokens=self.input_tokens,
+                cached_tokens=self.cached_tokens,
+                cache_write_tokens=self.cache_write_tokens,
+                output_tokens=self.output_tokens,
+                reasoning_tokens=self.reasoning_tokens,
+            )
+            if has_usage
+            else None
+        )
+        return UsageRecord(
+            id=f"{int(self.ts * 1000):011x}{next(_ids):010x}",
+            started_at=self.ts,
+            provider=self.provider,
+            model=self.model,
+            endpoint=self.endpoint,
+            method="POST",
+            status=self.status,
+            streamed=self.ttfb_ms is not None,
+            outcome=self.outcome,
+            key_name=self.key,
+            ttfb_ms=self.ttfb_ms,
+            latency_ms=self.latency_ms,
+            reading=Reading(model=self.model, usage=usage),
+            tags=self.tags,
+        )
+
+    def price(self) -> Price:
+        if self.cost_nano is not None:
+            return Price(self.cost_nano, "computed", "test")
+        return UNPRICED if self.unpriced else NO_USAGE
+
+
+def insert(conn: sqlite3.Connection, *requests: Req) -> None:
+    """Commit requests exactly as RecordWriter does (record_row → INSERT_REQUEST/INSERT_TAG)."""
+    records = [(req.record(), req.price()) for req in requests]
+    with transaction(conn):
+        conn.executemany(INSERT_REQUEST, [record_row(r, p) for r, p in records])
+        conn.executemany(
+            INSERT_TAG, [(r.id, name, value) for r, _ in records for name, value in r.tags]
+        )
+
+
+def record_to(path: Path, *requests: Req) -> None:
+    conn = connect(path)
+    try:
+        insert(conn, *requests)
+    finally:
+        conn.close()
+
+
+def at(text: str) -> float:
+    """Unix seconds for a local date/time, e.g. at('2026-11-03 14:00')."""
+    return datetime.fromisoformat(text).timestamp()
