@@ -335,8 +335,22 @@ def start_litellm(executable: str, port: int, upstream_url: str, home: Path) -> 
         "      api_key: sk-bench-provider\n"
     )
     return start(
-        [executable, "--config", str(config), "--port", str(port), "--num_workers", "1"],
-        env={"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"},
+        [
+            executable,
+            "--config",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num_workers",
+            "1",
+        ],
+        env={
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "LITELLM_LOG": "ERROR",
+            "LITELLM_MASTER_KEY": CALLER_KEY["Authorization"].removeprefix("Bearer "),
+        },
     )
 
 

@@ -39,11 +39,10 @@ def serve(
     Every call passes through unchanged; MeterFox records only metadata: provider, model,
     tokens, latency, status, cost and your tags. Prompts and responses are never stored.
     """
-    import asyncio
 
     from meterfox_cli.logs import configure_logging
     from meterfox_cli.proxy.app import make_app
-    from meterfox_cli.proxy.server import exposure_warning, requires_proxy_key
+    from meterfox_cli.proxy.server import exposure_warning, requires_proxy_key, run_event_loop
     from meterfox_cli.proxy.server import serve as run_server
     from meterfox_cli.store.writer import RecordWriter
 
@@ -74,7 +73,7 @@ def serve(
             click.echo("Requests must carry a MeterFox proxy key (mf-…).", err=True)
         click.echo("Press Ctrl-C to stop.", err=True)
 
-    asyncio.run(run_server(app, host, port, on_ready=ready))
+    run_event_loop(run_server(app, host, port, on_ready=ready))
 
 
 def _key_authorizer(settings: Settings, require: bool) -> KeyAuthorizer:

@@ -7,7 +7,7 @@ import errno
 import ipaddress
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 
 from aiohttp import web
 
@@ -103,6 +103,18 @@ def exposure_warning(host: str, port: int, require_proxy_key: bool) -> list[str]
         "put it behind a private network or a TLS reverse proxy."
     )
     return lines
+
+
+def run_event_loop(main: Coroutine[object, object, None]) -> None:
+    """Run the daemon on uvloop when it is installed (`pip install 'meterfox-cli[speed]'`),
+    else on asyncio's own loop. uvloop cut the proxy's CPU per request by about a tenth in
+    bench/run.py (docs/performance.md); everything works the same without it."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 def _url_host(host: str) -> str:

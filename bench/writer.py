@@ -1,0 +1,86 @@
+"""Record writer throughput: how many records per second reach SQLite, priced, in batches.
+
+    python -m bench.writer [--records 100000] [--no-pricing]
+
+Submits realistic records (varied usage across several providers and models, a tag each)
+through the project's own RecordWriter into a fresh database in a temp METERFOX_HOME, as fast as
+it can, and reports records/s from the first submit to the last commit. The target (issue 7)
+is >= 10,000 records/s sustained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from meterfox_cli.pricing import UNPRICED, price_record
+from meterfox_cli.records import Outcome, UsageRecord, new_request_id
+from meterfox_cli.store.writer import RecordWriter
+from meterfox_cli.usage import Reading, Usage
+
+MODELS = [
+    ("openai", "gpt-4o-mini-2024-07-18"),
+    ("openai", "gpt-4.1-2025-04-14"),
+    ("anthropic", "claude-sonnet-4-20250514"),
+    ("gemini", "gemini-2.5-flash"),
+    ("deepseek", "deepseek-chat"),
+    ("groq", "llama-3.3-70b-versatile"),
+]
+
+
+def record(rng: random.Random) -> UsageRecord:
+    provider, model = rng.choice(MODELS)
+    prompt = rng.randint(10, 20_000)
+    cached = rng.choice([0, 0, prompt // 2])
+    output = rng.randint(1, 2_000)
+    usage = Usage(input_tokens=prompt, cached_tokens=cached, output_tokens=output)
+    return UsageRecord(
+        id=new_request_id(),
+        started_at=time.time(),
+        provider=provider,
+        model=model,
+        endpoint="/v1/chat/completions",
+        method="POST",
+        status=200,
+        streamed=rng.random() < 0.5,
+        outcome=Outcome.OK,
+        key_name="passthrough",
+        ttfb_ms=rng.uniform(50, 500),
+        latency_ms=rng.uniform(500, 5000),
+        reading=Reading(model=model, usage=usage),
+        tags=(("feature", rng.choice(["search", "chat", "summary"])),),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--no-pricing", action="store_true")
+    args = parser.parse_args()
+    rng = random.Random(7)
+    records = [record(rng) for _ in range(args.records)]
+    home = Path(tempfile.mkdtemp(prefix="meterfox-writer-bench-"))
+    pricer = (lambda r: UNPRICED) if args.no_pricing else price_record
+    writer = RecordWriter(home / "meterfox.db", pricer=pricer)
+    writer.start()
+    price_record(records[0])  # load the price data before the clock starts
+    started = time.perf_counter()
+    for item in records:
+        writer.submit(item)
+    deadline = started + 600
+    while writer.written < len(records) and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - started
+    writer.close()
+    print(
+        f"{writer.written} records in {elapsed:.2f} s: {writer.written / elapsed:,.0f} records/s "
+        f"({'no pricing' if args.no_pricing else 'priced'}; largest batch {writer.max_batch}, "
+        f"dropped {writer.dropped})"
+    )
+
+
+if __name__ == "__main__":
+    main()
