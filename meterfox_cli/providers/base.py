@@ -18,6 +18,9 @@ from meterfox_cli.usage import Reading
 
 # A non-streamed body larger than this is forwarded but not read for usage.
 MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
+# Above this, a format may read just the few top-level values it needs (`WireFormat.skim`):
+# parsing a 3 MB embeddings response whole holds the event loop for ~50 ms.
+SKIM_JSON_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,11 @@ class WireFormat(ABC):
     def read_body(self, data: object, plan: RequestPlan, path: str) -> Reading:
         """Usage from a complete (non-streamed) JSON response body."""
 
+    def skim(self, body: bytes) -> object:
+        """The parts of a large JSON body that `read_body` needs, found without parsing the
+        rest; None to parse it whole (the default)."""
+        return None
+
     @abstractmethod
     def stream_reader(self, plan: RequestPlan, path: str) -> StreamReader:
         """A reader for one streamed response (SSE)."""
@@ -125,7 +133,10 @@ class JsonTap(BodyTap):
     def reading(self) -> Reading:
         if self._size > MAX_JSON_BODY_BYTES:
             return Reading(model=self._plan.model)
-        data = parse_json_object(b"".join(self._parts))
+        body = b"".join(self._parts)
+        data = self._wire.skim(body) if len(body) > SKIM_JSON_BYTES else None
+        if data is None:
+            data = parse_json_object(body)
         if data is None:
             return Reading(model=self._plan.model)
         return safe_read(lambda: self._wire.read_body(data, self._plan, self._path), self._plan)

@@ -31,6 +31,8 @@ from meterfox_cli.usage import Reading, Usage, as_int
 _HAS_USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _STREAM_OPTIONS = b'"stream_options":{"include_usage":true},'
 _USD_TICKS = Decimal(10) ** 10
+_USAGE_COUNTS = frozenset({"prompt_tokens", "input_tokens", "total_tokens"})
+_DECODER = json.JSONDecoder()
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -67,6 +69,22 @@ class OpenAIFormat(WireFormat):
         if not isinstance(data, dict):
             return Reading(model=plan.model)
         return reading_from(data, data.get("usage"), plan.model)
+
+    def skim(self, body: bytes) -> object:
+        """Large responses (embedding batches, long completions): the top-level `usage`,
+        `model` and `service_tier` only. An unescaped `"usage":` key appears in these responses
+        only at the top level, last (a tool schema echoed by the Responses API comes before
+        it); anything unexpected falls back to a full parse."""
+        usage = json_value_after(body, body.rfind(b'"usage"'), len(b'"usage"'))
+        if not isinstance(usage, dict) or not _USAGE_COUNTS & usage.keys():
+            return None
+        frame: dict[str, object] = {"usage": usage}
+        for key in ("model", "service_tier"):
+            marker = f'"{key}"'.encode()
+            value = json_value_after(body, body.find(marker), len(marker), limit=4096)
+            if isinstance(value, str):
+                frame[key] = value
+        return frame
 
     def stream_reader(self, plan: RequestPlan, path: str) -> StreamReader:
         return OpenAIStreamReader(plan)
@@ -219,6 +237,23 @@ def reported_cost(usage: dict[str, object]) -> Decimal | None:
     if isinstance(ticks, int) and not isinstance(ticks, bool):
         return Decimal(ticks) / _USD_TICKS
     return None
+
+
+def json_value_after(body: bytes, at: int, key_length: int, limit: int | None = None) -> object:
+    """The JSON value that follows the key found at `at` (`"key"`, then `:`), or None."""
+    if at < 0:
+        return None
+    end = None if limit is None else at + key_length + limit
+    text = body[at + key_length : end].decode("utf-8", "replace")
+    colon = len(text) - len(text.lstrip())
+    if text[colon : colon + 1] != ":":
+        return None
+    start = len(text) - len(text[colon + 1 :].lstrip())
+    try:
+        value, _ = _DECODER.raw_decode(text, start)
+    except ValueError:
+        return None
+    return value
 
 
 def _decimal(value: float) -> Decimal | None:

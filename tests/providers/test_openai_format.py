@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from meterfox_cli.providers.base import SKIM_JSON_BYTES
 from meterfox_cli.providers.openai import OpenAIFormat, usage_from
 from meterfox_cli.usage import Usage
 from tests.fakes.upstream import sse
-from tests.fixtures.openai_style import CASES, chat_stream_chunks
+from tests.fixtures.openai_style import CASES, EMBEDDINGS_BODY, RESPONSES_BODY, chat_stream_chunks
 from tests.proxy.test_sse import split_at
 
 WIRE = OpenAIFormat()
@@ -98,3 +100,54 @@ def test_read_body_never_raises_on_any_json_shape(data):
     body = json.dumps({"model": "m", "usage": data}).encode()
     assert tap.feed(body) == body
     tap.reading()  # must not raise
+
+
+def read_whole_and_skimmed(body: dict) -> tuple[object, object]:
+    """The Reading from a full parse, and from the skim the tap uses for large bodies."""
+    raw = json.dumps(body).encode()
+    assert len(raw) > SKIM_JSON_BYTES
+    plan = WIRE.plan("/v1/x", {}, b'{"model": "requested"}')
+    whole = WIRE.read_body(json.loads(raw), plan, "/v1/x")
+    tap = WIRE.body_tap(plan, "/v1/x", "application/json")
+    tap.feed(raw)
+    assert WIRE.skim(raw) is not None
+    return whole, tap.reading()
+
+
+def test_large_embedding_batch_is_skimmed_to_the_same_reading():
+    vectors = [{"object": "embedding", "index": i, "embedding": [0.125] * 1536} for i in range(20)]
+    body = {**EMBEDDINGS_BODY, "data": vectors, "usage": {"prompt_tokens": 80, "total_tokens": 80}}
+    whole, skimmed = read_whole_and_skimmed(body)
+    assert skimmed == whole and skimmed.usage.input_tokens == 80
+    assert skimmed.model == "text-embedding-3-small"
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_every_recorded_case_reads_the_same_when_large_and_skimmed(case):
+    long_text = 'a "usage": {"prompt_tokens": 1} ' * 4000  # escaped in JSON: not a key
+    body = json.loads(json.dumps(case.body))
+    body["choices"][0]["message"]["content"] = long_text
+    whole, skimmed = read_whole_and_skimmed(body)
+    assert skimmed == whole
+
+
+def test_responses_tool_schema_with_a_usage_property_does_not_confuse_the_skim():
+    tools = [
+        {
+            "type": "function",
+            "name": "f",
+            "parameters": {
+                "type": "object",
+                "properties": {"usage": {"type": "string"}, "pad": {"description": "x" * 70000}},
+            },
+        }
+    ]
+    body = {**RESPONSES_BODY, "tools": tools}
+    body["usage"] = body.pop("usage")  # top-level usage last, as the API sends it
+    whole, skimmed = read_whole_and_skimmed(body)
+    assert skimmed == whole and skimmed.usage.cached_tokens == 2048
+
+
+def test_skim_gives_up_on_a_usage_it_cannot_trust():
+    body = json.dumps({"model": "m", "data": ["x" * 70000], "metadata": {"usage": "free text"}})
+    assert WIRE.skim(body.encode()) is None
