@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from meterfox_cli.proxy.sse import SseBlock, SseOverflow, SseParser
 from meterfox_cli.usage import Reading
 
+_DECODER = json.JSONDecoder()
+
 # A non-streamed body larger than this is forwarded but not read for usage.
 MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
 # Above this, a format may read just the few top-level values it needs (`WireFormat.skim`):
@@ -202,6 +204,24 @@ def safe_read(read, plan: RequestPlan) -> Reading:
         return read()
     except Exception:
         return Reading(model=plan.model)
+
+
+def json_value_after(body: bytes, at: int, key_length: int, limit: int | None = None) -> object:
+    """The JSON value that follows the key found at `at` (`"key"`, then `:`), or None; reads
+    at most `limit` bytes after the key. For skimming large bodies (`WireFormat.skim`)."""
+    if at < 0:
+        return None
+    end = None if limit is None else at + key_length + limit
+    text = body[at + key_length : end].decode("utf-8", "replace")
+    colon = len(text) - len(text.lstrip())
+    if text[colon : colon + 1] != ":":
+        return None
+    start = len(text) - len(text[colon + 1 :].lstrip())
+    try:
+        value, _ = _DECODER.raw_decode(text, start)
+    except ValueError:
+        return None
+    return value
 
 
 def dig(data: object, *keys: str) -> object:

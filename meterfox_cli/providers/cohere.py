@@ -13,7 +13,13 @@ from __future__ import annotations
 
 import json
 
-from meterfox_cli.providers.base import RequestPlan, StreamReader, WireFormat, dig
+from meterfox_cli.providers.base import (
+    RequestPlan,
+    StreamReader,
+    WireFormat,
+    dig,
+    json_value_after,
+)
 from meterfox_cli.providers.openai import OpenAIFormat
 from meterfox_cli.proxy.sse import SseBlock
 from meterfox_cli.usage import Reading, Usage, as_int
@@ -38,6 +44,15 @@ class CohereFormat(WireFormat):
             return Reading(model=plan.model)
         holder = data.get("usage") if isinstance(data.get("usage"), dict) else data.get("meta")
         return reading_from(holder, plan.model)
+
+    def skim(self, body: bytes) -> object:
+        """Large responses (embedding batches echo their texts): the last top-level `usage`
+        (chat) or `meta` (embed, rerank) object only."""
+        for key in (b'"usage"', b'"meta"'):
+            holder = json_value_after(body, body.rfind(key), len(key))
+            if isinstance(holder, dict) and isinstance(holder.get("billed_units"), dict):
+                return {key.strip(b'"').decode(): holder}
+        return None
 
     def stream_reader(self, plan: RequestPlan, path: str) -> StreamReader:
         return CohereStreamReader(plan)

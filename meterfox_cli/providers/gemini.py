@@ -26,6 +26,7 @@ from meterfox_cli.providers.base import (
     StreamReader,
     WireFormat,
     dig,
+    json_value_after,
 )
 from meterfox_cli.providers.json_array import JsonArrayTap
 from meterfox_cli.providers.openai import OpenAIFormat
@@ -35,6 +36,7 @@ from meterfox_cli.usage import Reading, Usage, as_int
 # `/v1beta/models/gemini-2.5-flash:generateContent`, `/v1/tunedModels/x:streamGenerateContent`
 _MODEL_METHOD = re.compile(r"/((?:tuned)?[mM]odels)/([^/:]+):(\w+)$")
 _USAGE = b'"usageMetadata"'
+_VERSION = b'"modelVersion"'
 FREE = Decimal(0)
 
 _STATUSES = {
@@ -95,6 +97,21 @@ class GeminiFormat(WireFormat):
         if not isinstance(data, dict):
             return Reading(model=plan.model)
         return reading_from(data, plan.model)
+
+    def skim(self, body: bytes) -> object:
+        """Large responses (inline images, embedding batches): the last `usageMetadata` and
+        the `modelVersion`, or nothing to read when the body has no usage at all."""
+        frame: dict[str, object] = {}
+        at = body.rfind(_USAGE)
+        if at >= 0:
+            usage = json_value_after(body, at, len(_USAGE))
+            if not isinstance(usage, dict):
+                return None
+            frame["usageMetadata"] = usage
+        version = json_value_after(body, body.find(_VERSION), len(_VERSION), limit=4096)
+        if isinstance(version, str):
+            frame["modelVersion"] = version
+        return frame
 
     def stream_reader(self, plan: RequestPlan, path: str) -> StreamReader:
         return GeminiStreamReader(plan)

@@ -23,6 +23,7 @@ from meterfox_cli.providers.base import (
     StreamReader,
     WireFormat,
     dig,
+    json_value_after,
 )
 from meterfox_cli.proxy.sse import SseBlock
 from meterfox_cli.usage import Reading, Usage, as_int
@@ -32,7 +33,6 @@ _HAS_USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _STREAM_OPTIONS = b'"stream_options":{"include_usage":true},'
 _USD_TICKS = Decimal(10) ** 10
 _USAGE_COUNTS = frozenset({"prompt_tokens", "input_tokens", "total_tokens"})
-_DECODER = json.JSONDecoder()
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -237,23 +237,6 @@ def reported_cost(usage: dict[str, object]) -> Decimal | None:
     if isinstance(ticks, int) and not isinstance(ticks, bool):
         return Decimal(ticks) / _USD_TICKS
     return None
-
-
-def json_value_after(body: bytes, at: int, key_length: int, limit: int | None = None) -> object:
-    """The JSON value that follows the key found at `at` (`"key"`, then `:`), or None."""
-    if at < 0:
-        return None
-    end = None if limit is None else at + key_length + limit
-    text = body[at + key_length : end].decode("utf-8", "replace")
-    colon = len(text) - len(text.lstrip())
-    if text[colon : colon + 1] != ":":
-        return None
-    start = len(text) - len(text[colon + 1 :].lstrip())
-    try:
-        value, _ = _DECODER.raw_decode(text, start)
-    except ValueError:
-        return None
-    return value
 
 
 def _decimal(value: float) -> Decimal | None:
