@@ -1,21 +1,43 @@
-"""Recorded requests for report tests, written through the record writer's own INSERT path."""
+"""Records for tests: `usage_record` builds one UsageRecord; `Req` / `insert` write recorded
+requests for report tests through the record writer's own INSERT path."""
 
 from __future__ import annotations
 
 import itertools
 import sqlite3
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from meterfox_cli.pricing import NO_USAGE, UNPRICED, Price
-from meterfox_cli.records import Outcome, UsageRecord
+from meterfox_cli.records import Outcome, UsageRecord, new_request_id
 from meterfox_cli.store.db import connect
 from meterfox_cli.store.migrations import transaction
 from meterfox_cli.store.writer import INSERT_REQUEST, INSERT_TAG, record_row
 from meterfox_cli.usage import Reading, Usage
 
 _ids = itertools.count(1)
+
+
+def usage_record(**fields: object) -> UsageRecord:
+    """A plausible OpenAI chat record; a test passes only the fields it is about."""
+    defaults: dict[str, object] = {
+        "id": new_request_id(),
+        "started_at": time.time(),
+        "provider": "openai",
+        "model": "gpt-4o",
+        "endpoint": "/v1/chat/completions",
+        "method": "POST",
+        "status": 200,
+        "streamed": False,
+        "outcome": Outcome.OK,
+        "key_name": "passthrough",
+        "ttfb_ms": 1.0,
+        "latency_ms": 2.0,
+        "reading": Reading(model="gpt-4o"),
+    }
+    return UsageRecord(**{**defaults, **fields})
 
 
 @dataclass(frozen=True)

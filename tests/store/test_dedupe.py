@@ -4,34 +4,26 @@ once: every request is recorded, but only the first record with a dedupe key kee
 from __future__ import annotations
 
 import sqlite3
-import time
 from decimal import Decimal
 
 import pytest
 
-from meterfox_cli.records import Outcome, UsageRecord, new_request_id
+from meterfox_cli.records import UsageRecord
 from meterfox_cli.store.db import connect
 from meterfox_cli.store.writer import RecordWriter
 from meterfox_cli.usage import Reading, Usage
 from tests.conftest import read_records
+from tests.fakes.records import usage_record
 
 USAGE = Usage(input_tokens=12, output_tokens=2, units=(("seconds", 0.5),))
 
 
 def record(key: str | None, usage: Usage | None = USAGE, cost: Decimal | None = None):
-    return UsageRecord(
-        id=new_request_id(),
-        started_at=time.time(),
+    return usage_record(
         provider="replicate",
         model="meta/meta-llama-3-8b-instruct",
         endpoint="/v1/predictions/p1",
         method="GET",
-        status=200,
-        streamed=False,
-        outcome=Outcome.OK,
-        key_name="passthrough",
-        ttfb_ms=1.0,
-        latency_ms=2.0,
         reading=Reading(model=None, usage=usage, reported_cost_usd=cost, dedupe_key=key),
     )
 

@@ -21,10 +21,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from meterfox_cli.records import Outcome, UsageRecord, new_request_id
+from meterfox_cli.records import UsageRecord
 from meterfox_cli.store.writer import RecordWriter
 from meterfox_cli.usage import Reading, Usage
 from tests.conftest import read_records, start_proxy
+from tests.fakes.records import usage_record as make_record
 from tests.fakes.upstream import Reply
 from tests.fixtures.openai_style import CASES
 
@@ -98,21 +99,7 @@ async def proxy_with(upstream_server, writer: RecordWriter):
 
 
 def usage_record(usage: Usage | None = None, cost=None) -> UsageRecord:
-    return UsageRecord(
-        id=new_request_id(),
-        started_at=time.time(),
-        provider="openai",
-        model="gpt-4o",
-        endpoint="/v1/chat/completions",
-        method="POST",
-        status=200,
-        streamed=False,
-        outcome=Outcome.OK,
-        key_name="passthrough",
-        ttfb_ms=1.0,
-        latency_ms=2.0,
-        reading=Reading(model="gpt-4o", usage=usage, reported_cost_usd=cost),
-    )
+    return make_record(reading=Reading(model="gpt-4o", usage=usage, reported_cost_usd=cost))
 
 
 # --- the database locked by another process ---------------------------------------------------
