@@ -37,10 +37,10 @@ from meterfox_cli.proxy.headers import (
     upstream_request_headers,
 )
 from meterfox_cli.proxy.sse import SseParser
-from meterfox_cli.records import Outcome, UsageRecord
 from meterfox_cli.store.migrations import migrate
 from meterfox_cli.store.writer import INSERT_REQUEST, record_row
 from meterfox_cli.usage import MAX_COUNT, Reading, as_int
+from tests.fakes.records import usage_record
 from tests.providers.taps import split
 
 REGISTRY = build_registry()
@@ -245,19 +245,12 @@ migrate(_DB)
 
 
 def assert_storable(reading: Reading) -> None:
-    record = UsageRecord(
+    record = usage_record(
         id=f"fuzz-{time.perf_counter_ns()}",
-        started_at=time.time(),
         provider="fuzz",
         model=reading.model,
         endpoint="/",
-        method="POST",
-        status=200,
         streamed=True,
-        outcome=Outcome.OK,
-        key_name="passthrough",
-        ttfb_ms=1.0,
-        latency_ms=1.0,
         reading=reading,
     )
     _DB.execute("SAVEPOINT fuzz")

@@ -31,8 +31,9 @@ from meterfox_cli.pricing import (
     to_nanousd,
     use_bundled_prices,
 )
-from meterfox_cli.records import Outcome, UsageRecord
+from meterfox_cli.records import UsageRecord
 from meterfox_cli.usage import Reading, Usage
+from tests.fakes.records import usage_record
 
 MTOK = Decimal(1_000_000)
 
@@ -297,19 +298,11 @@ def record(
     reported: Decimal | None = None,
     context: tuple[tuple[str, str], ...] = (),
 ) -> UsageRecord:
-    return UsageRecord(
+    return usage_record(
         id="0193a1b2c3d4e5f6a7b8c9",
         started_at=at.timestamp(),
         provider=provider,
         model=model,
-        endpoint="/v1/chat/completions",
-        method="POST",
-        status=200,
-        streamed=False,
-        outcome=Outcome.OK,
-        key_name="passthrough",
-        ttfb_ms=120.0,
-        latency_ms=900.0,
         reading=Reading(
             model=model, usage=usage, reported_cost_usd=reported, price_context=context
         ),

@@ -24,6 +24,7 @@ from meterfox_cli.records import Outcome, UsageRecord
 from meterfox_cli.store.writer import RecordWriter
 from meterfox_cli.usage import Reading, Usage
 from tests.conftest import read_records
+from tests.fakes.records import usage_record
 from tests.fakes.upstream import Reply
 from tests.fixtures.openai_style import chat
 
@@ -61,19 +62,13 @@ def stored(
     reported: Decimal | None = None,
     context: tuple[tuple[str, str], ...] = (),
 ) -> UsageRecord:
-    return UsageRecord(
+    return usage_record(
         id=request_id,
         started_at=at.timestamp(),
         provider=provider,
         model=model,
-        endpoint="/v1/chat/completions",
-        method="POST",
         status=200 if usage else 502,
-        streamed=False,
         outcome=Outcome.OK if usage else Outcome.UPSTREAM_ERROR,
-        key_name="passthrough",
-        ttfb_ms=100.0,
-        latency_ms=800.0,
         reading=Reading(
             model=model, usage=usage, reported_cost_usd=reported, price_context=context
         ),

@@ -7,28 +7,19 @@ import stat
 from pathlib import Path
 
 from meterfox_cli.pricing import Price
-from meterfox_cli.records import Outcome, UsageRecord, new_request_id
 from meterfox_cli.store.writer import INSERT_REQUEST, record_row
 from meterfox_cli.usage import Reading, Usage
+from tests.fakes.records import usage_record
 
 
 def add_request(
     conn: sqlite3.Connection, key_name: str, cost_nanousd: int | None, ts: float
 ) -> None:
     """One recorded request of `key_name` that cost `cost_nanousd`, as the writer stores it."""
-    record = UsageRecord(
-        id=new_request_id(),
+    record = usage_record(
         started_at=ts,
-        provider="openai",
         model="gpt-4o-mini",
-        endpoint="/v1/chat/completions",
-        method="POST",
-        status=200,
-        streamed=False,
-        outcome=Outcome.OK,
         key_name=key_name,
-        ttfb_ms=1.0,
-        latency_ms=2.0,
         reading=Reading(model="gpt-4o-mini", usage=Usage(input_tokens=1, output_tokens=1)),
     )
     source = "computed" if cost_nanousd is not None else "unpriced"
