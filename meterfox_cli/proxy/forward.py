@@ -14,6 +14,7 @@ import re
 import time
 import zlib
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
@@ -364,9 +365,14 @@ def merge_tags(*groups: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], .
 
 def _rest_of_path(raw_path: str, slug: str) -> str | None:
     """The raw (still percent-encoded) path and query after `/<slug>`, or None when the raw
-    path does not start with the slug the router matched (dot segments, encoded slugs)."""
+    path does not start with the slug the router matched (an encoded slug), or has a `.` or
+    `..` segment, plain or encoded: no SDK sends one, and it could climb out of a base path
+    such as Groq's `/openai`."""
     rest = raw_path[len(slug) + 1 :]
     if not raw_path.startswith("/" + slug) or rest[:1] not in ("", "/", "?"):
+        return None
+    path = rest.partition("?")[0]
+    if any(unquote(segment) in (".", "..") for segment in path.split("/")):
         return None
     return rest if rest.startswith("/") else "/" + rest
 
