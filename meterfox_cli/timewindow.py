@@ -47,11 +47,16 @@ def _local_midnight(day: date) -> float:
     return datetime(day.year, day.month, day.day).timestamp()
 
 
+def parse_window(since: str | None, until: str | None, now: float | None = None) -> TimeRange:
+    """`--since` / `--until` as typed; a bound not given is open."""
+    return TimeRange(parse_when(since, now), parse_when(until, now))
+
+
 def resolve_window(since: str | None, until: str | None, now: float | None = None) -> TimeRange:
     """The window a report covers. With neither bound given: this month so far."""
     if since is None and until is None:
         return TimeRange(month_start(now), None)
-    return TimeRange(parse_when(since, now), parse_when(until, now))
+    return parse_window(since, until, now)
 
 
 def describe(window: TimeRange) -> str:

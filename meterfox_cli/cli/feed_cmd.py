@@ -141,10 +141,9 @@ def export(
     from meterfox_cli.cli.common import load_settings
     from meterfox_cli.store import feed
     from meterfox_cli.store.db import open_readonly
-    from meterfox_cli.store.queries import TimeRange
-    from meterfox_cli.timewindow import parse_when
+    from meterfox_cli.timewindow import parse_window
 
-    window = TimeRange(parse_when(since), parse_when(until))
+    window = parse_window(since, until)
     filters = make_filters(providers, models, keys, tags)
     conn = open_readonly(load_settings().paths.database)
     if conn is None:

@@ -236,13 +236,11 @@ def reprice(since: str | None, until: str | None, dry_run: bool) -> None:
     from meterfox_cli.cli.common import load_settings, price_book
     from meterfox_cli.store.costs import reprice as run_reprice
     from meterfox_cli.store.db import connect
-    from meterfox_cli.store.queries import TimeRange
+    from meterfox_cli.timewindow import parse_window
 
     settings = load_settings()
     book = price_book(settings)
-    from meterfox_cli.timewindow import parse_when
-
-    window = TimeRange(parse_when(since), parse_when(until))
+    window = parse_window(since, until)
     conn = connect(settings.paths.database, readonly=dry_run)
     try:
         result = run_reprice(conn, book, window, dry_run=dry_run)

@@ -14,9 +14,14 @@ in its results file, fetched later (see docs/providers.md).
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 
-from meterfox_cli.providers.base import RequestPlan, StreamReader, WireFormat, dig
+from meterfox_cli.providers.base import (
+    RequestPlan,
+    StreamReader,
+    WireFormat,
+    dig,
+    token_count_reading,
+)
 from meterfox_cli.providers.openai import OpenAIFormat
 from meterfox_cli.proxy.sse import SseBlock
 from meterfox_cli.usage import Reading, Usage, as_int
@@ -36,8 +41,6 @@ _ERROR_TYPES = {
     529: "overloaded_error",
 }
 
-FREE = Decimal(0)
-
 
 class AnthropicFormat(WireFormat):
     name = "anthropic"
@@ -52,12 +55,7 @@ class AnthropicFormat(WireFormat):
 
     def read_body(self, data: object, plan: RequestPlan, path: str) -> Reading:
         if path.endswith("/count_tokens"):
-            counted = isinstance(data, dict) and "input_tokens" in data
-            return (
-                Reading(model=plan.model, usage=Usage(), reported_cost_usd=FREE)
-                if counted
-                else Reading(model=plan.model)
-            )
+            return token_count_reading(plan, isinstance(data, dict) and "input_tokens" in data)
         if not isinstance(data, dict) or data.get("type") != "message":
             return Reading(model=plan.model)
         return reading_from(data.get("model"), data.get("usage"), plan.model)

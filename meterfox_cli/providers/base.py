@@ -12,9 +12,10 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 
 from meterfox_cli.proxy.sse import SseBlock, SseOverflow, SseParser
-from meterfox_cli.usage import Reading
+from meterfox_cli.usage import Reading, Usage
 
 _DECODER = json.JSONDecoder()
 
@@ -222,6 +223,14 @@ def json_value_after(body: bytes, at: int, key_length: int, limit: int | None = 
     except ValueError:
         return None
     return value
+
+
+def token_count_reading(plan: RequestPlan, counted: bool) -> Reading:
+    """A token-counting endpoint (Anthropic `count_tokens`, Gemini `:countTokens`) is free:
+    zero usage at a reported cost of zero when it counted, no usage when it did not."""
+    if not counted:
+        return Reading(model=plan.model)
+    return Reading(model=plan.model, usage=Usage(), reported_cost_usd=Decimal(0))
 
 
 def dig(data: object, *keys: str) -> object:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from decimal import Decimal
 
 from meterfox_cli.providers.base import (
     BodyTap,
@@ -27,6 +26,7 @@ from meterfox_cli.providers.base import (
     WireFormat,
     dig,
     json_value_after,
+    token_count_reading,
 )
 from meterfox_cli.providers.json_array import JsonArrayTap
 from meterfox_cli.providers.openai import OpenAIFormat
@@ -37,7 +37,6 @@ from meterfox_cli.usage import Reading, Usage, as_int
 _MODEL_METHOD = re.compile(r"/((?:tuned)?[mM]odels)/([^/:]+):(\w+)$")
 _USAGE = b'"usageMetadata"'
 _VERSION = b'"modelVersion"'
-FREE = Decimal(0)
 
 _STATUSES = {
     400: "INVALID_ARGUMENT",
@@ -86,12 +85,7 @@ class GeminiFormat(WireFormat):
 
     def read_body(self, data: object, plan: RequestPlan, path: str) -> Reading:
         if path.endswith(":countTokens"):
-            counted = isinstance(data, dict) and "totalTokens" in data
-            return (
-                Reading(model=plan.model, usage=Usage(), reported_cost_usd=FREE)
-                if counted
-                else Reading(model=plan.model)
-            )
+            return token_count_reading(plan, isinstance(data, dict) and "totalTokens" in data)
         if isinstance(data, list):  # a JSON-array stream, or a tap's last usage element
             data = next((d for d in reversed(data) if isinstance(d, dict) and _has(d)), None)
         if not isinstance(data, dict):
