@@ -1,9 +1,14 @@
-"""What several commands share: resolving paths, config and the provider registry."""
+"""What several commands share: resolving paths, config and the provider registry; the base URL
+they print; the passphrase prompt that unlocks the encrypted key file (keys and serve)."""
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import click
 
 from meterfox_cli.config import Config, load_config
 from meterfox_cli.errors import ConfigError
@@ -56,3 +61,19 @@ def default_base(settings: Settings) -> str:
     if host in ("0.0.0.0", "[::]"):
         host = "127.0.0.1"
     return f"http://{host}:{settings.config.port}"
+
+
+def prompt_passphrase(new: bool) -> str:
+    """METERFOX_PASSPHRASE, else a hidden prompt when there is a terminal, else a clear error."""
+    from meterfox_cli.keys.provider_keys import PASSPHRASE_ENV, env_passphrase
+
+    if os.environ.get(PASSPHRASE_ENV) or not sys.stdin.isatty():
+        return env_passphrase()(new)
+    if new:
+        click.echo("No OS keyring here: provider keys go in an encrypted file.", err=True)
+    return click.prompt(
+        "Passphrase for the MeterFox key file" + (" (new)" if new else ""),
+        hide_input=True,
+        confirmation_prompt=new,
+        err=True,
+    )

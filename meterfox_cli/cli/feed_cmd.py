@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from meterfox_cli.cli.report_cmd import TIME_HELP, filter_options, make_filters
+from meterfox_cli.cli.filters import TIME_HELP, filter_options, make_filters
 
 
 @click.command()

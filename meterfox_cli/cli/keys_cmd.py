@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import Iterator
 from datetime import datetime
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from meterfox_cli.cli.common import Settings, default_base, load_settings
+from meterfox_cli.cli.common import Settings, default_base, load_settings, prompt_passphrase
 from meterfox_cli.errors import KeyError_
 
 if TYPE_CHECKING:
@@ -194,22 +193,6 @@ def _store_choice(settings: Settings) -> StoreChoice:
     from meterfox_cli.keys.provider_keys import choose_store
 
     return choose_store(settings.paths.data_dir, prompt_passphrase)
-
-
-def prompt_passphrase(new: bool) -> str:
-    """METERFOX_PASSPHRASE, else a hidden prompt when there is a terminal, else a clear error."""
-    from meterfox_cli.keys.provider_keys import PASSPHRASE_ENV, env_passphrase
-
-    if os.environ.get(PASSPHRASE_ENV) or not sys.stdin.isatty():
-        return env_passphrase()(new)
-    if new:
-        click.echo("No OS keyring here: provider keys go in an encrypted file.", err=True)
-    return click.prompt(
-        "Passphrase for the MeterFox key file" + (" (new)" if new else ""),
-        hide_input=True,
-        confirmation_prompt=new,
-        err=True,
-    )
 
 
 def _provider_slug(settings: Settings, name: str) -> str:

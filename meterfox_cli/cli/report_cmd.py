@@ -7,49 +7,12 @@ commands, so `meterfox --help` and `meterfox report --help` stay fast.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import click
 
-if TYPE_CHECKING:
-    from meterfox_cli.store.queries import Filters
+from meterfox_cli.cli.filters import TIME_HELP, filter_options, make_filters
 
 FORMATS = ("table", "json", "csv", "markdown")
-TIME_HELP = "7d, 24h, 30m, 2w, today, month, all, or a date/time (2026-11-01)"
-
-
-def filter_options(command: Callable) -> Callable:
-    """--provider / --model / --key / --tag, shared by report, chart, tail and export."""
-    options = [
-        click.option("--provider", "providers", multiple=True, help="Only this provider."),
-        click.option("--model", "models", multiple=True, help="Only this model."),
-        click.option("--key", "keys", multiple=True, help="Only this proxy key name."),
-        click.option(
-            "--tag", "tags", multiple=True, metavar="NAME=VALUE", help="Only requests so tagged."
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def make_filters(
-    providers: tuple[str, ...],
-    models: tuple[str, ...],
-    keys: tuple[str, ...],
-    tags: tuple[str, ...],
-) -> Filters:
-    from meterfox_cli.errors import MeterFoxError
-    from meterfox_cli.store.queries import Filters
-
-    parsed = []
-    for tag in tags:
-        name, sep, value = tag.partition("=")
-        if not sep or not name.strip():
-            raise MeterFoxError(f"--tag {tag!r}: expected NAME=VALUE, e.g. --tag feature=search")
-        parsed.append((name.strip().lower(), value.strip()))
-    return Filters(tuple(providers), tuple(models), tuple(keys), tuple(parsed))
 
 
 @click.command()

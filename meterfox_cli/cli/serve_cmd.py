@@ -6,7 +6,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from meterfox_cli.cli.common import Settings, load_settings, parse_upstreams, price_book
+from meterfox_cli.cli.common import (
+    Settings,
+    load_settings,
+    parse_upstreams,
+    price_book,
+    prompt_passphrase,
+)
 
 if TYPE_CHECKING:
     from meterfox_cli.keys.authorizer import KeyAuthorizer
@@ -81,7 +87,6 @@ def _key_authorizer(settings: Settings, require: bool) -> KeyAuthorizer:
     before the server starts; the daemon never prompts later)."""
     from functools import partial
 
-    from meterfox_cli.cli.keys_cmd import prompt_passphrase
     from meterfox_cli.errors import MeterFoxError
     from meterfox_cli.keys.authorizer import KeyAuthorizer
     from meterfox_cli.keys.provider_keys import (
