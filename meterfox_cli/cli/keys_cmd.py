@@ -23,7 +23,47 @@ if TYPE_CHECKING:
 MAX_KEY_CHARS = 16 * 1024
 
 
-@click.group()
+class SectionedGroup(click.Group):
+    """A group whose --help lists its commands under titled sections, in the order they were
+    added: each `@group.command(..., section=TITLE)` names the section it belongs to."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.sections: dict[str, list[str]] = {}
+
+    def command(self, *args, section: str, **kwargs):
+        add = super().command(*args, **kwargs)
+
+        def register(function) -> click.Command:
+            command = add(function)
+            self.sections.setdefault(section, []).append(command.name)
+            return command
+
+        return register
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        sectioned = {name for names in self.sections.values() for name in names}
+        others = [name for name in self.list_commands(ctx) if name not in sectioned]
+        shown = {
+            title: [(name, self.commands[name]) for name in names if not self.commands[name].hidden]
+            for title, names in {**self.sections, "Other commands": others}.items()
+        }
+        width = max((len(name) for rows in shown.values() for name, _ in rows), default=0)
+        limit = formatter.width - 6 - width
+        for title, rows in shown.items():
+            if rows:
+                with formatter.section(title):
+                    # Names padded to one width, so both sections' help texts line up.
+                    formatter.write_dl(
+                        [(name.ljust(width), cmd.get_short_help_str(limit)) for name, cmd in rows]
+                    )
+
+
+PROVIDER_KEYS = "Provider keys (your own API keys, held by MeterFox)"
+PROXY_KEYS = "Proxy keys (mf-… keys your apps use in their place)"
+
+
+@click.group(cls=SectionedGroup)
 def keys() -> None:
     """Provider keys (kept in the OS keyring) and the proxy keys apps use instead.
 
@@ -32,7 +72,7 @@ def keys() -> None:
     """
 
 
-@keys.command("set")
+@keys.command("set", section=PROVIDER_KEYS)
 @click.argument("provider")
 def set_key(provider: str) -> None:
     """Store PROVIDER's API key: typed at a hidden prompt, or piped in.
@@ -50,7 +90,7 @@ def set_key(provider: str) -> None:
     click.echo("A running `meterfox serve` uses it within a second.", err=True)
 
 
-@keys.command("unset")
+@keys.command("unset", section=PROVIDER_KEYS)
 @click.argument("provider")
 def unset_key(provider: str) -> None:
     """Delete PROVIDER's stored API key."""
@@ -64,7 +104,7 @@ def unset_key(provider: str) -> None:
     click.echo(f"Deleted the {slug} key.")
 
 
-@keys.command("providers")
+@keys.command("providers", section=PROVIDER_KEYS)
 def list_providers() -> None:
     """List the providers that have a stored key (never the key)."""
     from meterfox_cli.keys.provider_keys import stored_keys
@@ -77,7 +117,7 @@ def list_providers() -> None:
         click.echo(f"{entry.provider:<12} {_when(entry.set_at):<17} {_store_name(entry.store)}")
 
 
-@keys.command("create")
+@keys.command("create", section=PROXY_KEYS)
 @click.argument("name")
 @click.option(
     "--provider",
@@ -120,7 +160,7 @@ def create(
     _show_new_key(settings, new, "Created")
 
 
-@keys.command("list")
+@keys.command("list", section=PROXY_KEYS)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 def list_keys(fmt: str) -> None:
     """List proxy keys: prefix, providers, last use, spend this period, budget, status."""
@@ -139,7 +179,7 @@ def list_keys(fmt: str) -> None:
     _render_table(listings)
 
 
-@keys.command("revoke")
+@keys.command("revoke", section=PROXY_KEYS)
 @click.argument("name")
 def revoke(name: str) -> None:
     """Revoke the key NAME: a running `meterfox serve` refuses it within a second."""
@@ -150,7 +190,7 @@ def revoke(name: str) -> None:
     click.echo(f"Revoked {key.name} ({key.prefix}…).")
 
 
-@keys.command("rotate")
+@keys.command("rotate", section=PROXY_KEYS)
 @click.argument("name")
 @click.option("--expires", default=None, help="Lifetime of the new key (default: the old one's).")
 def rotate(name: str, expires: str | None) -> None:
@@ -162,7 +202,7 @@ def rotate(name: str, expires: str | None) -> None:
     _show_new_key(settings, new, "Rotated")
 
 
-@keys.command("budget")
+@keys.command("budget", section=PROXY_KEYS)
 @click.argument("name")
 @click.argument("budget")
 def set_budget(name: str, budget: str) -> None:

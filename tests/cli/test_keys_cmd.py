@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
 from meterfox_cli.cli import main
+from meterfox_cli.cli.keys_cmd import SectionedGroup
 from meterfox_cli.keys.proxy_keys import all_keys, hash_secret
 from meterfox_cli.paths import resolve_paths
 from meterfox_cli.store.db import connect
@@ -145,3 +147,36 @@ def test_doctor_fails_on_an_unloadable_backend(monkeypatch):
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "no.such.Backend")
     result = run("doctor")
     assert result.exit_code == 1 and "fix the class name or unset it" in result.stdout
+
+
+# --- the help: two kinds of key, told apart --------------------------------------------------
+
+
+def help_sections(text: str) -> dict[str, list[str]]:
+    """A `--help` page as {heading: the names its entries start with}, in the order shown."""
+    sections: dict[str, list[str]] = {}
+    entries = None
+    for line in text.splitlines():
+        if line[:1].strip() and line.endswith(":"):
+            entries = sections.setdefault(line[:-1], [])
+        elif entries is not None and line.startswith("  ") and line[2:3].strip():
+            entries.append(line.split()[0])
+    return sections
+
+
+def test_keys_help_shows_provider_keys_and_proxy_keys_as_two_titled_sets():
+    sections = help_sections(ok("keys", "--help").stdout)
+    options, provider_keys, proxy_keys = sections  # and no catch-all "Commands" list
+    assert options == "Options"
+    assert provider_keys.startswith("Provider keys (")
+    assert sections[provider_keys] == ["set", "unset", "providers"]
+    assert proxy_keys.startswith("Proxy keys (")
+    assert sections[proxy_keys] == ["create", "list", "revoke", "rotate", "budget"]
+
+
+def test_a_command_added_without_a_section_is_still_listed():
+    group = SectionedGroup("group")
+    group.command("first", section="Sectioned")(lambda: None)
+    group.add_command(click.Command("second", help="Added without a section."))
+    shown = help_sections(CliRunner().invoke(group, ["--help"]).stdout)
+    assert shown == {"Options": ["--help"], "Sectioned": ["first"], "Other commands": ["second"]}
