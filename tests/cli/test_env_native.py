@@ -3,7 +3,6 @@ variables (no base URL in code), sends its calls through the proxy."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -13,6 +12,7 @@ import textwrap
 from click.testing import CliRunner
 
 from meterfox_cli.cli import main
+from tests.cli.conftest import run_process
 from tests.fakes.upstream import Received, Reply
 from tests.fixtures import anthropic as fa
 from tests.fixtures import cohere as fc
@@ -75,21 +75,9 @@ async def test_env_routes_each_native_sdk_through_the_proxy(proxy, meterfox_home
         assert exported[name] == f"http://127.0.0.1:{port}/{slug}"
     proxy.upstream.reply = by_path
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **exported}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        APP,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
-    finally:
-        if process.returncode is None:
-            process.kill()
-    assert process.returncode == 0, stderr.decode()[-2000:]
-    assert json.loads(stdout) == ["Hello there!", "Hello there!", "Hello there!", "succeeded"]
+    app = await run_process(sys.executable, "-c", APP, env=env, timeout=120)
+    assert app.returncode == 0, app.stderr[-2000:]
+    assert json.loads(app.stdout) == ["Hello there!", "Hello there!", "Hello there!", "succeeded"]
     records = await proxy.records(4)
     assert [r["provider"] for r in records] == ["anthropic", "gemini", "cohere", "replicate"]
     assert all(r["usage_known"] == 1 for r in records)

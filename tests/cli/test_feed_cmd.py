@@ -6,21 +6,17 @@ import asyncio
 import csv
 import io
 import json
-import os
-import socket
-import sys
-import time
 from pathlib import Path
 
 import openai
 import pytest
-from aiohttp.test_utils import TestServer
 from click.testing import CliRunner
 
 from meterfox_cli.cli import main
 from meterfox_cli.paths import resolve_paths
+from tests.cli.conftest import launch, launch_serve
 from tests.fakes.records import Req, at, record_to
-from tests.fakes.upstream import FakeUpstream, Reply
+from tests.fakes.upstream import Reply
 from tests.fixtures.openai_style import chat
 
 USAGE = {"prompt_tokens": 1234, "completion_tokens": 56, "total_tokens": 1290}
@@ -99,97 +95,27 @@ def test_export_of_nothing_is_a_header(meterfox_home):
 # --- against a running proxy ---------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def start(*args: str, home: Path) -> asyncio.subprocess.Process:
-    env = {**os.environ, "METERFOX_HOME": str(home)}
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "meterfox_cli",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
-async def wait_for_port(port: int, process: asyncio.subprocess.Process, timeout: float = 20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.returncode is not None:
-            raise AssertionError(f"serve exited: {(await process.stderr.read()).decode()}")
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.05)
-            continue
-        writer.close()
-        await writer.wait_closed()
-        return
-    raise AssertionError("serve did not start listening")
-
-
-async def stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), 15)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-
-
-async def test_tail_shows_a_request_made_through_a_running_proxy(meterfox_home):
-    upstream = FakeUpstream()
-    upstream.reply = Reply(json_body=chat("gpt-4o-mini-2024-07-18", USAGE))
-    upstream_server = TestServer(upstream.app(), host="127.0.0.1")
-    await upstream_server.start_server()
-    port = free_port()
-    origin = str(upstream_server.make_url("")).rstrip("/")
-    serve = await start(
-        "serve", "--port", str(port), "--upstream", f"openai={origin}", home=meterfox_home
-    )
-    tail = None
-    try:
-        await wait_for_port(port, serve)
-        tail = await start(
-            "tail",
-            "--limit",
-            "0",
-            "--count",
-            "1",
-            "--timeout",
-            "30",
-            "--interval",
-            "0.1",
-            home=meterfox_home,
-        )
-        await asyncio.sleep(0.5)  # let tail open the database before the request
-        client = openai.AsyncOpenAI(
-            base_url=f"http://127.0.0.1:{port}/openai/v1", api_key="sk-caller", max_retries=0
-        )
-        try:
-            completion = await client.chat.completions.create(
-                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+async def test_tail_shows_a_request_made_through_a_running_proxy(upstream_server):
+    fake, server = upstream_server
+    fake.reply = Reply(json_body=chat("gpt-4o-mini-2024-07-18", USAGE))
+    async with launch_serve(upstreams={"openai": server}) as served:
+        tail_args = ("--limit", "0", "--count", "1", "--timeout", "30", "--interval", "0.1")
+        async with launch("tail", *tail_args) as tail:
+            await asyncio.sleep(0.5)  # let tail open the database before the request
+            client = openai.AsyncOpenAI(
+                base_url=f"{served.url}/openai/v1", api_key="sk-caller", max_retries=0
             )
-        finally:
-            await client.close()
-        assert completion.usage.prompt_tokens == 1234
-        out, err = await asyncio.wait_for(tail.communicate(), 40)
-        assert tail.returncode == 0, err.decode()
-        lines = out.decode().splitlines()
-        assert len(lines) == 2, out.decode()
-        line = lines[1]
-        assert "passthrough" in line and "openai" in line and "gpt-4o-mini-2024-07-18" in line
-        assert "1,234 → 56" in line and " 200 " in line
-        assert "1 req $" in line  # the running total
-    finally:
-        if tail is not None:
-            await stop(tail)
-        await stop(serve)
-        await upstream_server.close()
+            try:
+                completion = await client.chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+                )
+            finally:
+                await client.close()
+            assert completion.usage.prompt_tokens == 1234
+            assert await tail.wait(timeout=40) == 0, tail.stderr
+            lines = tail.stdout.splitlines()
+            assert len(lines) == 2, tail.stdout
+            line = lines[1]
+            assert "passthrough" in line and "openai" in line and "gpt-4o-mini-2024-07-18" in line
+            assert "1,234 → 56" in line and " 200 " in line
+            assert "1 req $" in line  # the running total

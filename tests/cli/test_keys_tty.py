@@ -12,6 +12,7 @@ import pytest
 
 from meterfox_cli.keys.provider_keys import EncryptedFileStore
 from meterfox_cli.paths import resolve_paths
+from tests.cli.conftest import meterfox_command, meterfox_env
 from tests.conftest import NULL_KEYRING
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
@@ -21,12 +22,19 @@ PASSPHRASE = "typed passphrase 123"
 
 
 class Terminal:
-    """A child process on a pseudo-terminal: read what it shows, type answers."""
+    """`meterfox` on a pseudo-terminal: read what it shows, type answers."""
 
     def __init__(self, *args: str) -> None:
+        """Run `meterfox ARGS` with the test's environment."""
         self.master, slave = os.openpty()
         self.proc = subprocess.Popen(
-            args, stdin=slave, stdout=slave, stderr=slave, close_fds=True, start_new_session=True
+            meterfox_command(*args),
+            env=meterfox_env(),
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            close_fds=True,
+            start_new_session=True,
         )
         os.close(slave)
         self.shown = b""
@@ -64,7 +72,7 @@ class Terminal:
 
 def test_set_at_a_terminal_hides_the_key_and_asks_for_a_new_passphrase_twice(monkeypatch):
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", NULL_KEYRING)
-    terminal = Terminal(sys.executable, "-m", "meterfox_cli", "keys", "set", "openai")
+    terminal = Terminal("keys", "set", "openai")
     terminal.expect(b"openai API key:")
     terminal.type(SECRET)
     terminal.expect(b"(new):")

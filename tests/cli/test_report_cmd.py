@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from click.testing import CliRunner
 from meterfox_cli.cli import main
 from meterfox_cli.paths import resolve_paths
 from meterfox_cli.records import Outcome
+from tests.cli.conftest import meterfox_command, meterfox_env
 from tests.fakes.records import Req, record_to
 
 GROUPINGS = [
@@ -261,9 +261,9 @@ def test_chart_draws_the_last_days(recorded):
 
 
 def meterfox(*args: str, home: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "METERFOX_HOME": str(home), "COLUMNS": "200"}
+    env = meterfox_env({"METERFOX_HOME": str(home), "COLUMNS": "200"})
     return subprocess.run(
-        [sys.executable, "-m", "meterfox_cli", *args],
+        meterfox_command(*args),
         capture_output=True,
         text=True,
         env=env,

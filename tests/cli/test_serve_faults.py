@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.cli.test_serve import free_port, start_serve, wait_healthy
+from tests.cli.conftest import Served, free_port, launch_serve
 from tests.conftest import read_records
 from tests.fakes.raw import Conn, RawUpstream
 from tests.fakes.upstream import Reply, sse
@@ -25,29 +25,9 @@ CHAT = CASES[0].body
 USAGE = {"prompt_tokens": 7, "completion_tokens": 8, "total_tokens": 15}
 
 
-@contextlib.asynccontextmanager
-async def serving(*args: str, port: int | None = None):
-    """A `meterfox serve` subprocess; stopped (SIGTERM, then SIGKILL) if the test did not."""
-    port = port or free_port()
-    process = await start_serve(port, *args)
-    try:
-        await wait_healthy(port)
-        yield process, f"http://127.0.0.1:{port}"
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 15)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-
-
-async def stop(process: asyncio.subprocess.Process) -> tuple[str, str]:
-    process.send_signal(signal.SIGTERM)
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 0, stderr.decode()[-2000:]
-    return stdout.decode(), stderr.decode()
+async def stop(served: Served) -> tuple[str, str]:
+    assert await served.stop(signal.SIGTERM) == 0, served.stderr[-2000:]
+    return served.stdout, served.stderr
 
 
 async def health(session: aiohttp.ClientSession, base: str) -> dict:
@@ -64,10 +44,6 @@ async def chat(session: aiohttp.ClientSession, base: str, i: int = 0) -> int:
         return response.status
 
 
-def upstream_of(server) -> str:
-    return str(server.make_url("")).rstrip("/")
-
-
 # --- SIGKILL ---------------------------------------------------------------------------------
 
 
@@ -76,12 +52,12 @@ async def test_sigkill_mid_load_keeps_every_committed_record_and_the_db_reopens(
 ):
     fake, server = upstream_server
     fake.reply = Reply(json_body=CHAT)
-    upstream = f"openai={upstream_of(server)}"
     completed = 0
     async with (
-        serving("--upstream", upstream) as (process, base),
+        launch_serve(upstreams={"openai": server}) as served,
         aiohttp.ClientSession() as session,
     ):
+        base = served.url
         stop_load = asyncio.Event()
 
         async def worker(n: int) -> None:
@@ -96,8 +72,8 @@ async def test_sigkill_mid_load_keeps_every_committed_record_and_the_db_reopens(
         while completed < 400 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         committed = (await health(session, base))["records_written"]
-        process.kill()  # SIGKILL: no handler, no drain
-        await process.wait()
+        served.process.kill()  # SIGKILL: no handler, no drain
+        await served.process.wait()
         stop_load.set()
         await asyncio.wait(workers, timeout=10)
     assert committed > 0 and completed >= 400
@@ -113,11 +89,11 @@ async def test_sigkill_mid_load_keeps_every_committed_record_and_the_db_reopens(
     assert committed <= survived <= completed + 8
 
     async with (
-        serving("--upstream", upstream) as (process, base),
+        launch_serve(upstreams={"openai": server}) as served,
         aiohttp.ClientSession() as session,
     ):
-        assert await chat(session, base) == 200
-        await stop(process)
+        assert await chat(session, served.url) == 200
+        await stop(served)
     assert len(read_records(db_path)) == survived + 1
 
 
@@ -130,9 +106,10 @@ async def test_sigterm_mid_stream_lets_every_stream_finish_and_records_each(
     chunks = sse(*chat_stream_chunks("m", ["w"] * 8, USAGE), done=True)
     fake.reply = Reply(chunks=chunks, content_type="text/event-stream", delay_s=0.1)
     async with (
-        serving("--upstream", f"openai={upstream_of(server)}") as (process, base),
+        launch_serve(upstreams={"openai": server}) as served,
         aiohttp.ClientSession() as session,
     ):
+        base = served.url
         started = asyncio.Event()
         n = 20
 
@@ -148,10 +125,10 @@ async def test_sigterm_mid_stream_lets_every_stream_finish_and_records_each(
         tasks = [asyncio.create_task(stream()) for _ in range(n)]
         await asyncio.wait_for(started.wait(), 10)
         await asyncio.sleep(0.2)
-        process.send_signal(signal.SIGTERM)
+        served.send_signal(signal.SIGTERM)
         bodies = await asyncio.gather(*tasks)
-        await asyncio.wait_for(process.wait(), 30)
-    assert process.returncode == 0
+        await served.stop(timeout=30)
+    assert served.returncode == 0
     assert all(body == b"".join(chunks) for body in bodies)
     records = read_records(meterfox_home / "meterfox.db")
     assert len(records) == n
@@ -166,15 +143,15 @@ async def test_two_serve_on_one_database_both_record(upstream_server, meterfox_h
     write concurrently: WAL and the busy timeout serialise them without losing a record."""
     fake, server = upstream_server
     fake.reply = Reply(json_body=CHAT)
-    upstream = f"openai={upstream_of(server)}"
-    ports = (free_port(), free_port())
-    first, second = await asyncio.gather(
-        start_serve(ports[0], "--upstream", upstream),
-        start_serve(ports[1], "--upstream", upstream),
-    )
-    try:
-        await asyncio.gather(wait_healthy(ports[0]), wait_healthy(ports[1]))
-        bases = [f"http://127.0.0.1:{port}" for port in ports]
+    async with contextlib.AsyncExitStack() as daemons:
+        first, second = [
+            await daemons.enter_async_context(
+                launch_serve(upstreams={"openai": server}, ready=False)
+            )
+            for _ in range(2)
+        ]
+        await asyncio.gather(first.wait_ready(), second.wait_ready())
+        bases = [first.url, second.url]
         n = 150
         async with aiohttp.ClientSession() as session:
             statuses = await asyncio.gather(*(chat(session, bases[i % 2], i) for i in range(2 * n)))
@@ -186,11 +163,6 @@ async def test_two_serve_on_one_database_both_record(upstream_server, meterfox_h
                     await asyncio.sleep(0.05)
                 assert h["status"] == "ok" and h["records_dropped"] == 0
         await asyncio.gather(stop(first), stop(second))
-    finally:
-        for process in (first, second):
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
     records = read_records(meterfox_home / "meterfox.db")
     assert len(records) == 2 * n and len({r["id"] for r in records}) == 2 * n
 
@@ -207,12 +179,11 @@ async def test_body_limit_and_timeouts_come_from_config_toml(upstream_server, me
     fake.reply = lambda received: Reply(
         json_body=CHAT, stall_s=3 if "slow" in received.path_qs else 0
     )
-    upstream = f"openai={upstream_of(server)}"
     async with (
-        serving("--upstream", upstream) as (process, base),
+        launch_serve(upstreams={"openai": server}) as served,
         aiohttp.ClientSession() as session,
     ):
-        url = base + "/openai/v1/chat/completions"
+        url = served.url + "/openai/v1/chat/completions"
         small = b'{"model": "m", "x": "' + b"a" * 1000 + b'"}'
         big = b'{"model": "m", "x": "' + b"a" * 3000 + b'"}'
         headers = {"Content-Type": "application/json"}
@@ -225,7 +196,7 @@ async def test_body_limit_and_timeouts_come_from_config_toml(upstream_server, me
         async with session.post(url + "?slow=1", data=small, headers=headers) as response:
             assert response.status == 504
         assert time.monotonic() - started < 2  # connect + first_byte, not the 3 s stall
-        await stop(process)
+        await stop(served)
     assert len(fake.received) == 2  # the oversized body never went upstream
 
 
@@ -259,16 +230,11 @@ async def test_logs_never_contain_a_credential(upstream_server, meterfox_home):
     meterfox_home.mkdir(parents=True, exist_ok=True)
     (meterfox_home / "config.toml").write_text("[timeouts]\nfirst_byte = 0.5\nidle = 0.5\n")
     dead = f"http://127.0.0.1:{free_port()}"
-    args = (
-        *("--upstream", f"openai={upstream_of(server)}"),
-        *("--upstream", f"anthropic={upstream_of(server)}"),
-        *("--upstream", f"gemini={dead}"),
-        *("--upstream", f"cohere={broken.url}"),
-    )
+    upstreams = {"openai": server, "anthropic": server, "gemini": dead, "cohere": broken.url}
     try:
-        async with serving(*args) as (process, base):
-            await send_with_keys(base)
-            stdout, stderr = await stop(process)
+        async with launch_serve(upstreams=upstreams) as served:
+            await send_with_keys(served.url)
+            stdout, stderr = await stop(served)
     finally:
         await broken.close()
     output = stdout + stderr
@@ -336,16 +302,17 @@ async def test_state_files_and_directories_are_owner_only(upstream_server, tmp_p
     fake, server = upstream_server
     fake.reply = Reply(json_body=CHAT)
     async with (
-        serving("--upstream", f"openai={upstream_of(server)}") as (process, base),
+        launch_serve(upstreams={"openai": server}) as served,
         aiohttp.ClientSession() as session,
     ):
+        base = served.url
         assert await chat(session, base) == 200
         deadline = time.monotonic() + 5
         while (await health(session, base))["records_written"] < 1:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.05)
         seen = modes(home)  # while running: the WAL and shared-memory files exist too
-        await stop(process)
+        await stop(served)
     assert any(name.endswith("-wal") for name in seen), seen
     for name, mode in seen.items():
         want = 0o700 if name.endswith("/") else 0o600

@@ -7,20 +7,15 @@ beyond loopback) is checked as functions: tests never bind beyond loopback.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import signal
-import socket
-import sys
 import time
 
-import aiohttp
 import openai
 import pytest
 
 from meterfox_cli.config import config_from_dict
 from meterfox_cli.errors import ConfigError
 from meterfox_cli.proxy.server import exposure_warning, is_loopback, requires_proxy_key
+from tests.cli.conftest import launch_serve, run_meterfox
 from tests.fakes.upstream import Reply
 from tests.fixtures.openai_style import chat
 
@@ -31,65 +26,9 @@ MINUTE = 60.0
 
 async def meterfox(*args: str, input: str | None = None) -> str:
     """Run the `meterfox` CLI in its own process (the event loop keeps serving meanwhile)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "meterfox_cli",
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(input.encode() if input else b""), MINUTE)
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.asynccontextmanager
-async def serving(*args: str):
-    """`meterfox serve` on a free loopback port until the block ends; yields (url, output)."""
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "meterfox_cli",
-        "serve",
-        "--port",
-        str(port),
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    output: list[bytes] = []
-    try:
-        await wait_healthy(url, proc)
-        yield url, output
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGINT)
-        out, err = await asyncio.wait_for(proc.communicate(), MINUTE)
-        output.extend([out, err])
-
-
-async def wait_healthy(url: str, proc) -> None:
-    deadline = time.monotonic() + 20
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            assert proc.returncode is None, "meterfox serve exited at start"
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(url + "/_meterfox/health") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.05)
-    raise AssertionError("meterfox serve did not become healthy in 20 s")
+    done = await run_meterfox(*args, input=input or "", timeout=MINUTE)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 async def test_keys_changes_reach_a_running_serve_within_a_second(
@@ -97,11 +36,11 @@ async def test_keys_changes_reach_a_running_serve_within_a_second(
 ):
     fake, server = upstream_server
     fake.reply = Reply(json_body=chat("gpt-4o-mini", {"prompt_tokens": 3, "completion_tokens": 1}))
-    upstream = str(server.make_url("")).rstrip("/")
     await meterfox("keys", "set", "openai", input=FIRST_KEY)
     secret = (await meterfox("keys", "create", "app", "--provider", "openai")).strip()
-    async with serving("--upstream", f"openai={upstream}") as (url, output):
-        client = openai.AsyncOpenAI(base_url=f"{url}/openai/v1", api_key=secret, max_retries=0)
+    async with launch_serve(upstreams={"openai": server}) as served:
+        base_url = served.base("openai") + "/v1"
+        client = openai.AsyncOpenAI(base_url=base_url, api_key=secret, max_retries=0)
         ask = dict(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
         try:
             await client.chat.completions.create(**ask)
@@ -129,20 +68,18 @@ async def test_keys_changes_reach_a_running_serve_within_a_second(
             assert len(fake.received) == forwarded
         finally:
             await client.close()
-    assert any(b"MeterFox http://127.0.0.1" in part for part in output)
-    for part in output:
-        for key in (FIRST_KEY, SECOND_KEY, secret, secret[3:]):
-            assert key.encode() not in part
+    assert "MeterFox http://127.0.0.1" in served.output
+    for key in (FIRST_KEY, SECOND_KEY, secret, secret[3:]):
+        assert key not in served.output
 
 
 async def test_serve_with_require_proxy_key_refuses_callers_own_keys(
     upstream_server, plaintext_keyring
 ):
     fake, server = upstream_server
-    upstream = str(server.make_url("")).rstrip("/")
-    async with serving("--require-proxy-key", "--upstream", f"openai={upstream}") as (url, out):
+    async with launch_serve("--require-proxy-key", upstreams={"openai": server}) as served:
         client = openai.AsyncOpenAI(
-            base_url=f"{url}/openai/v1", api_key="sk-callers-own", max_retries=0
+            base_url=served.base("openai") + "/v1", api_key="sk-callers-own", max_retries=0
         )
         try:
             with pytest.raises(openai.AuthenticationError, match="only accepts MeterFox proxy"):
@@ -150,7 +87,7 @@ async def test_serve_with_require_proxy_key_refuses_callers_own_keys(
         finally:
             await client.close()
     assert fake.received == []
-    assert any(b"must carry a MeterFox proxy key" in part for part in out)
+    assert "must carry a MeterFox proxy key" in served.output
 
 
 @pytest.mark.parametrize(
