@@ -36,7 +36,7 @@ def main() -> None:
     plan = wire.plan("/v1/embeddings", {}, b'{"model": "text-embedding-3-small"}')
     skims, parses = [], []
     for _ in range(args.repeat):
-        tap = wire.body_tap(plan, "/v1/embeddings", "application/json")
+        tap = wire.body_tap(plan, "/v1/embeddings", "application/json", method="POST")
         for at in range(0, len(body), 65536):
             tap.feed(body[at : at + 65536])
         started = time.perf_counter()

@@ -147,6 +147,7 @@ class TapCase:
     content_type: str
     kind: str  # sse | json | array
     request: bytes = b'{"model": "m", "stream": true}'
+    method: str = "POST"
 
     @property
     def wire(self) -> WireFormat:
@@ -185,6 +186,8 @@ TAP_CASES = [
     TapCase("cohere", "/compatibility/v1/chat/completions", SSE, "sse"),
     TapCase("replicate", "/v1/predictions", JSON, "json"),
     TapCase("replicate", "/v1/predictions/p1", SSE, "sse"),
+    TapCase("replicate", "/v1/predictions/p1", JSON, "json", b"", "GET"),
+    TapCase("openai", "/v1/batches/batch_1", JSON, "json", b"", "GET"),
 ]
 
 
@@ -199,7 +202,7 @@ def run_tap(case: TapCase, pieces: list[bytes]) -> tuple[bytes, Reading, bool]:
     """Drive the tap exactly as forward._relay does; return (forwarded bytes, reading, edits)."""
     wire = case.wire
     plan = wire.plan(case.path, {}, case.request)
-    tap = wire.body_tap(plan, case.path, case.content_type)
+    tap = wire.body_tap(plan, case.path, case.content_type, method=case.method)
     out = b"".join(tap.feed(piece) for piece in pieces) + tap.flush()
     return out, tap.reading(), plan.strip_usage_chunk
 

@@ -7,8 +7,8 @@ cumulative, so non-null fields replace, never add. A stream that breaks (`event:
 or a cut) keeps the usage seen so far: the input side from `message_start` is already billed.
 
 `/v1/messages/count_tokens` is free: it is recorded with zero usage and a zero cost.
-Message Batches (`/v1/messages/batches…`) are recorded without usage: a batch's usage is only
-in its results file, fetched later (see docs/providers.md).
+Only those two POSTs are read for usage. Message Batches (`/v1/messages/batches…`) are free
+requests: a batch object carries no usage, which is only per line of its results file.
 """
 
 from __future__ import annotations
@@ -53,6 +53,9 @@ class AnthropicFormat(WireFormat):
     def for_path(self, path: str) -> WireFormat:
         return self._openai if path.endswith("/chat/completions") else self
 
+    def reads_usage(self, method: str, path: str) -> bool:
+        return method == "POST" and path.endswith(("/messages", "/messages/count_tokens"))
+
     def read_body(self, data: object, plan: RequestPlan, path: str) -> Reading:
         if path.endswith("/count_tokens"):
             return token_count_reading(plan, isinstance(data, dict) and "input_tokens" in data)
@@ -70,6 +73,8 @@ class AnthropicFormat(WireFormat):
 
 class AnthropicStreamReader(StreamReader):
     """Merges `message_start` usage with each `message_delta` usage (cumulative: replace)."""
+
+    skim_paths = (("type",), ("message", "model"), ("message", "usage"), ("usage",))
 
     def __init__(self, plan: RequestPlan) -> None:
         self._plan = plan

@@ -1,9 +1,11 @@
 """The common interface every wire format implements, and the taps that feed it.
 
-An adapter answers four questions about its wire format, without doing any I/O:
-where the model and stream flag are in a request (`plan`), how usage is read from a JSON
-body (`read_body`) and from a stream (`stream_reader`), and what an error looks like to the
-caller's SDK (`error_body`). Authentication is common to all formats and lives in `Credential`.
+An adapter answers five questions about its wire format, without doing any I/O:
+where the model and stream flag are in a request (`plan`), which calls generate and bill, so
+their responses are read for usage (`reads_usage`, by method and path), how usage is read from
+a JSON body (`read_body`) and from a stream (`stream_reader`), and what an error looks like to
+the caller's SDK (`error_body`). Authentication is common to all formats and lives in
+`Credential`.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
+from meterfox_cli.providers.json_skim import JsonSkim, Path, top_level
 from meterfox_cli.proxy.sse import SseBlock, SseOverflow, SseParser
 from meterfox_cli.usage import Reading, Usage
 
-_DECODER = json.JSONDecoder()
-
-# A non-streamed body larger than this is forwarded but not read for usage.
+# A non-streamed JSON body larger than this is forwarded but not read for usage (and the part
+# held so far is let go); a body of any other type is never held.
 MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
 # Above this, a format may read just the few top-level values it needs (`WireFormat.skim`):
 # parsing a 3 MB embeddings response whole holds the event loop for ~50 ms.
@@ -45,6 +47,9 @@ class RequestPlan:
 class StreamReader(ABC):
     """Reads usage from the blocks (SSE) or bytes of one streamed response."""
 
+    # Where usage may be in one event's JSON: read from an event too large to hold.
+    skim_paths: tuple[Path, ...] = ()
+
     @abstractmethod
     def on_block(self, block: SseBlock) -> bool:
         """Read one SSE block; return False to drop it from what the caller receives."""
@@ -52,11 +57,18 @@ class StreamReader(ABC):
     def reading(self) -> Reading:
         return Reading()
 
+    def oversized(self, event: str) -> JsonSkim | None:
+        """What takes the data of an event too large to hold (a base64 image): the values at
+        `skim_paths`, handed to `on_block` as a small JSON object; None to pass it over."""
+        return JsonSkim(self.skim_paths) if self.skim_paths else None
+
 
 class WireFormat(ABC):
     """One wire format (OpenAI-style, Anthropic Messages, Gemini, ...)."""
 
     name: str = "abstract"
+    # The top-level keys `read_body` needs from a large JSON body (see `skim`).
+    skim_keys: tuple[str, ...] = ()
 
     def for_path(self, path: str) -> WireFormat:
         """The format spoken at `path`: this one, unless the provider serves another wire format
@@ -76,14 +88,19 @@ class WireFormat(ABC):
             request_json=data,
         )
 
+    def reads_usage(self, method: str, path: str) -> bool:
+        """Whether this call generates and bills, so its response is read for usage. A read of
+        an object that exists already (a GET, a list) is a free request. Default: POSTs."""
+        return method == "POST"
+
     @abstractmethod
     def read_body(self, data: object, plan: RequestPlan, path: str) -> Reading:
         """Usage from a complete (non-streamed) JSON response body."""
 
     def skim(self, body: bytes) -> object:
-        """The parts of a large JSON body that `read_body` needs, found without parsing the
-        rest; None to parse it whole (the default)."""
-        return None
+        """The top-level `skim_keys` of a large JSON body, found without parsing the rest (a
+        `usage` nested deeper is never taken for the response's own); None to parse it whole."""
+        return top_level(body, self.skim_keys) if self.skim_keys else None
 
     @abstractmethod
     def stream_reader(self, plan: RequestPlan, path: str) -> StreamReader:
@@ -93,10 +110,19 @@ class WireFormat(ABC):
     def error_body(self, status: int, message: str, kind: str) -> dict[str, object]:
         """An error in the JSON shape this format's SDKs parse into a proper exception."""
 
-    def body_tap(self, plan: RequestPlan, path: str, content_type: str) -> BodyTap:
-        """The tap for a response of this content type; formats with odd streams override."""
+    def body_tap(self, plan: RequestPlan, path: str, content_type: str, *, method: str) -> BodyTap:
+        """The tap for the response to `method path`: a free call's, or a body that is neither
+        SSE nor JSON (audio, files), is passed through unread and unheld."""
+        if not (self.reads_usage(method, path) or plan.strip_usage_chunk):
+            return UnreadTap(plan)
         if content_type.startswith("text/event-stream"):
             return SseTap(self.stream_reader(plan, path), plan.strip_usage_chunk)
+        if not is_json(content_type):
+            return UnreadTap(plan)
+        return self.json_tap(plan, path)
+
+    def json_tap(self, plan: RequestPlan, path: str) -> BodyTap:
+        """The tap for a JSON response; formats that stream JSON override."""
         return JsonTap(self, plan, path)
 
 
@@ -117,8 +143,22 @@ class BodyTap(ABC):
     def reading(self) -> Reading: ...
 
 
+class UnreadTap(BodyTap):
+    """Passes a response through without reading or holding it: recorded with no usage."""
+
+    def __init__(self, plan: RequestPlan) -> None:
+        self._model = plan.model
+
+    def feed(self, chunk: bytes) -> bytes:
+        return chunk
+
+    def reading(self) -> Reading:
+        return Reading(model=self._model)
+
+
 class JsonTap(BodyTap):
-    """Collects a non-streamed JSON body and reads usage once it is complete."""
+    """Collects a non-streamed JSON body and reads usage once it is complete; a body past
+    MAX_JSON_BODY_BYTES is let go as soon as it passes the limit."""
 
     def __init__(self, wire: WireFormat, plan: RequestPlan, path: str) -> None:
         self._wire = wire
@@ -127,10 +167,17 @@ class JsonTap(BodyTap):
         self._parts: list[bytes] = []
         self._size = 0
 
+    @property
+    def held(self) -> int:
+        """Bytes held for reading: at most MAX_JSON_BODY_BYTES."""
+        return sum(len(part) for part in self._parts)
+
     def feed(self, chunk: bytes) -> bytes:
         self._size += len(chunk)
         if self._size <= MAX_JSON_BODY_BYTES:
             self._parts.append(chunk)
+        elif self._parts:
+            self._parts = []
         return chunk
 
     def reading(self) -> Reading:
@@ -150,7 +197,9 @@ class SseTap(BodyTap):
 
     def __init__(self, reader: StreamReader, editing: bool) -> None:
         self._reader = reader
-        self._parser: SseParser | None = SseParser()
+        # An event too large to hold is read through `oversized`, unless the tap edits the
+        # stream: then it must hold every block it may drop, and gives up instead.
+        self._parser: SseParser | None = SseParser(None if editing else reader.oversized)
         self._editing = editing
 
     def feed(self, chunk: bytes) -> bytes:
@@ -199,30 +248,18 @@ def parse_json_object(body: bytes | None) -> object:
         return None
 
 
+def is_json(content_type: str) -> bool:
+    """A JSON media type (or none given: some servers send JSON unlabelled)."""
+    media = content_type.partition(";")[0].strip().lower()
+    return media in ("", "application/json", "text/json") or media.endswith("+json")
+
+
 def safe_read(read, plan: RequestPlan) -> Reading:
     """Run an adapter's reader; a malformed shape yields an unknown usage, never an exception."""
     try:
         return read()
     except Exception:
         return Reading(model=plan.model)
-
-
-def json_value_after(body: bytes, at: int, key_length: int, limit: int | None = None) -> object:
-    """The JSON value that follows the key found at `at` (`"key"`, then `:`), or None; reads
-    at most `limit` bytes after the key. For skimming large bodies (`WireFormat.skim`)."""
-    if at < 0:
-        return None
-    end = None if limit is None else at + key_length + limit
-    text = body[at + key_length : end].decode("utf-8", "replace")
-    colon = len(text) - len(text.lstrip())
-    if text[colon : colon + 1] != ":":
-        return None
-    start = len(text) - len(text[colon + 1 :].lstrip())
-    try:
-        value, _ = _DECODER.raw_decode(text, start)
-    except ValueError:
-        return None
-    return value
 
 
 def token_count_reading(plan: RequestPlan, counted: bool) -> Reading:

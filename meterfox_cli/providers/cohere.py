@@ -18,7 +18,6 @@ from meterfox_cli.providers.base import (
     StreamReader,
     WireFormat,
     dig,
-    json_value_after,
 )
 from meterfox_cli.providers.openai import OpenAIFormat
 from meterfox_cli.proxy.sse import SseBlock
@@ -32,6 +31,7 @@ _BILLED_UNITS = ("search_units", "classifications", "images", "image_tokens", "p
 
 class CohereFormat(WireFormat):
     name = "cohere"
+    skim_keys = ("usage", "meta")  # chat; embed and rerank (embedding batches echo their texts)
 
     def __init__(self) -> None:
         self._openai = OpenAIFormat(inject_stream_usage=False)
@@ -45,15 +45,6 @@ class CohereFormat(WireFormat):
         holder = data.get("usage") if isinstance(data.get("usage"), dict) else data.get("meta")
         return reading_from(holder, plan.model)
 
-    def skim(self, body: bytes) -> object:
-        """Large responses (embedding batches echo their texts): the last top-level `usage`
-        (chat) or `meta` (embed, rerank) object only."""
-        for key in (b'"usage"', b'"meta"'):
-            holder = json_value_after(body, body.rfind(key), len(key))
-            if isinstance(holder, dict) and isinstance(holder.get("billed_units"), dict):
-                return {key.strip(b'"').decode(): holder}
-        return None
-
     def stream_reader(self, plan: RequestPlan, path: str) -> StreamReader:
         return CohereStreamReader(plan)
 
@@ -63,6 +54,8 @@ class CohereFormat(WireFormat):
 
 class CohereStreamReader(StreamReader):
     """Reads `message-end` (the one event with usage); every other event goes by unparsed."""
+
+    skim_paths = (("type",), ("delta", "usage"))
 
     def __init__(self, plan: RequestPlan) -> None:
         self._plan = plan

@@ -9,6 +9,8 @@ added). Gemini counts cached tokens inside `promptTokenCount` and thoughts outsi
 `candidatesTokenCount`, so: input = prompt + tool-use prompt; cached = cachedContentTokenCount;
 output = candidates + thoughts; reasoning = thoughts. `:countTokens` is free: zero usage,
 zero cost. Paths under `/openai/` are Gemini's OpenAI-compatible layer, read by OpenAIFormat.
+Only those five methods, POSTed, are read for usage: every other call (a batch read, a list, a
+file) is a free request. A batch's usage is per response inside it; it is not read.
 """
 
 from __future__ import annotations
@@ -21,11 +23,9 @@ from meterfox_cli.providers.base import (
     BodyTap,
     JsonTap,
     RequestPlan,
-    SseTap,
     StreamReader,
     WireFormat,
     dig,
-    json_value_after,
     token_count_reading,
 )
 from meterfox_cli.providers.json_array import JsonArrayTap
@@ -36,7 +36,15 @@ from meterfox_cli.usage import Reading, Usage, as_int
 # `/v1beta/models/gemini-2.5-flash:generateContent`, `/v1/tunedModels/x:streamGenerateContent`
 _MODEL_METHOD = re.compile(r"/((?:tuned)?[mM]odels)/([^/:]+):(\w+)$")
 _USAGE = b'"usageMetadata"'
-_VERSION = b'"modelVersion"'
+_BILLED_METHODS = frozenset(
+    {
+        "generateContent",
+        "streamGenerateContent",
+        "embedContent",
+        "batchEmbedContents",
+        "countTokens",
+    }
+)
 
 _STATUSES = {
     400: "INVALID_ARGUMENT",
@@ -63,6 +71,7 @@ _MODALITY_UNITS = (
 
 class GeminiFormat(WireFormat):
     name = "gemini"
+    skim_keys = ("usageMetadata", "modelVersion")
 
     def __init__(self) -> None:
         # Gemini's OpenAI-compatible layer leaves thinking out of completion_tokens; the OpenAI
@@ -83,6 +92,10 @@ class GeminiFormat(WireFormat):
         stream = bool(found) and found.group(3) == "streamGenerateContent"
         return RequestPlan(model=model, stream=stream, body=body)
 
+    def reads_usage(self, method: str, path: str) -> bool:
+        found = _MODEL_METHOD.search(path)
+        return method == "POST" and found is not None and found.group(3) in _BILLED_METHODS
+
     def read_body(self, data: object, plan: RequestPlan, path: str) -> Reading:
         if path.endswith(":countTokens"):
             return token_count_reading(plan, isinstance(data, dict) and "totalTokens" in data)
@@ -92,27 +105,10 @@ class GeminiFormat(WireFormat):
             return Reading(model=plan.model)
         return reading_from(data, plan.model)
 
-    def skim(self, body: bytes) -> object:
-        """Large responses (inline images, embedding batches): the last `usageMetadata` and
-        the `modelVersion`, or nothing to read when the body has no usage at all."""
-        frame: dict[str, object] = {}
-        at = body.rfind(_USAGE)
-        if at >= 0:
-            usage = json_value_after(body, at, len(_USAGE))
-            if not isinstance(usage, dict):
-                return None
-            frame["usageMetadata"] = usage
-        version = json_value_after(body, body.find(_VERSION), len(_VERSION), limit=4096)
-        if isinstance(version, str):
-            frame["modelVersion"] = version
-        return frame
-
     def stream_reader(self, plan: RequestPlan, path: str) -> StreamReader:
         return GeminiStreamReader(plan)
 
-    def body_tap(self, plan: RequestPlan, path: str, content_type: str) -> BodyTap:
-        if content_type.startswith("text/event-stream"):
-            return SseTap(self.stream_reader(plan, path), editing=False)
+    def json_tap(self, plan: RequestPlan, path: str) -> BodyTap:
         if plan.stream:
             return JsonArrayTap(self, plan, path, wanted=_holds_usage)
         return JsonTap(self, plan, path)
@@ -129,6 +125,8 @@ class GeminiFormat(WireFormat):
 
 class GeminiStreamReader(StreamReader):
     """Keeps the raw data of the last SSE event holding `usageMetadata`; parses it once."""
+
+    skim_paths = (("usageMetadata",), ("modelVersion",))
 
     def __init__(self, plan: RequestPlan) -> None:
         self._plan = plan

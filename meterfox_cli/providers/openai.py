@@ -9,6 +9,13 @@ Usage is read tolerantly across the providers' variants:
 - Groq's streamed `x_groq.usage` when no top-level usage arrives;
 - the provider's own cost: OpenRouter `usage.cost`, Perplexity `usage.cost.total_cost`,
   xAI `usage.cost_in_usd_ticks` (1 USD = 1e10 ticks).
+
+Only calls that generate are read for usage: POSTs, except those that act on an object that
+exists (`…/chat/completions/{id}` updates a stored completion, `…/responses/{id}/cancel`,
+`…/batches…`). A GET of a stored completion, a response or a list is a free request. A batch is
+billed once, when a `GET …/batches/{id}` shows it finished with usage: at the batch rate
+(`processing=batch`, the price context genai-prices keys batch rates on), under the dedupe key
+`openai-batch:<id>`, so later reads of it are free.
 """
 
 from __future__ import annotations
@@ -23,7 +30,6 @@ from meterfox_cli.providers.base import (
     StreamReader,
     WireFormat,
     dig,
-    json_value_after,
 )
 from meterfox_cli.proxy.sse import SseBlock
 from meterfox_cli.usage import Reading, Usage, as_int
@@ -32,7 +38,12 @@ from meterfox_cli.usage import Reading, Usage, as_int
 _HAS_USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _STREAM_OPTIONS = b'"stream_options":{"include_usage":true},'
 _USD_TICKS = Decimal(10) ** 10
-_USAGE_COUNTS = frozenset({"prompt_tokens", "input_tokens", "total_tokens"})
+# POSTs that act on an object that exists already: no usage is read from their answers.
+_ON_AN_OBJECT = re.compile(r"/chat/completions/[^/]+$|/responses/[^/]+/cancel$|/batches(/|$)")
+_BATCH = re.compile(r"/batches/[^/]+$")
+# A batch in one of these states has run all it will run; its usage is what was billed.
+_BATCH_FINISHED = frozenset({"completed", "expired", "cancelled"})
+BATCH_CONTEXT = (("processing", "batch"),)
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -46,6 +57,7 @@ _ERROR_TYPES = {
 
 class OpenAIFormat(WireFormat):
     name = "openai"
+    skim_keys = ("usage", "model", "service_tier", "object", "status", "id")
 
     def __init__(self, inject_stream_usage: bool = True) -> None:
         self.inject_stream_usage = inject_stream_usage
@@ -65,26 +77,17 @@ class OpenAIFormat(WireFormat):
             request_json=data,
         )
 
+    def reads_usage(self, method: str, path: str) -> bool:
+        if _BATCH.search(path):
+            return method == "GET"
+        return method == "POST" and not _ON_AN_OBJECT.search(path)
+
     def read_body(self, data: object, plan: RequestPlan, path: str) -> Reading:
         if not isinstance(data, dict):
             return Reading(model=plan.model)
+        if _BATCH.search(path):
+            return batch_reading(data, plan.model)
         return reading_from(data, data.get("usage"), plan.model)
-
-    def skim(self, body: bytes) -> object:
-        """Large responses (embedding batches, long completions): the top-level `usage`,
-        `model` and `service_tier` only. An unescaped `"usage":` key appears in these responses
-        only at the top level, last (a tool schema echoed by the Responses API comes before
-        it); anything unexpected falls back to a full parse."""
-        usage = json_value_after(body, body.rfind(b'"usage"'), len(b'"usage"'))
-        if not isinstance(usage, dict) or not _USAGE_COUNTS & usage.keys():
-            return None
-        frame: dict[str, object] = {"usage": usage}
-        for key in ("model", "service_tier"):
-            marker = f'"{key}"'.encode()
-            value = json_value_after(body, body.find(marker), len(marker), limit=4096)
-            if isinstance(value, str):
-                frame[key] = value
-        return frame
 
     def stream_reader(self, plan: RequestPlan, path: str) -> StreamReader:
         return OpenAIStreamReader(plan)
@@ -102,6 +105,16 @@ class OpenAIFormat(WireFormat):
 
 class OpenAIStreamReader(StreamReader):
     """Keeps the model and the last non-null usage of a chat, completions or Responses stream."""
+
+    skim_paths = (
+        ("model",),
+        ("service_tier",),
+        ("usage",),
+        ("x_groq", "usage"),
+        ("response", "model"),
+        ("response", "service_tier"),
+        ("response", "usage"),
+    )
 
     def __init__(self, plan: RequestPlan) -> None:
         self._plan = plan
@@ -156,6 +169,23 @@ def reading_from(frame: dict[str, object], usage: object, fallback_model: str | 
         usage=usage_from(usage),
         reported_cost_usd=reported_cost(usage),
         price_context=context,
+    )
+
+
+def batch_reading(batch: dict[str, object], fallback_model: str | None) -> Reading:
+    """A batch object (`openai/types/batch.py`): its usage once it has finished, priced at the
+    batch rate and counted once per batch id; nothing before."""
+    model = batch.get("model")
+    model = model if isinstance(model, str) and model else fallback_model
+    batch_id, usage = batch.get("id"), batch.get("usage")
+    finished = batch.get("object") == "batch" and batch.get("status") in _BATCH_FINISHED
+    if not (finished and isinstance(batch_id, str) and isinstance(usage, dict)):
+        return Reading(model=model)
+    return Reading(
+        model=model,
+        usage=usage_from(usage),
+        price_context=BATCH_CONTEXT,
+        dedupe_key=f"openai-batch:{batch_id}",
     )
 
 

@@ -53,6 +53,11 @@ class ReplicateFormat(WireFormat):
             request_json=plan.request_json,
         )
 
+    def reads_usage(self, method: str, path: str) -> bool:
+        """Every call: only a succeeded prediction has usage, counted once per id whichever
+        call (the create, a poll) sees it first."""
+        return True
+
     def read_body(self, data: object, plan: RequestPlan, path: str) -> Reading:
         if not isinstance(data, dict):
             return Reading(model=plan.model)

@@ -229,7 +229,7 @@ async def _relay(
 ) -> web.StreamResponse:
     plan = exchange.plan
     content_type = upstream.headers.get("Content-Type", "").lower()
-    tap = exchange.wire.body_tap(plan, exchange.endpoint, content_type)
+    tap = exchange.wire.body_tap(plan, exchange.endpoint, content_type, method=exchange.method)
     exchange.tap = tap
     encoding = upstream.headers.get("Content-Encoding", "").lower().strip()
     decoder = zlib.decompressobj(_DECODABLE[encoding]) if encoding in _DECODABLE else None

@@ -21,7 +21,7 @@ def through_tap(
     """Feed response pieces through the tap the proxy would use; return what the client gets
     and what would be recorded."""
     plan = wire.plan(path, {}, request)
-    tap = wire.body_tap(plan, path, content_type)
+    tap = wire.body_tap(plan, path, content_type, method="POST")
     out = b"".join(tap.feed(piece) for piece in pieces) + tap.flush()
     return out, tap.reading()
 

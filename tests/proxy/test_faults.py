@@ -439,7 +439,7 @@ async def test_corrupt_gzip_stream_the_proxy_must_decode_cuts_the_client():
 class BrokenTap(OpenAIFormat):
     """A wire format whose usage tap fails: stands for any bug in the proxy's own code."""
 
-    def body_tap(self, plan, path, content_type):
+    def body_tap(self, plan, path, content_type, *, method):
         raise RuntimeError("a bug in the proxy")
 
 

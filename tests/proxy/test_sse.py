@@ -77,3 +77,60 @@ def test_unterminated_block_is_pending_not_emitted():
     assert parser.pending() == b"data: partial"
     [block] = parser.feed(b"\n\n")
     assert block.data == b"partial"
+
+
+# --- a block too large to hold is passed over, its data streamed to a sink ---------------------
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.data = b""
+
+    def feed(self, data: bytes) -> None:
+        self.data += data
+
+    def finish(self) -> bytes:
+        return b"<" + self.data + b">"
+
+
+BIG = b"x" * 200
+LARGE = (
+    b"data: small\n\n"
+    b"event: response.completed\ndata: " + BIG + b"\ndata: second " + BIG + b"\n: note\n\n"
+    b"event: after\ndata: small again\n\n"
+)
+LARGE_EXPECTED = [
+    ("", b"small"),
+    ("response.completed", b"<" + BIG + b"\nsecond " + BIG + b">"),
+    ("after", b"small again"),
+]
+
+
+def parse_oversized(chunks: list[bytes], sink=Collect) -> list[tuple[str, bytes | None]]:
+    parser = SseParser(oversized=lambda event: sink(), max_block=64)
+    return [(b.event, b.data) for chunk in chunks for b in parser.feed(chunk)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    cuts=st.lists(st.integers(0, len(LARGE.replace(b"\n", b"\r\n"))), max_size=40),
+    newline=st.sampled_from([b"\n", b"\r\n", b"\r"]),
+)
+def test_an_oversized_block_is_streamed_to_its_sink_at_any_split(cuts, newline):
+    stream = LARGE.replace(b"\n", newline)
+    assert parse_oversized(split_at(stream, cuts)) == LARGE_EXPECTED
+
+
+def test_an_oversized_block_is_not_held():
+    parser = SseParser(oversized=lambda event: None, max_block=64)
+    assert parser.feed(b"event: big\ndata: " + b"y" * 1000) == []
+    assert parser.pending() == b""
+    assert parser.feed(b"y" * 10_000 + b"\n\n") == []  # no sink: the block is dropped
+    assert [(b.event, b.data) for b in parser.feed(b"data: next\n\n")] == [("", b"next")]
+
+
+def test_without_a_sink_factory_an_oversized_block_still_raises():
+    from meterfox_cli.proxy.sse import SseOverflow
+
+    with pytest.raises(SseOverflow):
+        SseParser(max_block=64).feed(b"data: " + b"z" * 100)
