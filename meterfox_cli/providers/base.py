@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from meterfox_cli.proxy.sse import SseBlock, SseOverflow, SseParser
+from meterfox_cli.providers.sse import SseBlock, SseOverflow, SseParser
 from meterfox_cli.usage import Reading, Usage
 
 _DECODER = json.JSONDecoder()

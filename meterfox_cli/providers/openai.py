@@ -25,7 +25,7 @@ from meterfox_cli.providers.base import (
     dig,
     json_value_after,
 )
-from meterfox_cli.proxy.sse import SseBlock
+from meterfox_cli.providers.sse import SseBlock
 from meterfox_cli.usage import Reading, Usage, as_int
 
 # Only blocks that can hold a usage object are parsed as JSON (plus the first, for the model).

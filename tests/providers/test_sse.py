@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meterfox_cli.proxy.sse import SseParser
+from meterfox_cli.providers.sse import SseParser
 
 STREAM = (
     b": OPENROUTER PROCESSING\n\n"
