@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 from yarl import URL
 
-from meterfox_cli.pricing import price_record
+from meterfox_cli.pricing.book import price_record
 from meterfox_cli.providers.base import WireFormat
 from meterfox_cli.providers.registry import build_registry
 from meterfox_cli.providers.sse import SseParser

@@ -17,20 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meterfox_cli.config import PriceOverride, PricingConfig, config_from_dict
-from meterfox_cli.pricing import (
-    NANO,
-    NO_USAGE,
-    Price,
-    PriceBook,
-    Quote,
-    genai_usage,
-    load_prices_file,
-    price_reading,
-    price_record,
-    pricing_id,
-    to_nanousd,
-    use_bundled_prices,
-)
+from meterfox_cli.pricing.book import PriceBook, price_reading, price_record
+from meterfox_cli.pricing.genai import genai_usage, pricing_id
+from meterfox_cli.pricing.price_data import load_prices_file, use_bundled_prices
+from meterfox_cli.pricing.quote import NANO, NO_USAGE, Price, Quote, to_nanousd
 from meterfox_cli.records import UsageRecord
 from meterfox_cli.usage import Reading, Usage
 from tests.fakes.records import usage_record
@@ -788,7 +778,7 @@ def test_fast_path_is_the_reference_path_and_genai_prices_own_total(model, usage
     "kind", ["computed", "discount override", "reported cost (list price beside it)"]
 )
 def test_fast_path_prices_without_genai_prices_per_record_machinery(monkeypatch, kind):
-    import meterfox_cli.pricing as pricing
+    import meterfox_cli.pricing.genai as pricing
 
     prices = (
         book([{"provider": "*", "model": "*", "discount": 0.85}]) if "discount" in kind else None

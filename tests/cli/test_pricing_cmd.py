@@ -277,7 +277,7 @@ def test_reprice_after_removing_an_override_reports_newly_unpriced(meterfox_home
     """The writer prices with the overrides `meterfox serve` loaded; reprice follows the
     config as it is now."""
     from meterfox_cli.config import load_config
-    from meterfox_cli.pricing import PriceBook
+    from meterfox_cli.pricing.book import PriceBook
 
     write_config(meterfox_home, FINE_TUNE_PRICE)
     book = PriceBook.from_config(load_config(meterfox_home / "config.toml").pricing)
@@ -385,7 +385,7 @@ def test_explain_a_discount_shows_the_list_subtotal_and_the_factor(meterfox_home
         'note = "enterprise agreement"\n',
     )
     from meterfox_cli.config import load_config
-    from meterfox_cli.pricing import PriceBook
+    from meterfox_cli.pricing.book import PriceBook
 
     book = PriceBook.from_config(load_config(meterfox_home / "config.toml").pricing)
     paths = resolve_paths()
@@ -405,7 +405,7 @@ def test_explain_a_discount_shows_the_list_subtotal_and_the_factor(meterfox_home
 
 
 def test_prices_file_in_config_is_used_relative_to_the_config_dir(meterfox_home):
-    from meterfox_cli.pricing import use_bundled_prices
+    from meterfox_cli.pricing.price_data import use_bundled_prices
 
     data = [
         {
