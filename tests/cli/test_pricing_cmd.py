@@ -338,6 +338,15 @@ def test_prices_shows_an_override_first(meterfox_home):
     assert "cache read         $0.2/MTok" in out
 
 
+def test_prices_looks_in_user_declared_providers_under_genai_prices_name(meterfox_home):
+    write_config(meterfox_home, '[providers.novita]\nbase_url = "https://api.novita.ai/openai"\n')
+    source = "computed: genai-prices 0.2.3 (bundled data): novita/deepseek/deepseek-r1"
+    out = run("prices", "deepseek/deepseek-r1", "-p", "novita", "--at", "2025-08-20")
+    assert source in out
+    out = run("prices", "deepseek/deepseek-r1", "--at", "2025-08-20")  # the config's registry
+    assert "novita  deepseek/deepseek-r1" in out and source in out
+
+
 def test_prices_for_an_unknown_model_says_so_and_fails(meterfox_home):
     out = run("prices", "acme-secret-model", code=1)
     assert "No price known for 'acme-secret-model'" in out

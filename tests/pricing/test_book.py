@@ -11,12 +11,14 @@ from decimal import Decimal
 
 import pytest
 
-from meterfox_cli.config import PriceOverride
-from meterfox_cli.pricing.book import PriceBook, price_record
+from meterfox_cli.config import PriceOverride, PricingConfig, ProviderConfig
+from meterfox_cli.pricing.book import PriceBook, price_reading, price_record
 from meterfox_cli.pricing.quote import NO_USAGE, Quote, to_nanousd
-from meterfox_cli.usage import Usage
+from meterfox_cli.providers.registry import build_registry
+from meterfox_cli.usage import Reading, Usage
 from tests.pricing.cases import (
     ANTHROPIC,
+    AUG_2025,
     CASES,
     DEEPSEEK,
     MTOK,
@@ -310,3 +312,31 @@ def test_pricing_opens_no_socket(monkeypatch):
     usage = Usage(input_tokens=1_000, output_tokens=1_000)
     for case in CASES:
         assert price_record(record(case.provider, case.model, usage, case.at)).cost_nanousd
+
+
+# --- Provider ids come from the caller's registry -------------------------------------------
+
+
+def test_a_book_prices_a_slug_under_the_pricing_id_its_caller_gives():
+    reading = Reading(model="gpt-4o", usage=Usage(input_tokens=1_000, output_tokens=100))
+    at = AUG_2025.timestamp()
+    assert price_reading("my-gateway", "gpt-4o", at, reading).source == "unpriced"
+    mapped = PriceBook(pricing_ids=(("my-gateway", "openai"),))
+    price = price_reading("my-gateway", "gpt-4o", at, reading, mapped)
+    assert price == price_reading("my-gateway", "gpt-4o", at, reading, mapped, fast=False)
+    quote = Quote.from_json(price.detail)
+    assert (price.source, quote.provider, quote.pricing_id) == ("computed", "my-gateway", "openai")
+    assert price.cost_nanousd == price_reading("openai", "gpt-4o", at, reading).cost_nanousd
+
+
+def test_registry_ids_reach_the_book_and_a_user_declared_provider_keeps_genai_prices_name():
+    registry = build_registry([ProviderConfig("novita", "https://api.novita.ai/openai")])
+    ids = registry.pricing_ids()
+    assert (ids["xai"], ids["gemini"], ids["google"]) == ("x-ai", "google", "google")
+    assert "novita" not in ids and "replicate" not in ids
+    book = PriceBook.from_config(PricingConfig(), ids)
+    assert (book.pricing_id("xai"), book.pricing_id("replicate")) == ("x-ai", None)
+    assert book.pricing_id("novita") == "novita"  # the name genai-prices knows it by
+    usage = Usage(input_tokens=1_000, output_tokens=100)
+    price = price_record(record("novita", "deepseek/deepseek-r1", usage), book)
+    assert (price.source, Quote.from_json(price.detail).pricing_id) == ("computed", "novita")
