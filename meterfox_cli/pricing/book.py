@@ -13,9 +13,6 @@ Where a cost comes from, in order (the first that applies wins):
 Every priced record keeps its `Quote` as JSON in `price_detail`: each bucket's units, rate and
 where the rates came from, so `meterfox explain` can show the arithmetic and `meterfox reprice`
 can recompute it. Money is Decimal throughout and stored as integer nano-USD.
-
-genai-prices is imported lazily (it loads a 30k-line data module): inside the writer thread or
-a command, never on `meterfox --help` and never per request on the event loop.
 """
 
 from __future__ import annotations
@@ -84,8 +81,9 @@ class PriceBook:
         )
 
     def pricing_id(self, slug: str) -> str | None:
-        """The genai-prices provider id for one of our slugs: the registry's, else the one
-        genai-prices itself knows the slug by (a user-declared `[providers.novita]`)."""
+        """The genai-prices provider id for one of our slugs: the registry's, else
+        `genai.pricing_id`'s (a few known slugs, then the name genai-prices knows the slug by,
+        as for a user-declared `[providers.novita]`)."""
         return self._ids.get(slug) or pricing_id(slug)
 
     def override_for(self, provider: str, model: str | None) -> PriceOverride | None:
@@ -132,6 +130,8 @@ class PriceBook:
         return price_record(record, self)
 
 
+# No overrides and no registry ids (tests, benchmarks, a writer built without a book): every
+# built-in slug still gets the id the registry gives it, from genai.pricing_id.
 DEFAULT_BOOK = PriceBook()
 
 

@@ -340,3 +340,10 @@ def test_registry_ids_reach_the_book_and_a_user_declared_provider_keeps_genai_pr
     usage = Usage(input_tokens=1_000, output_tokens=100)
     price = price_record(record("novita", "deepseek/deepseek-r1", usage), book)
     assert (price.source, Quote.from_json(price.detail).pricing_id) == ("computed", "novita")
+
+
+def test_a_book_without_registry_ids_names_every_built_in_slug_as_the_registry_does():
+    registry = build_registry()
+    ids = registry.pricing_ids()
+    for slug in [*registry.providers, *registry.aliases]:
+        assert PriceBook().pricing_id(slug) == ids.get(slug), slug
