@@ -31,7 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from meterfox_cli.config import config_from_dict
-from meterfox_cli.pricing import UNPRICED, PriceBook, price_reading, price_record
+from meterfox_cli.pricing.book import PriceBook, price_reading, price_record
+from meterfox_cli.pricing.quote import UNPRICED
 from meterfox_cli.records import Outcome, UsageRecord
 from meterfox_cli.usage import Reading, Usage
 

@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from meterfox_cli.paths import resolve_paths
-from meterfox_cli.pricing import NO_USAGE, UNPRICED, Price
+from meterfox_cli.pricing.quote import NO_USAGE, UNPRICED, Price
 from meterfox_cli.records import Outcome, UsageRecord
 from meterfox_cli.store.db import connect
 from meterfox_cli.store.migrations import transaction

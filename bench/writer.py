@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from meterfox_cli.pricing import UNPRICED, price_record
+from meterfox_cli.pricing.book import price_record
+from meterfox_cli.pricing.quote import UNPRICED
 from meterfox_cli.records import Outcome, UsageRecord, new_request_id
 from meterfox_cli.store.writer import RecordWriter
 from meterfox_cli.usage import Reading, Usage

@@ -213,7 +213,7 @@ def _check_one_kind(o: PriceOverride, where: str) -> None:
 
 
 def _check_builtin_hardware(override: PriceOverride, source: str) -> None:
-    from meterfox_cli.pricing_tables import HARDWARE_USD_PER_SECOND
+    from meterfox_cli.replicate_prices import HARDWARE_USD_PER_SECOND
 
     if override.hardware not in HARDWARE_USD_PER_SECOND:
         known = ", ".join(sorted(HARDWARE_USD_PER_SECOND))

@@ -26,9 +26,10 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 from yarl import URL
 
-from meterfox_cli.pricing import price_record
+from meterfox_cli.pricing.book import price_record
 from meterfox_cli.providers.base import WireFormat
 from meterfox_cli.providers.registry import build_registry
+from meterfox_cli.providers.sse import SseParser
 from meterfox_cli.proxy.auth import find_credential
 from meterfox_cli.proxy.forward import _rest_of_path, _upstream_url
 from meterfox_cli.proxy.headers import (
@@ -36,7 +37,6 @@ from meterfox_cli.proxy.headers import (
     tags_from_headers,
     upstream_request_headers,
 )
-from meterfox_cli.proxy.sse import SseParser
 from meterfox_cli.store.migrations import migrate
 from meterfox_cli.store.writer import INSERT_REQUEST, record_row
 from meterfox_cli.usage import MAX_COUNT, Reading, as_int

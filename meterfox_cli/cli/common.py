@@ -15,7 +15,7 @@ from meterfox_cli.errors import ConfigError
 from meterfox_cli.paths import Paths, resolve_paths
 
 if TYPE_CHECKING:
-    from meterfox_cli.pricing import PriceBook
+    from meterfox_cli.pricing.book import PriceBook
     from meterfox_cli.providers.registry import Registry
 
 
@@ -36,11 +36,13 @@ def load_settings(upstreams: dict[str, str] | None = None) -> Settings:
 
 
 def price_book(settings: Settings) -> PriceBook:
-    """The config's price overrides, with its `[pricing] prices_file` loaded if it names one."""
-    from meterfox_cli.pricing import PriceBook
+    """The config's price overrides, with its `[pricing] prices_file` loaded if it names one,
+    and the genai-prices id of each provider in the registry."""
+    from meterfox_cli.pricing.book import PriceBook
 
+    pricing_ids = settings.registry.pricing_ids()
     try:
-        return PriceBook.load(settings.config.pricing, settings.paths.config_dir)
+        return PriceBook.load(settings.config.pricing, settings.paths.config_dir, pricing_ids)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"[pricing] prices_file: {exc}") from exc
 

@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from meterfox_cli.pricing import Bucket, PriceBook, Quote
-    from meterfox_cli.pricing_info import Rate, RateCard
+    from meterfox_cli.pricing.book import PriceBook
+    from meterfox_cli.pricing.quote import Bucket, Quote
+    from meterfox_cli.pricing.rate_cards import Rate, RateCard
     from meterfox_cli.store.costs import StoredRequest
 
 
 def _usd(amount: Decimal | None) -> str:
-    from meterfox_cli.pricing import decimal_text
+    from meterfox_cli.pricing.quote import decimal_text
 
     return "—" if amount is None else f"${decimal_text(amount)}"
 
@@ -31,7 +32,7 @@ def _per(key: str, per: int) -> str:
 
 
 def _units(key: str, units: Decimal) -> str:
-    from meterfox_cli.pricing import decimal_text
+    from meterfox_cli.pricing.quote import decimal_text
 
     noun = "s" if key == "seconds" else ("tokens" if key.endswith("tokens") else "")
     return f"{decimal_text(units) if units % 1 else f'{int(units):,}'} {noun}".rstrip()
@@ -50,7 +51,7 @@ def prices(model: str | None, provider: str | None, at: str | None) -> None:
     Without MODEL: your [[prices]] overrides and the time-priced hardware table.
     """
     from meterfox_cli.cli.common import load_settings, price_book
-    from meterfox_cli.pricing_info import rate_cards
+    from meterfox_cli.pricing.rate_cards import candidate_providers, rate_cards
 
     settings = load_settings()
     book = price_book(settings)
@@ -60,7 +61,8 @@ def prices(model: str | None, provider: str | None, at: str | None) -> None:
     if model is None:
         _list_book(book, provider)
         return
-    cards = rate_cards(model, provider, book, when)
+    slugs = candidate_providers(provider, (p.slug for p in settings.registry))
+    cards = rate_cards(model, slugs, book, when)
     if not cards:
         where = f" at {provider}" if provider else ""
         click.echo(f"No price known for {model!r}{where}: its requests are recorded as unpriced.")
@@ -73,7 +75,7 @@ def prices(model: str | None, provider: str | None, at: str | None) -> None:
 
 
 def _echo_card(card: RateCard) -> None:
-    from meterfox_cli.pricing import bucket_label, decimal_text
+    from meterfox_cli.pricing.quote import bucket_label, decimal_text
 
     matched = f" → {card.model_id}" if card.model_id and card.model_id != card.model else ""
     click.echo(f"{card.provider}  {card.model}{matched}")
@@ -86,7 +88,7 @@ def _echo_card(card: RateCard) -> None:
 
 
 def _tiers(rate: Rate) -> str:
-    from meterfox_cli.pricing import decimal_text
+    from meterfox_cli.pricing.quote import decimal_text
 
     return "".join(
         f"; ${decimal_text(price)} when the prompt is over {start:,} tokens"
@@ -95,9 +97,9 @@ def _tiers(rate: Rate) -> str:
 
 
 def _list_book(book: PriceBook, provider: str | None) -> None:
-    from meterfox_cli import pricing_tables
-    from meterfox_cli.pricing import decimal_text
-    from meterfox_cli.pricing_info import hardware_rows
+    from meterfox_cli import replicate_prices
+    from meterfox_cli.pricing.quote import decimal_text
+    from meterfox_cli.pricing.rate_cards import hardware_rows
 
     overrides = [o for o in book.overrides if provider is None or o.matches(provider, o.model)]
     click.echo("Your price overrides (config.toml [[prices]], first match wins):")
@@ -107,7 +109,7 @@ def _list_book(book: PriceBook, provider: str | None) -> None:
         click.echo("  none")
     if provider in (None, "replicate"):
         click.echo("Replicate official models, USD per MTok in / out (built in):")
-        for name, rates in sorted(pricing_tables.TOKEN_MODELS.items()):
+        for name, rates in sorted(replicate_prices.TOKEN_MODELS.items()):
             click.echo(f"  {name:<36} ${decimal_text(rates.input)} / ${decimal_text(rates.output)}")
         click.echo("Hardware for time-priced models, USD per second:")
         for name, rate, source in hardware_rows(book):
@@ -116,7 +118,7 @@ def _list_book(book: PriceBook, provider: str | None) -> None:
 
 
 def _override_text(o) -> str:
-    from meterfox_cli.pricing import decimal_text
+    from meterfox_cli.pricing.quote import decimal_text
 
     if o.kind == "discount":
         return f"list price × {decimal_text(o.discount)}"
@@ -178,7 +180,7 @@ def _echo_explanation(stored: StoredRequest) -> None:
 
 
 def _echo_buckets(quote: Quote) -> None:
-    from meterfox_cli.pricing import decimal_text
+    from meterfox_cli.pricing.quote import decimal_text
 
     split_writes = any(b.key == "cache_write_1h_tokens" for b in quote.buckets)
     rows = [_bucket_row(bucket, split_writes) for bucket in quote.buckets]
@@ -192,7 +194,7 @@ def _echo_buckets(quote: Quote) -> None:
 
 
 def _bucket_row(bucket: Bucket, split_writes: bool) -> tuple[str, str]:
-    from meterfox_cli.pricing import bucket_label, decimal_text
+    from meterfox_cli.pricing.quote import bucket_label, decimal_text
 
     label = bucket_label(bucket.key)
     if split_writes and bucket.key == "cache_write_tokens":
@@ -210,7 +212,7 @@ def _echo_reported(quote: Quote) -> None:
 
 
 def _echo_check(stored: StoredRequest, quote: Quote) -> None:
-    from meterfox_cli.pricing import NANO, to_nanousd
+    from meterfox_cli.pricing.quote import NANO, to_nanousd
 
     total = quote.total()
     recomputed = None if total is None else to_nanousd(total)

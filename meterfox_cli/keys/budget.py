@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
 from meterfox_cli.errors import KeyError_
-from meterfox_cli.pricing import to_nanousd
+from meterfox_cli.pricing.quote import to_nanousd
 
 
 class Period(StrEnum):

@@ -23,7 +23,7 @@ from meterfox_cli.providers.base import (
     token_count_reading,
 )
 from meterfox_cli.providers.openai import OpenAIFormat
-from meterfox_cli.proxy.sse import SseBlock
+from meterfox_cli.providers.sse import SseBlock
 from meterfox_cli.usage import Reading, Usage, as_int
 
 # The SSE events that can carry usage or the model; every other event is forwarded unread.

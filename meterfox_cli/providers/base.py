@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from meterfox_cli.providers.json_skim import JsonSkim, Path, top_level
-from meterfox_cli.proxy.sse import SseBlock, SseOverflow, SseParser
+from meterfox_cli.providers.sse import SseBlock, SseOverflow, SseParser
 from meterfox_cli.usage import Reading, Usage
 
 # A non-streamed JSON body larger than this is forwarded but not read for usage (and the part

@@ -20,7 +20,7 @@ from meterfox_cli.providers.base import (
     dig,
 )
 from meterfox_cli.providers.openai import OpenAIFormat
-from meterfox_cli.proxy.sse import SseBlock
+from meterfox_cli.providers.sse import SseBlock
 from meterfox_cli.usage import Reading, Usage, as_int
 
 _MESSAGE_END = b'"message-end"'

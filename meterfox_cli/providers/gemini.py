@@ -30,7 +30,7 @@ from meterfox_cli.providers.base import (
 )
 from meterfox_cli.providers.json_array import JsonArrayTap
 from meterfox_cli.providers.openai import OpenAIFormat
-from meterfox_cli.proxy.sse import SseBlock
+from meterfox_cli.providers.sse import SseBlock
 from meterfox_cli.usage import Reading, Usage, as_int
 
 # `/v1beta/models/gemini-2.5-flash:generateContent`, `/v1/tunedModels/x:streamGenerateContent`

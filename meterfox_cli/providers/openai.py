@@ -31,7 +31,7 @@ from meterfox_cli.providers.base import (
     WireFormat,
     dig,
 )
-from meterfox_cli.proxy.sse import SseBlock
+from meterfox_cli.providers.sse import SseBlock
 from meterfox_cli.usage import Reading, Usage, as_int
 
 # Only blocks that can hold a usage object are parsed as JSON (plus the first, for the model).

@@ -116,6 +116,11 @@ class Registry:
     def __iter__(self):
         return iter(self.providers.values())
 
+    def pricing_ids(self) -> dict[str, str]:
+        """Each slug and alias → its provider's genai-prices id, for the providers with one."""
+        slugs = [*self.providers, *self.aliases]
+        return {slug: p.pricing_id for slug in slugs if (p := self.get(slug)) and p.pricing_id}
+
 
 def build_registry(
     configured: Iterable[ProviderConfig] = (),

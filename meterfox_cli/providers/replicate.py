@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 
 from meterfox_cli.providers.base import RequestPlan, StreamReader, WireFormat, dig
-from meterfox_cli.proxy.sse import SseBlock
+from meterfox_cli.providers.sse import SseBlock
 from meterfox_cli.usage import Reading, Usage, as_int
 
 _OWNED_PATH = re.compile(r"^/v1/(models|deployments)/([^/]+)/([^/]+)/predictions$")

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from meterfox_cli.errors import MeterFoxError
-from meterfox_cli.pricing import PriceBook, Quote, price_reading
+from meterfox_cli.pricing.book import PriceBook, price_reading
+from meterfox_cli.pricing.quote import Quote
 from meterfox_cli.store.migrations import transaction
 from meterfox_cli.store.queries import TimeRange
 from meterfox_cli.usage import Reading, Usage

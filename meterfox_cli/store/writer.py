@@ -20,7 +20,8 @@ from datetime import datetime
 from pathlib import Path
 
 from meterfox_cli.errors import StoreError
-from meterfox_cli.pricing import UNPRICED, Price, price_record
+from meterfox_cli.pricing.book import price_record
+from meterfox_cli.pricing.quote import UNPRICED, Price
 from meterfox_cli.records import UsageRecord
 from meterfox_cli.store.db import BUSY_TIMEOUT_MS, connect
 from meterfox_cli.store.migrations import transaction

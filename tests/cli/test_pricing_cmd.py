@@ -277,7 +277,7 @@ def test_reprice_after_removing_an_override_reports_newly_unpriced(meterfox_home
     """The writer prices with the overrides `meterfox serve` loaded; reprice follows the
     config as it is now."""
     from meterfox_cli.config import load_config
-    from meterfox_cli.pricing import PriceBook
+    from meterfox_cli.pricing.book import PriceBook
 
     write_config(meterfox_home, FINE_TUNE_PRICE)
     book = PriceBook.from_config(load_config(meterfox_home / "config.toml").pricing)
@@ -338,6 +338,15 @@ def test_prices_shows_an_override_first(meterfox_home):
     assert "cache read         $0.2/MTok" in out
 
 
+def test_prices_looks_in_user_declared_providers_under_genai_prices_name(meterfox_home):
+    write_config(meterfox_home, '[providers.novita]\nbase_url = "https://api.novita.ai/openai"\n')
+    source = "computed: genai-prices 0.2.3 (bundled data): novita/deepseek/deepseek-r1"
+    out = run("prices", "deepseek/deepseek-r1", "-p", "novita", "--at", "2025-08-20")
+    assert source in out
+    out = run("prices", "deepseek/deepseek-r1", "--at", "2025-08-20")  # the config's registry
+    assert "novita  deepseek/deepseek-r1" in out and source in out
+
+
 def test_prices_for_an_unknown_model_says_so_and_fails(meterfox_home):
     out = run("prices", "acme-secret-model", code=1)
     assert "No price known for 'acme-secret-model'" in out
@@ -385,7 +394,7 @@ def test_explain_a_discount_shows_the_list_subtotal_and_the_factor(meterfox_home
         'note = "enterprise agreement"\n',
     )
     from meterfox_cli.config import load_config
-    from meterfox_cli.pricing import PriceBook
+    from meterfox_cli.pricing.book import PriceBook
 
     book = PriceBook.from_config(load_config(meterfox_home / "config.toml").pricing)
     paths = resolve_paths()
@@ -405,7 +414,7 @@ def test_explain_a_discount_shows_the_list_subtotal_and_the_factor(meterfox_home
 
 
 def test_prices_file_in_config_is_used_relative_to_the_config_dir(meterfox_home):
-    from meterfox_cli.pricing import use_bundled_prices
+    from meterfox_cli.pricing.price_data import use_bundled_prices
 
     data = [
         {

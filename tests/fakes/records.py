@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from meterfox_cli.pricing import NO_USAGE, UNPRICED, Price
+from meterfox_cli.pricing.quote import NO_USAGE, UNPRICED, Price
 from meterfox_cli.records import Outcome, UsageRecord, new_request_id
 from meterfox_cli.store.db import connect
 from meterfox_cli.store.migrations import transaction

@@ -6,7 +6,7 @@ import sqlite3
 import stat
 from pathlib import Path
 
-from meterfox_cli.pricing import Price
+from meterfox_cli.pricing.quote import Price
 from meterfox_cli.store.writer import INSERT_REQUEST, record_row
 from meterfox_cli.usage import Reading, Usage
 from tests.fakes.records import usage_record

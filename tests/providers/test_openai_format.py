@@ -13,7 +13,7 @@ from meterfox_cli.providers.openai import OpenAIFormat, usage_from
 from meterfox_cli.usage import Usage
 from tests.fakes.upstream import sse
 from tests.fixtures.openai_style import CASES, EMBEDDINGS_BODY, RESPONSES_BODY, chat_stream_chunks
-from tests.proxy.test_sse import split_at
+from tests.providers.test_sse import split_at
 
 WIRE = OpenAIFormat()
 USAGE = {

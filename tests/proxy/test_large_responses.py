@@ -17,7 +17,7 @@ import openai
 
 from meterfox_cli.providers.base import MAX_JSON_BODY_BYTES, JsonTap, RequestPlan
 from meterfox_cli.providers.openai import OpenAIFormat
-from meterfox_cli.proxy.sse import MAX_BLOCK_BYTES
+from meterfox_cli.providers.sse import MAX_BLOCK_BYTES
 from tests.fakes.upstream import Reply
 from tests.fixtures.openai_style import RESPONSES_BODY
 

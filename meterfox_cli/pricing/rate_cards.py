@@ -1,28 +1,23 @@
 """The rates MeterFox would use for a model, and where they come from (`meterfox prices`).
 
-Pure data for the CLI to render: the same precedence as pricing.price_reading (override, then
+Pure data for the CLI to render: the same precedence as `book.price_reading` (override, then
 built-in Replicate table, then genai-prices), at a given time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from meterfox_cli import pricing_tables
+from meterfox_cli import replicate_prices
 from meterfox_cli.config import PriceOverride
-from meterfox_cli.pricing import (
-    MTOK,
-    PriceBook,
-    data_label,
-    decimal_text,
-    genai_version,
-    model_refs,
-    pricing_id,
-)
+from meterfox_cli.pricing.book import PriceBook
+from meterfox_cli.pricing.genai import model_refs
+from meterfox_cli.pricing.price_data import data_label, genai_version
+from meterfox_cli.pricing.quote import MTOK, bucket_label, decimal_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,21 +39,21 @@ class RateCard:
     notes: tuple[str, ...] = ()
 
 
-def candidate_providers(provider: str | None) -> list[str]:
-    """The provider slugs to look in: the one asked for, else every one MeterFox knows."""
+def candidate_providers(provider: str | None, known: Iterable[str]) -> list[str]:
+    """The provider slugs to look in: the one asked for, else every one MeterFox knows (the
+    caller's registry's slugs, `known`)."""
     if provider:
         return [provider]
-    from meterfox_cli.providers.registry import build_registry
-
-    slugs = [p.slug for p in build_registry()]
+    slugs = list(known)
     extra = ["anthropic", "gemini", "cohere", "replicate"]
     return slugs + [slug for slug in extra if slug not in slugs]
 
 
-def rate_cards(model: str, provider: str | None, book: PriceBook, at: datetime) -> list[RateCard]:
-    """One card per provider that can price `model`, in the order MeterFox would decide."""
+def rate_cards(model: str, slugs: Sequence[str], book: PriceBook, at: datetime) -> list[RateCard]:
+    """One card per provider of `slugs` that can price `model`, in the order MeterFox would
+    decide."""
     cards = []
-    for slug in candidate_providers(provider):
+    for slug in slugs:
         card = _card(slug, model, book, at)
         if card is not None:
             cards.append(card)
@@ -71,7 +66,7 @@ def _card(slug: str, model: str, book: PriceBook, at: datetime) -> RateCard | No
         return override_card(slug, model, override, book, at)
     if slug == "replicate":
         return _replicate_card(model)
-    return _genai_card(slug, model, at)
+    return _genai_card(slug, model, book, at)
 
 
 def override_card(
@@ -79,7 +74,7 @@ def override_card(
 ) -> RateCard:
     source = o.describe() + (f" — {o.note}" if o.note else "")
     if o.kind == "discount":
-        listed = _genai_card(slug, model, at)
+        listed = _genai_card(slug, model, book, at)
         notes = (f"list price × {decimal_text(o.discount)}",)
         if listed is None:
             return RateCard(slug, model, "override", source, notes=("no list price to discount",))
@@ -113,21 +108,21 @@ def _scaled(rate: Rate, factor: Decimal) -> Rate:
 
 def _replicate_card(model: str) -> RateCard | None:
     name = model.split(":", 1)[0].lower()
-    rates = pricing_tables.TOKEN_MODELS.get(name)
+    rates = replicate_prices.TOKEN_MODELS.get(name)
     if rates is None:
         return None
     return RateCard(
         "replicate",
         model,
         "computed",
-        f"MeterFox built-in table: {pricing_tables.TOKEN_MODELS_SOURCE}",
+        f"MeterFox built-in table: {replicate_prices.TOKEN_MODELS_SOURCE}",
         name,
         (Rate("input_tokens", rates.input), Rate("output_tokens", rates.output)),
     )
 
 
-def _genai_card(slug: str, model: str, at: datetime) -> RateCard | None:
-    pid = pricing_id(slug)
+def _genai_card(slug: str, model: str, book: PriceBook, at: datetime) -> RateCard | None:
+    pid = book.pricing_id(slug)
     if pid is None:
         return None
     found = _genai_model(pid, model)
@@ -170,8 +165,6 @@ def model_rates(model_price: Any) -> Iterable[Rate]:
 
 def _variant_notes(info: Any, at: datetime) -> Iterable[str]:
     """Request-dependent prices (service tiers, batch) in force at `at`, one line each."""
-    from meterfox_cli.pricing import bucket_label
-
     seen: set[str] = set()
     for variant in info.price_variants or ():
         if variant.constraint is not None and not variant.constraint.active(at):

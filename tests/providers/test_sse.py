@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meterfox_cli.proxy.sse import SseParser
+from meterfox_cli.providers.sse import SseParser
 
 STREAM = (
     b": OPENROUTER PROCESSING\n\n"
@@ -130,7 +130,7 @@ def test_an_oversized_block_is_not_held():
 
 
 def test_without_a_sink_factory_an_oversized_block_still_raises():
-    from meterfox_cli.proxy.sse import SseOverflow
+    from meterfox_cli.providers.sse import SseOverflow
 
     with pytest.raises(SseOverflow):
         SseParser(max_block=64).feed(b"data: " + b"z" * 100)

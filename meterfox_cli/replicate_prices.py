@@ -1,4 +1,5 @@
-"""Built-in prices for what genai-prices does not cover: Replicate.
+"""Built-in prices for what genai-prices does not cover: Replicate. Pure data, below both
+config (which checks `[[prices]] hardware` names against it) and pricing (which prices with it).
 
 Replicate bills its official language models per token and every other model per second of
 the hardware it runs on. Which hardware a community model runs on is not in its responses, so
