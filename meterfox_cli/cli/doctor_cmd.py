@@ -1,4 +1,4 @@
-"""`meterfox doctor`."""
+"""`meterfox doctor`: runs the checks of doctor.py and prints one line per check."""
 
 from __future__ import annotations
 

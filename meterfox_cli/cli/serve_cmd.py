@@ -1,4 +1,4 @@
-"""`meterfox serve`."""
+"""`meterfox serve`: builds the proxy app from config, keys and the writer, and runs it."""
 
 from __future__ import annotations
 
