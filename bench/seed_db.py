@@ -27,8 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from meterfox_cli.paths import resolve_paths
 from meterfox_cli.pricing import NO_USAGE, UNPRICED, Price
 from meterfox_cli.records import Outcome, UsageRecord
-from meterfox_cli.store.db import connect
-from meterfox_cli.store.migrations import transaction
+from meterfox_cli.store.db import connect, transaction
 from meterfox_cli.store.writer import INSERT_REQUEST, INSERT_TAG, record_row
 from meterfox_cli.usage import Reading, Usage
 

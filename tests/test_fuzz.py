@@ -37,7 +37,7 @@ from meterfox_cli.proxy.headers import (
     upstream_request_headers,
 )
 from meterfox_cli.proxy.sse import SseParser
-from meterfox_cli.store.migrations import migrate
+from meterfox_cli.store.db import migrate
 from meterfox_cli.store.writer import INSERT_REQUEST, record_row
 from meterfox_cli.usage import MAX_COUNT, Reading, as_int
 from tests.fakes.records import usage_record

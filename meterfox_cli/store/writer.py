@@ -22,8 +22,7 @@ from pathlib import Path
 from meterfox_cli.errors import StoreError
 from meterfox_cli.pricing import UNPRICED, Price, price_record
 from meterfox_cli.records import UsageRecord
-from meterfox_cli.store.db import BUSY_TIMEOUT_MS, connect
-from meterfox_cli.store.migrations import transaction
+from meterfox_cli.store.db import BUSY_TIMEOUT_MS, connect, transaction
 
 log = logging.getLogger("meterfox.writer")
 

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from meterfox_cli.pricing import NO_USAGE, UNPRICED, Price
 from meterfox_cli.records import Outcome, UsageRecord, new_request_id
-from meterfox_cli.store.db import connect
-from meterfox_cli.store.migrations import transaction
+from meterfox_cli.store.db import connect, transaction
 from meterfox_cli.store.writer import INSERT_REQUEST, INSERT_TAG, record_row
 from meterfox_cli.usage import Reading, Usage
 

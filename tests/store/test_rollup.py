@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from meterfox_cli.records import Outcome
-from meterfox_cli.store.db import connect
-from meterfox_cli.store.migrations import MIGRATIONS, ROLLUP_KEYS, ROLLUP_SUMS, migrate
+from meterfox_cli.store.db import connect, migrate
+from meterfox_cli.store.migrations import MIGRATIONS, ROLLUP_KEYS, ROLLUP_SUMS
 from tests.fakes.records import Req, at, insert
 
 KEYS = ", ".join(name for name, _ in ROLLUP_KEYS)
