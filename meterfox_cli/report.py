@@ -16,14 +16,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TextIO
 
+from meterfox_cli.store.dimensions import TIME_DIMENSIONS, UNKNOWN_GROUP, UNTAGGED_GROUP
 from meterfox_cli.store.feed import RequestLine
-from meterfox_cli.store.queries import (
-    TIME_DIMENSIONS,
-    UNKNOWN_GROUP,
-    UNTAGGED_GROUP,
-    Report,
-    ReportRow,
-)
+from meterfox_cli.store.queries import Report, ReportRow
 
 CONTRACT_FIELDS = (
     "group",

@@ -15,7 +15,8 @@ from rich.console import Console
 from meterfox_cli import report as render
 from meterfox_cli.store import feed
 from meterfox_cli.store.db import connect
-from meterfox_cli.store.queries import Filters, TimeRange, build_report, empty_report
+from meterfox_cli.store.queries import build_report, empty_report
+from meterfox_cli.store.select import Filters, TimeRange
 from tests.fakes.records import Req, at, insert
 
 CONTRACT = [

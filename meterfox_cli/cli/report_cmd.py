@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from meterfox_cli.store.queries import Filters
+    from meterfox_cli.store.select import Filters
 
 FORMATS = ("table", "json", "csv", "markdown")
 TIME_HELP = "7d, 24h, 30m, 2w, today, month, all, or a date/time (2026-11-01)"
@@ -41,7 +41,7 @@ def make_filters(
     tags: tuple[str, ...],
 ) -> Filters:
     from meterfox_cli.errors import MeterFoxError
-    from meterfox_cli.store.queries import Filters
+    from meterfox_cli.store.select import Filters
 
     parsed = []
     for tag in tags:
@@ -84,7 +84,8 @@ def report(
     from meterfox_cli import report as render
     from meterfox_cli.cli.common import default_base, load_settings
     from meterfox_cli.paths import resolve_paths
-    from meterfox_cli.store.queries import empty_report, parse_dimensions, read_report
+    from meterfox_cli.store.dimensions import parse_dimensions
+    from meterfox_cli.store.queries import empty_report, read_report
     from meterfox_cli.timewindow import describe, resolve_window
 
     dims = parse_dimensions(by)
@@ -140,7 +141,9 @@ def chart(
     from meterfox_cli.cli.common import default_base, load_settings
     from meterfox_cli.errors import MeterFoxError
     from meterfox_cli.paths import resolve_paths
-    from meterfox_cli.store.queries import TIME_DIMENSIONS, TimeRange, parse_dimensions, read_report
+    from meterfox_cli.store.dimensions import TIME_DIMENSIONS, parse_dimensions
+    from meterfox_cli.store.queries import read_report
+    from meterfox_cli.store.select import TimeRange
     from meterfox_cli.timewindow import day_start
 
     dims = parse_dimensions(by)

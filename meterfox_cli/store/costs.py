@@ -15,7 +15,7 @@ from decimal import Decimal
 from meterfox_cli.errors import MeterFoxError
 from meterfox_cli.pricing import PriceBook, Quote, price_reading
 from meterfox_cli.store.db import transaction
-from meterfox_cli.store.queries import TimeRange
+from meterfox_cli.store.select import TimeRange
 from meterfox_cli.usage import Reading, Usage
 
 _COLUMNS = """

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from meterfox_cli.store.queries import NO_FILTERS, Filters, TimeRange, filter_sql, window_sql
+from meterfox_cli.store.select import NO_FILTERS, Filters, TimeRange, filter_sql, window_sql
 
 _COLUMNS = (
     "r.rowid, r.id, r.ts, r.day, r.provider, r.model, r.endpoint, r.method, r.status, "
