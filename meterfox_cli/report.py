@@ -17,8 +17,8 @@ from decimal import Decimal
 from typing import TextIO
 
 from meterfox_cli.store.dimensions import TIME_DIMENSIONS, UNKNOWN_GROUP, UNTAGGED_GROUP
-from meterfox_cli.store.feed import RequestLine
 from meterfox_cli.store.queries import Report, ReportRow
+from meterfox_cli.store.rows import RequestLine
 
 CONTRACT_FIELDS = (
     "group",

@@ -38,7 +38,7 @@ from meterfox_cli.proxy.headers import (
 )
 from meterfox_cli.proxy.sse import SseParser
 from meterfox_cli.store.db import migrate
-from meterfox_cli.store.writer import INSERT_REQUEST, record_row
+from meterfox_cli.store.rows import insert_records
 from meterfox_cli.usage import MAX_COUNT, Reading, as_int
 from tests.fakes.records import usage_record
 from tests.providers.taps import split
@@ -255,7 +255,7 @@ def assert_storable(reading: Reading) -> None:
     )
     _DB.execute("SAVEPOINT fuzz")
     try:
-        _DB.execute(INSERT_REQUEST, record_row(record, price_record(record)))
+        insert_records(_DB, [(record, price_record(record))])
     finally:
         _DB.execute("ROLLBACK TO fuzz")
         _DB.execute("RELEASE fuzz")

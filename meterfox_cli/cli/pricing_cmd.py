@@ -12,7 +12,7 @@ import click
 if TYPE_CHECKING:
     from meterfox_cli.pricing import Bucket, PriceBook, Quote
     from meterfox_cli.pricing_info import Rate, RateCard
-    from meterfox_cli.store.costs import StoredRequest
+    from meterfox_cli.store.rows import StoredRequest
 
 
 def _usd(amount: Decimal | None) -> str:
