@@ -138,8 +138,11 @@ def table(results: list[tuple[str, Timing, float | None]]) -> str:
 def accuracy(home: Path) -> str:
     """How far the sampled latency percentiles are from exact ones, over every group."""
     sys.path.insert(0, str(HERE.parent))
-    from meterfox_cli.store import queries
+    from meterfox_cli.store import latency
     from meterfox_cli.store.db import connect
+    from meterfox_cli.store.dimensions import parse_dimensions
+    from meterfox_cli.store.queries import build_report
+    from meterfox_cli.store.select import TimeRange
 
     conn = connect(home / "meterfox.db", readonly=True)
     fields = ("latency_p50_ms", "latency_p95_ms", "ttfb_p50_ms")
@@ -149,16 +152,14 @@ def accuracy(home: Path) -> str:
     ]
     try:
         for by in ("model", "day", "provider,model", "key"):
-            dims = queries.parse_dimensions(by)
-            sampled = queries.build_report(conn, dims, queries.TimeRange())
-            limit = queries.LATENCY_SAMPLE_MAX
-            queries.LATENCY_SAMPLE_MAX = 10**12
+            dims = parse_dimensions(by)
+            sampled = build_report(conn, dims, TimeRange())
+            limit = latency.LATENCY_SAMPLE_MAX
+            latency.LATENCY_SAMPLE_MAX = 10**12
             try:
-                exact = {
-                    r.dims: r for r in queries.build_report(conn, dims, queries.TimeRange()).rows
-                }
+                exact = {r.dims: r for r in build_report(conn, dims, TimeRange()).rows}
             finally:
-                queries.LATENCY_SAMPLE_MAX = limit
+                latency.LATENCY_SAMPLE_MAX = limit
             errors: dict[str, list[float]] = {name: [] for name in fields}
             for row in sampled.rows:
                 for name in fields:

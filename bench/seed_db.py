@@ -2,8 +2,8 @@
 
     METERFOX_HOME=/tmp/mf-bench python bench/seed_db.py --rows 1000000
 
-Records go through the project's own storage path: `UsageRecord` → `record_row` →
-`INSERT_REQUEST` / `INSERT_TAG` inside `transaction`, on a connection from `store.db.connect`
+Records go through the project's own storage path: `UsageRecord` → `store.rows.insert_records`
+inside `transaction`, on a connection from `store.db.connect`
 (so the schema and every migration are the real ones). The mix: ~15 models over 7 providers
 with skewed popularity, `--days` of timestamps (busier on weekdays and in working hours),
 streamed and non-streamed calls with log-normal latencies, four keys, `feature`/`env` tags on
@@ -27,9 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from meterfox_cli.paths import resolve_paths
 from meterfox_cli.pricing.quote import NO_USAGE, UNPRICED, Price
 from meterfox_cli.records import Outcome, UsageRecord
-from meterfox_cli.store.db import connect
-from meterfox_cli.store.migrations import transaction
-from meterfox_cli.store.writer import INSERT_REQUEST, INSERT_TAG, record_row
+from meterfox_cli.store.db import connect, transaction
+from meterfox_cli.store.rows import insert_records
 from meterfox_cli.usage import Reading, Usage
 
 BATCH = 20_000
@@ -205,12 +204,9 @@ def seed(
                 key = rng.choices(keys, key_weights)[0]
                 record = make_record(rng, ts, model, key, make_tags(rng, features, feature_weights))
                 batch.append((record, price(model, record.reading.usage)))
-            values = [record_row(r, p) for r, p in batch]
-            tags = [(r.id, n, v) for r, _ in batch for n, v in r.tags]
             begun = time.perf_counter()
             with transaction(conn):
-                conn.executemany(INSERT_REQUEST, values)
-                conn.executemany(INSERT_TAG, tags)
+                insert_records(conn, batch)
             writing += time.perf_counter() - begun
             done = min(offset + BATCH, rows)
             print(f"\r{done:,} / {rows:,} rows", end="", file=sys.stderr, flush=True)

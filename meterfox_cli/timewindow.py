@@ -6,7 +6,7 @@ import time
 from datetime import date, datetime
 
 from meterfox_cli.errors import MeterFoxError
-from meterfox_cli.store.queries import TimeRange
+from meterfox_cli.store.select import TimeRange
 
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 FORMS = "7d, 24h, 30m, 2w, today, month, all, or a date/time (2026-11-01, 2026-11-01T09:00)"

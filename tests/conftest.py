@@ -1,10 +1,11 @@
-"""Shared fixtures: a temp METERFOX_HOME, a fake upstream, and a proxy wired to it."""
+"""Shared fixtures: a temp METERFOX_HOME, a migrated database connection, a fake upstream, and
+a proxy wired to it."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from meterfox_cli.paths import resolve_paths
 from meterfox_cli.providers.registry import Registry, build_registry
 from meterfox_cli.proxy.app import make_app
 from meterfox_cli.proxy.auth import Authorizer
+from meterfox_cli.store.db import connect
 from meterfox_cli.store.writer import RecordWriter
 from tests.fakes.upstream import FakeUpstream
 
@@ -34,6 +36,17 @@ def meterfox_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("PYTHON_KEYRING_BACKEND", raising=False)
     monkeypatch.delenv("METERFOX_PASSPHRASE", raising=False)
     return home
+
+
+@pytest.fixture
+def conn(meterfox_home: Path) -> Iterator[sqlite3.Connection]:
+    """A migrated connection to this test's own database (where `meterfox serve` would write),
+    closed after the test."""
+    paths = resolve_paths()
+    paths.ensure()
+    connection = connect(paths.database)
+    yield connection
+    connection.close()
 
 
 @dataclass

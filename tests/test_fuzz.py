@@ -37,8 +37,8 @@ from meterfox_cli.proxy.headers import (
     tags_from_headers,
     upstream_request_headers,
 )
-from meterfox_cli.store.migrations import migrate
-from meterfox_cli.store.writer import INSERT_REQUEST, record_row
+from meterfox_cli.store.db import migrate
+from meterfox_cli.store.rows import insert_records
 from meterfox_cli.usage import MAX_COUNT, Reading, as_int
 from tests.fakes.records import usage_record
 from tests.providers.taps import split
@@ -258,7 +258,7 @@ def assert_storable(reading: Reading) -> None:
     )
     _DB.execute("SAVEPOINT fuzz")
     try:
-        _DB.execute(INSERT_REQUEST, record_row(record, price_record(record)))
+        insert_records(_DB, [(record, price_record(record))])
     finally:
         _DB.execute("ROLLBACK TO fuzz")
         _DB.execute("RELEASE fuzz")

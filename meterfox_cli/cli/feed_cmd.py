@@ -54,8 +54,9 @@ def tail(
     """
     import time
 
-    from meterfox_cli import report as render
     from meterfox_cli.cli.common import default_base, load_settings
+    from meterfox_cli.report.empty import getting_started
+    from meterfox_cli.report.tail import TAIL_HEADER, RunningTotal, tail_line
     from meterfox_cli.store import feed
     from meterfox_cli.store.db import connect
 
@@ -64,22 +65,22 @@ def tail(
     path = settings.paths.database
     deadline = None if timeout is None else time.monotonic() + timeout
     if not path.exists():
-        click.echo(render.getting_started(default_base(settings)), err=True)
+        click.echo(getting_started(default_base(settings)), err=True)
         if once or not _wait_for(path, deadline, interval):
             return
     conn = connect(path, readonly=True)
     try:
-        totals = render.RunningTotal()
-        click.echo(render.TAIL_HEADER)
+        totals = RunningTotal()
+        click.echo(TAIL_HEADER)
         for line in feed.latest(conn, limit, filters):
-            click.echo(_styled(line, render.tail_line(line, totals.add(line))))
+            click.echo(_styled(line, tail_line(line, totals.add(line))))
         if once:
             return
         start = feed.last_rowid(conn)
         seen = 0
         for batch in feed.follow(conn, start, filters, interval=interval, deadline=deadline):
             for line in batch:
-                click.echo(_styled(line, render.tail_line(line, totals.add(line))))
+                click.echo(_styled(line, tail_line(line, totals.add(line))))
                 seen += 1
                 if count is not None and seen >= count:
                     return
@@ -137,8 +138,8 @@ def export(
 
     Streams: rows are read and written one batch at a time, whatever the database's size.
     """
-    from meterfox_cli import report as render
     from meterfox_cli.cli.common import load_settings
+    from meterfox_cli.report.export import write_export
     from meterfox_cli.store import feed
     from meterfox_cli.store.db import open_readonly
     from meterfox_cli.timewindow import parse_window
@@ -147,16 +148,16 @@ def export(
     filters = make_filters(providers, models, keys, tags)
     conn = open_readonly(load_settings().paths.database)
     if conn is None:
-        render.write_export((), sys.stdout if output is None else _open(output), fmt)
+        write_export((), sys.stdout if output is None else _open(output), fmt)
         return
     rows = feed.export_rows(conn, window, filters)
     try:
         if output is None:
-            render.write_export(rows, sys.stdout, fmt)
+            write_export(rows, sys.stdout, fmt)
             sys.stdout.flush()
             return
         with _open(output) as out:
-            written = render.write_export(rows, out, fmt)
+            written = write_export(rows, out, fmt)
         click.echo(f"{written:,} requests → {output}", err=True)
     except BrokenPipeError:  # `meterfox export | head`: the reader has all it wants.
         # As the Python docs advise: point stdout at devnull so the exit-time flush is quiet.

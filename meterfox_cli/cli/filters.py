@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from meterfox_cli.store.queries import Filters
+    from meterfox_cli.store.select import Filters
 
 TIME_HELP = "7d, 24h, 30m, 2w, today, month, all, or a date/time (2026-11-01)"
 
@@ -39,7 +39,7 @@ def make_filters(
     tags: tuple[str, ...],
 ) -> Filters:
     from meterfox_cli.errors import MeterFoxError
-    from meterfox_cli.store.queries import Filters
+    from meterfox_cli.store.select import Filters
 
     parsed = []
     for tag in tags:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from meterfox_cli.pricing.book import PriceBook
     from meterfox_cli.pricing.quote import Bucket, Quote
     from meterfox_cli.pricing.rate_cards import Rate, RateCard
-    from meterfox_cli.store.costs import StoredRequest
+    from meterfox_cli.store.rows import StoredRequest
 
 
 def _usd(amount: Decimal | None) -> str:

@@ -44,10 +44,13 @@ def report(
     Alone it shows this month by provider and model. JSON and CSV keep exact numbers and
     stable field names; `--by day` adds a spend bar per day (see also `meterfox chart`).
     """
-    from meterfox_cli import report as render
     from meterfox_cli.cli.common import default_base, load_settings
     from meterfox_cli.paths import resolve_paths
-    from meterfox_cli.store.queries import empty_report, parse_dimensions, read_report
+    from meterfox_cli.report.empty import getting_started
+    from meterfox_cli.report.formats import to_csv, to_json
+    from meterfox_cli.report.table import render_table, to_markdown
+    from meterfox_cli.store.dimensions import parse_dimensions
+    from meterfox_cli.store.queries import empty_report, read_report
     from meterfox_cli.timewindow import describe, resolve_window
 
     dims = parse_dimensions(by)
@@ -55,7 +58,7 @@ def report(
     filters = make_filters(providers, models, keys, tags)
     result = read_report(resolve_paths().database, dims, window, filters)
     if result is None:
-        directions = render.getting_started(default_base(load_settings()))
+        directions = getting_started(default_base(load_settings()))
         if fmt in ("table", "markdown"):
             click.echo(directions)
             return
@@ -64,14 +67,14 @@ def report(
     if not result.rows and fmt in ("table", "markdown"):
         click.echo(f"No requests match, {describe(window)}; try --since all or fewer filters.")
     elif fmt == "json":
-        click.echo(render.to_json(result))
+        click.echo(to_json(result))
     elif fmt == "csv":
-        click.echo(render.to_csv(result), nl=False)
+        click.echo(to_csv(result), nl=False)
     elif fmt == "markdown":
-        click.echo(render.to_markdown(result), nl=False)
+        click.echo(to_markdown(result), nl=False)
     else:
         title = f"Spend by {', '.join(dims)} · {describe(window)}"
-        render.render_table(result, _console(), title=title)
+        render_table(result, _console(), title=title)
     if strict and result.total.unpriced_requests:
         click.echo(
             f"meterfox: {result.total.unpriced_requests:,} requests in range are unpriced "
@@ -99,25 +102,28 @@ def chart(
     tags: tuple[str, ...],
 ) -> None:
     """Daily spend for the last N days as bars in the terminal, stacked by provider or model."""
-    from meterfox_cli import report as render
     from meterfox_cli.cli.common import default_base, load_settings
     from meterfox_cli.errors import MeterFoxError
     from meterfox_cli.paths import resolve_paths
-    from meterfox_cli.store.queries import TIME_DIMENSIONS, TimeRange, parse_dimensions, read_report
+    from meterfox_cli.report.chart import day_range, render_chart
+    from meterfox_cli.report.empty import getting_started
+    from meterfox_cli.store.dimensions import TIME_DIMENSIONS, parse_dimensions
+    from meterfox_cli.store.queries import read_report
+    from meterfox_cli.store.select import TimeRange
     from meterfox_cli.timewindow import day_start
 
     dims = parse_dimensions(by)
     if len(dims) != 1 or dims[0] in TIME_DIMENSIONS:
         raise MeterFoxError("chart --by takes one of provider, model, key, endpoint, tag:NAME")
-    first, last = render.day_range(days)
+    first, last = day_range(days)
     filters = make_filters(providers, models, keys, tags)
     window = TimeRange(day_start(first), None)
     path = resolve_paths().database
     result = read_report(path, ("day", dims[0]), window, filters, latency=False)
     if result is None:
-        click.echo(render.getting_started(default_base(load_settings())))
+        click.echo(getting_started(default_base(load_settings())))
         return
-    render.render_chart(result, _console(), first_day=first, last_day=last)
+    render_chart(result, _console(), first_day=first, last_day=last)
 
 
 def _console():

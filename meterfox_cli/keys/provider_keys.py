@@ -38,7 +38,7 @@ from typing import Protocol
 
 from meterfox_cli.errors import KeyError_
 from meterfox_cli.proxy.auth import is_proxy_key
-from meterfox_cli.store.migrations import transaction
+from meterfox_cli.store.db import transaction
 
 SERVICE = "meterfox"
 KEY_FILE_NAME = "provider-keys.enc"

@@ -26,7 +26,7 @@ from meterfox_cli.errors import KeyError_
 from meterfox_cli.keys.budget import Budget, Period, period_start, spend_since
 from meterfox_cli.proxy.auth import PROXY_KEY_PREFIX
 from meterfox_cli.records import PASSTHROUGH_KEY
-from meterfox_cli.store.migrations import transaction
+from meterfox_cli.store.db import transaction
 
 if TYPE_CHECKING:
     from meterfox_cli.providers.registry import Registry

@@ -6,87 +6,33 @@ the provider's reported cost), so any row can be priced again with today's overr
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import Decimal
 
 from meterfox_cli.errors import MeterFoxError
 from meterfox_cli.pricing.book import PriceBook, price_reading
-from meterfox_cli.pricing.quote import Quote
-from meterfox_cli.store.migrations import transaction
-from meterfox_cli.store.queries import TimeRange
-from meterfox_cli.usage import Reading, Usage
+from meterfox_cli.store.db import transaction
+from meterfox_cli.store.rows import STORED_COLUMNS, StoredRequest, named_rows, stored_request
+from meterfox_cli.store.select import TimeRange, window_sql
 
-_COLUMNS = """
-    id, ts, provider, model, endpoint, status, outcome, usage_known,
-    input_tokens, cached_tokens, cache_write_tokens, cache_write_1h_tokens,
-    output_tokens, reasoning_tokens, units, price_context, reported_cost_usd,
-    cost_nanousd, cost_source, price_detail
-"""
 _UPDATE = "UPDATE requests SET cost_nanousd = ?, cost_source = ?, price_detail = ? WHERE id = ?"
 MIN_PREFIX = 6
 ALL_TIME = TimeRange()
 _HEX = frozenset("0123456789abcdef")
 
 
-@dataclass(frozen=True, slots=True)
-class StoredRequest:
-    id: str
-    ts: float
-    provider: str
-    model: str | None
-    endpoint: str
-    status: int
-    outcome: str
-    reading: Reading
-    cost_nanousd: int | None
-    cost_source: str
-    price_detail: str | None
-
-    @property
-    def quote(self) -> Quote | None:
-        return Quote.from_json(self.price_detail) if self.price_detail else None
-
-
-def _stored(row: tuple) -> StoredRequest:
-    (id_, ts, provider, model, endpoint, status, outcome, known, inp, cached, write, write_1h,
-     out, reasoning, units, context, reported, nano, source, detail) = row  # fmt: skip
-    usage = None
-    if known:
-        usage = Usage(
-            input_tokens=inp,
-            cached_tokens=cached,
-            cache_write_tokens=write,
-            cache_write_1h_tokens=write_1h,
-            output_tokens=out,
-            reasoning_tokens=reasoning,
-            units=tuple(json.loads(units).items()) if units else (),
-        )
-    reading = Reading(
-        model=model,
-        usage=usage,
-        reported_cost_usd=Decimal(reported) if reported is not None else None,
-        price_context=tuple(json.loads(context).items()) if context else (),
-    )
-    return StoredRequest(
-        id_, ts, provider, model, endpoint, status, outcome, reading, nano, source, detail
-    )
-
-
 def find_request(conn: sqlite3.Connection, request_id: str) -> StoredRequest:
     """The request with this id (from `X-MeterFox-Request-Id`), or a unique id prefix."""
     request_id = request_id.strip()
-    row = conn.execute(f"SELECT {_COLUMNS} FROM requests WHERE id = ?", (request_id,)).fetchone()
-    if row is not None:
-        return _stored(row)
+    sql = f"SELECT {STORED_COLUMNS} FROM requests"
+    rows = named_rows(conn.execute(f"{sql} WHERE id = ?", (request_id,)))
+    if rows:
+        return stored_request(rows[0])
     if len(request_id) >= MIN_PREFIX and _HEX.issuperset(request_id.lower()):
-        rows = conn.execute(
-            f"SELECT {_COLUMNS} FROM requests WHERE id LIKE ? LIMIT 2", (request_id + "%",)
-        ).fetchall()
+        rows = named_rows(conn.execute(f"{sql} WHERE id LIKE ? LIMIT 2", (request_id + "%",)))
         if len(rows) == 1:
-            return _stored(rows[0])
+            return stored_request(rows[0])
         if len(rows) > 1:
             raise MeterFoxError(f"request id {request_id!r} is ambiguous: give more of it")
     raise MeterFoxError(f"no request with id {request_id!r} (see X-MeterFox-Request-Id)")
@@ -144,25 +90,20 @@ def _batches(
     conn: sqlite3.Connection, window: TimeRange, size: int
 ) -> Iterator[list[StoredRequest]]:
     """Rows in (ts, id) order, fetched by keyset so updates between batches are safe."""
-    clauses, params = [], []
-    if window.since is not None:
-        clauses.append("ts >= ?")
-        params.append(window.since)
-    if window.until is not None:
-        clauses.append("ts < ?")
-        params.append(window.until)
-    last: tuple[float, str] | None = None
+    window_clause, params = window_sql(window)
+    last: StoredRequest | None = None
     while True:
-        where = list(clauses)
+        where = [window_clause] if window_clause else []
         args: list[object] = list(params)
         if last is not None:
-            where.append("(ts > ? OR (ts = ? AND id > ?))")
-            args += [last[0], last[0], last[1]]
-        sql = f"SELECT {_COLUMNS} FROM requests"
+            where.append("(r.ts > ? OR (r.ts = ? AND r.id > ?))")
+            args += [last.ts, last.ts, last.id]
+        sql = f"SELECT {STORED_COLUMNS} FROM requests r"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        rows = conn.execute(sql + " ORDER BY ts, id LIMIT ?", (*args, size)).fetchall()
-        if not rows:
+        cursor = conn.execute(sql + " ORDER BY r.ts, r.id LIMIT ?", (*args, size))
+        batch = [stored_request(row) for row in named_rows(cursor)]
+        if not batch:
             return
-        yield [_stored(row) for row in rows]
-        last = (rows[-1][1], rows[-1][0])
+        yield batch
+        last = batch[-1]

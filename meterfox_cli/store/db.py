@@ -1,13 +1,17 @@
-"""Opening the database: owner-only file, WAL, busy timeout, migrated to the latest schema."""
+"""Connections to the database: opening one (owner-only file, WAL, busy timeout, migrated to
+the latest schema), and the write transaction every writer of it uses."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from meterfox_cli.errors import StoreError
-from meterfox_cli.store.migrations import migrate
+from meterfox_cli.store.migrations import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -82,3 +86,40 @@ def open_readonly(path: Path) -> sqlite3.Connection | None:
 
 def has_requests(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1 FROM requests LIMIT 1").fetchone() is not None
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE … COMMIT on an autocommit connection; ROLLBACK on any error.
+
+    A failed COMMIT (disk full, I/O error) rolls back too. SQLite may already have rolled the
+    transaction back itself (SQLITE_FULL does): then there is nothing to undo, and the
+    original error is the one raised, not "cannot rollback - no transaction is active".
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply every migration not yet recorded, each in its own transaction; return their names."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+    )
+    done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+    applied = []
+    for name, migration in MIGRATIONS:
+        if name in done:
+            continue
+        with transaction(conn):
+            if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
+                continue  # another process applied it while we waited for the lock
+            migration(conn)
+            conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
+        applied.append(name)
+    return applied

@@ -8,60 +8,9 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from decimal import Decimal
 
-from meterfox_cli.store.queries import NO_FILTERS, Filters, TimeRange, filter_sql, window_sql
-
-_COLUMNS = (
-    "r.rowid, r.id, r.ts, r.day, r.provider, r.model, r.endpoint, r.method, r.status, "
-    "r.outcome, r.streamed, r.key_name, r.ttfb_ms, r.latency_ms, r.usage_known, "
-    "r.input_tokens, r.cached_tokens, r.cache_write_tokens, r.output_tokens, "
-    "r.reasoning_tokens, r.cost_nanousd, r.cost_source"
-)
-_TAGS = "(SELECT json_group_object(t.name, t.value) FROM request_tags t WHERE t.request_id = r.id)"
-
-
-@dataclass(frozen=True, slots=True)
-class RequestLine:
-    """One recorded request, as `tail` shows it and `export` writes it."""
-
-    rowid: int
-    id: str
-    ts: float
-    day: str
-    provider: str
-    model: str | None
-    endpoint: str
-    method: str
-    status: int
-    outcome: str
-    streamed: bool
-    key_name: str
-    ttfb_ms: float | None
-    latency_ms: float
-    usage_known: bool
-    input_tokens: int
-    cached_tokens: int
-    cache_write_tokens: int
-    output_tokens: int
-    reasoning_tokens: int
-    cost_nanousd: int | None
-    cost_source: str
-    tags: str = "{}"  # a JSON object
-
-    @property
-    def cost_usd(self) -> Decimal | None:
-        return None if self.cost_nanousd is None else Decimal(self.cost_nanousd).scaleb(-9)
-
-
-def _line(row: tuple) -> RequestLine:
-    values = list(row)
-    values[10] = bool(values[10])  # streamed
-    values[14] = bool(values[14])  # usage_known
-    if len(values) > 22 and values[22] is None:
-        values[22] = "{}"
-    return RequestLine(*values)
+from meterfox_cli.store.rows import LINE_COLUMNS, TAGS_COLUMN, RequestLine, request_lines
+from meterfox_cli.store.select import NO_FILTERS, Filters, TimeRange, filter_sql, window_sql
 
 
 def _where(filters: Filters, extra: list[str], params: list[object]) -> tuple[str, list[object]]:
@@ -77,9 +26,9 @@ def latest(
     if limit <= 0:
         return []
     where, params = _where(filters, [], [])
-    sql = f"SELECT {_COLUMNS} FROM requests r {where} ORDER BY r.rowid DESC LIMIT ?"
-    rows = conn.execute(sql, [*params, limit]).fetchall()
-    return [_line(row) for row in reversed(rows)]
+    sql = f"SELECT {LINE_COLUMNS} FROM requests r {where} ORDER BY r.rowid DESC LIMIT ?"
+    lines = list(request_lines(conn.execute(sql, [*params, limit])))
+    return lines[::-1]
 
 
 def last_rowid(conn: sqlite3.Connection) -> int:
@@ -91,8 +40,8 @@ def after(
 ) -> list[RequestLine]:
     """Requests recorded after `rowid` (rowids grow as records are committed), oldest first."""
     where, params = _where(filters, ["r.rowid > ?"], [rowid])
-    sql = f"SELECT {_COLUMNS} FROM requests r {where} ORDER BY r.rowid LIMIT ?"
-    return [_line(row) for row in conn.execute(sql, [*params, limit])]
+    sql = f"SELECT {LINE_COLUMNS} FROM requests r {where} ORDER BY r.rowid LIMIT ?"
+    return list(request_lines(conn.execute(sql, [*params, limit])))
 
 
 def follow(
@@ -123,11 +72,9 @@ def export_rows(
     """Every request in the window with its tags, oldest first, fetched as iterated."""
     window_clause, window_params = window_sql(window)
     where, params = _where(filters, [window_clause] if window_clause else [], window_params)
-    sql = f"SELECT {_COLUMNS}, {_TAGS} FROM requests r {where} ORDER BY r.ts, r.rowid"
+    sql = f"SELECT {LINE_COLUMNS}, {TAGS_COLUMN} FROM requests r {where} ORDER BY r.ts, r.rowid"
     cursor = conn.execute(sql, params)
     try:
-        while batch := cursor.fetchmany(2000):
-            for row in batch:
-                yield _line(row)
+        yield from request_lines(cursor)
     finally:
         cursor.close()

@@ -1,4 +1,4 @@
-"""Ordered, named schema migrations, recorded in the database as they are applied.
+"""The schema, as ordered, named migrations (`store.db.migrate` applies and records them).
 
 A migration, once shipped, is never edited: a change to the schema is a new function at the end
 of MIGRATIONS. tests/store/test_migrations.py migrates a blank database and checks the schema.
@@ -7,29 +7,9 @@ of MIGRATIONS. tests/store/test_migrations.py migrates a blank database and chec
 from __future__ import annotations
 
 import sqlite3
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 Migration = Callable[[sqlite3.Connection], None]
-
-
-@contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE … COMMIT on an autocommit connection; ROLLBACK on any error.
-
-    A failed COMMIT (disk full, I/O error) rolls back too. SQLite may already have rolled the
-    transaction back itself (SQLITE_FULL does): then there is nothing to undo, and the
-    original error is the one raised, not "cannot rollback - no transaction is active".
-    """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
 
 
 def _run(conn: sqlite3.Connection, script: str) -> None:
@@ -230,22 +210,3 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("003_keys", m003_keys),
     ("004_report_rollup", m004_report_rollup),
 ]
-
-
-def migrate(conn: sqlite3.Connection) -> list[str]:
-    """Apply every migration not yet recorded, each in its own transaction; return their names."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
-    )
-    done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
-    applied = []
-    for name, migration in MIGRATIONS:
-        if name in done:
-            continue
-        with transaction(conn):
-            if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
-                continue  # another process applied it while we waited for the lock
-            migration(conn)
-            conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
-        applied.append(name)
-    return applied

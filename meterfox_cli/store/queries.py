@@ -1,51 +1,36 @@
-"""Report queries. Grouping and sums happen in SQLite; money stays in integer nano-USD.
+"""Report queries: sums per group, the Report and its rows. Grouping and sums happen in
+SQLite; money stays in integer nano-USD.
 
 Sums come from `request_rollup` (exact per-hour sums kept by triggers, see migrations.py) for
 the whole hours of a window, and from `requests` only for the partial hours at its edges; a
 grouping or filter on tags, or a database without the rollup, reads `requests` alone. Both
-paths give the same numbers (tests/store/test_queries.py checks it).
-
-Latency percentiles (nearest rank) need the individual requests: a second pass reads them
-from the narrow covering index `requests_latency`. Reading a request costs about a
-microsecond in Python (sorting a million in SQLite costs far more), so a window of more than
-LATENCY_SAMPLE_MAX requests is sampled one in m by rowid, and the groups that sample leaves
-thin are read in full (see `_latency`); each row says how its percentiles were taken.
+paths give the same numbers (tests/store/test_queries.py checks it). Latency percentiles are a
+second pass over the same snapshot (store/latency.py).
 """
 
 from __future__ import annotations
 
 import math
 import sqlite3
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from meterfox_cli.errors import MeterFoxError
 from meterfox_cli.store.db import has_requests, open_readonly
+from meterfox_cli.store.dimensions import (
+    TIME_DIMENSIONS,
+    TOTAL_GROUP,
+    dimension_sql,
+    label,
+    parse_dimensions,
+    tag_joins,
+)
+from meterfox_cli.store.latency import latency_percentiles
+from meterfox_cli.store.select import NO_FILTERS, Filters, TimeRange, filter_sql, window_sql
 
-UNKNOWN_GROUP = "(unknown)"
-UNTAGGED_GROUP = "(untagged)"
-TOTAL_GROUP = "total"
-GROUP_SEPARATOR = " / "
-LATENCY_SAMPLE_MAX = 100_000  # requests the uniform latency pass reads at most
-LATENCY_MIN_SAMPLES = 1_000  # a group sampled thinner than this is read in full…
-LATENCY_TOP_UP_MAX = 100_000  # …as far as this many more requests
 HOUR_S = 3600
 
-# Dimension → SQL over a rollup or request row named {t} (they share these column names).
-_COLUMN_DIMENSIONS = {
-    "provider": "{t}.provider",
-    "model": "NULLIF({t}.model, '')",
-    "key": "{t}.key_name",
-    "endpoint": "{t}.endpoint",
-    "day": "{t}.day",
-    "week": "date({t}.day, 'weekday 0', '-6 days')",  # the Monday that starts the ISO week
-    "month": "substr({t}.day, 1, 7)",
-}
-TIME_DIMENSIONS = frozenset({"day", "week", "month"})
 _SUMS = (
     "requests",
     "errors",
@@ -110,25 +95,6 @@ class ReportRow:
 
 
 @dataclass(frozen=True, slots=True)
-class TimeRange:
-    since: float | None = None  # unix seconds, inclusive
-    until: float | None = None  # unix seconds, exclusive
-
-
-@dataclass(frozen=True, slots=True)
-class Filters:
-    """Keep only requests matching every given field (any of the values within a field)."""
-
-    providers: tuple[str, ...] = ()
-    models: tuple[str, ...] = ()
-    keys: tuple[str, ...] = ()
-    tags: tuple[tuple[str, str], ...] = ()  # (name, value), all must match
-
-
-NO_FILTERS = Filters()
-
-
-@dataclass(frozen=True, slots=True)
 class Report:
     dimensions: tuple[str, ...]
     window: TimeRange
@@ -141,29 +107,6 @@ class Report:
 @dataclass(slots=True)
 class _Acc:
     sums: list[int] = field(default_factory=lambda: [0] * len(_SUMS))
-
-
-def parse_dimensions(text: str) -> tuple[str, ...]:
-    """`provider,model` / `tag:Feature` / `day` → normalised dimension names, checked."""
-    dims: list[str] = []
-    for part in text.split(","):
-        name = part.strip()
-        if name.lower().startswith("tag:"):
-            tag = name[4:].strip().lower()
-            if not tag:
-                raise MeterFoxError("--by tag:NAME needs a tag name, e.g. --by tag:feature")
-            name = f"tag:{tag}"
-        else:
-            name = name.lower()
-            if name == "key_name":
-                name = "key"
-            if name not in _COLUMN_DIMENSIONS:
-                known = ", ".join([*_COLUMN_DIMENSIONS, "tag:NAME"])
-                raise MeterFoxError(f"cannot group by {part.strip()!r}; use one of: {known}")
-        if name in dims:
-            raise MeterFoxError(f"--by names {name!r} twice")
-        dims.append(name)
-    return tuple(dims)
 
 
 def build_report(
@@ -200,12 +143,12 @@ def _build_report(
     sample_every = 1
     if latency and rows:
         counts = {key: acc.sums[0] for key, acc in groups.items()}
-        sample_every, percentiles = _latency(conn, dims, window, filters, counts)
+        sample_every, percentiles = latency_percentiles(conn, dims, window, filters, counts)
         unseen = {"latency_sample_every": sample_every}  # no request of it in the sample
         rows = [replace(row, **percentiles.get(row.dims, unseen)) for row in rows]
         total = replace(total, **percentiles.get(None, {}))
     rows.sort(key=_order(dims))
-    labelled = tuple(replace(row, group=_label(dims, row.dims)) for row in rows)
+    labelled = tuple(replace(row, group=label(dims, row.dims)) for row in rows)
     return Report(dims, window, filters, labelled, total, sample_every)
 
 
@@ -255,7 +198,7 @@ def _sums(
     conn: sqlite3.Connection, dims: tuple[str, ...], window: TimeRange, filters: Filters
 ) -> dict[tuple[str | None, ...], _Acc]:
     source, params = _source(conn, dims, window, filters)
-    keys = [_dimension_sql(dim, i) for i, dim in enumerate(dims)]
+    keys = [dimension_sql(dim, i) for i, dim in enumerate(dims)]
     select = ", ".join([*keys, *(f"SUM(x.{name})" for name in _SUMS)])
     group = f"GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}" if keys else ""
     sql = f"SELECT {select} FROM ({source}) x {group}"
@@ -314,7 +257,7 @@ def _request_source(
     filters: Filters,
     window: tuple[str, list[object]],
 ) -> tuple[str, list[object]]:
-    joins, params, tag_columns = _tag_joins(dims)
+    joins, params, tag_columns = tag_joins(dims)
     clauses, filter_params = filter_sql(filters, "r")
     window_sql, window_params = window
     if window_sql:
@@ -324,50 +267,6 @@ def _request_source(
     columns = ", ".join([_KEY_COLUMNS, *tag_columns, sums])
     sql = f"SELECT {columns} FROM requests r {joins} {where}"
     return sql, [*params, *filter_params, *window_params]
-
-
-def _tag_joins(dims: tuple[str, ...]) -> tuple[str, list[object], list[str]]:
-    joins, params, columns = [], [], []
-    for i, dim in enumerate(dims):
-        if dim.startswith("tag:"):
-            joins.append(f"LEFT JOIN request_tags t{i} ON t{i}.request_id = r.id AND t{i}.name = ?")
-            params.append(dim[4:])
-            columns.append(f"t{i}.value AS tag{i}")
-    return " ".join(joins), params, columns
-
-
-def filter_sql(filters: Filters, alias: str = "r") -> tuple[list[str], list[object]]:
-    """WHERE clauses (AND-ed) for `filters` over a `requests` row (or, without tags, a rollup
-    row) named `alias`."""
-    clauses: list[str] = []
-    params: list[object] = []
-    for column, values in (
-        ("provider", filters.providers),
-        ("model", filters.models),
-        ("key_name", filters.keys),
-    ):
-        if values:
-            clauses.append(f"{alias}.{column} IN ({', '.join('?' * len(values))})")
-            params.extend(values)
-    for name, value in filters.tags:
-        clauses.append(
-            "EXISTS (SELECT 1 FROM request_tags f "
-            f"WHERE f.request_id = {alias}.id AND f.name = ? AND f.value = ?)"
-        )
-        params.extend([name, value])
-    return clauses, params
-
-
-def window_sql(window: TimeRange) -> tuple[str, list[object]]:
-    """A WHERE clause (maybe empty) keeping requests `r` inside the window."""
-    clauses, params = [], []
-    if window.since is not None:
-        clauses.append("r.ts >= ?")
-        params.append(window.since)
-    if window.until is not None:
-        clauses.append("r.ts < ?")
-        params.append(window.until)
-    return " AND ".join(clauses), params
 
 
 def _edge_sql(
@@ -386,187 +285,6 @@ def _edge_sql(
     if not parts:
         return None
     return f"({' OR '.join(parts)})", params
-
-
-def _dimension_sql(dim: str, index: int, alias: str = "x") -> str:
-    """The SQL for a dimension over the summed source `x` or over a request row `r`."""
-    if dim.startswith("tag:"):
-        return f"x.tag{index}" if alias == "x" else f"t{index}.value"
-    return _COLUMN_DIMENSIONS[dim].format(t=alias)
-
-
-# --- latency percentiles -------------------------------------------------------------------
-
-
-_NONE = "\x1e"  # a dimension value that is NULL, inside a joined latency-pass key
-_JOIN = "\x1f"  # between dimension values, inside a joined latency-pass key
-
-Key = tuple[str | None, ...]
-
-
-def _latency(
-    conn: sqlite3.Connection,
-    dims: tuple[str, ...],
-    window: TimeRange,
-    filters: Filters,
-    counts: dict[Key, int],
-) -> tuple[int, dict[Key | None, dict[str, object]]]:
-    """p50/p95 latency and p50 time to first byte per group (key None: all groups).
-
-    Every request is read when the window holds at most LATENCY_SAMPLE_MAX; else one in
-    `every` by rowid (a systematic sample, spread evenly over the recording order), and then
-    every request of the groups that sample leaves with fewer than LATENCY_MIN_SAMPLES, as far
-    as LATENCY_TOP_UP_MAX allows and the grouping can be filtered on indexed columns.
-    """
-    every = max(1, math.ceil(sum(counts.values()) / LATENCY_SAMPLE_MAX))
-    sample = ("r.rowid % ? = 0", [every]) if every > 1 else None
-    latencies, ttfbs = _read_latencies(conn, dims, window, filters, sample)
-    overall = _percentiles(
-        [v for values in latencies.values() for v in values],
-        [v for values in ttfbs.values() for v in values],
-    )
-    exact: set[Key] = set(counts) if every == 1 else set()
-    small = _small_groups(counts, every) if every > 1 else []
-    narrowing = _group_filter(dims, small) if small else None
-    if narrowing is not None:
-        full, full_ttfbs = _read_latencies(conn, dims, window, filters, narrowing)
-        for key in small:  # the narrowing filter may match more than these groups
-            latencies[key] = full.get(key, [])
-            ttfbs[key] = full_ttfbs.get(key, [])
-        exact.update(small)
-    result: dict[Key | None, dict[str, object]] = {
-        key: {
-            **_percentiles(values, ttfbs.get(key, [])),
-            "latency_sample_every": 1 if key in exact else every,
-        }
-        for key, values in latencies.items()
-    }
-    result[None] = {**overall, "latency_sample_every": every}
-    return every, result
-
-
-def _read_latencies(
-    conn: sqlite3.Connection,
-    dims: tuple[str, ...],
-    window: TimeRange,
-    filters: Filters,
-    extra: tuple[str, list[object]] | None,
-) -> tuple[dict[Key, list[float]], dict[Key, list[float]]]:
-    """Latencies and times to first byte per group. The loop runs once per request read,
-    so it is kept minimal: SQLite joins a multi-dimension key into one string."""
-    keys = [_dimension_sql(dim, i, "r") for i, dim in enumerate(dims)]
-    joins, params, _ = _tag_joins(dims)
-    clauses, filter_params = filter_sql(filters, "r")
-    window_clause, window_params = window_sql(window)
-    clauses += [window_clause] if window_clause else []
-    params += [*filter_params, *window_params]
-    if extra is not None:
-        clauses.append(extra[0])
-        params += extra[1]
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    if len(keys) == 1:
-        key_sql = keys[0]
-    else:
-        key_sql = " || char(31) || ".join(f"IFNULL({key}, char(30))" for key in keys) or "''"
-    latencies: defaultdict[object, list[float]] = defaultdict(list)
-    ttfbs: defaultdict[object, list[float]] = defaultdict(list)
-    sql = f"SELECT {key_sql}, r.latency_ms, r.ttfb_ms FROM requests r {joins} {where}"
-    for key, latency, ttfb in conn.execute(sql, params):
-        latencies[key].append(latency)
-        if ttfb is not None:
-            ttfbs[key].append(ttfb)
-    split = _split_key if len(keys) != 1 else lambda key: (key,)
-    return (
-        {split(key): values for key, values in latencies.items()},
-        {split(key): values for key, values in ttfbs.items()},
-    )
-
-
-def _split_key(joined: str) -> Key:
-    if not joined:
-        return ()
-    return tuple(None if part == _NONE else part for part in joined.split(_JOIN))
-
-
-def _small_groups(counts: dict[Key, int], every: int) -> list[Key]:
-    """Groups the sample would leave short, smallest first, while every request the
-    narrowing filter would read stays within LATENCY_TOP_UP_MAX. The filter matches the
-    cross product of the chosen groups' values, so that is what is counted."""
-    chosen: list[Key] = []
-    values: list[set[str | None]] = [set() for _ in next(iter(counts), ())]
-    for key, n in sorted(counts.items(), key=lambda item: item[1])[:500]:
-        if n // every >= LATENCY_MIN_SAMPLES:
-            break
-        widened = [known | {value} for known, value in zip(values, key, strict=True)]
-        matched = sum(
-            count
-            for group, count in counts.items()
-            if all(value in allowed for value, allowed in zip(group, widened, strict=True))
-        )
-        if matched > LATENCY_TOP_UP_MAX:
-            break
-        chosen.append(key)
-        values = widened
-    return chosen
-
-
-def _group_filter(dims: tuple[str, ...], groups: list[Key]) -> tuple[str, list[object]] | None:
-    """A WHERE clause over indexed columns matching (at least) the requests of `groups`;
-    None when a dimension (a tag) cannot be filtered so."""
-    clauses: list[str] = []
-    params: list[object] = []
-    for i, dim in enumerate(dims):
-        values = {group[i] for group in groups}
-        if dim.startswith("tag:"):
-            return None
-        if dim in TIME_DIMENSIONS:
-            column, wanted = "r.day", sorted(d for v in values for d in _days_of(dim, v))
-        else:
-            column = {
-                "provider": "r.provider",
-                "model": "r.model",
-                "key": "r.key_name",
-                "endpoint": "r.endpoint",
-            }[dim]
-            wanted = sorted(v for v in values if v is not None)
-        match = f"{column} IN ({', '.join('?' * len(wanted))})" if wanted else "0"
-        if None in values:  # a missing model is stored as NULL or ''
-            match = f"({match} OR {column} IS NULL OR {column} = '')"
-        clauses.append(match)
-        params.extend(wanted)
-    return " AND ".join(clauses), params
-
-
-def _days_of(dim: str, value: str | None) -> list[str]:
-    """The days (ISO dates) a day / week (its Monday) / month (YYYY-MM) label covers."""
-    if value is None:
-        return []
-    if dim == "day":
-        return [value]
-    if dim == "week":
-        monday = date.fromisoformat(value)
-        return [(monday + timedelta(days=i)).isoformat() for i in range(7)]
-    year, month = (int(part) for part in value.split("-"))
-    first = date(year, month, 1)
-    following = date(year + month // 12, month % 12 + 1, 1)
-    return [(first + timedelta(days=i)).isoformat() for i in range((following - first).days)]
-
-
-def _percentiles(latencies: list[float], ttfbs: list[float]) -> dict[str, float | None]:
-    latencies.sort()
-    ttfbs.sort()
-    return {
-        "latency_p50_ms": nearest_rank(latencies, 0.50),
-        "latency_p95_ms": nearest_rank(latencies, 0.95),
-        "ttfb_p50_ms": nearest_rank(ttfbs, 0.50),
-    }
-
-
-def nearest_rank(ordered: Sequence[float], p: float) -> float | None:
-    """The p-th percentile by the nearest-rank method: the value at rank ceil(p·n)."""
-    if not ordered:
-        return None
-    return ordered[max(math.ceil(p * len(ordered)), 1) - 1]
 
 
 # --- rows ----------------------------------------------------------------------------------
@@ -599,16 +317,6 @@ def _row(dims: tuple[str | None, ...], sums: list[int]) -> ReportRow:
         unpriced_input_tokens=named["unpriced_input_tokens"],
         unpriced_output_tokens=named["unpriced_output_tokens"],
     )
-
-
-def _label(dims: tuple[str, ...], values: tuple[str | None, ...]) -> str:
-    parts = [
-        value
-        if value is not None
-        else (UNTAGGED_GROUP if dim.startswith("tag:") else UNKNOWN_GROUP)
-        for dim, value in zip(dims, values, strict=True)
-    ]
-    return GROUP_SEPARATOR.join(parts) or TOTAL_GROUP
 
 
 def _order(dims: tuple[str, ...]):

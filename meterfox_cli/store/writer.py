@@ -8,7 +8,6 @@ writer retries with backoff; the proxy never waits on disk.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import threading
@@ -16,15 +15,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 
 from meterfox_cli.errors import StoreError
 from meterfox_cli.pricing.book import price_record
 from meterfox_cli.pricing.quote import UNPRICED, Price
 from meterfox_cli.records import UsageRecord
-from meterfox_cli.store.db import BUSY_TIMEOUT_MS, connect
-from meterfox_cli.store.migrations import transaction
+from meterfox_cli.store.db import BUSY_TIMEOUT_MS, connect, transaction
+from meterfox_cli.store.rows import insert_records
 
 log = logging.getLogger("meterfox.writer")
 
@@ -33,66 +31,9 @@ log = logging.getLogger("meterfox.writer")
 # longest a SIGKILL can take records with it: see docs/performance.md.
 BATCH_INTERVAL_S = 0.025
 REMINDER_S = 60.0  # while records cannot be written, the log says so again this often
-INT64_MAX = 2**63 - 1
 ALREADY_COUNTED = Price(None, "no_usage", "usage already recorded under the same dedupe key")
 
-INSERT_REQUEST = """
-INSERT OR IGNORE INTO requests (
-    id, ts, day, provider, model, endpoint, method, status, streamed, outcome, key_name,
-    ttfb_ms, latency_ms, usage_known, input_tokens, cached_tokens, cache_write_tokens,
-    cache_write_1h_tokens, output_tokens, reasoning_tokens, units, price_context, dedupe_key,
-    reported_cost_usd, cost_nanousd, cost_source, price_detail
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
-INSERT_TAG = "INSERT OR IGNORE INTO request_tags (request_id, name, value) VALUES (?, ?, ?)"
 SEEN_DEDUPE_KEY = "SELECT 1 FROM requests WHERE dedupe_key = ? AND usage_known = 1 LIMIT 1"
-
-
-def record_row(record: UsageRecord, price: Price) -> tuple[object, ...]:
-    reading = record.reading
-    usage = reading.usage
-    counts = (
-        (
-            usage.input_tokens,
-            usage.cached_tokens,
-            usage.cache_write_tokens,
-            usage.cache_write_1h_tokens,
-            usage.output_tokens,
-            usage.reasoning_tokens,
-        )
-        if usage
-        else (0, 0, 0, 0, 0, 0)
-    )
-    return (
-        record.id,
-        record.started_at,
-        datetime.fromtimestamp(record.started_at).date().isoformat(),
-        record.provider,
-        reading.model or record.model,
-        record.endpoint,
-        record.method,
-        record.status,
-        int(record.streamed),
-        str(record.outcome),
-        record.key_name,
-        record.ttfb_ms,
-        record.latency_ms,
-        int(usage is not None),
-        *(_int64(count) for count in counts),
-        json.dumps(dict(usage.units)) if usage and usage.units else None,
-        json.dumps(dict(reading.price_context)) if reading.price_context else None,
-        reading.dedupe_key,
-        str(reading.reported_cost_usd) if reading.reported_cost_usd is not None else None,
-        None if price.cost_nanousd is None else _int64(price.cost_nanousd),
-        price.source,
-        price.detail,
-    )
-
-
-def _int64(value: int) -> int:
-    """SQLite integers are 64-bit: an absurd count or cost from a hostile upstream is clamped,
-    never allowed to fail the batch it is in."""
-    return max(min(value, INT64_MAX), -INT64_MAX)
 
 
 class RecordWriter:
@@ -304,11 +245,7 @@ class RecordWriter:
     @staticmethod
     def _commit(conn: sqlite3.Connection, rows: list[tuple[UsageRecord, Price]]) -> None:
         with transaction(conn):
-            rows = counted_once(conn, rows)
-            conn.executemany(INSERT_REQUEST, [record_row(r, p) for r, p in rows])
-            conn.executemany(
-                INSERT_TAG, [(r.id, name, value) for r, _ in rows for name, value in r.tags]
-            )
+            insert_records(conn, counted_once(conn, rows))
 
 
 def _passing(exc: BaseException) -> bool:

@@ -12,9 +12,8 @@ from pathlib import Path
 
 from meterfox_cli.pricing.quote import NO_USAGE, UNPRICED, Price
 from meterfox_cli.records import Outcome, UsageRecord, new_request_id
-from meterfox_cli.store.db import connect
-from meterfox_cli.store.migrations import transaction
-from meterfox_cli.store.writer import INSERT_REQUEST, INSERT_TAG, record_row
+from meterfox_cli.store.db import connect, transaction
+from meterfox_cli.store.rows import insert_records
 from meterfox_cli.usage import Reading, Usage
 
 _ids = itertools.count(1)
@@ -100,13 +99,9 @@ class Req:
 
 
 def insert(conn: sqlite3.Connection, *requests: Req) -> None:
-    """Commit requests exactly as RecordWriter does (record_row → INSERT_REQUEST/INSERT_TAG)."""
-    records = [(req.record(), req.price()) for req in requests]
+    """Commit requests exactly as RecordWriter does (`insert_records` in a transaction)."""
     with transaction(conn):
-        conn.executemany(INSERT_REQUEST, [record_row(r, p) for r, p in records])
-        conn.executemany(
-            INSERT_TAG, [(r.id, name, value) for r, _ in records for name, value in r.tags]
-        )
+        insert_records(conn, [(req.record(), req.price()) for req in requests])
 
 
 def record_to(path: Path, *requests: Req) -> None:

@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 from meterfox_cli.pricing.quote import Price
-from meterfox_cli.store.writer import INSERT_REQUEST, record_row
+from meterfox_cli.store.rows import insert_records
 from meterfox_cli.usage import Reading, Usage
 from tests.fakes.records import usage_record
 
@@ -23,7 +23,7 @@ def add_request(
         reading=Reading(model="gpt-4o-mini", usage=Usage(input_tokens=1, output_tokens=1)),
     )
     source = "computed" if cost_nanousd is not None else "unpriced"
-    conn.execute(INSERT_REQUEST, record_row(record, Price(cost_nanousd, source)))
+    insert_records(conn, [(record, Price(cost_nanousd, source))])
 
 
 def files_under(root: Path) -> list[Path]:

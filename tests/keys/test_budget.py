@@ -22,8 +22,6 @@ from meterfox_cli.keys.budget import (
     parse_budget,
     period_start,
 )
-from meterfox_cli.paths import resolve_paths
-from meterfox_cli.store.db import connect
 from tests.keys.support import add_request
 
 DOLLAR = 1_000_000_000
@@ -93,15 +91,6 @@ def test_every_instant_is_inside_exactly_its_period(now, period, zone):
         assert local.hour == 0 or datetime.fromtimestamp(start - 1).date() < local.date()
         # The next period starts where this one ends.
         assert period_start(period, end) == end
-
-
-@pytest.fixture
-def conn():
-    paths = resolve_paths()
-    paths.ensure()
-    connection = connect(paths.database)
-    yield connection
-    connection.close()
 
 
 def test_spend_counts_the_keys_priced_requests_this_period(conn):

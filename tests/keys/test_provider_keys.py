@@ -29,7 +29,6 @@ from meterfox_cli.keys.provider_keys import (
     stored_keys,
 )
 from meterfox_cli.paths import resolve_paths
-from meterfox_cli.store.db import connect
 from tests.conftest import NULL_KEYRING, PLAINTEXT_KEYRING, TEST_PASSPHRASE
 from tests.keys.support import mode
 
@@ -41,13 +40,6 @@ def data_dir() -> Path:
     paths = resolve_paths()
     paths.ensure()
     return paths.data_dir
-
-
-@pytest.fixture
-def conn():
-    connection = connect(resolve_paths().database)
-    yield connection
-    connection.close()
 
 
 def key_state_version(conn) -> int:

@@ -26,17 +26,7 @@ from meterfox_cli.keys.proxy_keys import (
 )
 from meterfox_cli.paths import resolve_paths
 from meterfox_cli.providers.registry import build_registry
-from meterfox_cli.store.db import connect
 from tests.keys.support import add_request
-
-
-@pytest.fixture
-def conn():
-    paths = resolve_paths()
-    paths.ensure()
-    connection = connect(paths.database)
-    yield connection
-    connection.close()
 
 
 def test_a_minted_key_is_mf_and_256_random_bits():

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from meterfox_cli.store import feed
-from meterfox_cli.store.db import connect
-from meterfox_cli.store.queries import Filters, TimeRange
+from meterfox_cli.store.select import Filters, TimeRange
 from tests.fakes.records import Req, at, insert
-
-
-@pytest.fixture
-def conn(tmp_path: Path):
-    connection = connect(tmp_path / "meterfox.db")
-    yield connection
-    connection.close()
 
 
 def test_latest_is_oldest_first_and_filtered(conn):

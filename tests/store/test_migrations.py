@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import stat
 
-from meterfox_cli.store.db import connect
-from meterfox_cli.store.migrations import MIGRATIONS, migrate
+from meterfox_cli.store.db import connect, migrate
+from meterfox_cli.store.migrations import MIGRATIONS
 
 REQUEST_COLUMNS = [
     "id", "ts", "day", "provider", "model", "endpoint", "method", "status", "streamed",

@@ -5,11 +5,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import pytest
-
 from meterfox_cli.records import Outcome
-from meterfox_cli.store.db import connect
-from meterfox_cli.store.migrations import MIGRATIONS, ROLLUP_KEYS, ROLLUP_SUMS, migrate
+from meterfox_cli.store.db import migrate
+from meterfox_cli.store.migrations import MIGRATIONS, ROLLUP_KEYS, ROLLUP_SUMS
 from tests.fakes.records import Req, at, insert
 
 KEYS = ", ".join(name for name, _ in ROLLUP_KEYS)
@@ -45,13 +43,6 @@ MIX = (
         at("2026-11-04 23:59:59"), provider="groq", model="b", cost_nano=7, tags=(("feature", "x"),)
     ),
 )
-
-
-@pytest.fixture
-def conn(tmp_path: Path):
-    connection = connect(tmp_path / "meterfox.db")
-    yield connection
-    connection.close()
 
 
 def test_inserts_are_rolled_up_per_hour(conn):

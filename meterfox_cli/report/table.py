@@ -1,0 +1,175 @@
+"""A Report as a table for people: rich in the terminal (columns dropped to fit its width, a
+spend bar by day), or Markdown; with the caption that says what was priced and sampled."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from meterfox_cli.report.cells import count, duration, money, percent
+from meterfox_cli.store.dimensions import TIME_DIMENSIONS, UNKNOWN_GROUP, UNTAGGED_GROUP
+from meterfox_cli.store.queries import Report, ReportRow
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    cell: Callable[[ReportRow], str]
+    numeric: bool = True
+    keep: int = 9  # when the terminal is too narrow, lower `keep` columns go first
+
+
+def _columns(report: Report, rows: Sequence[ReportRow]) -> list[Column]:
+    everything = [*rows, report.total]
+    columns = [
+        Column(_dimension_title(dim), _dim_cell(i, dim), numeric=False)
+        for i, dim in enumerate(report.dimensions)
+    ]
+    columns += [
+        Column("requests", lambda r: count(r.requests)),
+        Column("errors", lambda r: count(r.errors), keep=3),
+        Column("input", lambda r: count(r.input_tokens), keep=4),
+        Column("cached", lambda r: count(r.cached_tokens), keep=2),
+    ]
+    if any(r.cache_write_tokens for r in everything):
+        columns.append(Column("cache write", lambda r: count(r.cache_write_tokens), keep=1))
+    columns.append(Column("output", lambda r: count(r.output_tokens), keep=4))
+    if any(r.reasoning_tokens for r in everything):
+        columns.append(Column("reasoning", lambda r: count(r.reasoning_tokens), keep=2))
+    columns.append(Column("cost", cost_cell))
+    if report.total.unpriced_requests:
+        columns.append(Column("unpriced", unpriced_cell, keep=5))
+    columns += [
+        Column("p50", lambda r: duration(r.latency_p50_ms), keep=7),
+        Column("p95", lambda r: duration(r.latency_p95_ms), keep=6),
+        Column("ttfb p50", lambda r: duration(r.ttfb_p50_ms), keep=3),
+    ]
+    return columns
+
+
+def _fit_columns(columns: list[Column], rows: Sequence[ReportRow], width: int) -> list[Column]:
+    """Drop the least needed columns until the table fits `width` terminal cells."""
+
+    def needed(column: Column) -> int:
+        cells = [column.title, *(column.cell(row) for row in rows)]
+        return max(len(cell) for cell in cells) + 3
+
+    kept = list(columns)
+    while sum(needed(c) for c in kept) + 1 > width:
+        droppable = [c for c in kept if c.keep < 9]
+        if not droppable:
+            break
+        kept.remove(min(droppable, key=lambda c: c.keep))
+    return kept
+
+
+def _dimension_title(dim: str) -> str:
+    return "week of" if dim == "week" else dim
+
+
+def _dim_cell(index: int, dim: str):
+    placeholder = UNTAGGED_GROUP if dim.startswith("tag:") else UNKNOWN_GROUP
+
+    def cell(row: ReportRow) -> str:
+        if not row.dims:
+            return "total" if index == 0 else ""
+        value = row.dims[index]
+        return placeholder if value is None else value
+
+    return cell
+
+
+def render_table(report: Report, console, *, title: str | None = None) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    rows = list(report.rows)
+    spend_bar = len(report.dimensions) == 1 and report.dimensions[0] in TIME_DIMENSIONS
+    room = console.width - (16 if spend_bar else 0)
+    columns = _fit_columns(_columns(report, rows), [*rows, report.total], room)
+    table = Table(
+        title=title or f"Spend by {', '.join(report.dimensions)}",
+        show_footer=len(rows) > 1,
+        caption=caption(report),
+        caption_justify="left",
+    )
+    for column in columns:
+        table.add_column(
+            column.title,
+            justify="right" if column.numeric else "left",
+            footer=column.cell(report.total),
+            no_wrap=True,
+            min_width=None if column.numeric else min(len(column.title), 12),
+        )
+    if spend_bar:
+        table.add_column("spend", no_wrap=True, min_width=8)
+    top = max((row.cost_nanousd or 0 for row in rows), default=0)
+    for row in rows:
+        cells: list[object] = [column.cell(row) for column in columns]
+        if spend_bar:
+            cells.append(Text(bar(row.cost_nanousd or 0, top, 12), style="green"))
+        table.add_row(*cells)
+    console.print(table)
+
+
+def to_markdown(report: Report) -> str:
+    rows = list(report.rows)
+    columns = _columns(report, rows)
+    lines = [
+        "| " + " | ".join(column.title for column in columns) + " |",
+        "| " + " | ".join("---:" if c.numeric else "---" for c in columns) + " |",
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(_md(column.cell(row)) for column in columns) + " |")
+    if len(rows) > 1:
+        total = [f"**{_md(column.cell(report.total))}**" for column in columns]
+        lines.append("| " + " | ".join(total) + " |")
+    note = caption(report)
+    return "\n".join(lines) + ("\n\n" + note if note else "") + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("*", "\\*")
+
+
+def caption(report: Report) -> str:
+    """The lines under a table: how much was priced, what the marks mean, any sampling."""
+    total = report.total
+    notes = []
+    share = total.priced_share
+    if share is not None:
+        notes.append(f"Priced: {percent(share)} of requests.")
+    if total.unpriced_requests:
+        notes.append(
+            f"* cost excludes {total.unpriced_requests:,} unpriced requests "
+            f"({count(total.unpriced_input_tokens)} input, "
+            f"{count(total.unpriced_output_tokens)} output tokens); "
+            "--strict fails on them."
+        )
+    sampled = sum(1 for row in report.rows if row.latency_sample_every > 1)
+    if sampled:
+        rest = "" if sampled == len(report.rows) else "; the other groups' from every request"
+        notes.append(
+            f"Latency percentiles of {sampled} group{'s' if sampled > 1 else ''} from one "
+            f"request in {report.sample_every}{rest}."
+        )
+    return "\n".join(notes)
+
+
+def cost_cell(row: ReportRow) -> str:
+    if row.cost_usd is None:
+        return "unpriced" if row.unpriced_requests else "—"
+    return money(row.cost_usd) + (" *" if row.unpriced_requests else "")
+
+
+def unpriced_cell(row: ReportRow) -> str:
+    return count(row.unpriced_requests) if row.unpriced_requests else ""
+
+
+def bar(value: int, top: int, width: int) -> str:
+    """A horizontal bar of `width` cells for value/top, in eighths of a cell."""
+    if top <= 0 or value <= 0:
+        return ""
+    eighths = max(1, round(value / top * width * 8))
+    full, rest = divmod(eighths, 8)
+    return "█" * full + ("" if rest == 0 else " ▏▎▍▌▋▊▉"[rest])

@@ -1,0 +1,193 @@
+"""Latency percentiles per report group: p50/p95 latency and p50 time to first byte.
+
+Percentiles (nearest rank) need the individual requests: this pass reads them from the narrow
+covering index `requests_latency`. Reading a request costs about a microsecond in Python
+(sorting a million in SQLite costs far more), so a window of more than LATENCY_SAMPLE_MAX
+requests is sampled one in m by rowid, and the groups that sample leaves thin are read in full
+(see `latency_percentiles`); each group says how its percentiles were taken.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import date, timedelta
+
+from meterfox_cli.store.dimensions import TIME_DIMENSIONS, dimension_sql, tag_joins
+from meterfox_cli.store.select import Filters, TimeRange, filter_sql, window_sql
+
+LATENCY_SAMPLE_MAX = 100_000  # requests the uniform latency pass reads at most
+LATENCY_MIN_SAMPLES = 1_000  # a group sampled thinner than this is read in full…
+LATENCY_TOP_UP_MAX = 100_000  # …as far as this many more requests
+
+_NONE = "\x1e"  # a dimension value that is NULL, inside a joined latency-pass key
+_JOIN = "\x1f"  # between dimension values, inside a joined latency-pass key
+
+Key = tuple[str | None, ...]
+
+
+def latency_percentiles(
+    conn: sqlite3.Connection,
+    dims: tuple[str, ...],
+    window: TimeRange,
+    filters: Filters,
+    counts: dict[Key, int],
+) -> tuple[int, dict[Key | None, dict[str, object]]]:
+    """p50/p95 latency and p50 time to first byte per group (key None: all groups).
+
+    Every request is read when the window holds at most LATENCY_SAMPLE_MAX; else one in
+    `every` by rowid (a systematic sample, spread evenly over the recording order), and then
+    every request of the groups that sample leaves with fewer than LATENCY_MIN_SAMPLES, as far
+    as LATENCY_TOP_UP_MAX allows and the grouping can be filtered on indexed columns.
+    """
+    every = max(1, math.ceil(sum(counts.values()) / LATENCY_SAMPLE_MAX))
+    sample = ("r.rowid % ? = 0", [every]) if every > 1 else None
+    latencies, ttfbs = _read_latencies(conn, dims, window, filters, sample)
+    overall = _percentiles(
+        [v for values in latencies.values() for v in values],
+        [v for values in ttfbs.values() for v in values],
+    )
+    exact: set[Key] = set(counts) if every == 1 else set()
+    small = _small_groups(counts, every) if every > 1 else []
+    narrowing = _group_filter(dims, small) if small else None
+    if narrowing is not None:
+        full, full_ttfbs = _read_latencies(conn, dims, window, filters, narrowing)
+        for key in small:  # the narrowing filter may match more than these groups
+            latencies[key] = full.get(key, [])
+            ttfbs[key] = full_ttfbs.get(key, [])
+        exact.update(small)
+    result: dict[Key | None, dict[str, object]] = {
+        key: {
+            **_percentiles(values, ttfbs.get(key, [])),
+            "latency_sample_every": 1 if key in exact else every,
+        }
+        for key, values in latencies.items()
+    }
+    result[None] = {**overall, "latency_sample_every": every}
+    return every, result
+
+
+def _read_latencies(
+    conn: sqlite3.Connection,
+    dims: tuple[str, ...],
+    window: TimeRange,
+    filters: Filters,
+    extra: tuple[str, list[object]] | None,
+) -> tuple[dict[Key, list[float]], dict[Key, list[float]]]:
+    """Latencies and times to first byte per group. The loop runs once per request read,
+    so it is kept minimal: SQLite joins a multi-dimension key into one string."""
+    keys = [dimension_sql(dim, i, "r") for i, dim in enumerate(dims)]
+    joins, params, _ = tag_joins(dims)
+    clauses, filter_params = filter_sql(filters, "r")
+    window_clause, window_params = window_sql(window)
+    clauses += [window_clause] if window_clause else []
+    params += [*filter_params, *window_params]
+    if extra is not None:
+        clauses.append(extra[0])
+        params += extra[1]
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    if len(keys) == 1:
+        key_sql = keys[0]
+    else:
+        key_sql = " || char(31) || ".join(f"IFNULL({key}, char(30))" for key in keys) or "''"
+    latencies: defaultdict[object, list[float]] = defaultdict(list)
+    ttfbs: defaultdict[object, list[float]] = defaultdict(list)
+    sql = f"SELECT {key_sql}, r.latency_ms, r.ttfb_ms FROM requests r {joins} {where}"
+    for key, latency, ttfb in conn.execute(sql, params):
+        latencies[key].append(latency)
+        if ttfb is not None:
+            ttfbs[key].append(ttfb)
+    split = _split_key if len(keys) != 1 else lambda key: (key,)
+    return (
+        {split(key): values for key, values in latencies.items()},
+        {split(key): values for key, values in ttfbs.items()},
+    )
+
+
+def _split_key(joined: str) -> Key:
+    if not joined:
+        return ()
+    return tuple(None if part == _NONE else part for part in joined.split(_JOIN))
+
+
+def _small_groups(counts: dict[Key, int], every: int) -> list[Key]:
+    """Groups the sample would leave short, smallest first, while every request the
+    narrowing filter would read stays within LATENCY_TOP_UP_MAX. The filter matches the
+    cross product of the chosen groups' values, so that is what is counted."""
+    chosen: list[Key] = []
+    values: list[set[str | None]] = [set() for _ in next(iter(counts), ())]
+    for key, n in sorted(counts.items(), key=lambda item: item[1])[:500]:
+        if n // every >= LATENCY_MIN_SAMPLES:
+            break
+        widened = [known | {value} for known, value in zip(values, key, strict=True)]
+        matched = sum(
+            count
+            for group, count in counts.items()
+            if all(value in allowed for value, allowed in zip(group, widened, strict=True))
+        )
+        if matched > LATENCY_TOP_UP_MAX:
+            break
+        chosen.append(key)
+        values = widened
+    return chosen
+
+
+def _group_filter(dims: tuple[str, ...], groups: list[Key]) -> tuple[str, list[object]] | None:
+    """A WHERE clause over indexed columns matching (at least) the requests of `groups`;
+    None when a dimension (a tag) cannot be filtered so."""
+    clauses: list[str] = []
+    params: list[object] = []
+    for i, dim in enumerate(dims):
+        values = {group[i] for group in groups}
+        if dim.startswith("tag:"):
+            return None
+        if dim in TIME_DIMENSIONS:
+            column, wanted = "r.day", sorted(d for v in values for d in _days_of(dim, v))
+        else:
+            column = {
+                "provider": "r.provider",
+                "model": "r.model",
+                "key": "r.key_name",
+                "endpoint": "r.endpoint",
+            }[dim]
+            wanted = sorted(v for v in values if v is not None)
+        match = f"{column} IN ({', '.join('?' * len(wanted))})" if wanted else "0"
+        if None in values:  # a missing model is stored as NULL or ''
+            match = f"({match} OR {column} IS NULL OR {column} = '')"
+        clauses.append(match)
+        params.extend(wanted)
+    return " AND ".join(clauses), params
+
+
+def _days_of(dim: str, value: str | None) -> list[str]:
+    """The days (ISO dates) a day / week (its Monday) / month (YYYY-MM) label covers."""
+    if value is None:
+        return []
+    if dim == "day":
+        return [value]
+    if dim == "week":
+        monday = date.fromisoformat(value)
+        return [(monday + timedelta(days=i)).isoformat() for i in range(7)]
+    year, month = (int(part) for part in value.split("-"))
+    first = date(year, month, 1)
+    following = date(year + month // 12, month % 12 + 1, 1)
+    return [(first + timedelta(days=i)).isoformat() for i in range((following - first).days)]
+
+
+def _percentiles(latencies: list[float], ttfbs: list[float]) -> dict[str, float | None]:
+    latencies.sort()
+    ttfbs.sort()
+    return {
+        "latency_p50_ms": nearest_rank(latencies, 0.50),
+        "latency_p95_ms": nearest_rank(latencies, 0.95),
+        "ttfb_p50_ms": nearest_rank(ttfbs, 0.50),
+    }
+
+
+def nearest_rank(ordered: Sequence[float], p: float) -> float | None:
+    """The p-th percentile by the nearest-rank method: the value at rank ceil(p·n)."""
+    if not ordered:
+        return None
+    return ordered[max(math.ceil(p * len(ordered)), 1) - 1]

@@ -1,0 +1,274 @@
+"""A request record ⇄ its `requests` row, both ways and by column name: a UsageRecord and its
+price become a row to insert (`insert_records`); a row read back becomes a StoredRequest (what
+pricing needs) or a RequestLine (what `tail` and `export` show). The only place that does."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import date
+from decimal import Decimal
+from operator import itemgetter
+from typing import Any
+
+from meterfox_cli.pricing.quote import Price, Quote
+from meterfox_cli.records import UsageRecord
+from meterfox_cli.usage import Reading, Usage
+
+INT64_MAX = 2**63 - 1
+
+# Every column of `requests`, as the migrations create it; the INSERT is built from this list.
+REQUEST_COLUMNS: tuple[str, ...] = (
+    "id",
+    "ts",
+    "day",
+    "provider",
+    "model",
+    "endpoint",
+    "method",
+    "status",
+    "streamed",
+    "outcome",
+    "key_name",
+    "ttfb_ms",
+    "latency_ms",
+    "usage_known",
+    "input_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "units",
+    "price_context",
+    "dedupe_key",
+    "reported_cost_usd",
+    "cost_nanousd",
+    "cost_source",
+    "price_detail",
+)
+INSERT_REQUEST = (
+    f"INSERT OR IGNORE INTO requests ({', '.join(REQUEST_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(REQUEST_COLUMNS))})"
+)
+INSERT_TAG = "INSERT OR IGNORE INTO request_tags (request_id, name, value) VALUES (?, ?, ?)"
+_in_column_order = itemgetter(*REQUEST_COLUMNS)  # a row's values as INSERT_REQUEST takes them
+
+
+# --- record → row ---------------------------------------------------------------------------
+
+
+def insert_records(conn: sqlite3.Connection, rows: Sequence[tuple[UsageRecord, Price]]) -> None:
+    """Insert each record with its price and its tags (in the caller's transaction)."""
+    conn.executemany(INSERT_REQUEST, [_in_column_order(request_row(r, p)) for r, p in rows])
+    conn.executemany(INSERT_TAG, [(r.id, name, value) for r, _ in rows for name, value in r.tags])
+
+
+def request_row(record: UsageRecord, price: Price) -> dict[str, object]:
+    """The `requests` row that stores `record` priced at `price`, column by column."""
+    reading = record.reading
+    usage = reading.usage
+    counted = usage is not None
+    return {
+        "id": record.id,
+        "ts": record.started_at,
+        "day": date.fromtimestamp(record.started_at).isoformat(),  # the local day
+        "provider": record.provider,
+        "model": reading.model or record.model,
+        "endpoint": record.endpoint,
+        "method": record.method,
+        "status": record.status,
+        "streamed": int(record.streamed),
+        "outcome": str(record.outcome),
+        "key_name": record.key_name,
+        "ttfb_ms": record.ttfb_ms,
+        "latency_ms": record.latency_ms,
+        # The Reading, as `reading_from` reads it back:
+        "usage_known": int(counted),
+        "input_tokens": _int64(usage.input_tokens) if counted else 0,
+        "cached_tokens": _int64(usage.cached_tokens) if counted else 0,
+        "cache_write_tokens": _int64(usage.cache_write_tokens) if counted else 0,
+        "cache_write_1h_tokens": _int64(usage.cache_write_1h_tokens) if counted else 0,
+        "output_tokens": _int64(usage.output_tokens) if counted else 0,
+        "reasoning_tokens": _int64(usage.reasoning_tokens) if counted else 0,
+        "units": json.dumps(dict(usage.units)) if counted and usage.units else None,
+        "price_context": json.dumps(dict(reading.price_context)) if reading.price_context else None,
+        "dedupe_key": reading.dedupe_key,
+        "reported_cost_usd": (
+            None if reading.reported_cost_usd is None else str(reading.reported_cost_usd)
+        ),
+        "cost_nanousd": None if price.cost_nanousd is None else _int64(price.cost_nanousd),
+        "cost_source": price.source,
+        "price_detail": price.detail,
+    }
+
+
+def _int64(value: int) -> int:
+    """SQLite integers are 64-bit: an absurd count or cost from a hostile upstream is clamped,
+    never allowed to fail the batch it is in."""
+    if -INT64_MAX <= value <= INT64_MAX:  # nearly always: one comparison, not two calls
+        return value
+    return max(min(value, INT64_MAX), -INT64_MAX)
+
+
+# --- row → what reads get back --------------------------------------------------------------
+
+
+def named_rows(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+    """The rows of an executed query, each as {column name: value}."""
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def reading_from(row: Mapping[str, Any]) -> Reading:
+    """The Reading a row stores (as `request_row` writes it; the dedupe key is not read back)."""
+    usage = None
+    if row["usage_known"]:
+        usage = Usage(
+            input_tokens=row["input_tokens"],
+            cached_tokens=row["cached_tokens"],
+            cache_write_tokens=row["cache_write_tokens"],
+            cache_write_1h_tokens=row["cache_write_1h_tokens"],
+            output_tokens=row["output_tokens"],
+            reasoning_tokens=row["reasoning_tokens"],
+            units=tuple(json.loads(row["units"]).items()) if row["units"] else (),
+        )
+    reported, context = row["reported_cost_usd"], row["price_context"]
+    return Reading(
+        model=row["model"],
+        usage=usage,
+        reported_cost_usd=Decimal(reported) if reported is not None else None,
+        price_context=tuple(json.loads(context).items()) if context else (),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRequest:
+    """One stored request with everything needed to price it again (`explain`, `reprice`)."""
+
+    id: str
+    ts: float
+    provider: str
+    model: str | None
+    endpoint: str
+    status: int
+    outcome: str
+    reading: Reading
+    cost_nanousd: int | None
+    cost_source: str
+    price_detail: str | None
+
+    @property
+    def quote(self) -> Quote | None:
+        return Quote.from_json(self.price_detail) if self.price_detail else None
+
+
+# The columns a StoredRequest is read from (over `requests`, unaliased).
+STORED_COLUMNS = ", ".join(
+    (
+        "id",
+        "ts",
+        "provider",
+        "model",
+        "endpoint",
+        "status",
+        "outcome",
+        "usage_known",
+        "input_tokens",
+        "cached_tokens",
+        "cache_write_tokens",
+        "cache_write_1h_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+        "units",
+        "price_context",
+        "reported_cost_usd",
+        "cost_nanousd",
+        "cost_source",
+        "price_detail",
+    )
+)
+
+
+def stored_request(row: Mapping[str, Any]) -> StoredRequest:
+    """A row selected with STORED_COLUMNS as a StoredRequest."""
+    return StoredRequest(
+        id=row["id"],
+        ts=row["ts"],
+        provider=row["provider"],
+        model=row["model"],
+        endpoint=row["endpoint"],
+        status=row["status"],
+        outcome=row["outcome"],
+        reading=reading_from(row),
+        cost_nanousd=row["cost_nanousd"],
+        cost_source=row["cost_source"],
+        price_detail=row["price_detail"],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLine:
+    """One recorded request, as `tail` shows it and `export` writes it. Each field but `tags`
+    is the column of the same name (`rowid`: the row id)."""
+
+    rowid: int
+    id: str
+    ts: float
+    day: str
+    provider: str
+    model: str | None
+    endpoint: str
+    method: str
+    status: int
+    outcome: str
+    streamed: bool
+    key_name: str
+    ttfb_ms: float | None
+    latency_ms: float
+    usage_known: bool
+    input_tokens: int
+    cached_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cost_nanousd: int | None
+    cost_source: str
+    tags: str = "{}"  # a JSON object
+
+    @property
+    def cost_usd(self) -> Decimal | None:
+        return None if self.cost_nanousd is None else Decimal(self.cost_nanousd).scaleb(-9)
+
+
+_LINE_FIELDS = tuple(f.name for f in fields(RequestLine))
+_STREAMED, _USAGE_KNOWN, _TAGS = (
+    _LINE_FIELDS.index(n) for n in ("streamed", "usage_known", "tags")
+)
+# The columns a RequestLine is read from, over a `requests` row named `r`: its fields, and
+# with TAGS_COLUMN its tags as a JSON object.
+LINE_COLUMNS = ", ".join(f"r.{name}" for name in _LINE_FIELDS if name != "tags")
+TAGS_COLUMN = (
+    "(SELECT json_group_object(t.name, t.value) FROM request_tags t WHERE t.request_id = r.id) "
+    "AS tags"
+)
+
+
+def request_lines(cursor: sqlite3.Cursor) -> Iterator[RequestLine]:
+    """The rows of a query selecting LINE_COLUMNS (maybe with TAGS_COLUMN) as RequestLines,
+    fetched as they are used. Columns are matched to fields by name once per query (a
+    missing one fails here), not per row: an export reads millions."""
+    names = [column[0] for column in cursor.description]
+    wanted = [name for name in _LINE_FIELDS if name != "tags" or name in names]
+    take = itemgetter(*(names.index(name) for name in wanted))
+    tagged = "tags" in names
+    while batch := cursor.fetchmany(2000):
+        for row in batch:
+            values = list(take(row))
+            values[_STREAMED] = bool(values[_STREAMED])
+            values[_USAGE_KNOWN] = bool(values[_USAGE_KNOWN])
+            if tagged and values[_TAGS] is None:
+                values[_TAGS] = "{}"
+            yield RequestLine(*values)

@@ -1,0 +1,61 @@
+"""Which requests a read covers: a time window and filters, and the SQL WHERE clauses that keep
+only those requests. Reports, `tail`/`export` and `reprice` all select through here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    """From `since` (inclusive) to `until` (exclusive); None leaves that side open."""
+
+    since: float | None = None  # unix seconds, inclusive
+    until: float | None = None  # unix seconds, exclusive
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Keep only requests matching every given field (any of the values within a field)."""
+
+    providers: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()  # (name, value), all must match
+
+
+NO_FILTERS = Filters()
+
+
+def filter_sql(filters: Filters, alias: str = "r") -> tuple[list[str], list[object]]:
+    """WHERE clauses (AND-ed) for `filters` over a `requests` row (or, without tags, a rollup
+    row) named `alias`."""
+    clauses: list[str] = []
+    params: list[object] = []
+    for column, values in (
+        ("provider", filters.providers),
+        ("model", filters.models),
+        ("key_name", filters.keys),
+    ):
+        if values:
+            clauses.append(f"{alias}.{column} IN ({', '.join('?' * len(values))})")
+            params.extend(values)
+    for name, value in filters.tags:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM request_tags f "
+            f"WHERE f.request_id = {alias}.id AND f.name = ? AND f.value = ?)"
+        )
+        params.extend([name, value])
+    return clauses, params
+
+
+def window_sql(window: TimeRange) -> tuple[str, list[object]]:
+    """A WHERE clause (maybe empty) keeping requests `r` inside the window."""
+    clauses, params = [], []
+    if window.since is not None:
+        clauses.append("r.ts >= ?")
+        params.append(window.since)
+    if window.until is not None:
+        clauses.append("r.ts < ?")
+        params.append(window.until)
+    return " AND ".join(clauses), params
