@@ -92,9 +92,11 @@ def tail(
 
 def _styled(line, text: str) -> str:
     """Failures in red, unpriced requests in yellow (click drops the colour in pipes)."""
+    from meterfox_cli.pricing.quote import UNPRICED_SOURCE
+
     if line.status >= 400 or line.outcome != "ok":
         return click.style(text, fg="red")
-    if line.cost_source == "unpriced":
+    if line.cost_source == UNPRICED_SOURCE:
         return click.style(text, fg="yellow")
     return text
 

@@ -6,7 +6,6 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from datetime import datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import click
@@ -278,6 +277,8 @@ def _store_name(store_id: str) -> str:
 
 
 def _listing_dict(item: KeyListing) -> dict[str, object]:
+    from meterfox_cli.money import from_nanousd
+
     key = item.key
     return {
         "name": key.name,
@@ -288,7 +289,7 @@ def _listing_dict(item: KeyListing) -> dict[str, object]:
         "expires_at": key.expires_at,
         "revoked_at": key.revoked_at,
         "last_used": item.last_used,
-        "spend_usd": str(Decimal(item.spend_nanousd).scaleb(-9)),
+        "spend_usd": str(from_nanousd(item.spend_nanousd)),
         "spend_period": str(item.spend_period),
         "budget_usd": str(key.budget.usd) if key.budget else None,
         "budget_period": str(key.budget.period) if key.budget else None,
@@ -300,7 +301,7 @@ def _render_table(listings: list[KeyListing]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from meterfox_cli.keys.budget import format_usd
+    from meterfox_cli.money import format_usd
 
     table = Table(box=None, header_style="bold")
     for column in ("name", "key", "providers", "created", "last used", "spent", "budget"):

@@ -9,17 +9,13 @@ from typing import TYPE_CHECKING
 
 import click
 
+from meterfox_cli.money import decimal_text, exact_usd, from_nanousd, to_nanousd
+
 if TYPE_CHECKING:
     from meterfox_cli.pricing.book import PriceBook
     from meterfox_cli.pricing.quote import Bucket, Quote
     from meterfox_cli.pricing.rate_cards import Rate, RateCard
     from meterfox_cli.store.rows import StoredRequest
-
-
-def _usd(amount: Decimal | None) -> str:
-    from meterfox_cli.pricing.quote import decimal_text
-
-    return "—" if amount is None else f"${decimal_text(amount)}"
 
 
 _PER = {1_000_000: "MTok", 1_000: "K", 3_600: "hour", 1: "unit"}
@@ -32,8 +28,6 @@ def _per(key: str, per: int) -> str:
 
 
 def _units(key: str, units: Decimal) -> str:
-    from meterfox_cli.pricing.quote import decimal_text
-
     noun = "s" if key == "seconds" else ("tokens" if key.endswith("tokens") else "")
     return f"{decimal_text(units) if units % 1 else f'{int(units):,}'} {noun}".rstrip()
 
@@ -75,7 +69,7 @@ def prices(model: str | None, provider: str | None, at: str | None) -> None:
 
 
 def _echo_card(card: RateCard) -> None:
-    from meterfox_cli.pricing.quote import bucket_label, decimal_text
+    from meterfox_cli.pricing.quote import bucket_label
 
     matched = f" → {card.model_id}" if card.model_id and card.model_id != card.model else ""
     click.echo(f"{card.provider}  {card.model}{matched}")
@@ -88,8 +82,6 @@ def _echo_card(card: RateCard) -> None:
 
 
 def _tiers(rate: Rate) -> str:
-    from meterfox_cli.pricing.quote import decimal_text
-
     return "".join(
         f"; ${decimal_text(price)} when the prompt is over {start:,} tokens"
         for start, price in rate.tiers
@@ -98,7 +90,6 @@ def _tiers(rate: Rate) -> str:
 
 def _list_book(book: PriceBook, provider: str | None) -> None:
     from meterfox_cli import replicate_prices
-    from meterfox_cli.pricing.quote import decimal_text
     from meterfox_cli.pricing.rate_cards import hardware_rows
 
     overrides = [o for o in book.overrides if provider is None or o.matches(provider, o.model)]
@@ -118,8 +109,6 @@ def _list_book(book: PriceBook, provider: str | None) -> None:
 
 
 def _override_text(o) -> str:
-    from meterfox_cli.pricing.quote import decimal_text
-
     if o.kind == "discount":
         return f"list price × {decimal_text(o.discount)}"
     if o.kind == "time":
@@ -156,17 +145,19 @@ def explain(request_id: str) -> None:
 
 
 def _echo_explanation(stored: StoredRequest) -> None:
+    from meterfox_cli.pricing.quote import NO_USAGE, UNPRICED_SOURCE
+
     when = datetime.fromtimestamp(stored.ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     click.echo(f"Request {stored.id}  {stored.provider}  {stored.model or '(no model)'}  {when}")
     click.echo(f"  {stored.endpoint}  status {stored.status}  {stored.outcome}")
     quote = stored.quote
-    if stored.cost_source == "no_usage" or stored.reading.usage is None:
+    if stored.cost_source == NO_USAGE.source or stored.reading.usage is None:
         click.echo("No usage in the response (an error or a cut stream): no cost recorded.")
         return
     if quote is None:
         click.echo(f"Cost source: {stored.cost_source}; no pricing detail was stored.")
         return
-    if quote.source == "unpriced":
+    if quote.source == UNPRICED_SOURCE:
         click.echo(f"Unpriced: {quote.reason}")
         return
     click.echo(f"Cost source: {quote.source} — {quote.rates_from}")
@@ -180,21 +171,19 @@ def _echo_explanation(stored: StoredRequest) -> None:
 
 
 def _echo_buckets(quote: Quote) -> None:
-    from meterfox_cli.pricing.quote import decimal_text
-
     split_writes = any(b.key == "cache_write_1h_tokens" for b in quote.buckets)
     rows = [_bucket_row(bucket, split_writes) for bucket in quote.buckets]
     subtotal = sum((bucket.cost for bucket in quote.buckets), Decimal(0))
     if quote.discount is not None:
-        rows += [("subtotal", _usd(subtotal)), (f"× {decimal_text(quote.discount)}", "")]
-    rows.append(("total", _usd(quote.total())))
+        rows += [("subtotal", exact_usd(subtotal)), (f"× {decimal_text(quote.discount)}", "")]
+    rows.append(("total", exact_usd(quote.total())))
     width = max(len(left) for left, _ in rows)
     for left, cost in rows:
         click.echo(f"  {left:<{width}}  = {cost}" if cost else f"  {left}")
 
 
 def _bucket_row(bucket: Bucket, split_writes: bool) -> tuple[str, str]:
-    from meterfox_cli.pricing.quote import bucket_label, decimal_text
+    from meterfox_cli.pricing.quote import bucket_label
 
     label = bucket_label(bucket.key)
     if split_writes and bucket.key == "cache_write_tokens":
@@ -202,22 +191,21 @@ def _bucket_row(bucket: Bucket, split_writes: bool) -> tuple[str, str]:
     rate = f"${decimal_text(bucket.rate)}/{_per(bucket.key, bucket.per)}"
     tier = f" ({bucket.tier})" if bucket.tier else ""
     left = f"{label:<16} {_units(bucket.key, bucket.units):>16} × {rate}{tier}"
-    return left, _usd(bucket.cost)
+    return left, exact_usd(bucket.cost)
 
 
 def _echo_reported(quote: Quote) -> None:
-    click.echo(f"  reported by the provider  = {_usd(quote.reported_usd)}")
+    click.echo(f"  reported by the provider  = {exact_usd(quote.reported_usd)}")
     if quote.list_usd is not None:
-        click.echo(f"  (at list prices it would be {_usd(quote.list_usd)})")
+        click.echo(f"  (at list prices it would be {exact_usd(quote.list_usd)})")
 
 
 def _echo_check(stored: StoredRequest, quote: Quote) -> None:
-    from meterfox_cli.pricing.quote import NANO, to_nanousd
 
     total = quote.total()
     recomputed = None if total is None else to_nanousd(total)
-    stored_usd = None if stored.cost_nanousd is None else Decimal(stored.cost_nanousd) * NANO
-    click.echo(f"Stored cost: {_usd(stored_usd)}")
+    stored_usd = from_nanousd(stored.cost_nanousd)
+    click.echo(f"Stored cost: {exact_usd(stored_usd)}")
     if recomputed != stored.cost_nanousd:
         click.echo("Warning: the stored cost differs from its detail; run `meterfox reprice`.")
 
@@ -235,6 +223,7 @@ def reprice(since: str | None, until: str | None, dry_run: bool) -> None:
     Run it after adding a [[prices]] override or refreshing prices. Provider-reported costs
     stay as reported. Restart `meterfox serve` too, so new requests use the new prices.
     """
+
     from meterfox_cli.cli.common import load_settings, price_book
     from meterfox_cli.store.costs import reprice as run_reprice
     from meterfox_cli.store.db import connect
@@ -253,12 +242,12 @@ def reprice(since: str | None, until: str | None, dry_run: bool) -> None:
         f"Repriced {result.examined:,} requests. {verb} {result.changed:,} "
         f"({result.newly_priced:,} newly priced, {result.newly_unpriced:,} now unpriced)."
     )
-    before, after = (
-        Decimal(n) * Decimal("1e-9") for n in (result.before_nanousd, result.after_nanousd)
-    )
+    before, after = (from_nanousd(n) for n in (result.before_nanousd, result.after_nanousd))
     delta = after - before
     sign = "+" if delta >= 0 else "-"
-    click.echo(f"Total cost: {_usd(before)} → {_usd(after)} ({sign}{_usd(abs(delta))})")
+    click.echo(
+        f"Total cost: {exact_usd(before)} → {exact_usd(after)} ({sign}{exact_usd(abs(delta))})"
+    )
 
 
 COMMANDS = [prices, explain, reprice]

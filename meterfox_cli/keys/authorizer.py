@@ -23,9 +23,10 @@ from datetime import datetime
 from pathlib import Path
 
 from meterfox_cli.errors import MeterFoxError
-from meterfox_cli.keys.budget import Period, SpendCounter, format_usd, next_period_start
+from meterfox_cli.keys.budget import Period, SpendCounter, next_period_start
 from meterfox_cli.keys.provider_keys import ProviderKeys, StoreChoice, StoredKey, stored_keys
 from meterfox_cli.keys.proxy_keys import KeyStatus, ProxyKey, all_keys, hash_secret
+from meterfox_cli.money import format_usd
 from meterfox_cli.proxy.auth import PASSTHROUGH, Authorizer, Credential, Decision, is_proxy_key
 from meterfox_cli.records import PASSTHROUGH_KEY
 from meterfox_cli.store.db import connect

@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
 from meterfox_cli.errors import KeyError_
-from meterfox_cli.pricing.quote import to_nanousd
+from meterfox_cli.money import format_usd, from_nanousd, to_nanousd
 
 
 class Period(StrEnum):
@@ -48,7 +48,7 @@ class Budget:
 
     @property
     def usd(self) -> Decimal:
-        return Decimal(self.nanousd).scaleb(-9)
+        return from_nanousd(self.nanousd)
 
     def __str__(self) -> str:
         return f"{format_usd(self.nanousd)}/{self.period}"
@@ -102,14 +102,6 @@ def _first_day(period: Period, now: float) -> date:
 def _midnight(day: date) -> float:
     """The first instant of a local day (where DST skips midnight, the end of the gap)."""
     return datetime.combine(day, dt_time()).timestamp()
-
-
-def format_usd(nanousd: int) -> str:
-    """$1.50, $0.0042: cents for amounts of a dollar and more, four significant places below."""
-    usd = Decimal(nanousd).scaleb(-9)
-    if usd >= 1 or usd == 0:
-        return f"${usd:,.2f}"
-    return f"${usd:.4f}"
 
 
 class SpendCounter:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from meterfox_cli import replicate_prices
 from meterfox_cli.config import PriceOverride, PricingConfig
+from meterfox_cli.money import decimal_text
 from meterfox_cli.pricing.genai import UsageMismatch, genai_price, genai_quote, pricing_id
 from meterfox_cli.pricing.price_data import genai_version, load_prices_file
 from meterfox_cli.pricing.quote import (
@@ -37,7 +38,6 @@ from meterfox_cli.pricing.quote import (
     Bucket,
     Price,
     Quote,
-    decimal_text,
     exact_decimal,
     revised,
 )

@@ -1,18 +1,17 @@
 """A price and the arithmetic behind it: Price (what a record stores), Bucket and Quote (how the
-cost was reached, as the `price_detail` JSON), the cost sources, and nano-USD conversion.
-
-Money is Decimal throughout and stored as integer nano-USD.
+cost was reached, as the `price_detail` JSON) and the cost sources. Amounts are Decimal
+throughout and stored as integer nano-USD (`meterfox_cli.money`).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Any
 
-NANO = Decimal("1e-9")
-_ONE = Decimal(1)
+from meterfox_cli.money import decimal_text, to_nanousd
+
 MTOK = 1_000_000
 DETAIL_VERSION = 1
 
@@ -33,10 +32,6 @@ class Price:
 
 UNPRICED = Price(None, UNPRICED_SOURCE)
 NO_USAGE = Price(None, "no_usage")  # the response carried no usage (an error, a cut stream)
-
-
-def to_nanousd(usd: Decimal) -> int:
-    return int(usd.scaleb(9).quantize(_ONE, ROUND_HALF_EVEN))  # = usd / NANO, rounded
 
 
 # --- The arithmetic behind a cost -----------------------------------------------------------
@@ -155,18 +150,6 @@ def _bucket_json(bucket: Bucket) -> dict[str, object]:
     if bucket.tier:
         data["tier"] = bucket.tier
     return data
-
-
-def decimal_text(value: Decimal | None) -> str | None:
-    """A Decimal as plain text without exponent or trailing zeros (`0.00725`, `12`)."""
-    if value is None:
-        return None
-    text = str(value)  # plain unless the exponent is large (str is ~3x faster than format)
-    if "E" in text:
-        text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text or "0"
 
 
 def _decimal_or_none(value: object) -> Decimal | None:

@@ -14,10 +14,11 @@ from typing import Any
 
 from meterfox_cli import replicate_prices
 from meterfox_cli.config import PriceOverride
+from meterfox_cli.money import decimal_text
 from meterfox_cli.pricing.book import PriceBook
 from meterfox_cli.pricing.genai import model_refs
 from meterfox_cli.pricing.price_data import data_label, genai_version
-from meterfox_cli.pricing.quote import MTOK, bucket_label, decimal_text
+from meterfox_cli.pricing.quote import MTOK, bucket_label
 
 
 @dataclass(frozen=True, slots=True)

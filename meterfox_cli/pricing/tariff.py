@@ -13,6 +13,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+from meterfox_cli.money import decimal_text, to_nanousd
 from meterfox_cli.pricing.genai import (
     CALC_PRICE_ONLY,
     find_model,
@@ -28,9 +29,7 @@ from meterfox_cli.pricing.quote import (
     Bucket,
     Price,
     Quote,
-    decimal_text,
     revised,
-    to_nanousd,
 )
 from meterfox_cli.usage import Usage
 

@@ -1,24 +1,7 @@
 """Numbers for people, as tables, tails and charts show them: counts, durations, shares and
-dollars, rounded to what a person reads at a glance (machine formats keep exact values)."""
+shares, rounded to what a person reads at a glance (dollars: `meterfox_cli.money`)."""
 
 from __future__ import annotations
-
-from decimal import Decimal
-
-
-def money(cost: Decimal) -> str:
-    """Dollars for people: cents from $1 up; below that up to four places (six below a
-    cent), without trailing zeros past the cents (or past four places below a cent)."""
-    if cost == 0:
-        return "$0.00"
-    size = abs(cost)
-    if size < Decimal("0.000001"):
-        return "<$0.000001"
-    if size >= 1:
-        return f"${cost:,.2f}"
-    places, keep = (4, 2) if size >= Decimal("0.01") else (6, 4)
-    whole, _, fraction = f"{cost:.{places}f}".partition(".")
-    return f"${whole}.{fraction.rstrip('0').ljust(keep, '0')}"
 
 
 def count(value: int) -> str:

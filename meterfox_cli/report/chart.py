@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 
-from meterfox_cli.report.cells import money
+from meterfox_cli.money import format_usd
 from meterfox_cli.report.table import caption
 from meterfox_cli.store.dimensions import UNKNOWN_GROUP
 from meterfox_cli.store.queries import Report, ReportRow
@@ -29,7 +28,7 @@ def render_chart(report: Report, console, *, first_day: date, last_day: date) ->
         day = per_day.setdefault(row.dims[0] or "", {})
         day[name] = day.get(name, 0) + (row.cost_nanousd or 0)
     top = max((sum(d.values()) for d in per_day.values()), default=0)
-    labels = {day: money(Decimal(sum(costs.values())).scaleb(-9)) for day, costs in per_day.items()}
+    labels = {day: format_usd(sum(costs.values())) for day, costs in per_day.items()}
     room = console.width - 16 - len(series) - max(map(len, labels.values()), default=1)
     width = max(room, 10)  # each series may round up by a cell
     title = f"Daily spend by {report.dimensions[1]}, {first_day} → {last_day}"

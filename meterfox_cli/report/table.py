@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from meterfox_cli.report.cells import count, duration, money, percent
+from meterfox_cli.money import human_usd
+from meterfox_cli.report.cells import count, duration, percent
 from meterfox_cli.store.dimensions import TIME_DIMENSIONS, UNKNOWN_GROUP, UNTAGGED_GROUP
 from meterfox_cli.store.queries import Report, ReportRow
 
@@ -159,7 +160,7 @@ def caption(report: Report) -> str:
 def cost_cell(row: ReportRow) -> str:
     if row.cost_usd is None:
         return "unpriced" if row.unpriced_requests else "—"
-    return money(row.cost_usd) + (" *" if row.unpriced_requests else "")
+    return human_usd(row.cost_usd) + (" *" if row.unpriced_requests else "")
 
 
 def unpriced_cell(row: ReportRow) -> str:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 
-from meterfox_cli.report.cells import count, duration, money
+from meterfox_cli.money import format_usd, human_usd
+from meterfox_cli.pricing.quote import UNPRICED_SOURCE
+from meterfox_cli.report.cells import count, duration
 from meterfox_cli.store.rows import RequestLine
 
 
@@ -19,7 +20,7 @@ class RunningTotal:
     def add(self, line: RequestLine) -> RunningTotal:
         self.requests += 1
         self.cost_nanousd += line.cost_nanousd or 0
-        self.unpriced += line.cost_source == "unpriced"
+        self.unpriced += line.cost_source == UNPRICED_SOURCE
         return self
 
 
@@ -34,11 +35,11 @@ def tail_line(line: RequestLine, total: RunningTotal) -> str:
     clock = datetime.fromtimestamp(line.ts).strftime("%H:%M:%S")
     tokens = f"{count(line.input_tokens)} → {count(line.output_tokens)}"
     if line.cost_usd is not None:
-        cost = money(line.cost_usd)
+        cost = human_usd(line.cost_usd)
     else:
-        cost = "unpriced" if line.cost_source == "unpriced" else "—"
+        cost = "unpriced" if line.cost_source == UNPRICED_SOURCE else "—"
     status = str(line.status) + ("" if line.outcome == "ok" else f" {line.outcome}")
-    running = f"{total.requests:,} req {money(Decimal(total.cost_nanousd).scaleb(-9))}"
+    running = f"{total.requests:,} req {format_usd(total.cost_nanousd)}"
     if total.unpriced:
         running += f" (+{total.unpriced:,} unpriced)"
     return (

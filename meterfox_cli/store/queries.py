@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 
+from meterfox_cli.money import from_nanousd
+from meterfox_cli.pricing.quote import UNPRICED_SOURCE
 from meterfox_cli.store.db import has_requests, open_readonly
 from meterfox_cli.store.dimensions import (
     TIME_DIMENSIONS,
@@ -56,9 +58,9 @@ _REQUEST_SUMS = (
     "r.reasoning_tokens",
     "r.cost_nanousd",
     "(r.cost_nanousd IS NOT NULL)",
-    "(r.cost_source = 'unpriced')",
-    "IIF(r.cost_source = 'unpriced', r.input_tokens, 0)",
-    "IIF(r.cost_source = 'unpriced', r.output_tokens, 0)",
+    f"(r.cost_source = '{UNPRICED_SOURCE}')",
+    f"IIF(r.cost_source = '{UNPRICED_SOURCE}', r.input_tokens, 0)",
+    f"IIF(r.cost_source = '{UNPRICED_SOURCE}', r.output_tokens, 0)",
 )
 _KEY_COLUMNS = "r.day, r.provider, IFNULL(r.model, '') AS model, r.key_name, r.endpoint"
 
@@ -309,7 +311,7 @@ def _row(dims: tuple[str | None, ...], sums: list[int]) -> ReportRow:
         cache_write_tokens=named["cache_write_tokens"],
         output_tokens=named["output_tokens"],
         reasoning_tokens=named["reasoning_tokens"],
-        cost_usd=None if nano is None else Decimal(nano).scaleb(-9),
+        cost_usd=from_nanousd(nano),
         unpriced_requests=named["unpriced_requests"],
         dims=dims,
         cost_nanousd=nano,

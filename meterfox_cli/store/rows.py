@@ -13,6 +13,7 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any
 
+from meterfox_cli.money import from_nanousd
 from meterfox_cli.pricing.quote import Price, Quote
 from meterfox_cli.records import UsageRecord
 from meterfox_cli.usage import Reading, Usage
@@ -240,7 +241,7 @@ class RequestLine:
 
     @property
     def cost_usd(self) -> Decimal | None:
-        return None if self.cost_nanousd is None else Decimal(self.cost_nanousd).scaleb(-9)
+        return from_nanousd(self.cost_nanousd)
 
 
 _LINE_FIELDS = tuple(f.name for f in fields(RequestLine))

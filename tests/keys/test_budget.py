@@ -17,11 +17,11 @@ from meterfox_cli.keys.budget import (
     Budget,
     Period,
     SpendCounter,
-    format_usd,
     next_period_start,
     parse_budget,
     period_start,
 )
+from meterfox_cli.money import format_usd
 from tests.keys.support import add_request
 
 DOLLAR = 1_000_000_000

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from meterfox_cli.config import config_from_dict
+from meterfox_cli.money import NANO
 from meterfox_cli.pricing.book import PriceBook
-from meterfox_cli.pricing.quote import NANO
 from meterfox_cli.records import UsageRecord
 from meterfox_cli.usage import Reading, Usage
 from tests.fakes.records import usage_record

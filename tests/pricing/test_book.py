@@ -12,8 +12,9 @@ from decimal import Decimal
 import pytest
 
 from meterfox_cli.config import PriceOverride, PricingConfig, ProviderConfig
+from meterfox_cli.money import to_nanousd
 from meterfox_cli.pricing.book import PriceBook, price_reading, price_record
-from meterfox_cli.pricing.quote import NO_USAGE, Quote, to_nanousd
+from meterfox_cli.pricing.quote import NO_USAGE, Quote
 from meterfox_cli.providers.registry import build_registry
 from meterfox_cli.usage import Reading, Usage
 from tests.pricing.cases import (

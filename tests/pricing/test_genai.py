@@ -6,9 +6,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from meterfox_cli.money import to_nanousd
 from meterfox_cli.pricing.book import price_reading
 from meterfox_cli.pricing.genai import genai_usage, pricing_id
-from meterfox_cli.pricing.quote import Quote, to_nanousd
+from meterfox_cli.pricing.quote import Quote
 from meterfox_cli.usage import Reading, Usage
 from tests.pricing.cases import utc
 

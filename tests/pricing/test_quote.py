@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 
+from meterfox_cli.money import to_nanousd
 from meterfox_cli.pricing.book import price_record
-from meterfox_cli.pricing.quote import Quote, to_nanousd
+from meterfox_cli.pricing.quote import Quote
 from meterfox_cli.usage import Usage
 from tests.pricing.cases import record
 

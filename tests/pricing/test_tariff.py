@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from meterfox_cli.money import to_nanousd
 from meterfox_cli.pricing.book import PriceBook, price_reading
 from meterfox_cli.pricing.genai import genai_usage, pricing_id
-from meterfox_cli.pricing.quote import Price, Quote, to_nanousd
+from meterfox_cli.pricing.quote import Price, Quote
 from meterfox_cli.usage import Reading, Usage
 from tests.pricing.cases import AUG_2025, CASES, Case, D, book
 

@@ -14,7 +14,7 @@ import openai
 from google import genai
 from google.genai import types
 
-from meterfox_cli.pricing.quote import to_nanousd
+from meterfox_cli.money import to_nanousd
 from tests.fakes.upstream import Received, Reply
 from tests.fixtures import gemini as gemini_fx
 from tests.fixtures.openai_style import RESPONSES_BODY, chat

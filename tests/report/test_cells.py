@@ -1,29 +1,10 @@
-"""Numbers for people: dollars, counts and durations, rounded as a person reads them."""
+"""Numbers for people: counts, durations and shares, rounded as a person reads them."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
 
-from meterfox_cli.report.cells import count, duration, money
-
-
-@pytest.mark.parametrize(
-    ("usd", "shown"),
-    [
-        ("0", "$0.00"),
-        ("1234.567", "$1,234.57"),
-        ("1", "$1.00"),
-        ("0.5", "$0.50"),
-        ("0.001", "$0.0010"),
-        ("0.01234", "$0.0123"),
-        ("0.000123456", "$0.000123"),
-        ("0.0000001", "<$0.000001"),
-    ],
-)
-def test_money_has_sensible_precision(usd, shown):
-    assert money(Decimal(usd)) == shown
+from meterfox_cli.report.cells import count, duration
 
 
 @pytest.mark.parametrize(
