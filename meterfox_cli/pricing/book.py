@@ -38,8 +38,8 @@ from meterfox_cli.pricing.quote import (
     Bucket,
     Price,
     Quote,
-    exact_decimal,
     revised,
+    usage_decimal,
 )
 from meterfox_cli.pricing.tariff import fast_price, fast_quote
 from meterfox_cli.records import UsageRecord
@@ -288,7 +288,7 @@ def _time_priced(
         rate = book.hardware[o.hardware]
         rates_from = f"{source}: hardware {o.hardware} at ${decimal_text(rate)}/s from "
         rates_from += book.hardware_source(o.hardware)
-    bucket = Bucket("seconds", exact_decimal(seconds), rate, per=1)
+    bucket = Bucket("seconds", usage_decimal(seconds), rate, per=1)
     return revised(base, source=OVERRIDE, rates_from=rates_from, buckets=(bucket,))
 
 

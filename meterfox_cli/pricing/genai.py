@@ -15,7 +15,7 @@ from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
 from meterfox_cli.pricing.price_data import cleared_when_data_changes, data_label, genai_version
-from meterfox_cli.pricing.quote import COMPUTED, Bucket, Quote, exact_decimal, revised
+from meterfox_cli.pricing.quote import COMPUTED, Bucket, Quote, revised, usage_decimal
 from meterfox_cli.usage import Usage
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ def usage_values(usage: Usage) -> dict[str, int | Decimal]:
     for name, amount in usage.units:
         key = _UNIT_KEYS.get(name)
         if key is not None and amount:
-            values[key] = values.get(key, 0) + exact_decimal(amount)
+            values[key] = values.get(key, 0) + usage_decimal(amount)
     return {k: _whole(v) for k, v in values.items() if v}
 
 

@@ -164,7 +164,7 @@ def revised(quote: Quote, **changes: Any) -> Quote:
     return Quote(**values)
 
 
-def exact_decimal(value: float) -> Decimal:
+def usage_decimal(value: float) -> Decimal:
     """A usage amount as an exact Decimal (a whole float as an integer)."""
     return Decimal(int(value)) if float(value).is_integer() else Decimal(repr(value))
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TextIO
 
-from meterfox_cli.report.formats import exact_decimal
+from meterfox_cli.money import decimal_text
 from meterfox_cli.store.rows import RequestLine
 
 EXPORT_FIELDS = (
@@ -80,7 +80,7 @@ def write_export(lines: Iterable[RequestLine], out: TextIO, fmt: str) -> int:
         for line in lines:  # the csv module writes None as an empty field
             values = list(export_values(line))
             values[10], values[14] = int(line.streamed), int(line.usage_known)
-            values[20] = None if line.cost_usd is None else exact_decimal(line.cost_usd)
+            values[20] = None if line.cost_usd is None else decimal_text(line.cost_usd)
             writer.writerow(values)
             written += 1
         return written
@@ -88,7 +88,7 @@ def write_export(lines: Iterable[RequestLine], out: TextIO, fmt: str) -> int:
     for line in lines:
         values = export_values(line)
         head = json.dumps(dict(zip(leading, values[:20], strict=True)))[:-1]
-        cost = "null" if line.cost_usd is None else exact_decimal(line.cost_usd)
+        cost = "null" if line.cost_usd is None else decimal_text(line.cost_usd)
         out.write(
             f'{head}, "cost_usd": {cost}, "cost_nanousd": {json.dumps(line.cost_nanousd)}, '
             f'"cost_source": {json.dumps(line.cost_source)}, "tags": {line.tags}}}\n'

@@ -9,6 +9,7 @@ import io
 import json
 from decimal import Decimal
 
+from meterfox_cli.money import decimal_text
 from meterfox_cli.store.queries import Report, ReportRow
 
 CONTRACT_FIELDS = (
@@ -63,12 +64,8 @@ def _json_object(values: dict[str, object]) -> str:
 
 def _json_value(value: object) -> str:
     if isinstance(value, Decimal):
-        return exact_decimal(value)  # a JSON number with every nano-dollar, not a float
+        return decimal_text(value)  # a JSON number with every nano-dollar, not a float
     return json.dumps(value)
-
-
-def exact_decimal(value: Decimal) -> str:
-    return format(value.normalize(), "f")
 
 
 def to_csv(report: Report) -> str:
@@ -85,7 +82,7 @@ def _csv_value(value: object) -> object:
     if value is None:
         return ""
     if isinstance(value, Decimal):
-        return exact_decimal(value)
+        return decimal_text(value)
     if isinstance(value, bool):
         return int(value)
     return value
