@@ -53,7 +53,13 @@ class Decision:
 
 PASSTHROUGH = Decision(PASSTHROUGH_KEY)
 # `decide` does not know the key yet: the caller must `await look_up(...)` for the answer.
-LOOK_UP = Decision("(look-up)")
+# A refusal in itself, so that a caller that forgot to look up refuses rather than forwards.
+LOOK_UP = Decision(
+    "(unknown-proxy-key)",
+    status=401,
+    message="MeterFox: unknown proxy key",
+    error_kind="invalid_proxy_key",
+)
 
 
 def _nothing_to_settle(record: UsageRecord) -> None:
