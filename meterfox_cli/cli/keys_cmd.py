@@ -127,12 +127,18 @@ def list_providers() -> None:
 @click.option("--expires", default=None, help="Lifetime: 30d, 12h, 2w (default: never).")
 @click.option("--budget", default=None, help="Spend limit: 25/month, 2/day, 10/week (USD).")
 @click.option("--tag", "tags", multiple=True, metavar="NAME=VALUE", help="Tag every request.")
+@click.option(
+    "--allow-unpriced",
+    is_flag=True,
+    help="With --budget: let through requests MeterFox cannot price (they count as $0).",
+)
 def create(
     name: str,
     providers: tuple[str, ...],
     expires: str | None,
     budget: str | None,
     tags: tuple[str, ...],
+    allow_unpriced: bool,
 ) -> None:
     """Mint a proxy key NAME for an app, and print it (the only time it is shown).
 
@@ -154,6 +160,7 @@ def create(
             expires_in_s=parse_duration(expires) if expires else None,
             budget=parse_budget(budget) if budget else None,
             tags=parse_tags(tags),
+            allow_unpriced=allow_unpriced,
         )
         new = create_key(conn, spec)
     _show_new_key(settings, new, "Created")
@@ -204,15 +211,26 @@ def rotate(name: str, expires: str | None) -> None:
 @keys.command("budget", section=PROXY_KEYS)
 @click.argument("name")
 @click.argument("budget")
-def set_budget(name: str, budget: str) -> None:
-    """Set the key NAME's budget (25/month, 2/day, 10/week), or remove it with `none`."""
+@click.option(
+    "--allow-unpriced/--refuse-unpriced",
+    default=None,
+    help="Let through, or refuse, requests MeterFox cannot price (default: as before; a new "
+    "key refuses them).",
+)
+def set_budget(name: str, budget: str, allow_unpriced: bool | None) -> None:
+    """Set the key NAME's budget (25/month, 2/day, 10/week), or remove it with `none`.
+
+    A budgeted key reserves each request's worst case (its max_tokens at the model's rates)
+    while it runs, and refuses requests MeterFox cannot price unless --allow-unpriced.
+    """
     from meterfox_cli.keys.budget import parse_budget
     from meterfox_cli.keys.proxy_keys import set_budget as core_set_budget
 
     parsed = None if budget.strip().lower() == "none" else parse_budget(budget)
     with _session() as (_settings, conn):
-        key = core_set_budget(conn, name, parsed)
-    click.echo(f"{key.name}: budget {key.budget or 'none'}.")
+        key = core_set_budget(conn, name, parsed, allow_unpriced)
+    unpriced = "allowed" if key.allow_unpriced else "refused"
+    click.echo(f"{key.name}: budget {key.budget or 'none'}; unpriced requests {unpriced}.")
 
 
 @contextlib.contextmanager
@@ -258,6 +276,7 @@ def _show_new_key(settings: Settings, new: NewKey, verb: str) -> None:
         rules.append(f"expires {_when(key.expires_at)}")
     if key.budget is not None:
         rules.append(f"budget {key.budget}")
+        rules.append(f"unpriced requests {'allowed' if key.allow_unpriced else 'refused'}")
     if key.tags:
         rules.append("tags " + ", ".join(f"{k}={v}" for k, v in key.tags))
     click.echo(f"{verb} proxy key {key.name!r} ({'; '.join(rules)}).", err=True)
@@ -293,6 +312,7 @@ def _listing_dict(item: KeyListing) -> dict[str, object]:
         "spend_period": str(item.spend_period),
         "budget_usd": str(key.budget.usd) if key.budget else None,
         "budget_period": str(key.budget.period) if key.budget else None,
+        "allow_unpriced": key.allow_unpriced,
         "status": str(item.status),
     }
 

@@ -16,6 +16,7 @@ from meterfox_cli.cli.common import (
 
 if TYPE_CHECKING:
     from meterfox_cli.keys.authorizer import KeyAuthorizer
+    from meterfox_cli.pricing.book import PriceBook
 
 
 @click.command()
@@ -66,7 +67,7 @@ def serve(
     app = make_app(
         registry=settings.registry,
         writer=RecordWriter(settings.paths.database, pricer=book),
-        authorizer=_key_authorizer(settings, require),
+        authorizer=_key_authorizer(settings, require, book),
         timeouts=config.timeouts,
         max_body_bytes=config.max_body_bytes,
     )
@@ -82,7 +83,7 @@ def serve(
     run_event_loop(run_server(app, host, port, on_ready=ready))
 
 
-def _key_authorizer(settings: Settings, require: bool) -> KeyAuthorizer:
+def _key_authorizer(settings: Settings, require: bool, book: PriceBook) -> KeyAuthorizer:
     """The proxy-key check, with its key store unlocked now (a prompt, if one is needed, comes
     before the server starts; the daemon never prompts later)."""
     from functools import partial
@@ -106,7 +107,7 @@ def _key_authorizer(settings: Settings, require: bool) -> KeyAuthorizer:
     data_dir = settings.paths.data_dir
     if not stored and not (data_dir / KEY_FILE_NAME).exists():  # passthrough only, so far
         lazy = partial(choose_store, data_dir, env_passphrase())
-        return KeyAuthorizer(settings.paths.database, lazy, require_proxy_key=require)
+        return KeyAuthorizer(settings.paths.database, lazy, require_proxy_key=require, book=book)
     choice = choose_store(data_dir, env_passphrase())
     in_file = any(entry.store == FILE_STORE for entry in stored)
     file_store = choice.file_store
@@ -115,7 +116,7 @@ def _key_authorizer(settings: Settings, require: bool) -> KeyAuthorizer:
             file_store.unlock(prompt_passphrase)
         except MeterFoxError as exc:
             click.secho(f"meterfox: provider keys unavailable: {exc}", err=True, fg="yellow")
-    return KeyAuthorizer(settings.paths.database, choice, require_proxy_key=require)
+    return KeyAuthorizer(settings.paths.database, choice, require_proxy_key=require, book=book)
 
 
 COMMANDS = [serve]

@@ -7,12 +7,22 @@ that blocks (SQLite, the keyring, scrypt) happens in one watcher thread, which e
 the keys and re-reads only the provider keys whose index entry changed. So a `keys revoke`
 reaches a running daemon within `poll_s` plus one read, and a `keys set` without a restart.
 
-Budgets are checked against the watcher's spend counts, refreshed on the same tick: a key can
-overshoot by what its requests in flight (and the record writer's queue) cost in that window.
+A proxy key `decide` does not know may have been created since the last poll: `look_up` waits
+for a refresh that starts after it was asked (concurrent misses share one; refreshes forced this
+way are at least FORCED_REFRESH_MIN_S apart), then answers from the new snapshot. A key still
+unknown then goes in a bounded negative cache, emptied whenever the keys change: a flood of
+bogus keys costs the database a few reads a second, whatever its size.
+
+Budgets: `admit` reserves each request's worst case (keys/estimate.py) in the Ledger, and
+refuses a request when the key's spend plus every reservation would pass its budget; the
+request's real cost replaces its reservation the moment it ends (`settle`). Requests nothing
+can price are refused on a budgeted key unless the key allows them (`allow_unpriced`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -20,20 +30,36 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from meterfox_cli.errors import MeterFoxError
-from meterfox_cli.keys.budget import Period, SpendCounter, next_period_start
+from meterfox_cli.keys.budget import Budget, Period, SpendCounter, next_period_start
+from meterfox_cli.keys.estimate import Estimate, estimate
+from meterfox_cli.keys.ledger import Ledger
 from meterfox_cli.keys.provider_keys import ProviderKeys, StoreChoice, StoredKey, stored_keys
 from meterfox_cli.keys.proxy_keys import KeyStatus, ProxyKey, all_keys, hash_secret
 from meterfox_cli.money import format_usd
-from meterfox_cli.proxy.auth import PASSTHROUGH, Authorizer, Credential, Decision, is_proxy_key
-from meterfox_cli.records import PASSTHROUGH_KEY
+from meterfox_cli.pricing.book import DEFAULT_BOOK, PriceBook, price_record
+from meterfox_cli.providers.base import RequestPlan
+from meterfox_cli.proxy.auth import (
+    ADMITTED,
+    LOOK_UP,
+    PASSTHROUGH,
+    Admission,
+    Authorizer,
+    Credential,
+    Decision,
+    is_proxy_key,
+)
+from meterfox_cli.records import PASSTHROUGH_KEY, UsageRecord
 from meterfox_cli.store.db import connect
 
 log = logging.getLogger("meterfox.keys")
 
 POLL_S = 0.25
+FORCED_REFRESH_MIN_S = 0.05  # the shortest gap between two refreshes when misses ask for one
+UNKNOWN_CACHE_SIZE = 10_000  # hashes of keys known not to exist; emptied when full
 RETRY_S = 10.0  # a provider key that could not be read is tried again this often
 # The record of a request made with a key MeterFox does not know: never the key itself.
 UNKNOWN_KEY_NAME = "(unknown-proxy-key)"
@@ -56,6 +82,8 @@ class KeySnapshot:
     provider_keys: Mapping[str, str] = field(default_factory=dict)
     provider_key_errors: Mapping[str, str] = field(default_factory=dict)
     spend: Mapping[str, int] = field(default_factory=dict)
+    version: int | None = None  # the key table's version counter when the keys were read
+    budgeted: Mapping[str, ProxyKey] = field(default_factory=dict)  # live keys, by name
 
 
 class KeyAuthorizer(Authorizer):
@@ -70,13 +98,23 @@ class KeyAuthorizer(Authorizer):
         require_proxy_key: bool = False,
         poll_s: float = POLL_S,
         clock: Callable[[], float] = time.time,
+        book: PriceBook = DEFAULT_BOOK,
+        on_connect: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         self.require_proxy_key = require_proxy_key
         self.snapshot = KeySnapshot()
-        self._watcher = KeyWatcher(db_path, choice, poll_s, clock, self._publish)
+        self.ledger = Ledger()
+        self._watcher = KeyWatcher(
+            db_path, choice, poll_s, clock, self._publish, self.ledger, on_connect
+        )
         self._clock = clock
+        self._book = book
+        self._unknown: set[bytes] = set()
+        self._unknown_version: int | None = None
+        self._looked_up = 0
 
     def start(self) -> None:
+        self._book.warm()  # price data loaded now, not by the first budgeted request's estimate
         self._watcher.start()
 
     def close(self) -> None:
@@ -91,15 +129,9 @@ class KeyAuthorizer(Authorizer):
         snapshot = self.snapshot
         key = snapshot.keys.get(hash_secret(credential.secret))
         if key is None:
-            return _refuse(
-                UNKNOWN_KEY_NAME,
-                401,
-                "MeterFox: unknown proxy key; check it was copied whole, or create one with "
-                "`meterfox keys create NAME`",
-                "invalid_proxy_key",
-            )
+            return LOOK_UP
         now = self._clock()
-        refusal = _check_key(key, provider_slug, now, snapshot)
+        refusal = _check_key(key, provider_slug, now, self.ledger)
         if refusal is not None:
             return refusal
         secret = snapshot.provider_keys.get(provider_slug)
@@ -113,6 +145,67 @@ class KeyAuthorizer(Authorizer):
             return _refuse(key.name, 401, message, "provider_key_missing")
         return Decision(key.name, replacement=secret, tags=key.tags)
 
+    async def look_up(self, provider_slug: str, credential: Credential | None) -> Decision:
+        """A proxy key missing from the snapshot: known not to exist (the negative cache), or
+        looked for again in a refresh that starts after this call."""
+        key_hash = hash_secret(credential.secret) if credential else b""
+        if not self._is_known_unknown(key_hash):
+            self._looked_up += 1
+            await self._watcher.fresh_snapshot()
+        decision = self.decide(provider_slug, credential)
+        if decision is not LOOK_UP:
+            return decision
+        self._remember_unknown(key_hash)
+        return _UNKNOWN
+
+    def admit(
+        self, decision: Decision, provider_slug: str, plan: RequestPlan, body: bytes | None
+    ) -> Admission:
+        """Reserve a budgeted key's worst case for this request, or refuse it."""
+        key = self.snapshot.budgeted.get(decision.key_name)
+        if key is None or key.budget is None:
+            return ADMITTED
+        now = self._clock()
+        worst = estimate(provider_slug, plan, body, self._book, now)
+        if worst.nanousd is None:
+            if not key.allow_unpriced:
+                return Admission(_unpriced(key, provider_slug, plan))
+            worst = Estimate(worst.input_tokens, worst.output_tokens, 0)
+        spent = self.ledger.reserve(key.name, key.budget.nanousd, worst.nanousd or 0)
+        if spent is not None:
+            return Admission(_over_budget(key.name, key.budget, spent, now, worst))
+        return Admission(settle=partial(self._settle, key.name, worst.nanousd or 0))
+
+    def _settle(self, key_name: str, reserved: int, record: UsageRecord) -> None:
+        """The response ended: its real cost replaces its reservation (runs on the loop)."""
+        cost = 0
+        try:
+            if record.reading.usage is not None:
+                cost = price_record(record, self._book).cost_nanousd or 0
+        except Exception:  # the reservation must go back whatever happens to pricing
+            log.exception("pricing %s for its key's budget failed", record.id)
+        self.ledger.settle(key_name, reserved, record.id, record.started_at, max(cost, 0))
+
+    def stats(self) -> dict[str, object]:
+        return {
+            **self.ledger.stats(),
+            "looked_up": self._looked_up,
+            "forced_refreshes": self._watcher.forced_refreshes,
+            "unknown_keys_cached": len(self._unknown)
+            if self._unknown_version == self.snapshot.version
+            else 0,
+        }
+
+    def _is_known_unknown(self, key_hash: bytes) -> bool:
+        return self._unknown_version == self.snapshot.version and key_hash in self._unknown
+
+    def _remember_unknown(self, key_hash: bytes) -> None:
+        version = self.snapshot.version
+        if version != self._unknown_version or len(self._unknown) >= UNKNOWN_CACHE_SIZE:
+            self._unknown = set()
+            self._unknown_version = version
+        self._unknown.add(key_hash)
+
 
 _REQUIRED = Decision(
     PASSTHROUGH_KEY,
@@ -123,13 +216,20 @@ _REQUIRED = Decision(
     ),
     error_kind="proxy_key_required",
 )
+_UNKNOWN = Decision(
+    UNKNOWN_KEY_NAME,
+    status=401,
+    message="MeterFox: unknown proxy key; check it was copied whole, or create one with "
+    "`meterfox keys create NAME`",
+    error_kind="invalid_proxy_key",
+)
 
 
 def _refuse(name: str, status: int, message: str, kind: str) -> Decision:
     return Decision(name, status=status, message=message, error_kind=kind)
 
 
-def _check_key(key: ProxyKey, provider: str, now: float, snapshot: KeySnapshot) -> Decision | None:
+def _check_key(key: ProxyKey, provider: str, now: float, ledger: Ledger) -> Decision | None:
     status = key.status(now)
     if status is KeyStatus.REVOKED:
         return _refuse(
@@ -156,22 +256,49 @@ def _check_key(key: ProxyKey, provider: str, now: float, snapshot: KeySnapshot) 
             "proxy_key_not_allowed",
         )
     budget = key.budget
-    spent = snapshot.spend.get(key.name, 0)
-    if budget is not None and spent >= budget.nanousd:
-        resets = datetime.fromtimestamp(next_period_start(budget.period, now))
-        return _refuse(
-            key.name,
-            429,
-            f"MeterFox: proxy key {key.name!r} has spent {format_usd(spent)} of its "
-            f"{budget} budget; it resets {resets:%Y-%m-%d %H:%M}, or raise it with "
-            f"`meterfox keys budget {key.name} AMOUNT/PERIOD`",
-            "budget_exceeded",
-        )
+    if budget is not None:
+        spent = ledger.spent(key.name)
+        if spent >= budget.nanousd:
+            return _over_budget(key.name, budget, spent, now)
     return None
 
 
+def _over_budget(
+    name: str, budget: Budget, spent: int, now: float, worst: Estimate | None = None
+) -> Decision:
+    resets = datetime.fromtimestamp(next_period_start(budget.period, now))
+    this = ""
+    if worst is not None:
+        this = (
+            f"; this request may cost up to {format_usd(worst.nanousd or 0)} "
+            f"({worst.input_tokens:,} input and {worst.output_tokens:,} output tokens: "
+            "set max_tokens lower to reserve less)"
+        )
+    return _refuse(
+        name,
+        429,
+        f"MeterFox: proxy key {name!r} has spent or reserved {format_usd(spent)} of its "
+        f"{budget} budget{this}; it resets {resets:%Y-%m-%d %H:%M}, or raise it with "
+        f"`meterfox keys budget {name} AMOUNT/PERIOD`",
+        "budget_exceeded",
+    )
+
+
+def _unpriced(key: ProxyKey, provider: str, plan: RequestPlan) -> Decision:
+    what = f"model {plan.model!r} at {provider}" if plan.model else "a request naming no model"
+    return _refuse(
+        key.name,
+        403,
+        f"MeterFox: proxy key {key.name!r} has a budget, and MeterFox cannot price {what}; "
+        f"add a [[prices]] entry to config.toml, or let the key through unpriced requests "
+        f"(`meterfox keys create {key.name} --allow-unpriced` on a new key)",
+        "unpriced_request",
+    )
+
+
 class KeyWatcher:
-    """The one thread that reads keys, provider keys and spend, and publishes snapshots."""
+    """The one thread that reads keys, provider keys and spend, and publishes snapshots: every
+    `poll_s`, or sooner (never within FORCED_REFRESH_MIN_S of the last) when a look-up waits."""
 
     def __init__(
         self,
@@ -180,6 +307,8 @@ class KeyWatcher:
         poll_s: float,
         clock: Callable[[], float],
         publish: Callable[[KeySnapshot], None],
+        ledger: Ledger,
+        on_connect: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         self._db_path = db_path
         # A callable is resolved the first time a provider key must be read: choosing a store
@@ -188,7 +317,14 @@ class KeyWatcher:
         self._poll_s = poll_s
         self._clock = clock
         self._publish = publish
+        self._ledger = ledger
+        self._on_connect = on_connect  # a test hook: runs on the watcher's connection
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a look-up is waiting for the next refresh
+        self._waiting: asyncio.Future[None] | None = None
+        self._waiting_lock = threading.Lock()
+        self._last_start = 0.0
+        self.forced_refreshes = 0  # refreshes that some look-up waited for
         self._thread = threading.Thread(target=self._run, name="meterfox-keys", daemon=True)
         self._conn: sqlite3.Connection | None = None
         self._version: int | None = None
@@ -201,18 +337,37 @@ class KeyWatcher:
     def start(self) -> None:
         """Load everything once (blocking), then keep it fresh in the background."""
         self._conn = connect(self._db_path)
+        if self._on_connect is not None:
+            self._on_connect(self._conn)
+        self._last_start = time.monotonic()
         self.refresh()
         self._thread.start()
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(5)
+        _resolve(self._take_waiting())
         if self._conn is not None:
             self._conn.close()
 
+    async def fresh_snapshot(self) -> None:
+        """Return once a refresh that started after this call has published (or failed).
+        Every caller meanwhile shares that one refresh. On the event loop; never blocks it."""
+        if not self._thread.is_alive() or self._stop.is_set():
+            return
+        with self._waiting_lock:
+            if self._waiting is None:
+                self._waiting = asyncio.get_running_loop().create_future()
+                self._wake.set()
+            waiting = self._waiting
+        await asyncio.shield(waiting)
+
     def _run(self) -> None:
-        while not self._stop.wait(self._poll_s):
+        while self._sleep():
+            waiting = self._take_waiting()
+            self._last_start = time.monotonic()
             try:
                 self.refresh()
             except (sqlite3.Error, MeterFoxError) as exc:
@@ -223,6 +378,27 @@ class KeyWatcher:
                 if self._failing:
                     log.warning("reading keys again")
                 self._failing = False
+            finally:
+                _resolve(waiting)
+
+    def _sleep(self) -> bool:
+        """Wait until the next refresh is due; False when stopping."""
+        while not self._stop.is_set():
+            asked = self._wake.is_set()
+            due = self._last_start + (FORCED_REFRESH_MIN_S if asked else self._poll_s)
+            left = due - time.monotonic()
+            if left <= 0:
+                return True
+            (self._stop if asked else self._wake).wait(left)
+        return False
+
+    def _take_waiting(self) -> asyncio.Future[None] | None:
+        with self._waiting_lock:
+            waiting, self._waiting = self._waiting, None
+            self._wake.clear()
+        if waiting is not None:
+            self.forced_refreshes += 1
+        return waiting
 
     def refresh(self) -> None:
         conn = self._conn
@@ -237,18 +413,18 @@ class KeyWatcher:
             self._version = version
             self._retry_at = time.monotonic() + RETRY_S
         now = self._clock()
-        periods: dict[str, Period] = {
-            key.name: key.budget.period
-            for key in self._keys
-            if key.budget is not None and key.revoked_at is None
-        }
+        live = [key for key in self._keys if key.budget is not None and key.revoked_at is None]
+        periods: dict[str, Period] = {key.name: key.budget.period for key in live if key.budget}
         spend = self._spend.refresh(conn, periods, now)
+        self._ledger.recorded(spend, self._spend.counted, self._spend.starts)
         self._publish(
             KeySnapshot(
                 keys={key.key_hash: key for key in self._keys},
                 provider_keys={p: k.secret for p, k in self._loaded.items() if k.secret},
                 provider_key_errors={p: k.error for p, k in self._loaded.items() if k.error},
                 spend=spend,
+                version=self._version,
+                budgeted={key.name: key for key in live},
             )
         )
 
@@ -275,3 +451,16 @@ class KeyWatcher:
                 log.error("cannot read the %s key: %s", provider, error)
             loaded[provider] = LoadedKey(entry, secret, error)
         self._loaded = loaded
+
+
+def _resolve(waiting: asyncio.Future[None] | None) -> None:
+    """Wake the look-ups waiting on `waiting`, from any thread."""
+    if waiting is None:
+        return
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+        waiting.get_loop().call_soon_threadsafe(_set_done, waiting)
+
+
+def _set_done(waiting: asyncio.Future[None]) -> None:
+    if not waiting.done():
+        waiting.set_result(None)

@@ -2,7 +2,8 @@
 
 A key's spend is the sum of the recorded costs (`requests.cost_nanousd`) of its requests since
 the start of the current period, the same local calendar the reports' `day` column uses.
-Unpriced requests count as zero: a budget can only be as exact as the prices behind it.
+Unpriced requests count as zero here; a running daemon adds what its requests in flight have
+reserved and what finished ones cost before their records are read (keys/ledger.py).
 """
 
 from __future__ import annotations
@@ -116,7 +117,15 @@ class SpendCounter:
     def __init__(self) -> None:
         self._starts: dict[str, float] = {}
         self._spend: dict[str, int] = {}
-        self._cursor = 0  # the highest requests rowid already counted
+        self._cursor: int | None = None  # the highest requests rowid already counted
+        # The ids of the budgeted keys' rows the last refresh saw for the first time, so the
+        # daemon's ledger can stop counting those requests itself (none on the first refresh).
+        self.counted: tuple[str, ...] = ()
+
+    @property
+    def starts(self) -> Mapping[str, float]:
+        """Each budgeted key's period start, as of the last refresh."""
+        return self._starts
 
     def refresh(
         self, conn: sqlite3.Connection, periods: Mapping[str, Period], now: float
@@ -125,28 +134,35 @@ class SpendCounter:
         conn.execute("BEGIN")  # one snapshot for the cursor and the sums
         try:
             top = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM requests").fetchone()[0]
+            cursor = self._cursor
+            rows = self._new_rows(conn, starts, cursor, top) if cursor is not None else []
             if starts != self._starts:
                 self._spend = {
                     name: spend_since(conn, name, start) for name, start in starts.items()
                 }
-            elif starts and top > self._cursor:
-                self._add_new_rows(conn, starts, top)
+            else:
+                for _, name, ts, cost in rows:
+                    if cost is not None and ts >= starts[name]:
+                        self._spend[name] = self._spend.get(name, 0) + cost
         finally:
             conn.execute("COMMIT")
         self._starts = starts
         self._cursor = top
+        self.counted = tuple(row[0] for row in rows)
         return dict(self._spend)
 
-    def _add_new_rows(self, conn: sqlite3.Connection, starts: dict[str, float], top: int) -> None:
+    @staticmethod
+    def _new_rows(
+        conn: sqlite3.Connection, starts: dict[str, float], cursor: int, top: int
+    ) -> list[tuple[str, str, float, int | None]]:
+        if not starts or top <= cursor:
+            return []
         marks = ",".join("?" * len(starts))
-        rows = conn.execute(
-            f"SELECT key_name, ts, cost_nanousd FROM requests WHERE rowid > ? AND rowid <= ? "
-            f"AND cost_nanousd IS NOT NULL AND key_name IN ({marks})",
-            (self._cursor, top, *starts),
-        )
-        for name, ts, cost in rows:
-            if ts >= starts[name]:
-                self._spend[name] = self._spend.get(name, 0) + cost
+        return conn.execute(
+            f"SELECT id, key_name, ts, cost_nanousd FROM requests WHERE rowid > ? AND rowid <= ? "
+            f"AND key_name IN ({marks})",
+            (cursor, top, *starts),
+        ).fetchall()
 
 
 def spend_since(conn: sqlite3.Connection, name: str, since: float) -> int:

@@ -59,6 +59,7 @@ class ProxyKey:
     expires_at: float | None
     revoked_at: float | None
     budget: Budget | None
+    allow_unpriced: bool = False  # with a budget: let through requests nothing can price
 
     def status(self, now: float) -> KeyStatus:
         if self.revoked_at is not None:
@@ -80,6 +81,7 @@ class KeySpec:
     expires_in_s: float | None = None
     budget: Budget | None = None
     tags: tuple[tuple[str, str], ...] = ()
+    allow_unpriced: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,17 +154,30 @@ def rotate_key(
         lifetime = expires_in_s
         if lifetime is None and old.expires_at is not None:
             lifetime = old.expires_at - old.created_at
-        spec = KeySpec(old.name, old.providers, lifetime, old.budget, old.tags)
+        spec = KeySpec(old.name, old.providers, lifetime, old.budget, old.tags, old.allow_unpriced)
         return _insert(conn, spec, now)
 
 
-def set_budget(conn: sqlite3.Connection, name: str, budget: Budget | None) -> ProxyKey:
-    """Change (or with None, remove) the live key's budget; the daemon applies it within 1 s."""
+def set_budget(
+    conn: sqlite3.Connection,
+    name: str,
+    budget: Budget | None,
+    allow_unpriced: bool | None = None,
+) -> ProxyKey:
+    """Change (or with None, remove) the live key's budget, and whether it lets unpriced
+    requests through (None: as it was); the daemon applies it within 1 s."""
     with transaction(conn):
         key = _require_live(conn, name)
+        allow = key.allow_unpriced if allow_unpriced is None else allow_unpriced
         conn.execute(
-            "UPDATE proxy_keys SET budget_nanousd = ?, budget_period = ? WHERE id = ?",
-            (budget.nanousd if budget else None, str(budget.period) if budget else None, key.id),
+            "UPDATE proxy_keys SET budget_nanousd = ?, budget_period = ?, allow_unpriced = ? "
+            "WHERE id = ?",
+            (
+                budget.nanousd if budget else None,
+                str(budget.period) if budget else None,
+                int(allow),
+                key.id,
+            ),
         )
     return _by_id(conn, key.id)
 
@@ -240,12 +255,14 @@ def resolve_providers(registry: Registry, names: Iterable[str]) -> tuple[str, ..
 
 _COLUMNS = (
     "id, name, prefix, key_hash, providers, tags, created_at, expires_at, revoked_at, "
-    "budget_nanousd, budget_period"
+    "budget_nanousd, budget_period, allow_unpriced"
 )
 
 
 def _key(row: tuple) -> ProxyKey:
-    (id_, name, prefix, key_hash, providers, tags, created, expires, revoked, nano, period) = row
+    (id_, name, prefix, key_hash, providers, tags, created, expires, revoked, nano, period, lax) = (
+        row
+    )
     return ProxyKey(
         id=id_,
         name=name,
@@ -257,6 +274,7 @@ def _key(row: tuple) -> ProxyKey:
         expires_at=expires,
         revoked_at=revoked,
         budget=Budget(nano, Period(period)) if nano is not None and period else None,
+        allow_unpriced=bool(lax),
     )
 
 
@@ -265,7 +283,8 @@ def _insert(conn: sqlite3.Connection, spec: KeySpec, now: float) -> NewKey:
     expires = now + spec.expires_in_s if spec.expires_in_s is not None else None
     cursor = conn.execute(
         "INSERT INTO proxy_keys (name, prefix, key_hash, providers, tags, created_at, "
-        "expires_at, budget_nanousd, budget_period) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "expires_at, budget_nanousd, budget_period, allow_unpriced) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             spec.name,
             secret[: len(PROXY_KEY_PREFIX) + SHOWN_CHARS],
@@ -276,6 +295,7 @@ def _insert(conn: sqlite3.Connection, spec: KeySpec, now: float) -> NewKey:
             expires,
             spec.budget.nanousd if spec.budget else None,
             str(spec.budget.period) if spec.budget else None,
+            int(spec.allow_unpriced),
         ),
     )
     return NewKey(_by_id(conn, cursor.lastrowid), secret)

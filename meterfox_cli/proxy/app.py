@@ -86,6 +86,8 @@ async def health(request: web.Request) -> web.Response:
             "store_error": writer.last_error,
             "max_batch": writer.max_batch,
             "max_commit_lag_ms": round(writer.max_commit_lag_s * 1000, 1),
+            "refused": dict(state.refused),
+            "keys": state.authorizer.stats(),
         }
     )
 

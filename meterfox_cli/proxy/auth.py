@@ -6,10 +6,14 @@ SDKs send keys in different places: `Authorization: Bearer` (OpenAI-style, curre
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from meterfox_cli.records import PASSTHROUGH_KEY
+from meterfox_cli.records import PASSTHROUGH_KEY, UsageRecord
+
+if TYPE_CHECKING:
+    from meterfox_cli.providers.base import RequestPlan
 
 CREDENTIAL_HEADERS: tuple[str, ...] = (
     "authorization",
@@ -48,6 +52,30 @@ class Decision:
 
 
 PASSTHROUGH = Decision(PASSTHROUGH_KEY)
+# `decide` does not know the key yet: the caller must `await look_up(...)` for the answer.
+# A refusal in itself, so that a caller that forgot to look up refuses rather than forwards.
+LOOK_UP = Decision(
+    "(unknown-proxy-key)",
+    status=401,
+    message="MeterFox: unknown proxy key",
+    error_kind="invalid_proxy_key",
+)
+
+
+def _nothing_to_settle(record: UsageRecord) -> None:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A request let through (`refusal` None) or not. `settle` runs exactly once, with the
+    request's record, when it ends however it ends: what its key reserved is settled then."""
+
+    refusal: Decision | None = None
+    settle: Callable[[UsageRecord], None] = _nothing_to_settle
+
+
+ADMITTED = Admission()
 
 
 def is_proxy_key(secret: str) -> bool:
@@ -109,4 +137,19 @@ class Authorizer:
         """Stop any background work; called off the event loop at shutdown."""
 
     def decide(self, provider_slug: str, credential: Credential | None) -> Decision:
+        """The decision from what is in memory, or LOOK_UP when it needs `look_up`."""
         return PASSTHROUGH
+
+    async def look_up(self, provider_slug: str, credential: Credential | None) -> Decision:
+        """The decision for a credential `decide` did not know (never blocks the loop)."""
+        return self.decide(provider_slug, credential)
+
+    def admit(
+        self, decision: Decision, provider_slug: str, plan: RequestPlan, body: bytes | None
+    ) -> Admission:
+        """Once the body is read: let the request through, reserving what it may cost, or not."""
+        return ADMITTED
+
+    def stats(self) -> dict[str, object]:
+        """Counters for the health endpoint."""
+        return {}

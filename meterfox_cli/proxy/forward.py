@@ -1,8 +1,10 @@
 """Forwarding one request: resolve the provider, check the key, stream, tap, record.
 
-Guarantee: every request routed to a known provider produces exactly one UsageRecord, whether
+Guarantee: every request admitted to a known provider produces exactly one UsageRecord, whether
 it completes, fails upstream, or the client hangs up; and the bytes the client receives are the
-upstream's bytes (less only a usage-only chunk the proxy itself asked for).
+upstream's bytes (less only a usage-only chunk the proxy itself asked for). A refused request
+(bad key, spent budget) is counted in the health endpoint's `refused`, never recorded: a flood
+of them cannot grow the database.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import re
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -26,6 +29,7 @@ from meterfox_cli.providers.base import BodyTap, RequestPlan, WireFormat
 from meterfox_cli.providers.registry import Provider
 from meterfox_cli.proxy.auth import (
     CREDENTIAL_HEADERS,
+    LOOK_UP,
     QUERY_KEY,
     Credential,
     Decision,
@@ -76,6 +80,7 @@ class Exchange:
     outcome: Outcome = Outcome.OK
     tap: BodyTap | None = None
     response: web.StreamResponse | None = None  # set once the client's response is started
+    settle: Callable[[UsageRecord], None] | None = None  # the admission's, with the record
 
     def record(self) -> UsageRecord:
         reading = self.tap.reading() if self.tap else Reading(model=self.plan.model)
@@ -120,6 +125,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     wire = provider.wire.for_path(endpoint)
     credential = find_credential(request.headers, request.query)
     decision = state.authorizer.decide(provider.slug, credential)
+    if decision is LOOK_UP:  # an unknown proxy key: maybe created since the last poll
+        decision = await state.authorizer.look_up(provider.slug, credential)
     try:
         body = await _read_body(request)
     except BodyTooLarge:
@@ -144,17 +151,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         tags=tags_from_headers(request.headers),
     )
     if decision.refused:
-        exchange.status = decision.status or 401
-        exchange.outcome = Outcome.PROXY_ERROR
-        state.writer.submit(exchange.record())
-        return error_response(
-            wire,
-            exchange.status,
-            decision.message or "refused",
-            decision.error_kind or "invalid_api_key",
-            request_id,
-            headers=_NO_RETRY,
-        )
+        return _refuse(state, wire, decision, request_id)
     if decision.replacement is not None and _CONTROL_CHARS.search(decision.replacement):
         # A stored key with a line break (pasted with its newline) must not become a header
         # injection upstream; aiohttp would refuse it with a bare 500 and a traceback.
@@ -171,7 +168,27 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if plan.strip_usage_chunk or "accept-encoding" not in headers:
         headers["Accept-Encoding"] = "identity"
     data = plan.body if body is not None else _stream_body(request)
+    admission = state.authorizer.admit(decision, provider.slug, plan, body)
+    if admission.refusal is not None:
+        return _refuse(state, wire, admission.refusal, request_id)
+    exchange.settle = admission.settle
     return await _exchange(request, state, exchange, url, headers, data)
+
+
+def _refuse(
+    state: ProxyState, wire: WireFormat, decision: Decision, request_id: str
+) -> web.Response:
+    """A refusal in the provider's shape, counted by reason (no record: see the docstring)."""
+    kind = decision.error_kind or "invalid_api_key"
+    state.refused[kind] += 1
+    return error_response(
+        wire,
+        decision.status or 401,
+        decision.message or "refused",
+        kind,
+        request_id,
+        headers=_NO_RETRY,
+    )
 
 
 async def _exchange(
@@ -218,7 +235,10 @@ async def _exchange(
             upstream.close()
         if exchange.outcome is Outcome.CLIENT_CLOSED and exchange.status == 0:
             exchange.status = 499
-        state.writer.submit(exchange.record())
+        record = exchange.record()
+        if exchange.settle is not None:
+            exchange.settle(record)  # before the writer: the next decision sees the cost
+        state.writer.submit(record)
 
 
 async def _relay(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -23,6 +24,7 @@ class ProxyState:
     max_body_bytes: int
     session: aiohttp.ClientSession = field(init=False)
     started_at: float = field(default_factory=time.monotonic)
+    refused: Counter[str] = field(default_factory=Counter)  # refusals by reason (error kind)
 
 
 STATE = web.AppKey("meterfox_state", ProxyState)

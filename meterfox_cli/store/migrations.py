@@ -204,9 +204,15 @@ def m004_report_rollup(conn: sqlite3.Connection) -> None:
     )
 
 
+def m005_key_allow_unpriced(conn: sqlite3.Connection) -> None:
+    """Whether a budgeted key may make requests MeterFox cannot price (they count as $0)."""
+    conn.execute("ALTER TABLE proxy_keys ADD COLUMN allow_unpriced INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_requests", m001_requests),
     ("002_native_dedupe", m002_native_dedupe),
     ("003_keys", m003_keys),
     ("004_report_rollup", m004_report_rollup),
+    ("005_key_allow_unpriced", m005_key_allow_unpriced),
 ]

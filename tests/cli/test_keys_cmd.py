@@ -115,6 +115,19 @@ def test_revoke_rotate_and_budget(plaintext_keyring):
     assert "budget none" in ok("keys", "budget", "bot", "none").stdout
 
 
+def test_a_budgeted_key_refuses_unpriced_requests_unless_told_otherwise(plaintext_keyring):
+    created = ok("keys", "create", "strict", "--budget", "2/day")
+    assert "unpriced requests refused" in created.stderr
+    created = ok("keys", "create", "lax", "--budget", "2/day", "--allow-unpriced")
+    assert "unpriced requests allowed" in created.stderr
+    rows = {r["name"]: r for r in json.loads(ok("keys", "list", "--format", "json").stdout)}
+    assert (rows["strict"]["allow_unpriced"], rows["lax"]["allow_unpriced"]) == (False, True)
+    assert "allowed" in ok("keys", "budget", "strict", "3/day", "--allow-unpriced").stdout
+    assert "allowed" in ok("keys", "budget", "strict", "4/day").stdout  # kept as it was
+    assert "unpriced requests allowed" in ok("keys", "rotate", "strict").stderr  # kept
+    assert "refused" in ok("keys", "budget", "strict", "4/day", "--refuse-unpriced").stdout
+
+
 def test_doctor_names_the_keyring_and_why(plaintext_keyring):
     ok("keys", "set", "openai", input=OPENAI_KEY)
     out = ok("doctor").stdout

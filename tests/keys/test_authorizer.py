@@ -13,8 +13,11 @@ from meterfox_cli.keys.budget import Budget, Period
 from meterfox_cli.keys.provider_keys import ProviderKeys, choose_store, env_passphrase
 from meterfox_cli.keys.proxy_keys import KeySpec, create_key, revoke_key, set_budget
 from meterfox_cli.paths import resolve_paths
-from meterfox_cli.proxy.auth import PASSTHROUGH, Credential
+from meterfox_cli.providers.openai import OpenAIFormat
+from meterfox_cli.proxy.auth import LOOK_UP, PASSTHROUGH, Credential
 from meterfox_cli.store.db import connect
+from meterfox_cli.usage import Reading, Usage
+from tests.fakes.records import usage_record
 from tests.keys.support import add_request
 
 OPENAI_KEY = "sk-proj-TESTONLY-authorizer"
@@ -76,9 +79,11 @@ def test_other_credentials_pass_through_unless_proxy_keys_are_required(setup):
         assert decision.key_name == "passthrough"
 
 
-def test_an_unknown_proxy_key_is_refused_and_never_named(setup):
+async def test_an_unknown_proxy_key_is_refused_and_never_named(setup):
     _, start, _ = setup
-    decision = start().decide("openai", bearer("mf-not-a-key-we-minted"))
+    authorizer = start()
+    assert authorizer.decide("openai", bearer("mf-not-a-key-we-minted")) is LOOK_UP
+    decision = await authorizer.look_up("openai", bearer("mf-not-a-key-we-minted"))
     assert decision.status == 401 and decision.key_name == UNKNOWN_KEY_NAME
     assert "mf-not" not in (decision.message or "")
 
@@ -203,12 +208,27 @@ def test_decide_does_no_io(setup):
         ("openai", bearer("sk-passthrough")),
         ("openai", None),
     ]
+    # A budgeted key's admission and settlement run on the loop too: a worst-case estimate
+    # and the real cost, priced from memory.
+    body = b'{"model": "gpt-4o-mini", "max_tokens": 100, "messages": []}'
+    plan = OpenAIFormat().plan("/v1/chat/completions", {}, body)
+    usage = Usage(input_tokens=10, output_tokens=100)
+    done = usage_record(key_name="app", reading=Reading(model="gpt-4o-mini", usage=usage))
+
+    def admit_and_settle() -> None:
+        decision = authorizer.decide("openai", bearer(live.secret))
+        admission = authorizer.admit(decision, "openai", plan, body)
+        assert admission.refusal is None
+        admission.settle(done)
+
+    admit_and_settle()  # the model's first price lookup (CPU only) happens here
     recording.set()
     sys.setprofile(profile)
     try:
         for _ in range(100):
             for slug, credential in calls:
                 authorizer.decide(slug, credential)
+            admit_and_settle()
     finally:
         sys.setprofile(None)
         recording.clear()

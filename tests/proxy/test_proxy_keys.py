@@ -27,7 +27,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from meterfox_cli.config import ProviderConfig
-from meterfox_cli.keys.authorizer import UNKNOWN_KEY_NAME, KeyAuthorizer
+from meterfox_cli.keys.authorizer import KeyAuthorizer
 from meterfox_cli.keys.budget import parse_budget
 from meterfox_cli.keys.provider_keys import ProviderKeys, choose_store, env_passphrase
 from meterfox_cli.keys.proxy_keys import KeySpec, create_key, revoke_key
@@ -127,6 +127,14 @@ async def keyed(upstream_server, plaintext_keyring) -> AsyncIterator[Keyed]:
     await proxy.close_clients()
     await proxy_server.close()
     conn.close()
+
+
+async def health(proxy: Proxy) -> dict:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(proxy.url + "/_meterfox/health") as response,
+    ):
+        return await response.json()
 
 
 def assert_never_sent_a_proxy_key(keyed: Keyed, *proxy_keys: str) -> None:
@@ -294,9 +302,10 @@ async def test_an_unknown_proxy_key_is_refused_in_the_providers_shape(keyed):
     assert caught.value.status_code == 401
     assert "unknown proxy key" in caught.value.message
     assert keyed.proxy.upstream.received == []
-    # Refusals are final: the SDK did not retry (x-should-retry: false).
-    [record] = await keyed.proxy.records(1)
-    assert record["key_name"] == UNKNOWN_KEY_NAME and record["outcome"] == "proxy_error"
+    # Refusals are final: the SDK did not retry (x-should-retry: false). They are counted,
+    # not recorded.
+    assert (await health(keyed.proxy))["refused"] == {"invalid_proxy_key": 1}
+    assert read_records(keyed.proxy.db_path) == []
 
 
 async def test_a_key_for_one_provider_is_refused_for_another(keyed):
@@ -375,10 +384,8 @@ async def test_a_budget_is_enforced_with_429(keyed):
     assert refusal.status_code == 429
     assert "'capped'" in refusal.message and "$1.00/day" in refusal.message
     assert len(keyed.proxy.upstream.received) == accepted
-    records = await keyed.proxy.records(accepted + 1)
-    refused = [r for r in records if r["status"] == 429]
-    assert len(refused) == 1, "the SDK retried a refusal"
-    assert refused[0]["key_name"] == "capped"
+    assert (await health(keyed.proxy))["refused"] == {"budget_exceeded": 1}, "SDK retried"
+    assert len(await keyed.proxy.records(accepted)) == accepted  # refusals are not recorded
 
 
 async def test_passthrough_is_recorded_as_passthrough(keyed):
@@ -463,7 +470,7 @@ async def test_records_never_hold_a_key(keyed):
                 json={},
             ) as response:
                 await response.read()
-    await keyed.proxy.records(2)
+    await keyed.proxy.records(1)  # the refused one is counted, not recorded
     for record in read_records(keyed.proxy.db_path):
         blob = json.dumps(dict(record))
         assert "mf-" not in blob and not any(k in blob for k in PROVIDER_KEYS.values())
