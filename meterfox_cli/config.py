@@ -100,6 +100,7 @@ class Config:
     max_body_bytes: int = 32 * 1024 * 1024
     require_proxy_key: bool | None = None
     pricing: PricingConfig = PricingConfig()
+    reconcile_tolerance: Decimal = Decimal("0.02")  # [reconcile] tolerance: 2% either way
 
 
 def load_config(path: Path) -> Config:
@@ -134,6 +135,7 @@ def config_from_dict(data: Mapping[str, object], source: str = "config") -> Conf
             max_body_bytes=int(server.get("max_body_bytes", 32 * 1024 * 1024)),
             require_proxy_key=require_proxy_key,
             pricing=pricing_from_dict(data, source),
+            reconcile_tolerance=_tolerance(data, source),
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: {exc}") from exc
@@ -234,6 +236,21 @@ def _money(value: object, where: str) -> Decimal:
     if not amount.is_finite() or amount < 0:
         raise ConfigError(f"{where}: expected a non-negative number, got {value!r}")
     return amount
+
+
+def _tolerance(data: Mapping[str, object], source: str) -> Decimal:
+    """`[reconcile] tolerance`: a fraction from 0 to 1 (0.02 is 2%), how far a proxied figure
+    may be from the billed one and still match."""
+    table = _table(data, "reconcile", source)
+    unknown = sorted(set(table) - {"tolerance"})
+    if unknown:
+        raise ConfigError(f"{source}: [reconcile] has unknown keys {unknown}")
+    if "tolerance" not in table:
+        return Decimal("0.02")
+    value = _money(table["tolerance"], f"{source} [reconcile] tolerance")
+    if value > 1:
+        raise ConfigError(f"{source}: [reconcile] tolerance is a fraction: 0.02 means 2%")
+    return value
 
 
 def _table(data: Mapping[str, object], name: str, source: str) -> dict[str, object]:

@@ -36,6 +36,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("store", ("meterfox_cli.store",)),
     ("proxy", ("meterfox_cli.proxy",)),
     ("keys", ("meterfox_cli.keys",)),
+    ("sync", ("meterfox_cli.sync",)),
     ("report", ("meterfox_cli.report", "meterfox_cli.timewindow", "meterfox_cli.doctor")),
     ("cli", ("meterfox_cli.cli", "meterfox_cli.__main__")),
 )

@@ -17,6 +17,7 @@ from meterfox_cli.cli import (
     pricing_cmd,
     report_cmd,
     serve_cmd,
+    sync_cmd,
 )
 from meterfox_cli.errors import MeterFoxError
 
@@ -50,5 +51,6 @@ for command in (
     *pricing_cmd.COMMANDS,
     *keys_cmd.COMMANDS,
     *doctor_cmd.COMMANDS,
+    *sync_cmd.COMMANDS,
 ):
     main.add_command(command)

@@ -77,6 +77,9 @@ def set_key(provider: str) -> None:
     """Store PROVIDER's API key: typed at a hidden prompt, or piped in.
 
     echo "$OPENAI_API_KEY" | meterfox keys set openai
+
+    The admin keys `meterfox sync` reads go here too: openai-admin, anthropic-admin,
+    openrouter-admin.
     """
     from meterfox_cli.keys.provider_keys import ProviderKeys
 
@@ -253,6 +256,11 @@ def _store_choice(settings: Settings) -> StoreChoice:
 
 
 def _provider_slug(settings: Settings, name: str) -> str:
+    """A provider's slug, or the name of an admin key `meterfox sync` reads (openai-admin…)."""
+    from meterfox_cli.sync.sources import ADMIN_KEY_NAMES
+
+    if name.strip().lower() in ADMIN_KEY_NAMES:
+        return name.strip().lower()
     provider = settings.registry.get(name.strip().lower())
     if provider is None:
         raise KeyError_(f"no provider named {name!r}: `meterfox providers` lists them")

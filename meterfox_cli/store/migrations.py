@@ -209,10 +209,51 @@ def m005_key_allow_unpriced(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE proxy_keys ADD COLUMN allow_unpriced INTEGER NOT NULL DEFAULT 0")
 
 
+def m006_billed_buckets(conn: sqlite3.Connection) -> None:
+    """What the providers' own usage and cost APIs say they billed (`meterfox sync`), apart
+    from the proxy's records: one row per bucket the API gave (provider, UTC bucket, model and
+    the grouping ids), tokens in the normalised usage shape, and the cost with its source;
+    and per provider the end of the last window synced in full. No secret is ever stored here."""
+    _run(
+        conn,
+        """
+        CREATE TABLE billed_buckets (
+            provider TEXT NOT NULL,
+            bucket_start INTEGER NOT NULL,
+            bucket_end INTEGER NOT NULL,
+            model TEXT NOT NULL DEFAULT '',
+            project_id TEXT NOT NULL DEFAULT '',
+            workspace_id TEXT NOT NULL DEFAULT '',
+            api_key_id TEXT NOT NULL DEFAULT '',
+            service_tier TEXT NOT NULL DEFAULT '',
+            batch TEXT NOT NULL DEFAULT '',
+            requests INTEGER,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            cached_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_nanousd INTEGER,
+            cost_source TEXT NOT NULL,
+            synced_at REAL NOT NULL,
+            PRIMARY KEY (provider, bucket_start, model, project_id, workspace_id, api_key_id,
+                         service_tier, batch)
+        ) WITHOUT ROWID;
+        CREATE TABLE sync_state (
+            provider TEXT PRIMARY KEY,
+            synced_until INTEGER NOT NULL,
+            synced_at REAL NOT NULL
+        );
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_requests", m001_requests),
     ("002_native_dedupe", m002_native_dedupe),
     ("003_keys", m003_keys),
     ("004_report_rollup", m004_report_rollup),
     ("005_key_allow_unpriced", m005_key_allow_unpriced),
+    ("006_billed_buckets", m006_billed_buckets),
 ]

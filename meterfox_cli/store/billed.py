@@ -1,0 +1,185 @@
+"""What the providers billed, as `meterfox sync` stores it: the `billed_buckets` rows, replaced a
+provider's window at a time in one transaction, the per-provider `sync_state`, and the sums
+`reconcile` and `report --source billed` read. Never touches the proxy's `requests`."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import astuple, dataclass, fields
+
+from meterfox_cli.store.db import transaction
+
+# Where a bucket's cost came from.
+COST_API = "cost_api"  # the provider's cost report (OpenAI Costs, Anthropic cost_report)
+ACTIVITY = "activity"  # OpenRouter's activity rows (usage in USD)
+COMPUTED = "computed"  # our price for the tokens the provider reported: not the provider's word
+NO_COST = "none"  # tokens without a cost, and none we could compute
+COST_SOURCES = (COST_API, ACTIVITY, COMPUTED, NO_COST)
+
+
+@dataclass(frozen=True, slots=True)
+class BilledBucket:
+    """One bucket a provider's usage/cost API gave: a UTC time span, a model and the grouping
+    ids it was split by ('' when not grouped), tokens in the normalised usage shape, the
+    request count (None where the API has none: Anthropic), and the cost in nano-USD."""
+
+    provider: str
+    bucket_start: int  # unix seconds, UTC, inclusive
+    bucket_end: int  # exclusive
+    model: str = ""
+    project_id: str = ""
+    workspace_id: str = ""
+    api_key_id: str = ""
+    service_tier: str = ""
+    batch: str = ""
+    requests: int | None = None
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_nanousd: int | None = None
+    cost_source: str = NO_COST
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """The primary key: two buckets with one key are one bucket."""
+        return (
+            self.provider,
+            self.bucket_start,
+            self.model,
+            self.project_id,
+            self.workspace_id,
+            self.api_key_id,
+            self.service_tier,
+            self.batch,
+        )
+
+
+COLUMNS = tuple(f.name for f in fields(BilledBucket))
+_INSERT = (
+    f"INSERT INTO billed_buckets ({', '.join(COLUMNS)}, synced_at) "
+    f"VALUES ({', '.join('?' * (len(COLUMNS) + 1))})"
+)
+
+
+def replace_window(
+    conn: sqlite3.Connection,
+    provider: str,
+    start: int,
+    end: int,
+    buckets: list[BilledBucket],
+    synced_at: float,
+) -> None:
+    """In one transaction: drop `provider`'s buckets starting in [start, end), insert `buckets`
+    (each must start inside the window), and record `end` as synced (an older window synced
+    again never moves it back). Running it twice with the
+    same buckets leaves the same rows."""
+    outside = [b for b in buckets if not (start <= b.bucket_start < end) or b.provider != provider]
+    if outside:
+        raise ValueError(f"bucket outside the window being replaced: {outside[0]}")
+    with transaction(conn):
+        conn.execute(
+            "DELETE FROM billed_buckets WHERE provider = ? AND bucket_start >= ? "
+            "AND bucket_start < ?",
+            (provider, start, end),
+        )
+        conn.executemany(_INSERT, [(*astuple(b), synced_at) for b in buckets])
+        conn.execute(
+            "INSERT INTO sync_state (provider, synced_until, synced_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (provider) DO UPDATE SET "
+            "synced_until = MAX(synced_until, excluded.synced_until), "
+            "synced_at = excluded.synced_at",
+            (provider, end, synced_at),
+        )
+
+
+def synced_until(conn: sqlite3.Connection, provider: str) -> int | None:
+    """The end of `provider`'s last window synced in full, or None if never synced."""
+    row = conn.execute(
+        "SELECT synced_until FROM sync_state WHERE provider = ?", (provider,)
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def sync_states(conn: sqlite3.Connection) -> dict[str, int]:
+    return {p: int(e) for p, e in conn.execute("SELECT provider, synced_until FROM sync_state")}
+
+
+def read_buckets(
+    conn: sqlite3.Connection,
+    since: int | None = None,
+    until: int | None = None,
+    providers: tuple[str, ...] = (),
+) -> list[BilledBucket]:
+    """Every stored bucket starting inside [since, until), in key order."""
+    clauses, params = _where(since, until, providers)
+    rows = conn.execute(
+        f"SELECT {', '.join(COLUMNS)} FROM billed_buckets {clauses} "
+        "ORDER BY provider, bucket_start, model, project_id, workspace_id, api_key_id, "
+        "service_tier, batch",
+        params,
+    )
+    return [BilledBucket(*row) for row in rows]
+
+
+def _where(
+    since: int | None, until: int | None, providers: tuple[str, ...]
+) -> tuple[str, list[object]]:
+    clauses: list[str] = []
+    params: list[object] = []
+    if since is not None:
+        clauses.append("bucket_start >= ?")
+        params.append(since)
+    if until is not None:
+        clauses.append("bucket_start < ?")
+        params.append(until)
+    if providers:
+        clauses.append(f"provider IN ({', '.join('?' * len(providers))})")
+        params.extend(providers)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def snapshot(conn: sqlite3.Connection) -> list[tuple[object, ...]]:
+    """Every billed row without its sync time: what two equal syncs must leave alike."""
+    return [astuple(b) for b in read_buckets(conn)]
+
+
+@dataclass(frozen=True, slots=True)
+class ProxiedSum:
+    """What the proxy recorded for one UTC day, provider and model: requests that carried
+    usage, their tokens, and their cost (unpriced requests add nothing to it)."""
+
+    day: str  # YYYY-MM-DD, UTC
+    provider: str
+    model: str
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cost_nanousd: int
+
+
+def proxied_by_utc_day(
+    conn: sqlite3.Connection, since: float | None, until: float | None, providers: tuple[str, ...]
+) -> list[ProxiedSum]:
+    """The proxy's side of `reconcile`: requests with usage, summed per UTC day (the providers
+    bucket by UTC day; the `day` column is local), provider and model."""
+    clauses = ["r.usage_known = 1"]
+    params: list[object] = []
+    if since is not None:
+        clauses.append("r.ts >= ?")
+        params.append(since)
+    if until is not None:
+        clauses.append("r.ts < ?")
+        params.append(until)
+    if providers:
+        clauses.append(f"r.provider IN ({', '.join('?' * len(providers))})")
+        params.extend(providers)
+    rows = conn.execute(
+        "SELECT date(r.ts, 'unixepoch') AS d, r.provider, IFNULL(r.model, ''), COUNT(*), "
+        "SUM(r.input_tokens), SUM(r.output_tokens), SUM(IFNULL(r.cost_nanousd, 0)) "
+        f"FROM requests r WHERE {' AND '.join(clauses)} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        params,
+    )
+    return [ProxiedSum(*row) for row in rows]
