@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -73,6 +73,8 @@ class FakeAdminAPIs:
         self.faults: dict[str, list[Fault]] = {}
         self.received: list[Seen] = []
         self.delay_s = 0.0
+        # (path, query) → True: answer that request with a page whose `data` is not a list
+        self.malformed: Callable[[str, dict[str, str]], bool] = lambda path, query: False
         self.lock = threading.Lock()
 
     # --- what tests call --------------------------------------------------------------
@@ -106,6 +108,11 @@ class FakeAdminAPIs:
                 text=fault.body,
                 content_type="application/json",
                 headers=fault.headers,
+            )
+        if self.malformed(path, dict(query)):
+            return web.Response(
+                text='{"object": "page", "data": "oops", "has_more": false}',
+                content_type="application/json",
             )
         provider, route = _route(path)
         if provider is None:
