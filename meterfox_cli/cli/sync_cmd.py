@@ -127,7 +127,9 @@ def _run(conn, jobs, since_ts, until_ts, now, price) -> bool:
             except SyncError as exc:
                 failed = True
                 progress.update(task, total=1, completed=0, description=f"{src.name} failed")
-                progress.console.print(f"meterfox: {exc}", highlight=False, markup=False)
+                progress.console.print(
+                    f"meterfox: {exc}", highlight=False, markup=False, soft_wrap=True
+                )
                 continue
             progress.update(task, total=max(summary.pages, 1), completed=summary.pages)
             click.echo(summary_line(summary))
@@ -218,7 +220,9 @@ def reconcile(since: str, until: str | None, by: str, fmt: str, strict: bool) ->
         title = f"Proxied vs billed ({', '.join(synced)}) · {first} → " + (
             utc_day(end) if end is not None else "now"
         )
-        render(rows, Console(highlight=False), title)
+        # a pipe or a file gets every column at full width, not a terminal's 80
+        width = None if sys.stdout.isatty() else 240
+        render(rows, Console(highlight=False, width=width), title)
     off = [r for r in rows if r.status != "match"]
     if strict and off:
         click.echo(f"meterfox: {len(off)} of {len(rows)} rows do not match (--strict)", err=True)

@@ -214,7 +214,9 @@ def _status(
 def _unbilled_note(day: str, now: float) -> str:
     """Why a proxied bucket may be missing from the bill, by its age."""
     end = (date.fromisoformat(day).toordinal() - _EPOCH + 1) * _DAY
-    age_h = max(0, int((now - end) // 3600))
+    age_h = int((now - end) // 3600)
+    if end > now:
+        return f"{day} is not over yet: the provider may not have published it yet"
     if now - end < PUBLISH_LAG_S:
         return f"{day} ended {age_h} h ago: the provider may not have published it yet"
     return f"{day} ended {age_h // 24} days ago and is not billed: another organisation's key?"

@@ -96,7 +96,7 @@ class FakeAdminAPIs:
     async def _handle(self, request: web.Request) -> web.Response:
         path = request.path
         query = list(request.query.items())
-        self.received.append(Seen(path, query, dict(request.headers)))
+        self.received.append(Seen(path, query, {k.lower(): v for k, v in request.headers.items()}))
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         with self.lock:
