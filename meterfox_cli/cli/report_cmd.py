@@ -28,6 +28,13 @@ FORMATS = ("table", "json", "csv", "markdown")
 @filter_options
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--strict", is_flag=True, help="Exit 1 if any request in range is unpriced.")
+@click.option(
+    "--source",
+    type=click.Choice(["proxy", "billed"]),
+    default="proxy",
+    show_default=True,
+    help="What the proxy recorded, or what the providers billed (`meterfox sync` first).",
+)
 def report(
     by: str,
     since: str | None,
@@ -38,6 +45,7 @@ def report(
     tags: tuple[str, ...],
     fmt: str,
     strict: bool,
+    source: str,
 ) -> None:
     """Where the money goes: cost, tokens, errors and latency per group, most expensive first.
 
@@ -45,6 +53,7 @@ def report(
     stable field names; `--by day` adds a spend bar per day (see also `meterfox chart`).
     """
     from meterfox_cli.cli.common import default_base, load_settings
+    from meterfox_cli.errors import MeterFoxError
     from meterfox_cli.paths import resolve_paths
     from meterfox_cli.report.empty import getting_started
     from meterfox_cli.report.formats import to_csv, to_json
@@ -56,7 +65,12 @@ def report(
     dims = parse_dimensions(by)
     window = resolve_window(since, until)
     filters = make_filters(providers, models, keys, tags)
-    result = read_report(resolve_paths().database, dims, window, filters)
+    if source == "billed":
+        result = _billed(dims, window, filters)
+        if result is None:
+            raise MeterFoxError("nothing synced yet: `meterfox sync` pulls what was billed")
+    else:
+        result = read_report(resolve_paths().database, dims, window, filters)
     if result is None:
         directions = getting_started(default_base(load_settings()))
         if fmt in ("table", "markdown"):
@@ -73,7 +87,8 @@ def report(
     elif fmt == "markdown":
         click.echo(to_markdown(result), nl=False)
     else:
-        title = f"Spend by {', '.join(dims)} · {describe(window)}"
+        billed = "Billed (from the providers) by" if source == "billed" else "Spend by"
+        title = f"{billed} {', '.join(dims)} · {describe(window)}"
         render_table(result, _console(), title=title)
     if strict and result.total.unpriced_requests:
         click.echo(
@@ -124,6 +139,24 @@ def chart(
         click.echo(getting_started(default_base(load_settings())))
         return
     render_chart(result, _console(), first_day=first, last_day=last)
+
+
+def _billed(dims, window, filters):
+    """The billed buckets as a report (None when nothing was ever synced)."""
+    from meterfox_cli.paths import resolve_paths
+    from meterfox_cli.store.billed import billed_report, sync_states
+    from meterfox_cli.store.db import connect
+
+    path = resolve_paths().database
+    if not path.exists():
+        return None
+    conn = connect(path)
+    try:
+        if not sync_states(conn):
+            return None
+        return billed_report(conn, dims, window, filters)
+    finally:
+        conn.close()
 
 
 def _console():

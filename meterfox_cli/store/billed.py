@@ -6,8 +6,14 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import astuple, dataclass, fields
+from datetime import UTC, datetime, timedelta
 
+from meterfox_cli.errors import MeterFoxError
+from meterfox_cli.money import from_nanousd
 from meterfox_cli.store.db import transaction
+from meterfox_cli.store.dimensions import label
+from meterfox_cli.store.queries import Report, ReportRow
+from meterfox_cli.store.select import Filters, TimeRange
 
 # Where a bucket's cost came from.
 COST_API = "cost_api"  # the provider's cost report (OpenAI Costs, Anthropic cost_report)
@@ -183,3 +189,73 @@ def proxied_by_utc_day(
         params,
     )
     return [ProxiedSum(*row) for row in rows]
+
+
+BILLED_DIMENSIONS = ("provider", "model", "day", "week", "month")
+
+
+def billed_report(
+    conn: sqlite3.Connection, dimensions: tuple[str, ...], window: TimeRange, filters: Filters
+) -> Report:
+    """`report --source billed`: the billed buckets in the shape of a proxy report, so the same
+    tables and exports render them. Days are the buckets' UTC days; a bucket without a request
+    count (Anthropic) adds none; costs we computed count as costs (`reconcile` tells them
+    apart)."""
+    unknown = [d for d in dimensions if d not in BILLED_DIMENSIONS]
+    if unknown or filters.keys or filters.tags:
+        raise MeterFoxError(
+            "billed usage has no proxy keys, endpoints or tags: group by "
+            f"{', '.join(BILLED_DIMENSIONS)} and filter by provider or model"
+        )
+    since = None if window.since is None else int(window.since)
+    until = None if window.until is None else int(window.until)
+    groups: dict[tuple[str | None, ...], list[BilledBucket]] = {}
+    for b in read_buckets(conn, since, until, filters.providers):
+        if filters.models and b.model not in filters.models:
+            continue
+        groups.setdefault(_dims(dimensions, b), []).append(b)
+    rows = sorted(
+        (_report_row(dimensions, key, buckets) for key, buckets in groups.items()),
+        key=lambda r: (
+            (r.dims[0] or "") if dimensions[0] in ("day", "week", "month") else "",
+            -(r.cost_nanousd or 0),
+            tuple(v or "" for v in r.dims),
+        ),
+    )
+    everything = [b for buckets in groups.values() for b in buckets]
+    total = _report_row((), (), everything)
+    return Report(tuple(dimensions), window, filters, tuple(rows), total)
+
+
+def _dims(dimensions: tuple[str, ...], b: BilledBucket) -> tuple[str | None, ...]:
+    day = datetime.fromtimestamp(b.bucket_start, UTC).date()
+    values = {
+        "provider": b.provider,
+        "model": b.model or None,
+        "day": day.isoformat(),
+        "week": (day - timedelta(days=day.weekday())).isoformat(),
+        "month": day.isoformat()[:7],
+    }
+    return tuple(values[d] for d in dimensions)
+
+
+def _report_row(
+    dimensions: tuple[str, ...], key: tuple[str | None, ...], buckets: list[BilledBucket]
+) -> ReportRow:
+    priced = [b.cost_nanousd for b in buckets if b.cost_nanousd is not None]
+    nano = sum(priced) if priced else None
+    return ReportRow(
+        group=label(dimensions, key),
+        requests=sum(b.requests or 0 for b in buckets),
+        errors=0,
+        input_tokens=sum(b.input_tokens for b in buckets),
+        cached_tokens=sum(b.cached_tokens for b in buckets),
+        cache_write_tokens=sum(b.cache_write_tokens for b in buckets),
+        output_tokens=sum(b.output_tokens for b in buckets),
+        reasoning_tokens=sum(b.reasoning_tokens for b in buckets),
+        cost_usd=from_nanousd(nano),
+        unpriced_requests=0,
+        dims=key,
+        cost_nanousd=nano,
+        priced_requests=sum(b.requests or 0 for b in buckets if b.cost_nanousd is not None),
+    )

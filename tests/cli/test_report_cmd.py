@@ -292,7 +292,20 @@ HEAVY = ("aiohttp", "rich", "genai_prices", "sqlite3", "meterfox_cli.store.queri
 
 @pytest.mark.parametrize(
     "command",
-    ["", "report", "chart", "tail", "export", "serve", "providers", "env", "paths", "keys"],
+    [
+        "",
+        "report",
+        "chart",
+        "tail",
+        "export",
+        "serve",
+        "providers",
+        "env",
+        "paths",
+        "keys",
+        "sync",
+        "reconcile",
+    ],
 )
 def test_help_imports_nothing_heavy(meterfox_home, command):
     probe = (

@@ -324,3 +324,66 @@ def _has_state(db: Path) -> bool:
         return False
     finally:
         conn.close()
+
+
+def test_report_source_billed_sums_the_buckets(conn):
+    from click.testing import CliRunner
+
+    from meterfox_cli.cli import main
+    from meterfox_cli.store.billed import COMPUTED, COST_API, BilledBucket, replace_window
+
+    day = int(time.time()) // DAY * DAY - 2 * DAY
+
+    def bucket(provider, model, start, tokens, cost, requests, source=COST_API):
+        return BilledBucket(
+            provider,
+            start,
+            start + DAY,
+            model,
+            requests=requests,
+            input_tokens=tokens,
+            output_tokens=tokens // 10,
+            cost_nanousd=cost,
+            cost_source=source,
+        )
+
+    replace_window(
+        conn,
+        "openai",
+        day,
+        day + 2 * DAY,
+        [
+            bucket("openai", "gpt-4o", day, 1000, 5_000, 3),
+            bucket("openai", "gpt-4o", day + DAY, 2000, 7_000, 4),
+            bucket("openai", "o3", day, 500, 9_000, 1, COMPUTED),
+        ],
+        time.time(),
+    )
+    replace_window(
+        conn,
+        "anthropic",
+        day,
+        day + DAY,
+        [
+            bucket("anthropic", ANTHROPIC_MODEL, day, 300, 1_000, None),
+        ],
+        time.time(),
+    )
+    runner = CliRunner()
+    done = runner.invoke(
+        main, ["report", "--source", "billed", "--since", "7d", "--format", "json"]
+    )
+    assert done.exit_code == 0, done.output
+    rows = {(r["provider"], r["model"]): r for r in json.loads(done.stdout)}
+    assert rows[("openai", "gpt-4o")]["requests"] == 7
+    assert rows[("openai", "gpt-4o")]["input_tokens"] == 3000
+    assert Decimal(str(rows[("openai", "gpt-4o")]["cost_usd"])) == Decimal("0.000012")
+    assert Decimal(str(rows[("openai", "o3")]["cost_usd"])) == Decimal("0.000009")
+    assert rows[("anthropic", ANTHROPIC_MODEL)]["requests"] == 0  # the API gives no count
+    by_day = runner.invoke(
+        main, ["report", "--source", "billed", "--since", "7d", "--by", "day", "--format", "csv"]
+    )
+    assert by_day.exit_code == 0, by_day.output
+    assert len(by_day.stdout.splitlines()) == 3  # header + two UTC days
+    refused = runner.invoke(main, ["report", "--source", "billed", "--by", "key"])
+    assert refused.exit_code == 2 and "no proxy keys" in refused.output
