@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from meterfox_cli.errors import MeterFoxError
 
@@ -115,12 +115,12 @@ def retry_after(value: str | None) -> float | None:
 
 
 def _path(url: str) -> str:
-    return url.split("?", 1)[0].split("//", 1)[-1].partition("/")[2].join(["/", ""])
+    return urlsplit(url).path
 
 
 def _origin(url: str) -> str:
-    scheme, _, rest = url.partition("//")
-    return f"{scheme}//{rest.partition('/')[0]}"
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _snippet(exc: urllib.error.HTTPError) -> str:

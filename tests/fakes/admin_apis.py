@@ -147,7 +147,6 @@ class FakeAdminAPIs:
     # --- OpenAI -------------------------------------------------------------------------
 
     def openai_usage(self, q: dict[str, str], _all: list) -> dict:
-        endpoint_models = [b for b in self._billed("openai")]
         return self._openai_page(
             q,
             lambda day: [
@@ -166,7 +165,7 @@ class FakeAdminAPIs:
                     "batch": None,
                     "service_tier": None,
                 }
-                for b in endpoint_models
+                for b in self._billed("openai")
                 if b.day == day
             ],
         )

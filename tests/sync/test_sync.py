@@ -37,6 +37,8 @@ def fake(fake_and_url):
     fake.faults.clear()
     fake.received.clear()
     fake.page_size = 7
+    fake.delay_s = 0.0
+    fake.malformed = lambda path, query: False
     return fake
 
 
