@@ -194,10 +194,16 @@ def reconcile(since: str, until: str | None, by: str, fmt: str, strict: bool) ->
     end = utc_when(until, now)
     conn = connect(settings.paths.database)
     try:
-        synced = tuple(sorted(sync_states(conn)))
+        spans = sync_states(conn)
+        synced = tuple(sorted(spans))
         if not synced:
             raise MeterFoxError("nothing synced yet: run `meterfox sync` first")
-        proxied = proxied_by_utc_day(conn, start, end, synced)
+        # each provider only over the days its syncs covered: elsewhere nothing is known
+        proxied = [
+            p
+            for p in proxied_by_utc_day(conn, start, end, synced)
+            if utc_day(spans[p.provider][0]) <= p.day <= utc_day(spans[p.provider][1] - 1)
+        ]
         billed = read_buckets(conn, start, end, synced)
     finally:
         conn.close()

@@ -79,8 +79,8 @@ def replace_window(
     synced_at: float,
 ) -> None:
     """In one transaction: drop `provider`'s buckets starting in [start, end), insert `buckets`
-    (each must start inside the window), and record `end` as synced (an older window synced
-    again never moves it back). Running it twice with the
+    (each must start inside the window), and widen the provider's synced span to cover
+    [start, end) (an older window synced again never moves its end back). Running it twice with the
     same buckets leaves the same rows."""
     outside = [b for b in buckets if not (start <= b.bucket_start < end) or b.provider != provider]
     if outside:
@@ -93,11 +93,12 @@ def replace_window(
         )
         conn.executemany(_INSERT, [(*astuple(b), synced_at) for b in buckets])
         conn.execute(
-            "INSERT INTO sync_state (provider, synced_until, synced_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (provider) DO UPDATE SET "
+            "INSERT INTO sync_state (provider, synced_from, synced_until, synced_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (provider) DO UPDATE SET "
+            "synced_from = MIN(synced_from, excluded.synced_from), "
             "synced_until = MAX(synced_until, excluded.synced_until), "
             "synced_at = excluded.synced_at",
-            (provider, end, synced_at),
+            (provider, start, end, synced_at),
         )
 
 
@@ -109,8 +110,10 @@ def synced_until(conn: sqlite3.Connection, provider: str) -> int | None:
     return None if row is None else int(row[0])
 
 
-def sync_states(conn: sqlite3.Connection) -> dict[str, int]:
-    return {p: int(e) for p, e in conn.execute("SELECT provider, synced_until FROM sync_state")}
+def sync_states(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
+    """provider → (synced_from, synced_until): the span its syncs have covered."""
+    rows = conn.execute("SELECT provider, synced_from, synced_until FROM sync_state")
+    return {p: (int(f), int(u)) for p, f, u in rows}
 
 
 def read_buckets(

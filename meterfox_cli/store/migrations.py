@@ -213,7 +213,7 @@ def m006_billed_buckets(conn: sqlite3.Connection) -> None:
     """What the providers' own usage and cost APIs say they billed (`meterfox sync`), apart
     from the proxy's records: one row per bucket the API gave (provider, UTC bucket, model and
     the grouping ids), tokens in the normalised usage shape, and the cost with its source;
-    and per provider the end of the last window synced in full. No secret is ever stored here."""
+    and per provider the span synced so far (the earliest start, the latest end). No secret is ever stored here."""
     _run(
         conn,
         """
@@ -242,6 +242,7 @@ def m006_billed_buckets(conn: sqlite3.Connection) -> None:
         ) WITHOUT ROWID;
         CREATE TABLE sync_state (
             provider TEXT PRIMARY KEY,
+            synced_from INTEGER NOT NULL,
             synced_until INTEGER NOT NULL,
             synced_at REAL NOT NULL
         );

@@ -387,3 +387,36 @@ def test_report_source_billed_sums_the_buckets(conn):
     assert len(by_day.stdout.splitlines()) == 3  # header + two UTC days
     refused = runner.invoke(main, ["report", "--source", "billed", "--by", "key"])
     assert refused.exit_code == 2 and "no proxy keys" in refused.output
+
+
+def test_reconcile_compares_only_the_days_a_sync_covered(conn):
+    from click.testing import CliRunner
+
+    from meterfox_cli.cli import main
+    from meterfox_cli.store.billed import COST_API, BilledBucket, replace_window
+    from tests.fakes.records import Req, record_to
+
+    today = int(time.time()) // DAY * DAY
+    record_to(
+        resolve_paths().database,
+        Req(ts=today - 10 * DAY + 3600),  # before the synced span: nothing known, not shown
+        Req(ts=today - DAY + 3600),
+        Req(ts=today - DAY + 7200),
+    )
+    billed = BilledBucket(
+        "openai",
+        today - DAY,
+        today,
+        "gpt-4o",
+        requests=2,
+        input_tokens=200,
+        output_tokens=20,
+        cost_nanousd=2000,
+        cost_source=COST_API,
+    )
+    replace_window(conn, "openai", today - 3 * DAY, today, [billed], time.time())
+    done = CliRunner().invoke(main, ["reconcile", "--format", "json"])
+    assert done.exit_code == 0, done.output
+    (row,) = json.loads(done.stdout)
+    assert row["status"] == "match" and row["proxied_requests"] == 2 == row["billed_requests"]
+    assert (row["proxied_input_tokens"], row["proxied_output_tokens"]) == (200, 20)
