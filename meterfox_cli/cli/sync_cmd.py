@@ -111,7 +111,7 @@ def _run(conn, jobs, since_ts, until_ts, now, price) -> bool:
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed} pages"),
+        TextColumn("{task.completed:.0f} pages"),
         console=Console(stderr=True),
         transient=False,
     )
@@ -119,7 +119,7 @@ def _run(conn, jobs, since_ts, until_ts, now, price) -> bool:
         for src, api in jobs:
             task = progress.add_task(src.name, total=None)
             try:
-                window = sync_window(conn, src.name, since_ts, until_ts, now)
+                window = sync_window(conn, src, since_ts, until_ts, now)
                 progress.update(task, description=f"{src.name} {window.describe()}")
                 summary = sync_provider(
                     conn, src, api, window, on_page=lambda t=task: progress.advance(t), price=price
@@ -198,11 +198,12 @@ def reconcile(since: str, until: str | None, by: str, fmt: str, strict: bool) ->
         synced = tuple(sorted(spans))
         if not synced:
             raise MeterFoxError("nothing synced yet: run `meterfox sync` first")
-        # each provider only over the days its syncs covered: elsewhere nothing is known
+        # each provider from the first day its syncs covered (before it, nothing is known);
+        # later days stay in: a day the provider has not published yet is `proxy_only`
         proxied = [
             p
             for p in proxied_by_utc_day(conn, start, end, synced)
-            if utc_day(spans[p.provider][0]) <= p.day <= utc_day(spans[p.provider][1] - 1)
+            if utc_day(spans[p.provider][0]) <= p.day
         ]
         billed = read_buckets(conn, start, end, synced)
     finally:

@@ -20,7 +20,8 @@ REFUSED_HINT = (
     "`meterfox sync openrouter` needs a management (provisioning) key, not an inference API "
     "key; create one at https://openrouter.ai/settings/provisioning-keys"
 )
-DAYS_PER_PAGE = 1
+HISTORY_DAYS = 30  # the last 30 complete UTC days
+COMPLETE_DAYS_ONLY = True
 
 
 def client(base_url: str, key: str) -> AdminClient:

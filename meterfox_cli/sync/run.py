@@ -46,17 +46,25 @@ class Summary:
 
 
 def sync_window(
-    conn: sqlite3.Connection, provider: str, since: float | None, until: float | None, now: float
+    conn: sqlite3.Connection, source: Source, since: float | None, until: float | None, now: float
 ) -> Window:
     """From `since` (else the last synced end minus the margin, else 30 days ago) to `until`
-    (else now), the start moved back to its UTC midnight."""
+    (else now), the start moved back to its UTC midnight; kept inside what the API publishes
+    (OpenRouter: the last 30 complete days)."""
     end = int(now if until is None else min(until, now))
+    if source.complete_days_only:
+        end = min(end, day_floor(now))
     if since is None:
-        last = synced_until(conn, provider)
+        last = synced_until(conn, source.name)
         since = now - DEFAULT_DAYS * DAY if last is None else last - RESUME_MARGIN_S
     start = day_floor(since)
+    if source.history_days is not None:
+        start = max(start, day_floor(now) - source.history_days * DAY)
     if start >= end:
-        raise SyncError(f"{provider}: the window is empty ({utc_day(start)} is not before the end)")
+        raise SyncError(
+            f"{source.name}: nothing to sync from {utc_day(start)} to {utc_day(end)}"
+            + (" (it publishes complete UTC days only)" if source.complete_days_only else "")
+        )
     return Window(start, end)
 
 

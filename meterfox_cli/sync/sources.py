@@ -28,6 +28,10 @@ class Source:
     client: Callable[[str, str], AdminClient]
     fetch: Fetch
     chunk_days: int = 7  # one transaction per chunk: the most a failure can cost
+    # How far back the API reaches, and whether it publishes only complete UTC days (then a
+    # sync stops at today's midnight): a window outside these is never asked, nor replaced.
+    history_days: int | None = None
+    complete_days_only: bool = False
 
 
 def _source(module: ModuleType) -> Source:
@@ -38,6 +42,8 @@ def _source(module: ModuleType) -> Source:
         module.REFUSED_HINT,
         module.client,
         module.fetch,
+        history_days=getattr(module, "HISTORY_DAYS", None),
+        complete_days_only=getattr(module, "COMPLETE_DAYS_ONLY", False),
     )
 
 

@@ -236,3 +236,20 @@ def test_syncing_a_window_twice_leaves_identical_tables(
         assert {(r[0], r[1], r[3]) for r in first} == expected
     finally:
         conn.close()
+
+
+def test_the_window_resumes_48_hours_back_and_keeps_to_what_the_api_publishes(conn):
+    from meterfox_cli.store.billed import replace_window
+    from meterfox_cli.sync.run import sync_window
+
+    now = TODAY + 13 * 3600
+    openai, openrouter = SOURCES["openai"], SOURCES["openrouter"]
+    first = sync_window(conn, openai, None, None, now)
+    assert (first.start, first.end) == (TODAY - 30 * DAY, int(now))  # 30 days the first time
+    replace_window(conn, "openai", TODAY - 5 * DAY, int(now), [], now)
+    resumed = sync_window(conn, openai, None, None, now + 3600)
+    assert resumed.start == TODAY - 2 * DAY  # now - 48 h, back to its UTC midnight
+    routed = sync_window(conn, openrouter, now - 60 * DAY, None, now)
+    assert (routed.start, routed.end) == (TODAY - 30 * DAY, TODAY)  # 30 complete days
+    with pytest.raises(SyncError, match="complete UTC days only"):
+        sync_window(conn, openrouter, TODAY, None, now)
