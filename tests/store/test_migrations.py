@@ -37,3 +37,14 @@ def test_database_is_wal_and_owner_only(tmp_path):
     conn.execute("INSERT INTO _migrations VALUES ('probe', 0)")
     for file in tmp_path.iterdir():
         assert stat.S_IMODE(os.stat(file).st_mode) == 0o600, file.name
+
+
+def test_billed_tables_hold_every_bucket_field_and_no_secret(tmp_path):
+    from meterfox_cli.store.billed import COLUMNS
+
+    conn = connect(tmp_path / "m.db")
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(billed_buckets)")]
+    assert columns == [*COLUMNS, "synced_at"]
+    state = [row[1] for row in conn.execute("PRAGMA table_info(sync_state)")]
+    assert state == ["provider", "synced_from", "synced_until", "synced_at"]
+    assert not any("key" in name and name != "api_key_id" for name in columns + state)
