@@ -18,21 +18,13 @@ from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict, MultiDict
+from multidict import CIMultiDict
 from yarl import URL
 
 from meterfox_cli.config import Timeouts
 from meterfox_cli.providers.base import BodyTap, RequestPlan, WireFormat
 from meterfox_cli.providers.registry import Provider
-from meterfox_cli.proxy.auth import (
-    CREDENTIAL_HEADERS,
-    QUERY_KEY,
-    Credential,
-    Decision,
-    find_credential,
-    is_proxy_key,
-    parse_credential,
-)
+from meterfox_cli.proxy.auth import Decision, apply_credential, find_credential
 from meterfox_cli.proxy.headers import (
     REQUEST_ID_HEADER,
     client_response_headers,
@@ -167,7 +159,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         )
         return error_response(wire, 500, message, "invalid_provider_key", request_id)
     headers = upstream_request_headers(request.headers)
-    url = _apply_credential(headers, url, credential, decision)
+    url = apply_credential(headers, url, credential, decision.replacement)
     if plan.strip_usage_chunk or "accept-encoding" not in headers:
         headers["Accept-Encoding"] = "identity"
     data = plan.body if body is not None else _stream_body(request)
@@ -386,40 +378,6 @@ def _upstream_url(provider: Provider, rest_raw: str) -> URL | None:
     if f"{url.scheme}://{url.raw_authority}" != provider.origin:
         return None
     return url
-
-
-def _apply_credential(
-    headers: CIMultiDict[str], url: URL, credential: Credential | None, decision: Decision
-) -> URL:
-    """Put the provider key where the caller put its proxy key, in the same form.
-
-    A proxy key never goes upstream: wherever else the caller sent the same key, it is replaced
-    too; any other proxy key (in a second header, a repeated one) is dropped.
-    """
-    if credential is None or (decision.replacement is None and not is_proxy_key(credential.secret)):
-        return url  # passthrough: find_credential prefers a proxy key, so none is present
-
-    def rewrite(found: Credential, value: str) -> str | None:
-        if found.secret == credential.secret and decision.replacement is not None:
-            return found.prefix + decision.replacement
-        return None if is_proxy_key(found.secret) else value
-
-    header_items = [
-        (name, rewrite(parse_credential(name.lower(), value), value))
-        if name.lower() in CREDENTIAL_HEADERS
-        else (name, value)
-        for name, value in headers.items()
-    ]
-    if header_items != list(headers.items()):
-        headers.clear()
-        headers.extend((name, value) for name, value in header_items if value is not None)
-    query_items = [
-        (name, rewrite(Credential("?" + name, "", value), value) if name == QUERY_KEY else value)
-        for name, value in url.query.items()
-    ]
-    if query_items == list(url.query.items()):
-        return url
-    return url.with_query(MultiDict((n, v) for n, v in query_items if v is not None))
 
 
 class BodyTooLarge(Exception):
