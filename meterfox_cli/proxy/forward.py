@@ -22,7 +22,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from meterfox_cli.config import Timeouts
-from meterfox_cli.providers.base import BodyTap, RequestPlan, WireFormat
+from meterfox_cli.providers.base import LARGE_JSON_BYTES, BodyTap, RequestPlan, WireFormat
 from meterfox_cli.providers.registry import Provider
 from meterfox_cli.proxy.auth import Decision, apply_credential, find_credential
 from meterfox_cli.proxy.headers import (
@@ -112,17 +112,6 @@ async def handle(request: web.Request) -> web.StreamResponse:
     wire = provider.wire.for_path(endpoint)
     credential = find_credential(request.headers, request.query)
     decision = state.authorizer.decide(provider.slug, credential)
-    try:
-        body = await _read_body(request)
-    except BodyTooLarge:
-        return error_response(
-            wire,
-            413,
-            f"MeterFox: request body over the {state.max_body_bytes}-byte limit",
-            "request_too_large",
-            request_id,
-        )
-    plan = wire.plan(endpoint, request.query, body) if body is not None else _no_plan()
     exchange = Exchange(
         request_id=request_id,
         started_wall=time.time(),
@@ -131,11 +120,11 @@ async def handle(request: web.Request) -> web.StreamResponse:
         wire=wire,
         endpoint=endpoint,
         method=request.method,
-        plan=plan,
+        plan=_no_plan(),  # read from the body once the request is admitted
         decision=decision,
         tags=tags_from_headers(request.headers),
     )
-    if decision.refused:
+    if decision.refused:  # on the headers alone: the body is never read
         exchange.status = decision.status or 401
         exchange.outcome = Outcome.PROXY_ERROR
         state.writer.submit(exchange.record())
@@ -158,6 +147,21 @@ async def handle(request: web.Request) -> web.StreamResponse:
             "(it contains a line break or control character); store it again"
         )
         return error_response(wire, 500, message, "invalid_provider_key", request_id)
+    await _invite_body(request)
+    try:
+        body = await _read_body(request)
+    except BodyTooLarge:
+        return error_response(
+            wire,
+            413,
+            f"MeterFox: request body over the {state.max_body_bytes}-byte limit",
+            "request_too_large",
+            request_id,
+        )
+    if body is not None:
+        exchange.plan = plan = await _plan(wire, endpoint, request.query, body)
+    else:
+        plan = exchange.plan
     headers = upstream_request_headers(request.headers)
     url = apply_credential(headers, url, credential, decision.replacement)
     if plan.strip_usage_chunk or "accept-encoding" not in headers:
@@ -378,6 +382,28 @@ def _upstream_url(provider: Provider, rest_raw: str) -> URL | None:
     if f"{url.scheme}://{url.raw_authority}" != provider.origin:
         return None
     return url
+
+
+async def defer_continue(request: web.Request) -> None:
+    """The proxy route's Expect handler: `100 Continue` waits for `handle` to admit the request
+    (`_invite_body`), so a refused caller is never invited to send its body."""
+    expect = request.headers.get("Expect", "").lower()
+    if request.version == aiohttp.HttpVersion11 and expect != "100-continue":
+        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
+
+
+async def _invite_body(request: web.Request) -> None:
+    if request.version == aiohttp.HttpVersion11 and (
+        request.headers.get("Expect", "").lower() == "100-continue"
+    ):
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the response proper has not started
+
+
+async def _plan(wire: WireFormat, endpoint: str, query, body: bytes) -> RequestPlan:
+    if len(body) <= LARGE_JSON_BYTES:  # larger: parsed on a worker thread
+        return wire.plan(endpoint, query, body)
+    return await asyncio.to_thread(wire.plan, endpoint, query, body)
 
 
 class BodyTooLarge(Exception):

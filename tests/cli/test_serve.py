@@ -26,7 +26,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def start_serve(port: int, *args: str) -> asyncio.subprocess.Process:
+async def start_serve(port: int, *args: str, **popen) -> asyncio.subprocess.Process:
+    """`meterfox serve` on `port`; `popen` goes to the subprocess (e.g. a preexec_fn)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return await asyncio.create_subprocess_exec(
         sys.executable,
@@ -39,6 +40,7 @@ async def start_serve(port: int, *args: str) -> asyncio.subprocess.Process:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env,
+        **popen,
     )
 
 

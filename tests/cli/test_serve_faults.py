@@ -26,10 +26,10 @@ USAGE = {"prompt_tokens": 7, "completion_tokens": 8, "total_tokens": 15}
 
 
 @contextlib.asynccontextmanager
-async def serving(*args: str, port: int | None = None):
+async def serving(*args: str, port: int | None = None, **popen):
     """A `meterfox serve` subprocess; stopped (SIGTERM, then SIGKILL) if the test did not."""
     port = port or free_port()
-    process = await start_serve(port, *args)
+    process = await start_serve(port, *args, **popen)
     try:
         await wait_healthy(port)
         yield process, f"http://127.0.0.1:{port}"
