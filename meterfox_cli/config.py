@@ -17,12 +17,16 @@ DEFAULT_PORT = 8787
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds. The defaults never cut a long reasoning stream short: a model may think for
-    minutes before its first byte, so only connecting is tight."""
+    """Seconds. Upstream: the defaults never cut a long reasoning stream short (a model may
+    think for minutes before its first byte), so only connecting is tight. Clients: the
+    request's headers must arrive within `client_header` of the connection opening or of the
+    previous response, a JSON body (read whole) within `client_body`."""
 
     connect: float = 10.0
     first_byte: float = 600.0
     idle: float = 300.0
+    client_header: float = 30.0
+    client_body: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,7 @@ class Config:
     max_body_bytes: int = 32 * 1024 * 1024
     require_proxy_key: bool | None = None
     pricing: PricingConfig = PricingConfig()
+    max_connections: int | None = None  # None: as many as the open-file limit leaves room for
 
 
 def load_config(path: Path) -> Config:
@@ -134,9 +139,18 @@ def config_from_dict(data: Mapping[str, object], source: str = "config") -> Conf
             max_body_bytes=int(server.get("max_body_bytes", 32 * 1024 * 1024)),
             require_proxy_key=require_proxy_key,
             pricing=pricing_from_dict(data, source),
+            max_connections=_positive_int(server.get("max_connections"), "max_connections"),
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: {exc}") from exc
+
+
+def _positive_int(value: object, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"[server] {name} must be a whole number above 0, got {value!r}")
+    return value
 
 
 def pricing_from_dict(data: Mapping[str, object], source: str = "config") -> PricingConfig:

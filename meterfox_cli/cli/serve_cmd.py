@@ -73,7 +73,9 @@ def serve(
             click.echo("Requests must carry a MeterFox proxy key (mf-…).", err=True)
         click.echo("Press Ctrl-C to stop.", err=True)
 
-    run_event_loop(run_server(app, host, port, on_ready=ready))
+    run_event_loop(
+        run_server(app, host, port, on_ready=ready, max_connections=config.max_connections)
+    )
 
 
 def _key_authorizer(settings: Settings, require: bool) -> KeyAuthorizer:

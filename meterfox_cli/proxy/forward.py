@@ -149,7 +149,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return error_response(wire, 500, message, "invalid_provider_key", request_id)
     await _invite_body(request)
     try:
-        body = await _read_body(request)
+        async with asyncio.timeout(state.timeouts.client_body):
+            body = await _read_body(request)
     except BodyTooLarge:
         return error_response(
             wire,
@@ -158,6 +159,16 @@ async def handle(request: web.Request) -> web.StreamResponse:
             "request_too_large",
             request_id,
         )
+    except TimeoutError:
+        too_slow = error_response(
+            wire,
+            408,
+            f"MeterFox: the request body took over {state.timeouts.client_body:g} s to arrive",
+            "request_timeout",
+            request_id,
+        )
+        too_slow.force_close()
+        return too_slow
     if body is not None:
         exchange.plan = plan = await _plan(wire, endpoint, request.query, body)
     else:
