@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -105,6 +106,7 @@ class Config:
     require_proxy_key: bool | None = None
     pricing: PricingConfig = PricingConfig()
     max_connections: int | None = None  # None: as many as the open-file limit leaves room for
+    unknown: tuple[str, ...] = ()  # names in the file MeterFox does not know (see unknown_names)
 
 
 def load_config(path: Path) -> Config:
@@ -119,6 +121,13 @@ def load_config(path: Path) -> Config:
 
 
 def config_from_dict(data: Mapping[str, object], source: str = "config") -> Config:
+    """The config in `data`. A name it does not know is ignored and listed in `unknown` (for
+    `serve` to warn about and `doctor` to fail on), except in the price tables, where a
+    misspelt setting would price requests wrongly: there it is an error."""
+    unknown = unknown_names(data)
+    priced = [message for message in unknown if message.startswith(_PRICE_TABLES)]
+    if priced:
+        raise ConfigError(f"{source}: {'; '.join(priced)}")
     server = _table(data, "server", source)
     timeouts = _table(data, "timeouts", source)
     providers: list[ProviderConfig] = []
@@ -135,14 +144,65 @@ def config_from_dict(data: Mapping[str, object], source: str = "config") -> Conf
             host=str(server.get("host", DEFAULT_HOST)),
             port=int(server.get("port", DEFAULT_PORT)),
             providers=tuple(providers),
-            timeouts=Timeouts(**{k: float(v) for k, v in timeouts.items()}),
+            timeouts=Timeouts(**{k: float(v) for k, v in timeouts.items() if k in _TIMEOUTS}),
             max_body_bytes=int(server.get("max_body_bytes", 32 * 1024 * 1024)),
             require_proxy_key=require_proxy_key,
             pricing=pricing_from_dict(data, source),
             max_connections=_positive_int(server.get("max_connections"), "max_connections"),
+            unknown=tuple(unknown),
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: {exc}") from exc
+
+
+# Every name config.toml may hold: a table maps its names to their own schema (None for a
+# value); `_ANY` stands for free names (a provider's slug, a hardware row). A list is an array
+# of tables ([[prices]]).
+_ANY = "*"
+_TIMEOUTS = tuple(field.name for field in fields(Timeouts))
+_SCHEMA: dict[str, object] = {
+    "server": dict.fromkeys(
+        ("host", "port", "max_body_bytes", "require_proxy_key", "max_connections")
+    ),
+    "timeouts": dict.fromkeys(_TIMEOUTS),
+    "providers": {_ANY: dict.fromkeys(("base_url", "format"))},
+    "prices": [dict.fromkeys(_PRICE_FIELDS)],
+    "pricing": {"hardware": {_ANY: None}, "prices_file": None},
+}
+_PRICE_TABLES = ("[pricing", "[[prices]]")
+_MISSING = object()
+
+
+def unknown_names(data: Mapping[str, object]) -> list[str]:
+    """Each section or key in `data` that MeterFox does not know, with the closest known name
+    (or the known ones, when none is close), in file order."""
+    return _unknown_in(data, _SCHEMA, "")
+
+
+def _unknown_in(data: Mapping[str, object], schema: Mapping[str, object], where: str) -> list[str]:
+    found: list[str] = []
+    for name, value in data.items():
+        known = schema[name] if name in schema else schema.get(_ANY, _MISSING)
+        if known is _MISSING:
+            found.append(_describe(name, isinstance(value, dict), schema, where))
+        elif isinstance(known, list) and isinstance(value, list):
+            for position, entry in enumerate(value, 1):
+                if isinstance(entry, dict):
+                    found += _unknown_in(entry, known[0], f"[[{name}]] #{position}")
+        elif isinstance(known, dict) and isinstance(value, dict):
+            found += _unknown_in(value, known, f"[{where[1:-1]}.{name}]" if where else f"[{name}]")
+    return found
+
+
+def _describe(name: str, is_table: bool, schema: Mapping[str, object], where: str) -> str:
+    names = [known for known in schema if known != _ANY]
+    close = difflib.get_close_matches(name, names, n=1)
+    if where:
+        what, hint = f"{where} has an unknown key {name!r}", f"{close[0]!r}" if close else ""
+    else:
+        what = f"unknown section [{name}]" if is_table else f"unknown top-level key {name!r}"
+        hint = f"[{close[0]}]" if close else ""
+    return f"{what}; did you mean {hint}?" if hint else f"{what}; known: {', '.join(names)}"
 
 
 def _positive_int(value: object, name: str) -> int | None:
@@ -162,9 +222,6 @@ def pricing_from_dict(data: Mapping[str, object], source: str = "config") -> Pri
         _price_override(entry, position, source) for position, entry in enumerate(entries, 1)
     )
     pricing = _table(data, "pricing", source)
-    unknown = sorted(set(pricing) - {"hardware", "prices_file"})
-    if unknown:
-        raise ConfigError(f"{source}: [pricing] has unknown keys {unknown}")
     prices_file = pricing.get("prices_file")
     if prices_file is not None and not isinstance(prices_file, str):
         raise ConfigError(f"{source}: [pricing] prices_file must be a path string")
@@ -184,9 +241,6 @@ def _price_override(entry: object, position: int, source: str) -> PriceOverride:
     where = f"{source} [[prices]] #{position}"
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: must be a table")
-    unknown = sorted(set(entry) - set(_PRICE_FIELDS))
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {unknown}; known: {list(_PRICE_FIELDS)}")
     provider, model = entry.get("provider", "*"), entry.get("model")
     if not isinstance(provider, str) or not isinstance(model, str) or not model:
         raise ConfigError(f'{where}: needs model = "name or glob" (and optionally provider)')

@@ -861,7 +861,7 @@ def test_provider_reported_cost_keeps_the_same_list_price_through_the_fast_path(
         ({"model": "x", "discount": -1}, "non-negative"),
         ({"model": "x", "discount": "cheap"}, "expected a number"),
         ({"model": "x", "hardware": "gpu-unknown"}, "unknown hardware"),
-        ({"model": "x", "input": 1, "output": 1, "colour": "red"}, "unknown keys"),
+        ({"model": "x", "input": 1, "output": 1, "colour": "red"}, "unknown key 'colour'"),
         ({"provider": "openai", "input": 1, "output": 1}, "needs model"),
     ],
 )

@@ -48,6 +48,10 @@ def serve(
 
     settings = load_settings(parse_upstreams(upstreams))
     config = settings.config
+    for unknown in config.unknown:
+        click.secho(
+            f"meterfox: {settings.paths.config_file}: {unknown} (ignored)", err=True, fg="yellow"
+        )
     host = host or config.host
     port = port if port is not None else config.port
     configure_logging()
