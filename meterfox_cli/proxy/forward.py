@@ -13,6 +13,7 @@ import logging
 import re
 import time
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -411,7 +412,9 @@ async def _invite_body(request: web.Request) -> None:
         request.writer.output_size = 0  # the response proper has not started
 
 
-async def _plan(wire: WireFormat, endpoint: str, query, body: bytes) -> RequestPlan:
+async def _plan(
+    wire: WireFormat, endpoint: str, query: Mapping[str, str], body: bytes
+) -> RequestPlan:
     if len(body) <= LARGE_JSON_BYTES:  # larger: parsed on a worker thread
         return wire.plan(endpoint, query, body)
     return await asyncio.to_thread(wire.plan, endpoint, query, body)
