@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -17,12 +18,16 @@ DEFAULT_PORT = 8787
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds. The defaults never cut a long reasoning stream short: a model may think for
-    minutes before its first byte, so only connecting is tight."""
+    """Seconds. Upstream: the defaults never cut a long reasoning stream short (a model may
+    think for minutes before its first byte), so only connecting is tight. Clients: the
+    request's headers must arrive within `client_header` of the connection opening or of the
+    previous response, a JSON body (read whole) within `client_body`."""
 
     connect: float = 10.0
     first_byte: float = 600.0
     idle: float = 300.0
+    client_header: float = 30.0
+    client_body: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,8 @@ class Config:
     require_proxy_key: bool | None = None
     pricing: PricingConfig = PricingConfig()
     reconcile_tolerance: Decimal = Decimal("0.02")  # [reconcile] tolerance: 2% either way
+    max_connections: int | None = None  # None: as many as the open-file limit leaves room for
+    unknown: tuple[str, ...] = ()  # names in the file MeterFox does not know (see unknown_names)
 
 
 def load_config(path: Path) -> Config:
@@ -115,6 +122,13 @@ def load_config(path: Path) -> Config:
 
 
 def config_from_dict(data: Mapping[str, object], source: str = "config") -> Config:
+    """The config in `data`. A name it does not know is ignored and listed in `unknown` (for
+    `serve` to warn about and `doctor` to fail on), except in the price tables, where a
+    misspelt setting would price requests wrongly: there it is an error."""
+    unknown = unknown_names(data)
+    priced = [message for message in unknown if message.startswith(_PRICE_TABLES)]
+    if priced:
+        raise ConfigError(f"{source}: {'; '.join(priced)}")
     server = _table(data, "server", source)
     timeouts = _table(data, "timeouts", source)
     providers: list[ProviderConfig] = []
@@ -131,14 +145,75 @@ def config_from_dict(data: Mapping[str, object], source: str = "config") -> Conf
             host=str(server.get("host", DEFAULT_HOST)),
             port=int(server.get("port", DEFAULT_PORT)),
             providers=tuple(providers),
-            timeouts=Timeouts(**{k: float(v) for k, v in timeouts.items()}),
+            timeouts=Timeouts(**{k: float(v) for k, v in timeouts.items() if k in _TIMEOUTS}),
             max_body_bytes=int(server.get("max_body_bytes", 32 * 1024 * 1024)),
             require_proxy_key=require_proxy_key,
             pricing=pricing_from_dict(data, source),
             reconcile_tolerance=_tolerance(data, source),
+            max_connections=_positive_int(server.get("max_connections"), "max_connections"),
+            unknown=tuple(unknown),
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: {exc}") from exc
+
+
+# Every name config.toml may hold: a table maps its names to their own schema (None for a
+# value); `_ANY` stands for free names (a provider's slug, a hardware row). A list is an array
+# of tables ([[prices]]).
+_ANY = "*"
+_TIMEOUTS = tuple(field.name for field in fields(Timeouts))
+_SCHEMA: dict[str, object] = {
+    "server": dict.fromkeys(
+        ("host", "port", "max_body_bytes", "require_proxy_key", "max_connections")
+    ),
+    "timeouts": dict.fromkeys(_TIMEOUTS),
+    "providers": {_ANY: dict.fromkeys(("base_url", "format"))},
+    "prices": [dict.fromkeys(_PRICE_FIELDS)],
+    "pricing": {"hardware": {_ANY: None}, "prices_file": None},
+    "reconcile": {"tolerance": None},
+}
+_PRICE_TABLES = ("[pricing", "[[prices]]")
+_MISSING = object()
+
+
+def unknown_names(data: Mapping[str, object]) -> list[str]:
+    """Each section or key in `data` that MeterFox does not know, with the closest known name
+    (or the known ones, when none is close), in file order."""
+    return _unknown_in(data, _SCHEMA, "")
+
+
+def _unknown_in(data: Mapping[str, object], schema: Mapping[str, object], where: str) -> list[str]:
+    found: list[str] = []
+    for name, value in data.items():
+        known = schema[name] if name in schema else schema.get(_ANY, _MISSING)
+        if known is _MISSING:
+            found.append(_describe(name, isinstance(value, dict), schema, where))
+        elif isinstance(known, list) and isinstance(value, list):
+            for position, entry in enumerate(value, 1):
+                if isinstance(entry, dict):
+                    found += _unknown_in(entry, known[0], f"[[{name}]] #{position}")
+        elif isinstance(known, dict) and isinstance(value, dict):
+            found += _unknown_in(value, known, f"[{where[1:-1]}.{name}]" if where else f"[{name}]")
+    return found
+
+
+def _describe(name: str, is_table: bool, schema: Mapping[str, object], where: str) -> str:
+    names = [known for known in schema if known != _ANY]
+    close = difflib.get_close_matches(name, names, n=1)
+    if where:
+        what, hint = f"{where} has an unknown key {name!r}", f"{close[0]!r}" if close else ""
+    else:
+        what = f"unknown section [{name}]" if is_table else f"unknown top-level key {name!r}"
+        hint = f"[{close[0]}]" if close else ""
+    return f"{what}; did you mean {hint}?" if hint else f"{what}; known: {', '.join(names)}"
+
+
+def _positive_int(value: object, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"[server] {name} must be a whole number above 0, got {value!r}")
+    return value
 
 
 def pricing_from_dict(data: Mapping[str, object], source: str = "config") -> PricingConfig:
@@ -150,9 +225,6 @@ def pricing_from_dict(data: Mapping[str, object], source: str = "config") -> Pri
         _price_override(entry, position, source) for position, entry in enumerate(entries, 1)
     )
     pricing = _table(data, "pricing", source)
-    unknown = sorted(set(pricing) - {"hardware", "prices_file"})
-    if unknown:
-        raise ConfigError(f"{source}: [pricing] has unknown keys {unknown}")
     prices_file = pricing.get("prices_file")
     if prices_file is not None and not isinstance(prices_file, str):
         raise ConfigError(f"{source}: [pricing] prices_file must be a path string")
@@ -172,9 +244,6 @@ def _price_override(entry: object, position: int, source: str) -> PriceOverride:
     where = f"{source} [[prices]] #{position}"
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: must be a table")
-    unknown = sorted(set(entry) - set(_PRICE_FIELDS))
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {unknown}; known: {list(_PRICE_FIELDS)}")
     provider, model = entry.get("provider", "*"), entry.get("model")
     if not isinstance(provider, str) or not isinstance(model, str) or not model:
         raise ConfigError(f'{where}: needs model = "name or glob" (and optionally provider)')
@@ -242,9 +311,6 @@ def _tolerance(data: Mapping[str, object], source: str) -> Decimal:
     """`[reconcile] tolerance`: a fraction from 0 to 1 (0.02 is 2%), how far a proxied figure
     may be from the billed one and still match."""
     table = _table(data, "reconcile", source)
-    unknown = sorted(set(table) - {"tolerance"})
-    if unknown:
-        raise ConfigError(f"{source}: [reconcile] has unknown keys {unknown}")
     if "tolerance" not in table:
         return Decimal("0.02")
     value = _money(table["tolerance"], f"{source} [reconcile] tolerance")

@@ -42,11 +42,16 @@ def run_checks(environ: Mapping[str, str] | None = None) -> list[Check]:
     env = os.environ if environ is None else environ
     paths = resolve_paths(env)
     try:
-        load_config(paths.config_file)
+        config = load_config(paths.config_file)
     except MeterFoxError as exc:
         return [Check("config", Level.FAIL, str(exc), "fix config.toml, then run doctor again")]
     state = "read" if paths.config_file.exists() else "absent: defaults"
-    checks = [Check("config", Level.OK, f"{paths.config_file} ({state})")]
+    checks = [
+        Check(
+            "config", Level.FAIL, f"{paths.config_file}: {unknown}", "fix the name: it is ignored"
+        )
+        for unknown in config.unknown
+    ] or [Check("config", Level.OK, f"{paths.config_file} ({state})")]
     checks += _path_checks([paths.config_dir, paths.data_dir, paths.state_dir])
     checks += _database_checks(paths.database)
     checks += _key_store_checks(paths.data_dir, paths.database, env)

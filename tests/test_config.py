@@ -1,11 +1,113 @@
-"""`[[prices]]` and `[pricing]` in config.toml: clear errors, exact decimals."""
+"""config.toml: names MeterFox does not know are named with the closest valid one (`serve`
+warns and starts, `doctor` fails; in the price tables they are errors), and `[[prices]]` and
+`[pricing]` give clear errors and exact decimals."""
 
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 
-from meterfox_cli.config import PriceOverride, PricingConfig, config_from_dict
+from meterfox_cli.cli import main
+from meterfox_cli.config import (
+    Config,
+    PriceOverride,
+    PricingConfig,
+    Timeouts,
+    config_from_dict,
+)
+from meterfox_cli.errors import ConfigError
+from tests.cli.conftest import launch_serve
 from tests.pricing.cases import D
+
+TYPOS = "[sever]\nport = 9999\n\n[server]\nprot = 1\n\n[timeouts]\nfirst_bite = 5\n"
+
+
+def test_unknown_sections_and_keys_are_named_with_the_closest_valid_name():
+    config = config_from_dict(
+        {
+            "sever": {"port": 9999},
+            "server": {"prot": 1, "host": "127.0.0.1"},
+            "timeouts": {"first_bite": 5, "idle": 7},
+            "providers": {"vllm": {"base_url": "http://127.0.0.1:8000", "formt": "openai"}},
+            "zzz": {},
+        }
+    )
+    assert config.unknown == (
+        "unknown section [sever]; did you mean [server]?",
+        "[server] has an unknown key 'prot'; did you mean 'port'?",
+        "[timeouts] has an unknown key 'first_bite'; did you mean 'first_byte'?",
+        "[providers.vllm] has an unknown key 'formt'; did you mean 'format'?",
+        "unknown section [zzz]; known: server, timeouts, providers, prices, pricing, reconcile",
+    )
+    # Everything else is read as usual; the unknown names are ignored.
+    assert config.port == Config().port
+    assert config.timeouts == Timeouts(idle=7)
+
+
+def test_a_config_of_known_names_has_nothing_to_say():
+    every = {
+        "server": {
+            "host": "127.0.0.1",
+            "port": 8787,
+            "max_body_bytes": 1000,
+            "require_proxy_key": True,
+            "max_connections": 10,
+        },
+        "timeouts": {
+            "connect": 1,
+            "first_byte": 2,
+            "idle": 3,
+            "client_header": 4,
+            "client_body": 5,
+        },
+        "providers": {"x": {"base_url": "http://127.0.0.1:1", "format": "openai"}},
+        "prices": [{"provider": "x", "model": "m", "input": 1, "output": 2, "note": "n"}],
+        "pricing": {"hardware": {"gpu-x": "0.001"}, "prices_file": "p.json"},
+    }
+    assert config_from_dict(every).unknown == ()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"pricing": {"prices_fil": "p.json"}},
+            r"\[pricing\] has an unknown key 'prices_fil'; did you mean 'prices_file'\?",
+        ),
+        (
+            {"prices": [{"model": "m", "input": 1, "output": 1, "ouptut": 2}]},
+            r"\[\[prices\]\] #1 has an unknown key 'ouptut'; did you mean 'output'\?",
+        ),
+    ],
+)
+def test_in_the_price_tables_an_unknown_name_is_an_error(data, message):
+    """A misspelt price setting would price requests wrongly: refused, not warned about."""
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(data)
+
+
+def test_doctor_fails_on_a_typo_in_config(meterfox_home):
+    meterfox_home.mkdir(parents=True, exist_ok=True)
+    (meterfox_home / "config.toml").write_text(TYPOS)
+    result = CliRunner().invoke(main, ["doctor"])
+    assert result.exit_code == 1, result.output
+    fails = [line for line in result.stdout.splitlines() if line.startswith("FAIL config")]
+    assert len(fails) == 3, result.stdout
+    assert "did you mean [server]?" in fails[0]
+    assert "'prot'; did you mean 'port'?" in fails[1]
+    assert "'first_bite'; did you mean 'first_byte'?" in fails[2]
+
+
+async def test_serve_warns_about_a_typo_and_still_starts(meterfox_home):
+    meterfox_home.mkdir(parents=True, exist_ok=True)
+    (meterfox_home / "config.toml").write_text(TYPOS)
+    async with launch_serve() as served:
+        pass
+    text = served.stderr
+    assert served.returncode == 0, text
+    assert "unknown section [sever]; did you mean [server]?" in text
+    assert "[server] has an unknown key 'prot'; did you mean 'port'?" in text
+    assert "[timeouts] has an unknown key 'first_bite'; did you mean 'first_byte'?" in text
 
 
 @pytest.mark.parametrize(
@@ -17,7 +119,7 @@ from tests.pricing.cases import D
         ({"model": "x", "discount": -1}, "non-negative"),
         ({"model": "x", "discount": "cheap"}, "expected a number"),
         ({"model": "x", "hardware": "gpu-unknown"}, "unknown hardware"),
-        ({"model": "x", "input": 1, "output": 1, "colour": "red"}, "unknown keys"),
+        ({"model": "x", "input": 1, "output": 1, "colour": "red"}, "unknown key 'colour'"),
         ({"provider": "openai", "input": 1, "output": 1}, "needs model"),
     ],
 )

@@ -55,6 +55,10 @@ def serve(
 
     settings = load_settings(parse_upstreams(upstreams))
     config = settings.config
+    for unknown in config.unknown:
+        click.secho(
+            f"meterfox: {settings.paths.config_file}: {unknown} (ignored)", err=True, fg="yellow"
+        )
     host = host or config.host
     port = port if port is not None else config.port
     configure_logging()
@@ -80,7 +84,9 @@ def serve(
             click.echo("Requests must carry a MeterFox proxy key (mf-…).", err=True)
         click.echo("Press Ctrl-C to stop.", err=True)
 
-    run_event_loop(run_server(app, host, port, on_ready=ready))
+    run_event_loop(
+        run_server(app, host, port, on_ready=ready, max_connections=config.max_connections)
+    )
 
 
 def _key_authorizer(settings: Settings, require: bool, book: PriceBook) -> KeyAuthorizer:

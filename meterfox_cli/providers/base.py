@@ -26,6 +26,11 @@ MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
 # Above this, a format may read just the few top-level values it needs (`WireFormat.skim`):
 # parsing a 3 MB embeddings response whole holds the event loop for ~50 ms.
 SKIM_JSON_BYTES = 64 * 1024
+# Above this a JSON body is parsed with a Python-level object hook: json's C parser holds the
+# GIL from start to end, the hook lets the interpreter switch threads between two objects, so
+# a parse on a worker thread no longer stalls the event loop (proxy/forward.py parses request
+# bodies this large on one).
+LARGE_JSON_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +248,8 @@ def parse_json_object(body: bytes | None) -> object:
     if not body:
         return None
     try:
+        if len(body) > LARGE_JSON_BYTES:
+            return json.loads(body, object_pairs_hook=_dict_between_switches)
         return json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
@@ -252,6 +259,10 @@ def is_json(content_type: str) -> bool:
     """A JSON media type (or none given: some servers send JSON unlabelled)."""
     media = content_type.partition(";")[0].strip().lower()
     return media in ("", "application/json", "text/json") or media.endswith("+json")
+
+
+def _dict_between_switches(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    return dict(pairs)  # a Python frame: a point where another thread may take the GIL
 
 
 def safe_read(read, plan: RequestPlan) -> Reading:

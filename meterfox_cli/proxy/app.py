@@ -39,7 +39,9 @@ def make_app(
     app.cleanup_ctx.append(_session_ctx)
     app.router.add_get("/_meterfox/health", health)
     app.router.add_route("*", "/_meterfox/{rest:.*}", not_found)
-    app.router.add_route("*", "/{slug}{rest:.*}", forward.handle)
+    app.router.add_route(
+        "*", "/{slug}{rest:.*}", forward.handle, expect_handler=forward.defer_continue
+    )
     app.router.add_route("*", "/", not_found)
     return app
 

@@ -6,9 +6,13 @@ SDKs send keys in different places: `Authorization: Bearer` (OpenAI-style, curre
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from multidict import CIMultiDict, MultiDict
+from yarl import URL
 
 from meterfox_cli.records import PASSTHROUGH_KEY, UsageRecord
 
@@ -23,6 +27,9 @@ CREDENTIAL_HEADERS: tuple[str, ...] = (
 )
 QUERY_KEY = "key"
 PROXY_KEY_PREFIX = "mf-"
+# A proxy key anywhere in a value: `mf-` and a key's worth of URL-safe characters, after a
+# non-key character (`Bearer mf-…`, `api-key.mf-…`, `token=mf-…`). Minted keys have 43.
+_PROXY_KEY_IN_TEXT = re.compile(r"(?<![A-Za-z0-9_-])mf-[A-Za-z0-9_-]{16,}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +89,11 @@ def is_proxy_key(secret: str) -> bool:
     return secret.startswith(PROXY_KEY_PREFIX)
 
 
+def carries_proxy_key(value: str) -> bool:
+    """Whether a proxy key appears anywhere in `value`, whatever wraps it."""
+    return PROXY_KEY_PREFIX in value and _PROXY_KEY_IN_TEXT.search(value) is not None
+
+
 def find_credentials(headers: Mapping[str, str], query: Mapping[str, str]) -> list[Credential]:
     """Every credential the caller sent (every value of a repeated header), in
     CREDENTIAL_HEADERS order, then `?key=`."""
@@ -121,6 +133,50 @@ def find_credential(headers: Mapping[str, str], query: Mapping[str, str]) -> Cre
         if is_proxy_key(credential.secret):
             return credential
     return found[0] if found else None
+
+
+def apply_credential(
+    headers: CIMultiDict[str], url: URL, credential: Credential | None, replacement: str | None
+) -> URL:
+    """Make the outgoing request carry only what the provider may see; returns the URL to call.
+
+    With a provider key for the caller's proxy key, the provider key goes wherever the caller
+    put that proxy key, in the same form, and every other credential is dropped (the caller's
+    own key beside it too). Then, on every request, any header or query value that still
+    carries a proxy key is dropped, whatever its name, case or wrapper.
+    """
+    swap = credential is not None and replacement is not None and is_proxy_key(credential.secret)
+
+    def outgoing(value: str, found: Credential | None) -> str | None:
+        if swap and found is not None:
+            return found.prefix + replacement if found.secret == credential.secret else None
+        return None if carries_proxy_key(value) else value
+
+    header_items = list(headers.items())
+    kept_headers = [
+        (name, out)
+        for name, value in header_items
+        if (out := outgoing(value, _header_credential(name, value))) is not None
+    ]
+    if kept_headers != header_items:
+        headers.clear()
+        headers.extend(kept_headers)
+    query_items = list(url.query.items())
+    kept_query = [
+        (name, out)
+        for name, value in query_items
+        if (out := outgoing(value, _query_credential(name, value))) is not None
+    ]
+    return url if kept_query == query_items else url.with_query(MultiDict(kept_query))
+
+
+def _header_credential(name: str, value: str) -> Credential | None:
+    lower = name.lower()
+    return parse_credential(lower, value) if lower in CREDENTIAL_HEADERS else None
+
+
+def _query_credential(name: str, value: str) -> Credential | None:
+    return Credential("?" + QUERY_KEY, "", value) if name == QUERY_KEY else None
 
 
 class Authorizer:

@@ -15,28 +15,19 @@ import logging
 import re
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict, MultiDict
+from multidict import CIMultiDict
 from yarl import URL
 
 from meterfox_cli.config import Timeouts
-from meterfox_cli.providers.base import BodyTap, RequestPlan, WireFormat
+from meterfox_cli.providers.base import LARGE_JSON_BYTES, BodyTap, RequestPlan, WireFormat
 from meterfox_cli.providers.registry import Provider
-from meterfox_cli.proxy.auth import (
-    CREDENTIAL_HEADERS,
-    LOOK_UP,
-    QUERY_KEY,
-    Credential,
-    Decision,
-    find_credential,
-    is_proxy_key,
-    parse_credential,
-)
+from meterfox_cli.proxy.auth import LOOK_UP, Decision, apply_credential, find_credential
 from meterfox_cli.proxy.headers import (
     REQUEST_ID_HEADER,
     client_response_headers,
@@ -127,17 +118,6 @@ async def handle(request: web.Request) -> web.StreamResponse:
     decision = state.authorizer.decide(provider.slug, credential)
     if decision is LOOK_UP:  # an unknown proxy key: maybe created since the last poll
         decision = await state.authorizer.look_up(provider.slug, credential)
-    try:
-        body = await _read_body(request)
-    except BodyTooLarge:
-        return error_response(
-            wire,
-            413,
-            f"MeterFox: request body over the {state.max_body_bytes}-byte limit",
-            "request_too_large",
-            request_id,
-        )
-    plan = wire.plan(endpoint, request.query, body) if body is not None else _no_plan()
     exchange = Exchange(
         request_id=request_id,
         started_wall=time.time(),
@@ -146,11 +126,11 @@ async def handle(request: web.Request) -> web.StreamResponse:
         wire=wire,
         endpoint=endpoint,
         method=request.method,
-        plan=plan,
+        plan=_no_plan(),  # read from the body once the request is admitted
         decision=decision,
         tags=tags_from_headers(request.headers),
     )
-    if decision.refused:
+    if decision.refused:  # on the headers alone: the body is never read
         return _refuse(state, wire, decision, request_id)
     if decision.replacement is not None and _CONTROL_CHARS.search(decision.replacement):
         # A stored key with a line break (pasted with its newline) must not become a header
@@ -163,8 +143,34 @@ async def handle(request: web.Request) -> web.StreamResponse:
             "(it contains a line break or control character); store it again"
         )
         return error_response(wire, 500, message, "invalid_provider_key", request_id)
+    await _invite_body(request)
+    try:
+        async with asyncio.timeout(state.timeouts.client_body):
+            body = await _read_body(request)
+    except BodyTooLarge:
+        return error_response(
+            wire,
+            413,
+            f"MeterFox: request body over the {state.max_body_bytes}-byte limit",
+            "request_too_large",
+            request_id,
+        )
+    except TimeoutError:
+        too_slow = error_response(
+            wire,
+            408,
+            f"MeterFox: the request body took over {state.timeouts.client_body:g} s to arrive",
+            "request_timeout",
+            request_id,
+        )
+        too_slow.force_close()
+        return too_slow
+    if body is not None:
+        exchange.plan = plan = await _plan(wire, endpoint, request.query, body)
+    else:
+        plan = exchange.plan
     headers = upstream_request_headers(request.headers)
-    url = _apply_credential(headers, url, credential, decision)
+    url = apply_credential(headers, url, credential, decision.replacement)
     if plan.strip_usage_chunk or "accept-encoding" not in headers:
         headers["Accept-Encoding"] = "identity"
     data = plan.body if body is not None else _stream_body(request)
@@ -408,38 +414,28 @@ def _upstream_url(provider: Provider, rest_raw: str) -> URL | None:
     return url
 
 
-def _apply_credential(
-    headers: CIMultiDict[str], url: URL, credential: Credential | None, decision: Decision
-) -> URL:
-    """Put the provider key where the caller put its proxy key, in the same form.
+async def defer_continue(request: web.Request) -> None:
+    """The proxy route's Expect handler: `100 Continue` waits for `handle` to admit the request
+    (`_invite_body`), so a refused caller is never invited to send its body."""
+    expect = request.headers.get("Expect", "").lower()
+    if request.version == aiohttp.HttpVersion11 and expect != "100-continue":
+        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
 
-    A proxy key never goes upstream: wherever else the caller sent the same key, it is replaced
-    too; any other proxy key (in a second header, a repeated one) is dropped.
-    """
-    if credential is None or (decision.replacement is None and not is_proxy_key(credential.secret)):
-        return url  # passthrough: find_credential prefers a proxy key, so none is present
 
-    def rewrite(found: Credential, value: str) -> str | None:
-        if found.secret == credential.secret and decision.replacement is not None:
-            return found.prefix + decision.replacement
-        return None if is_proxy_key(found.secret) else value
+async def _invite_body(request: web.Request) -> None:
+    if request.version == aiohttp.HttpVersion11 and (
+        request.headers.get("Expect", "").lower() == "100-continue"
+    ):
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the response proper has not started
 
-    header_items = [
-        (name, rewrite(parse_credential(name.lower(), value), value))
-        if name.lower() in CREDENTIAL_HEADERS
-        else (name, value)
-        for name, value in headers.items()
-    ]
-    if header_items != list(headers.items()):
-        headers.clear()
-        headers.extend((name, value) for name, value in header_items if value is not None)
-    query_items = [
-        (name, rewrite(Credential("?" + name, "", value), value) if name == QUERY_KEY else value)
-        for name, value in url.query.items()
-    ]
-    if query_items == list(url.query.items()):
-        return url
-    return url.with_query(MultiDict((n, v) for n, v in query_items if v is not None))
+
+async def _plan(
+    wire: WireFormat, endpoint: str, query: Mapping[str, str], body: bytes
+) -> RequestPlan:
+    if len(body) <= LARGE_JSON_BYTES:  # larger: parsed on a worker thread
+        return wire.plan(endpoint, query, body)
+    return await asyncio.to_thread(wire.plan, endpoint, query, body)
 
 
 class BodyTooLarge(Exception):

@@ -12,10 +12,21 @@ from collections.abc import Callable, Coroutine
 from aiohttp import web
 
 from meterfox_cli.errors import MeterFoxError
+from meterfox_cli.proxy.connections import (
+    CappedSite,
+    ConnectionCap,
+    connection_budget,
+    raise_open_file_limit,
+)
+from meterfox_cli.proxy.state import STATE
 
 log = logging.getLogger("meterfox.server")
 
 SHUTDOWN_TIMEOUT_S = 30.0
+# After a response to a request whose body was not read (a refusal, a body too slow), how long
+# the rest of the body is read and dropped so the client can read the response before the
+# close (aiohttp's default is 10 s).
+LINGER_S = 2.0
 
 
 class PortInUse(MeterFoxError):
@@ -27,15 +38,28 @@ async def serve(
     host: str,
     port: int,
     on_ready: Callable[[str], None] = lambda url: None,
+    max_connections: int | None = None,
 ) -> None:
     """Serve `app` until a stop signal. In-flight requests finish (up to SHUTDOWN_TIMEOUT_S) and
-    the app's cleanup commits every queued record before this returns."""
+    the app's cleanup commits every queued record before this returns.
+
+    Client limits: the soft open-file limit is raised to the hard one and the connections are
+    capped to fit in it (connections.py); a request's headers must arrive within the
+    `client_header` timeout of the connection opening or of the previous response (aiohttp
+    closes the connection otherwise, an idle keep-alive one too)."""
+    cap = ConnectionCap(connection_budget(raise_open_file_limit(), max_connections))
+    app.middlewares.append(cap.middleware)
     runner = web.AppRunner(
-        app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+        app,
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        keepalive_timeout=app[STATE].timeouts.client_header,
+        lingering_time=LINGER_S,
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, reuse_address=True)
+        site = CappedSite(runner, host, port, cap)
         try:
             await site.start()
         except OSError as exc:

@@ -168,13 +168,16 @@ class Served(Launched):
         raise AssertionError(f"serve was not healthy within {timeout} s: {self.output}")
 
 
-async def _spawn(command: list[str], env: Mapping[str, str], *, stdin: int) -> Process:
+async def _spawn(
+    command: list[str], env: Mapping[str, str], *, stdin: int, **popen: object
+) -> Process:
     return await asyncio.create_subprocess_exec(
         *command,
         stdin=stdin,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=dict(env),
+        **popen,
     )
 
 
@@ -196,19 +199,21 @@ async def launch_serve(
     env: Env | None = None,
     port: int | None = None,
     ready: bool = True,
+    **popen: object,
 ) -> AsyncIterator[Served]:
     """`meterfox serve` on a free loopback port (or `port`), healthy before the block starts
     (unless `ready=False`: then call `wait_ready`), stopped with SIGTERM when it ends.
 
     `upstreams` sends each provider slug to a fake (a TestServer or an origin URL); `args` are
-    any other `serve` options; `env` adds to or removes from the test's environment.
+    any other `serve` options; `env` adds to or removes from the test's environment; `popen`
+    goes to the subprocess (e.g. a `preexec_fn` that sets a resource limit).
     """
     port = port or free_port()
     options = []
     for slug, upstream in (upstreams or {}).items():
         options += ["--upstream", f"{slug}={_origin(upstream)}"]
     command = meterfox_command("serve", "--port", str(port), *options, *args)
-    process = await _spawn(command, meterfox_env(env), stdin=asyncio.subprocess.DEVNULL)
+    process = await _spawn(command, meterfox_env(env), stdin=asyncio.subprocess.DEVNULL, **popen)
     served = Served(process, port)
     try:
         if ready:

@@ -15,7 +15,7 @@ from yarl import URL
 from meterfox_cli.config import Timeouts
 from tests.conftest import read_tags, start_proxy
 from tests.fakes.upstream import Reply, sse
-from tests.fixtures.openai_style import CASES, chat_stream_chunks
+from tests.fixtures.openai_style import CASES, chat_stream_chunks, many_messages
 
 CHAT = CASES[0].body
 
@@ -261,3 +261,60 @@ async def test_non_json_upload_streams_through(proxy):
     assert proxy.upstream.received[0].body == payload
     record = await proxy.record()
     assert record["endpoint"] == "/v1/audio/transcriptions"
+
+
+async def test_a_large_json_body_is_parsed_off_the_event_loop(proxy):
+    """A 30 MiB request of small messages takes ~0.2 s to parse. Parsed on a worker thread, with
+    a chance to switch threads between two objects, it leaves the event loop free: no stall of
+    the loop (measured by a 1 ms ticker on it) comes near the parse's length (measured here
+    too, so a busy machine slows both sides of the comparison)."""
+    proxy.upstream.reply = Reply(json_body={"object": "chat.completion"})  # no model of its own
+    loop = asyncio.get_running_loop()
+    stalls: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            started = loop.time()
+            await asyncio.sleep(0.001)
+            stalls.append(loop.time() - started)
+
+    body = many_messages(30 * 1024 * 1024)
+    started = time.perf_counter()
+    json.loads(body)
+    parse_s = time.perf_counter() - started
+    ticking = asyncio.create_task(ticker())
+    try:
+        status, _, _ = await post(proxy.base("openai") + "/v1/chat/completions", raw=body)
+    finally:
+        ticking.cancel()
+    stall = max(stalls)
+    print(
+        f"\n30 MiB request: parse {parse_s * 1000:.0f} ms, longest loop stall {stall * 1000:.0f} ms"
+    )
+    assert status == 200
+    assert (await proxy.record())["model"] == "gpt-4o"  # the body was parsed for its model
+    assert stall < max(0.1, parse_s / 2)
+
+
+async def test_an_admitted_expect_100_continue_request_is_invited_then_forwarded(proxy):
+    """`100 Continue` waits for the credential check (a refused caller never gets one, see
+    tests/cli/test_serve_limits.py); an admitted caller gets it, then its answer."""
+    proxy.upstream.reply = Reply(json_body=CHAT)
+    body = json.dumps({"model": "gpt-4o", "messages": []}).encode()
+    url = URL(proxy.url)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    try:
+        head = (
+            "POST /openai/v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            "Content-Type: application/json\r\nAuthorization: Bearer sk-callers-own\r\n"
+            f"Expect: 100-continue\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        writer.write(head.encode())
+        async with asyncio.timeout(5):
+            assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+            writer.write(body)
+            assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+    finally:
+        writer.close()
+    [received] = proxy.upstream.received
+    assert received.body == body

@@ -287,6 +287,96 @@ async def test_a_proxy_key_in_two_places_is_replaced_in_both_and_a_second_key_dr
     assert_never_sent_a_proxy_key(keyed, first, second)
 
 
+async def test_a_proxy_key_in_any_header_or_query_value_never_reaches_the_provider(keyed):
+    """Finding 8 (issue 12): not only the credential places: any header, any query name in any
+    case, any wrapper (a WebSocket subprotocol, a `token=` pair)."""
+    secret = keyed.mint("anywhere")
+    headers = {
+        "Authorization": f"Bearer {secret}",
+        "Sec-WebSocket-Protocol": f"realtime, openai-insecure-api-key.{secret}",
+        "X-Debug": f"token={secret}; note=kept",
+        "X-Keep": "an ordinary value",
+        "Content-Type": "application/json",
+    }
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            keyed.proxy.base("openai") + "/v1/chat/completions",
+            params=[("KEY", secret), ("Key", secret), ("q", "kept")],
+            data=b"{}",
+            headers=headers,
+        ) as response,
+    ):
+        assert response.status == 200
+    [received] = keyed.proxy.upstream.received
+    assert assert_got_only(keyed, received, "openai") == "authorization"
+    assert received.headers["X-Keep"] == "an ordinary value"
+    assert received.path_qs == "/v1/chat/completions?q=kept"
+    assert_never_sent_a_proxy_key(keyed, secret)
+
+
+async def test_a_proxy_key_on_a_passthrough_request_is_stripped_too(keyed):
+    """The caller's own key passes through; a proxy key anywhere else on the request does not."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            keyed.proxy.base("openai") + "/v1/chat/completions",
+            params={"KEY": "mf-" + "x" * 43},
+            data=b"{}",
+            headers={
+                "Authorization": "Bearer sk-callers-own",
+                "Sec-WebSocket-Protocol": "openai-insecure-api-key.mf-" + "y" * 43,
+                "Content-Type": "application/json",
+            },
+        ) as response,
+    ):
+        assert response.status == 200
+    [received] = keyed.proxy.upstream.received
+    assert received.headers["Authorization"] == "Bearer sk-callers-own"
+    assert_never_sent_a_proxy_key(keyed)
+    assert (await keyed.proxy.record())["key_name"] == "passthrough"
+
+
+@pytest.mark.parametrize(
+    ("own", "proxy_key_in"),
+    [
+        ({"Authorization": "Bearer sk-callers-own"}, "x-api-key"),
+        ({"x-api-key": "sk-ant-callers-own"}, "authorization"),
+        ({"x-goog-api-key": "AIza-callers-own", "api-key": "azure-own"}, "authorization"),
+        ({"Authorization": "Bearer sk-callers-own"}, "query"),
+    ],
+)
+async def test_with_a_proxy_key_every_other_credential_is_dropped(keyed, own, proxy_key_in):
+    """Finding 9 (issue 12): the caller's own key beside a proxy key does not reach the
+    provider; only the provider key does, where the proxy key was."""
+    secret = keyed.mint("mixed", providers=("anthropic",))
+    headers = {**own, "Content-Type": "application/json", "anthropic-version": "2023-06-01"}
+    params = {"key": "AIza-callers-own-query"}
+    if proxy_key_in == "authorization":
+        headers["Authorization"] = f"Bearer {secret}"
+    elif proxy_key_in == "query":
+        params["key"] = secret
+    else:
+        headers[proxy_key_in] = secret
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            keyed.proxy.base("anthropic") + "/v1/messages",
+            params=params,
+            data=b"{}",
+            headers=headers,
+        ) as response,
+    ):
+        assert response.status == 200
+    [received] = keyed.proxy.upstream.received
+    location = assert_got_only(keyed, received, "anthropic")
+    assert location == {"query": "?key"}.get(proxy_key_in, proxy_key_in)
+    blob = json.dumps(received.headers) + received.path_qs
+    assert "callers-own" not in blob and "azure-own" not in blob
+    assert_never_sent_a_proxy_key(keyed, secret)
+    assert (await keyed.proxy.record())["key_name"] == "mixed"
+
+
 # --- refusals ---------------------------------------------------------------------------------
 
 
