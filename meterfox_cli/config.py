@@ -121,6 +121,15 @@ def load_config(path: Path) -> Config:
     return config_from_dict(data, source=str(path))
 
 
+# `meterfox keys set openai-admin` stores an admin key (usage and cost APIs) beside the provider
+# keys; no provider may take such a name, and the proxy never loads one.
+ADMIN_KEY_SUFFIX = "-admin"
+
+
+def is_admin_key_name(name: str) -> bool:
+    return name.endswith(ADMIN_KEY_SUFFIX)
+
+
 def config_from_dict(data: Mapping[str, object], source: str = "config") -> Config:
     """The config in `data`. A name it does not know is ignored and listed in `unknown` (for
     `serve` to warn about and `doctor` to fail on), except in the price tables, where a
@@ -133,6 +142,11 @@ def config_from_dict(data: Mapping[str, object], source: str = "config") -> Conf
     timeouts = _table(data, "timeouts", source)
     providers: list[ProviderConfig] = []
     for slug, table in _table(data, "providers", source).items():
+        if is_admin_key_name(slug):
+            raise ConfigError(
+                f"{source}: [providers.{slug}]: names ending in {ADMIN_KEY_SUFFIX!r} are kept for "
+                "the admin keys `meterfox sync` reads; choose another name"
+            )
         if not isinstance(table, dict) or not isinstance(table.get("base_url"), str):
             raise ConfigError(f'{source}: [providers.{slug}] needs base_url = "https://…"')
         fmt = table.get("format")

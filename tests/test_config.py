@@ -142,3 +142,8 @@ def test_config_reads_exact_decimals():
         hardware=(("gpu-x", D("0.0021")),),
         prices_file="prices.json",
     )
+
+
+def test_a_provider_may_not_take_an_admin_key_name():
+    with pytest.raises(ConfigError, match="kept for the admin keys"):
+        config_from_dict({"providers": {"openai-admin": {"base_url": "http://127.0.0.1:1"}}})

@@ -33,6 +33,7 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 
+from meterfox_cli.config import is_admin_key_name
 from meterfox_cli.errors import MeterFoxError
 from meterfox_cli.keys.budget import Budget, Period, SpendCounter, next_period_start
 from meterfox_cli.keys.estimate import Estimate, estimate
@@ -436,7 +437,11 @@ class KeyWatcher:
     def _load_provider_keys(self, provider_keys: ProviderKeys) -> None:
         """Read the provider keys whose index entry is new or changed, or that could not be
         read last time; forget removed ones."""
-        stored = {entry.provider: entry for entry in provider_keys.stored()}
+        stored = {
+            entry.provider: entry
+            for entry in provider_keys.stored()
+            if not is_admin_key_name(entry.provider)  # for `meterfox sync`, never the proxy
+        }
         loaded = {p: k for p, k in self._loaded.items() if p in stored}
         for provider, entry in stored.items():
             previous = loaded.get(provider)

@@ -253,3 +253,15 @@ def test_the_io_detector_sees_sqlite_and_files(setup):
     finally:
         sys.setprofile(None)
     assert any("sqlite3" in name for name in seen) and any("_io" in name for name in seen)
+
+
+def test_an_admin_key_stored_for_sync_never_reaches_the_proxy(setup):
+    """`keys set openai-admin` shares the provider-key store; the proxy must not hold it, so no
+    request can carry it upstream under any provider name."""
+    conn, start, choice = setup
+    ProviderKeys(conn, choice).set("openai-admin", "sk-admin-TESTONLY")
+    new = create_key(conn, KeySpec("app"))
+    authorizer = start()
+    decision = authorizer.decide("openai-admin", bearer(new.secret))
+    assert decision.refused and decision.replacement is None
+    assert authorizer.decide("openai", bearer(new.secret)).replacement == OPENAI_KEY
