@@ -166,31 +166,12 @@ class StoredRequest:
         return Quote.from_json(self.price_detail) if self.price_detail else None
 
 
-# The columns a StoredRequest is read from (over `requests`, unaliased).
-STORED_COLUMNS = ", ".join(
-    (
-        "id",
-        "ts",
-        "provider",
-        "model",
-        "endpoint",
-        "status",
-        "outcome",
-        "usage_known",
-        "input_tokens",
-        "cached_tokens",
-        "cache_write_tokens",
-        "cache_write_1h_tokens",
-        "output_tokens",
-        "reasoning_tokens",
-        "units",
-        "price_context",
-        "reported_cost_usd",
-        "cost_nanousd",
-        "cost_source",
-        "price_detail",
-    )
+# The columns a StoredRequest is read from (over `requests`, unaliased): all but the
+# request's timing and routing facts, which explain and reprice never need.
+_NOT_STORED = frozenset(
+    {"day", "method", "streamed", "key_name", "ttfb_ms", "latency_ms", "dedupe_key"}
 )
+STORED_COLUMNS = ", ".join(c for c in REQUEST_COLUMNS if c not in _NOT_STORED)
 
 
 def stored_request(row: Mapping[str, Any]) -> StoredRequest:
