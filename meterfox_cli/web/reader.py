@@ -1,10 +1,13 @@
-"""The dashboard's own thread and read connection: every dashboard query runs there, never on
-the proxy's event loop; the rare writes (revoke, create) open a connection of their own."""
+"""The dashboard's own threads, each with its own read connection: every dashboard query runs
+there, never on the proxy's event loop; the rare writes (revoke, create) open a connection of
+their own. Three threads, so the Overview's three reads run in parallel (SQLite releases the
+GIL while it reads) and a slow one (top tags) never holds up the others or Live."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,13 +18,17 @@ from meterfox_cli.store.db import connect
 T = TypeVar("T")
 
 
-class Reader:
-    """One worker thread holding one read-only connection (opened on first use)."""
+THREADS = 3
 
-    def __init__(self, database: Path) -> None:
+
+class Reader:
+    """Worker threads, each holding one read-only connection (opened on its first use)."""
+
+    def __init__(self, database: Path, threads: int = THREADS) -> None:
         self.database = database
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="meterfox-dashboard")
-        self._conn: sqlite3.Connection | None = None
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="meterfox-dashboard")
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
 
     async def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -33,14 +40,16 @@ class Reader:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        for conn in self._conns:
+            conn.close()
+        self._conns.clear()
 
     def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
-        if self._conn is None:
-            self._conn = connect(self.database, readonly=True)
-        return query(self._conn)
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = connect(self.database, readonly=True)
+            self._conns.append(conn)
+        return query(conn)
 
     def _write(self, change: Callable[[sqlite3.Connection], T]) -> T:
         conn = connect(self.database)

@@ -5,6 +5,7 @@ every handler is behind `guard.guarded`, every query runs on the `Reader`'s thre
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -22,7 +23,7 @@ from meterfox_cli.store.select import parse_filters
 from meterfox_cli.timewindow import resolve_window
 from meterfox_cli.web.guard import LOGIN_PARAM, Access, guarded, login_cookie, prepare_secure
 from meterfox_cli.web.live import LiveFeed
-from meterfox_cli.web.overview import overview, top_tags
+from meterfox_cli.web.overview import overview, providers, top_tags
 from meterfox_cli.web.reader import Reader
 from meterfox_cli.web.shapes import key_json, report_json
 
@@ -41,12 +42,39 @@ _TYPES = {
 NO_STORE = {"Cache-Control": "no-store"}
 
 
+TAGS_FRESH_S = 60.0  # top tags read request rows (seconds over a million): once a minute at most
+
+
+class Recent:
+    """A slow read's last result, reused while fresh; callers arriving while it runs share it."""
+
+    def __init__(self, reader: Reader, query, fresh_s: float) -> None:
+        self._reader = reader
+        self._query = query
+        self._fresh_s = fresh_s
+        self._task: asyncio.Task | None = None
+        self._read_at = -math.inf
+
+    async def get(self):
+        loop = asyncio.get_running_loop()
+        old = self._task is not None and loop.time() - self._read_at > self._fresh_s
+        if self._task is None or (old and self._task.done()):
+            self._read_at = loop.time()
+            self._task = loop.create_task(self._reader.read(self._query))
+        try:
+            return await asyncio.shield(self._task)
+        except Exception:
+            self._task = None  # a failed read is not kept
+            raise
+
+
 @dataclass
 class Dashboard:
     reader: Reader
     live: LiveFeed
     access: Access
     files: dict[str, bytes]
+    tags: Recent
 
 
 DASHBOARD = web.AppKey("meterfox_dashboard", Dashboard)
@@ -63,7 +91,8 @@ def dashboard_mount(database: Path, access: Access) -> Callable[[web.Application
 
     def mount(app: web.Application) -> None:
         reader = Reader(database)
-        app[DASHBOARD] = Dashboard(reader, LiveFeed(reader), access, static_files())
+        tags = Recent(reader, top_tags, TAGS_FRESH_S)
+        app[DASHBOARD] = Dashboard(reader, LiveFeed(reader), access, static_files(), tags)
         app.cleanup_ctx.append(_dashboard_ctx)
         routes = [
             ("GET", BASE.rstrip("/"), _to_page, False),
@@ -71,6 +100,7 @@ def dashboard_mount(database: Path, access: Access) -> Callable[[web.Application
             ("GET", BASE + "static/{name}", _static, False),
             ("GET", API + "session", _session, False),
             ("GET", API + "overview", _overview, False),
+            ("GET", API + "overview/providers", _providers, False),
             ("GET", API + "overview/tags", _tags, False),
             ("GET", API + "report", _report, False),
             ("GET", API + "report.csv", _report_csv, False),
@@ -149,8 +179,13 @@ async def _overview(request: web.Request) -> web.StreamResponse:
     return web.json_response(figures, headers=NO_STORE)
 
 
+async def _providers(request: web.Request) -> web.StreamResponse:
+    found = await request.app[DASHBOARD].reader.read(providers)
+    return web.json_response({"providers": found}, headers=NO_STORE)
+
+
 async def _tags(request: web.Request) -> web.StreamResponse:
-    found = await request.app[DASHBOARD].reader.read(top_tags)
+    found = await request.app[DASHBOARD].tags.get()
     return web.json_response({"tags": found}, headers=NO_STORE)
 
 

@@ -11,7 +11,7 @@ from meterfox_cli.keys.proxy_keys import KeyListing, listing_fields
 from meterfox_cli.money import decimal_text, format_usd, from_nanousd
 from meterfox_cli.pricing.quote import UNPRICED_SOURCE
 from meterfox_cli.report.formats import CONTRACT_FIELDS, EXTRA_FIELDS, to_json
-from meterfox_cli.store.queries import Report, ReportRow
+from meterfox_cli.store.queries import Report
 from meterfox_cli.store.rows import RequestLine
 
 
@@ -23,15 +23,6 @@ def money(nanousd: int | None) -> dict[str, object]:
         "nanousd": nanousd,
         "usd": decimal_text(from_nanousd(nanousd)),
         "text": format_usd(nanousd),
-    }
-
-
-def token_mix(row: ReportRow) -> dict[str, int]:
-    return {
-        "input": row.input_tokens,
-        "cached": row.cached_tokens,
-        "output": row.output_tokens,
-        "reasoning": row.reasoning_tokens,
     }
 
 

@@ -103,9 +103,17 @@ async def test_the_overviews_month_is_the_reports_month(dashboard):
         charted = sum(s["nanousd"][i] for s in daily["series"] for i in in_month)
         assert charted == month
     assert {m["name"] for m in overview["top_models"]} <= {r["model"] for r in terminal}
-    assert overview["providers"] and all(
-        p["latency_p50_ms"] <= p["latency_p95_ms"] for p in overview["providers"]
-    )
+    by_provider = exact(await cli("report", "--format", "json", "--by", "provider"))
+    providers = json.loads(await fetch(f"{dashboard.url}/_meterfox/api/overview/providers"))
+    assert [
+        (p["name"], p["requests"], p["errors"], p["cost"]["nanousd"])
+        for p in providers["providers"]
+    ] == [(r["provider"], r["requests"], r["errors"], r["cost_nanousd"]) for r in by_provider]
+    assert all(p["latency_p50_ms"] <= p["latency_p95_ms"] for p in providers["providers"])
+    for top in overview["top_models"]:  # the month's report is by provider,model
+        costs = [r["cost_nanousd"] for r in terminal if (r["model"] or "(unknown)") == top["name"]]
+        priced = [cost for cost in costs if cost is not None]
+        assert top["cost"]["nanousd"] == (sum(priced) if priced else None)
 
 
 async def test_top_tags_name_the_seeded_tags(dashboard):

@@ -37,6 +37,10 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 PROVIDER_KEY = "sk-proj-TESTONLY-browser-4444"
 SEEDED_ROWS = 20_000
+# Bytes the page moved: the document and every resource (its files and API reads), as sent.
+TRANSFERRED = """() => [...performance.getEntriesByType("navigation"),
+    ...performance.getEntriesByType("resource")]
+  .reduce((sum, entry) => sum + (entry.transferSize || entry.encodedBodySize), 0)"""
 
 
 @pytest.fixture
@@ -116,6 +120,8 @@ async def test_the_overviews_month_is_meterfox_reports_total(open_page):
         loaded = time.perf_counter() - started
         await expect(page.page.locator("#spend-month")).to_have_text(format_usd(month))
         await expect(page.page.locator("#top-tags table").first).to_be_visible()
+        transferred = await page.page.evaluate(TRANSFERRED)
+        assert 0 < transferred < 200_000, transferred  # the page and its API reads
         await page.shot("overview", full_page=True)
         await page.page.click("[data-by=model]")
         await expect(page.page).to_have_url(f"{served.url}/_meterfox/#/overview?by=model")
@@ -128,7 +134,7 @@ async def test_the_overviews_month_is_meterfox_reports_total(open_page):
         )
         await expect(dark.page.locator("#spend-month")).to_have_text(format_usd(month))
         await dark.shot("overview-phone-dark", full_page=True)
-    print(f"overview over {SEEDED_ROWS:,} requests rendered in {loaded:.2f} s")
+    print(f"overview over {SEEDED_ROWS:,} requests: {loaded:.2f} s, {transferred:,} bytes")
 
 
 async def test_a_request_made_while_live_is_open_appears_without_a_reload(

@@ -13,7 +13,15 @@ from meterfox_cli.web.guard import LOGIN_COOKIE, SECURITY_HEADERS, TOKEN_HEADER,
 from meterfox_cli.web.routes import dashboard_mount
 from tests.conftest import start_proxy
 
-API_GETS = ("", "api/session", "api/overview", "api/overview/tags", "api/report", "api/keys")
+API_GETS = (
+    "",
+    "api/session",
+    "api/overview",
+    "api/overview/providers",
+    "api/overview/tags",
+    "api/report",
+    "api/keys",
+)
 
 
 @pytest.fixture

@@ -119,9 +119,14 @@ function route() {
 async function showOverview(params) {
   const by = params.get("by") || "provider";
   for (const b of document.querySelectorAll("[data-by]")) b.setAttribute("aria-pressed", String(b.dataset.by === by));
+  // The three reads go out together (the headline figures first); the daemon answers them on
+  // threads of its own, in parallel.
+  const overview = api("overview?by=" + encodeURIComponent(by));
+  const providers = api("overview/providers");
+  const tags = api("overview/tags");
   let data;
   try {
-    data = await api("overview?by=" + encodeURIComponent(by));
+    data = await overview;
   } catch (error) {
     fill("spend", h("p", { class: "tag-bad" }, error.message));
     return;
@@ -152,15 +157,16 @@ async function showOverview(params) {
     { title: "budget", num: true, cell: (k) => `${k.budget.text}/${k.budget_period}` },
     { title: "used", cell: (k) => budgetBar(k.budget_share) },
   ], data.keys) : h("p", { class: "muted" }, "No key has a budget: `meterfox keys budget NAME 25/month`."));
-  fill("providers", data.providers.length ? table([
+  providers.then((found) => fill("providers", found.providers.length ? table([
     { title: "provider", cell: (p) => p.name },
     { title: "cost", num: true, cell: (p) => p.cost.text },
     { title: "requests", num: true, cell: (p) => int(p.requests) },
     { title: "error rate", num: true, cell: (p) => h("span", { class: p.error_rate > 0.05 ? "tag-bad" : null }, pct(p.error_rate)) },
     { title: "p50", num: true, cell: (p) => ms(p.latency_p50_ms) },
     { title: "p95", num: true, cell: (p) => ms(p.latency_p95_ms) },
-  ], data.providers) : h("p", { class: "muted" }, "No requests this month."));
-  api("overview/tags").then((found) => {
+  ], found.providers) : h("p", { class: "muted" }, "No requests this month.")),
+  (error) => fill("providers", h("p", { class: "tag-bad" }, error.message)));
+  tags.then((found) => {
     const blocks = found.tags.map((t) => [h("h3", {}, "tag:" + t.tag), table([
       { title: t.tag, cell: (r) => r.name },
       { title: "cost", num: true, cell: (r) => r.cost.text },
