@@ -212,6 +212,9 @@ def main() -> None:
         "--dashboard", action="store_true", help="also measure with a dashboard open"
     )
     parser.add_argument("--database", help="a seeded database to copy in first (--dashboard)")
+    parser.add_argument(
+        "--viewer-interval", type=float, default=1.0, help="seconds between dashboard refreshes"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
@@ -298,7 +301,7 @@ def measure(targets: list[Target], home: Path, args) -> tuple[dict, dict]:
             for concurrency in (1, 32):
                 for target in targets:
                     script = lua_script(body, home, target.headers)
-                    with dashboard_open(target, args.seconds):
+                    with dashboard_open(target, args.seconds, args.viewer_interval):
                         result = run_wrk(target.url, script, concurrency, args.seconds)
                     results.setdefault((target.name, mode, concurrency), []).append(result)
                     print(
@@ -308,7 +311,7 @@ def measure(targets: list[Target], home: Path, args) -> tuple[dict, dict]:
                         flush=True,
                     )
         for target in targets:
-            with dashboard_open(target, args.seconds * 2):
+            with dashboard_open(target, args.seconds * 2, args.viewer_interval):
                 samples = asyncio.run(
                     stream_ttfb(target.url, args.ttfb_requests, target.headers, args.seconds * 2)
                 )
@@ -317,7 +320,7 @@ def measure(targets: list[Target], home: Path, args) -> tuple[dict, dict]:
 
 
 @contextlib.contextmanager
-def dashboard_open(target: Target, seconds: float):
+def dashboard_open(target: Target, seconds: float, interval: float):
     """A dashboard viewer on the target's daemon for the measurement (none for most targets);
     it stops by itself after the measurement's time, and is stopped by PID at the end."""
     if target.viewer_port is None:
@@ -332,6 +335,8 @@ def dashboard_open(target: Target, seconds: float):
             str(target.viewer_port),
             "--seconds",
             str(seconds + 5),
+            "--interval",
+            str(interval),
         ]
     )
     time.sleep(0.5)  # let it open the page's stream and make its first reads

@@ -38,8 +38,9 @@ if TYPE_CHECKING:
 @click.option(
     "--dashboard-login",
     is_flag=True,
-    help="Beyond loopback, turn the dashboard on behind a login token "
-    "(`meterfox dashboard --url` prints the URL carrying it). On loopback it is always on.",
+    help="Put the dashboard behind a login token (`meterfox dashboard` opens, `--url` prints, "
+    "the URL carrying it): needed to turn it on beyond loopback; on a machine shared with "
+    "other users, it keeps them out of it on loopback too.",
 )
 def serve(
     host: str | None,
@@ -89,7 +90,8 @@ def serve(
     def ready(base: str) -> None:
         click.echo(f"MeterFox {base}  (database: {settings.paths.database})")
         if is_loopback(host):
-            click.echo(f"  dashboard    {base}/_meterfox/  (or: meterfox dashboard)")
+            login = "  (behind a login: meterfox dashboard)" if dashboard_login else ""
+            click.echo(f"  dashboard    {base}/_meterfox/  (or: meterfox dashboard){login}")
         for provider in settings.registry:
             click.echo(f"  {provider.slug:<12} {base}/{provider.slug}{provider.sdk_path}")
         if require:
@@ -100,8 +102,8 @@ def serve(
 
 
 def _dashboard(settings: Settings, host: str, login: bool):
-    """The dashboard's mount: on at loopback; beyond it, off unless `--dashboard-login` (then
-    behind a login token). Says which in the exposure warning."""
+    """The dashboard's mount: on at loopback; beyond it, off unless `--dashboard-login`, which
+    puts it behind a login token on any bind. Says which in the exposure warning."""
     from meterfox_cli.proxy.server import is_loopback
     from meterfox_cli.web.guard import access_for
     from meterfox_cli.web.login import forget_login, issue_login
@@ -109,7 +111,7 @@ def _dashboard(settings: Settings, host: str, login: bool):
 
     state_dir = settings.paths.state_dir
     loopback = is_loopback(host)
-    token = issue_login(state_dir) if login and not loopback else None
+    token = issue_login(state_dir) if login else None
     if token is None:
         forget_login(state_dir)
     if not loopback:

@@ -2,9 +2,9 @@
 
 Loopback (the default): only a request whose `Host` is the daemon's own loopback name
 (`127.0.0.1:PORT`, `localhost:PORT`, `[::1]:PORT`) is answered, so a DNS-rebinding page gets
-nothing. Beyond loopback the dashboard is off unless a login token was chosen: a browser that
-opens the URL carrying it gets an HttpOnly, SameSite=Strict cookie, and every request then needs
-that cookie. Anything that changes state also needs the per-daemon CSRF token the page received,
+nothing. Beyond loopback the dashboard is off unless a login token was chosen. With a login
+token (beyond loopback, or on a shared machine's loopback) a browser that opens the URL carrying
+it gets an HttpOnly, SameSite=Strict cookie, and every request then needs that cookie. Anything that changes state also needs the per-daemon CSRF token the page received,
 a same-origin `Origin` and a JSON body (a non-simple request no cross-site form can send).
 """
 
@@ -48,17 +48,21 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @dataclass(frozen=True)
 class Access:
     """How this daemon's dashboard may be reached. `enabled` False: beyond loopback without a
-    login token (off). `login_token` set: any Host, but the login cookie is required."""
+    login token (off). `check_host`: only the loopback names (on a loopback bind). `login_token`
+    set: the login cookie is required too."""
 
     enabled: bool = True
+    check_host: bool = True
     login_token: str | None = None
     csrf_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
 
 def access_for(loopback: bool, login_token: str | None) -> Access:
-    if login_token:
-        return Access(enabled=True, login_token=login_token)
-    return Access(enabled=loopback)
+    """On loopback: the Host check (and the login cookie when a token was chosen); beyond it:
+    off, or on behind the login cookie under any Host (the machine is reached by its name)."""
+    return Access(
+        enabled=loopback or bool(login_token), check_host=loopback, login_token=login_token or None
+    )
 
 
 def loopback_hosts(port: int) -> frozenset[str]:
@@ -78,13 +82,12 @@ def refusal(request: web.Request, access: Access) -> web.Response | None:
             "the dashboard is off: MeterFox listens beyond loopback; start it with "
             "--dashboard-login to turn it on with a login token",
         )
-    if access.login_token is None:
+    if access.check_host:
         port = local_port(request)
         host = request.headers.get("Host", "").strip().lower()
         if port is None or host not in loopback_hosts(port):
             return _refuse(403, "the dashboard answers only at this machine's loopback address")
-        return None
-    if _same(request.cookies.get(LOGIN_COOKIE), access.login_token):
+    if access.login_token is None or _same(request.cookies.get(LOGIN_COOKIE), access.login_token):
         return None
     if request.method == "GET" and _same(request.query.get(LOGIN_PARAM), access.login_token):
         return None  # the login link itself: the page handler sets the cookie

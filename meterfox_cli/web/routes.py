@@ -8,6 +8,7 @@ import asyncio
 import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from meterfox_cli.store.select import parse_filters
 from meterfox_cli.timewindow import resolve_window
 from meterfox_cli.web.guard import LOGIN_PARAM, Access, guarded, login_cookie, prepare_secure
 from meterfox_cli.web.live import LiveFeed
-from meterfox_cli.web.overview import overview, providers, top_tags
+from meterfox_cli.web.overview import STACK_BY, overview, providers, top_tags
 from meterfox_cli.web.reader import Reader
 from meterfox_cli.web.shapes import key_json, report_json
 
@@ -43,6 +44,7 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 
 TAGS_FRESH_S = 60.0  # top tags read request rows (seconds over a million): once a minute at most
+OVERVIEW_FRESH_S = 5.0  # however often pages reload, the Overview is read at most this often
 
 
 class Recent:
@@ -75,6 +77,8 @@ class Dashboard:
     access: Access
     files: dict[str, bytes]
     tags: Recent
+    overviews: dict[str, Recent]  # by stacking dimension
+    providers: Recent
 
 
 DASHBOARD = web.AppKey("meterfox_dashboard", Dashboard)
@@ -92,7 +96,18 @@ def dashboard_mount(database: Path, access: Access) -> Callable[[web.Application
     def mount(app: web.Application) -> None:
         reader = Reader(database)
         tags = Recent(reader, top_tags, TAGS_FRESH_S)
-        app[DASHBOARD] = Dashboard(reader, LiveFeed(reader), access, static_files(), tags)
+        overviews = {
+            by: Recent(reader, partial(overview, by=by), OVERVIEW_FRESH_S) for by in STACK_BY
+        }
+        app[DASHBOARD] = Dashboard(
+            reader,
+            LiveFeed(reader),
+            access,
+            static_files(),
+            tags,
+            overviews,
+            Recent(reader, providers, OVERVIEW_FRESH_S),
+        )
         app.cleanup_ctx.append(_dashboard_ctx)
         routes = [
             ("GET", BASE.rstrip("/"), _to_page, False),
@@ -174,13 +189,13 @@ async def _session(request: web.Request) -> web.StreamResponse:
 
 
 async def _overview(request: web.Request) -> web.StreamResponse:
-    by = request.query.get("by", "provider")
-    figures = await request.app[DASHBOARD].reader.read(lambda conn: overview(conn, by))
+    overviews = request.app[DASHBOARD].overviews
+    figures = await overviews.get(request.query.get("by", ""), overviews["provider"]).get()
     return web.json_response(figures, headers=NO_STORE)
 
 
 async def _providers(request: web.Request) -> web.StreamResponse:
-    found = await request.app[DASHBOARD].reader.read(providers)
+    found = await request.app[DASHBOARD].providers.get()
     return web.json_response({"providers": found}, headers=NO_STORE)
 
 

@@ -152,3 +152,19 @@ async def test_beyond_loopback_a_login_token_turns_it_on_behind_a_cookie(served)
     wrong = {LOGIN_COOKIE: "nope"}
     status, _, _ = await get(f"{proxy.url}/_meterfox/api/overview", host=host, cookies=wrong)
     assert status == 401
+
+
+async def test_on_loopback_a_login_token_keeps_out_whoever_lacks_it(served):
+    """On a machine shared with other users, `serve --dashboard-login` on loopback: the Host
+    check and the login cookie both apply."""
+    access = access_for(True, "the-login-token")
+    proxy, port = await served(access)
+    jar = {LOGIN_COOKIE: "the-login-token"}
+    status, _, _ = await get(f"{proxy.url}/_meterfox/api/keys")
+    assert status == 401
+    status, _, _ = await get(f"{proxy.url}/_meterfox/api/keys", cookies=jar)
+    assert status == 200
+    status, _, _ = await get(
+        f"{proxy.url}/_meterfox/api/keys", host=f"evil.example:{port}", cookies=jar
+    )
+    assert status == 403
