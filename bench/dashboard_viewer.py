@@ -1,6 +1,7 @@
 """A dashboard left open and refreshing, for bench/run.py: holds Live's event stream open and
-re-reads what the Overview, Explore and Keys views read, every `--interval` seconds, until
-`--seconds` pass (or it is stopped). Prints how many refreshes it made and their median time.
+reloads the Overview (its three reads) and Keys every `--interval` seconds — with `--explore`
+also an Explore report (this month by provider and model), as if someone re-ran it each time —
+until `--seconds` pass (or it is stopped). Prints how many refreshes it made, their median time.
 
     python -m bench.dashboard_viewer --port 8787 --seconds 30
 """
@@ -14,15 +15,12 @@ import time
 
 import aiohttp
 
-VIEWS = (
-    "api/overview?by=provider",
-    "api/overview/tags",
-    "api/report?by=provider,model",
-    "api/keys",
-)
+VIEWS = ("api/overview?by=provider", "api/overview/providers", "api/overview/tags", "api/keys")
+EXPLORE = "api/report?by=provider,model"
 
 
-async def view(base: str, seconds: float, interval: float) -> None:
+async def view(base: str, seconds: float, interval: float, explore: bool) -> None:
+    views = (*VIEWS, EXPLORE) if explore else VIEWS
     deadline = time.monotonic() + seconds
     timings: list[float] = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
@@ -30,7 +28,7 @@ async def view(base: str, seconds: float, interval: float) -> None:
         try:
             while time.monotonic() < deadline:
                 started = time.perf_counter()
-                for path in VIEWS:
+                for path in views:
                     async with session.get(base + path) as response:
                         await response.read()
                 timings.append(time.perf_counter() - started)
@@ -52,9 +50,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--seconds", type=float, default=60.0, help="stop after this long")
     parser.add_argument("--interval", type=float, default=1.0, help="between refreshes")
+    parser.add_argument("--explore", action="store_true", help="re-run an Explore report too")
     args = parser.parse_args()
     base = f"http://127.0.0.1:{args.port}/_meterfox/"
-    asyncio.run(view(base, args.seconds, args.interval))
+    asyncio.run(view(base, args.seconds, args.interval, args.explore))
 
 
 if __name__ == "__main__":

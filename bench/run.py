@@ -215,6 +215,9 @@ def main() -> None:
     parser.add_argument(
         "--viewer-interval", type=float, default=1.0, help="seconds between dashboard refreshes"
     )
+    parser.add_argument(
+        "--viewer-explore", action="store_true", help="the dashboard re-runs an Explore report too"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
@@ -301,7 +304,7 @@ def measure(targets: list[Target], home: Path, args) -> tuple[dict, dict]:
             for concurrency in (1, 32):
                 for target in targets:
                     script = lua_script(body, home, target.headers)
-                    with dashboard_open(target, args.seconds, args.viewer_interval):
+                    with dashboard_open(target, args.seconds, args):
                         result = run_wrk(target.url, script, concurrency, args.seconds)
                     results.setdefault((target.name, mode, concurrency), []).append(result)
                     print(
@@ -311,7 +314,7 @@ def measure(targets: list[Target], home: Path, args) -> tuple[dict, dict]:
                         flush=True,
                     )
         for target in targets:
-            with dashboard_open(target, args.seconds * 2, args.viewer_interval):
+            with dashboard_open(target, args.seconds * 2, args):
                 samples = asyncio.run(
                     stream_ttfb(target.url, args.ttfb_requests, target.headers, args.seconds * 2)
                 )
@@ -320,7 +323,7 @@ def measure(targets: list[Target], home: Path, args) -> tuple[dict, dict]:
 
 
 @contextlib.contextmanager
-def dashboard_open(target: Target, seconds: float, interval: float):
+def dashboard_open(target: Target, seconds: float, args):
     """A dashboard viewer on the target's daemon for the measurement (none for most targets);
     it stops by itself after the measurement's time, and is stopped by PID at the end."""
     if target.viewer_port is None:
@@ -336,7 +339,8 @@ def dashboard_open(target: Target, seconds: float, interval: float):
             "--seconds",
             str(seconds + 5),
             "--interval",
-            str(interval),
+            str(args.viewer_interval),
+            *(["--explore"] if args.viewer_explore else []),
         ]
     )
     time.sleep(0.5)  # let it open the page's stream and make its first reads

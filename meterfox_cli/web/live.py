@@ -1,14 +1,17 @@
 """Live: finished requests pushed to every open page as Server-Sent Events. One poller reads
-rows committed after the last one seen (`store/feed.after`) on the dashboard's thread, every
-`interval` seconds and only while a page listens; the proxy's hot path is untouched."""
+rows committed after the last one seen (`store/feed.after`) and writes them as one event on
+the dashboard's thread, every `interval` seconds and only while a page listens; the proxy's
+loop only passes the text on, and its hot path is untouched."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import sqlite3
 
 from meterfox_cli.store.feed import after, last_rowid, latest
+from meterfox_cli.store.rows import RequestLine
 from meterfox_cli.web.reader import Reader
 from meterfox_cli.web.shapes import line_json
 
@@ -39,8 +42,7 @@ class LiveFeed:
                 await self._task
 
     async def backlog(self) -> str:
-        lines = await self._reader.read(lambda conn: latest(conn, BACKLOG))
-        return _event([line_json(line) for line in lines])
+        return await self._reader.read(lambda conn: _event(latest(conn, BACKLOG)))
 
     async def listen(self) -> asyncio.Queue[str | None]:
         """A queue of events for one page. When this returns the poller has its starting row,
@@ -66,10 +68,9 @@ class LiveFeed:
             if rowid is None:
                 rowid = await self._reader.read(last_rowid)
                 self._watching.set()
-            batch = await self._reader.read(lambda conn, since=rowid: after(conn, since))
-            if batch:
-                rowid = batch[-1].rowid
-                self._publish(_event([line_json(line) for line in batch]))
+            rowid, event = await self._reader.read(lambda conn, since=rowid: _new(conn, since))
+            if event:
+                self._publish(event)
             await asyncio.sleep(self._interval)
 
     def _publish(self, event: str) -> None:
@@ -83,5 +84,12 @@ class LiveFeed:
                 queue.put_nowait(None)  # too slow: this page is closed, it reconnects
 
 
-def _event(lines: list[dict]) -> str:
-    return f"event: requests\ndata: {json.dumps(lines)}\n\n"
+def _new(conn: sqlite3.Connection, rowid: int) -> tuple[int, str | None]:
+    """The rows after `rowid` as one event, and the last rowid read (on the reader's thread:
+    the proxy's loop only hands the text on)."""
+    batch = after(conn, rowid)
+    return (batch[-1].rowid, _event(batch)) if batch else (rowid, None)
+
+
+def _event(lines: list[RequestLine]) -> str:
+    return f"event: requests\ndata: {json.dumps([line_json(line) for line in lines])}\n\n"
