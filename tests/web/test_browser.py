@@ -123,6 +123,7 @@ async def test_the_overviews_month_is_meterfox_reports_total(open_page):
         transferred = await page.page.evaluate(TRANSFERRED)
         assert 0 < transferred < 200_000, transferred  # the page and its API reads
         await page.shot("overview", full_page=True)
+        await page.shot("overview-fold")  # the first screen: docs/img/dashboard-overview.png
         await page.page.click("[data-by=model]")
         await expect(page.page).to_have_url(f"{served.url}/_meterfox/#/overview?by=model")
         await expect(page.page.locator("#legend")).to_contain_text("gpt-4o")
