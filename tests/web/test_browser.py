@@ -59,8 +59,18 @@ class Watched:
     def __init__(self, page: Page) -> None:
         self.page = page
         self.errors: list[str] = []
-        page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
-        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.closed = False
+        page.on(
+            "console",
+            lambda m: not self.closed and m.type == "error" and self.errors.append(m.text),
+        )
+        page.on("pageerror", lambda e: not self.closed and self.errors.append(str(e)))
+
+    async def close(self) -> None:
+        """Close the page while the daemon still runs (a page left open on Live would log its
+        stream's reconnection failing once the daemon stops)."""
+        self.closed = True
+        await self.page.context.close()
 
     async def shot(self, name: str, **options) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -152,6 +162,7 @@ async def test_a_request_made_while_live_is_open_appears_without_a_reload(
         await expect(row).to_contain_text("42")
         await expect(page.page.locator("#live-count")).to_have_text("1")
         await page.shot("live")
+        await page.close()
 
 
 async def test_revoking_a_key_in_the_page_makes_the_proxy_refuse_it(
