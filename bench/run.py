@@ -1,6 +1,6 @@
 """The proxy benchmark: direct vs a bare aiohttp relay vs MeterFox, in one run on one machine.
 
-    python -m bench.run [--seconds 5] [--runs 3] [--litellm]
+    python -m bench.run [--seconds 5] [--runs 3] [--litellm] [--dashboard [--database DB]]
 
 Starts a fake OpenAI upstream, the bare relay and `meterfox serve` (recording on, in a temp
 METERFOX_HOME) as separate processes on loopback, then drives each with wrk (POST, keep-alive)
@@ -8,12 +8,18 @@ for JSON and SSE chat completions at concurrency 1 and 32, and measures streamed
 byte with a sequential asyncio client. Prints medians over the runs and the ratios the
 performance targets are stated in. Every load loop is bounded by --seconds; every process it
 starts is stopped by PID. Needs `wrk` (Debian package `wrk`).
+
+With --dashboard, one more target, `meterfox+dash`, is the same daemon measured while a
+dashboard is open and refreshing (bench/dashboard_viewer.py: Live's stream held open, the
+Overview, Explore and Keys reads repeated every second), interleaved with the plain `meterfox`
+runs; --database copies a seeded database (bench/seed_db.py) in first, so those reads are big.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -180,6 +186,7 @@ class Target:
     name: str
     url: str
     headers: dict[str, str]
+    viewer_port: int | None = None  # a dashboard open on this daemon while measured
 
 
 CALLER_KEY = {"Authorization": "Bearer sk-bench-caller"}
@@ -201,6 +208,16 @@ def main() -> None:
     parser.add_argument("--ttfb-requests", type=int, default=300)
     parser.add_argument("--litellm", help="path to a `litellm` executable to compare against")
     parser.add_argument("--json", dest="json_out", help="also write the results here as JSON")
+    parser.add_argument(
+        "--dashboard", action="store_true", help="also measure with a dashboard open"
+    )
+    parser.add_argument("--database", help="a seeded database to copy in first (--dashboard)")
+    parser.add_argument(
+        "--viewer-interval", type=float, default=1.0, help="seconds between dashboard refreshes"
+    )
+    parser.add_argument(
+        "--viewer-explore", action="store_true", help="the dashboard re-runs an Explore report too"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
@@ -228,6 +245,8 @@ def main() -> None:
         )
         wait_listening(ports["upstream"])
         wait_listening(ports["relay"])
+        if args.database:
+            shutil.copyfile(args.database, home / "meterfox.db")
         proxy_key = mint_proxy_key(home)
         meterfox = start(
             [
@@ -255,6 +274,8 @@ def main() -> None:
             Target("meterfox", meterfox_url, CALLER_KEY),
             Target("meterfox+key", meterfox_url, {"Authorization": f"Bearer {proxy_key}"}),
         ]
+        if args.dashboard:
+            targets.append(Target("meterfox+dash", meterfox_url, CALLER_KEY, ports["meterfox"]))
         if args.litellm:
             processes.append(start_litellm(args.litellm, ports["litellm"], upstream_url, home))
             wait_listening(ports["litellm"], timeout=120)
@@ -283,7 +304,8 @@ def measure(targets: list[Target], home: Path, args) -> tuple[dict, dict]:
             for concurrency in (1, 32):
                 for target in targets:
                     script = lua_script(body, home, target.headers)
-                    result = run_wrk(target.url, script, concurrency, args.seconds)
+                    with dashboard_open(target, args.seconds, args):
+                        result = run_wrk(target.url, script, concurrency, args.seconds)
                     results.setdefault((target.name, mode, concurrency), []).append(result)
                     print(
                         f"run {run + 1} {mode:6} c={concurrency:<2} {target.name:12} "
@@ -292,11 +314,40 @@ def measure(targets: list[Target], home: Path, args) -> tuple[dict, dict]:
                         flush=True,
                     )
         for target in targets:
-            samples = asyncio.run(
-                stream_ttfb(target.url, args.ttfb_requests, target.headers, args.seconds * 2)
-            )
+            with dashboard_open(target, args.seconds * 2, args):
+                samples = asyncio.run(
+                    stream_ttfb(target.url, args.ttfb_requests, target.headers, args.seconds * 2)
+                )
             ttfb[target.name].append(median(samples))
     return results, ttfb
+
+
+@contextlib.contextmanager
+def dashboard_open(target: Target, seconds: float, args):
+    """A dashboard viewer on the target's daemon for the measurement (none for most targets);
+    it stops by itself after the measurement's time, and is stopped by PID at the end."""
+    if target.viewer_port is None:
+        yield
+        return
+    viewer = start(
+        [
+            sys.executable,
+            "-m",
+            "bench.dashboard_viewer",
+            "--port",
+            str(target.viewer_port),
+            "--seconds",
+            str(seconds + 5),
+            "--interval",
+            str(args.viewer_interval),
+            *(["--explore"] if args.viewer_explore else []),
+        ]
+    )
+    time.sleep(0.5)  # let it open the page's stream and make its first reads
+    try:
+        yield
+    finally:
+        stop(viewer)
 
 
 def mint_proxy_key(home: Path) -> str:

@@ -10,6 +10,7 @@ import click
 
 from meterfox_cli import __version__
 from meterfox_cli.cli import (
+    dashboard_cmd,
     doctor_cmd,
     feed_cmd,
     info,
@@ -45,6 +46,7 @@ def main() -> None:
 
 for command in (
     *serve_cmd.COMMANDS,
+    *dashboard_cmd.COMMANDS,
     *info.COMMANDS,
     *report_cmd.COMMANDS,
     *feed_cmd.COMMANDS,

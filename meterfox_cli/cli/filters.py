@@ -38,13 +38,6 @@ def make_filters(
     keys: tuple[str, ...],
     tags: tuple[str, ...],
 ) -> Filters:
-    from meterfox_cli.errors import MeterFoxError
-    from meterfox_cli.store.select import Filters
+    from meterfox_cli.store.select import parse_filters
 
-    parsed = []
-    for tag in tags:
-        name, sep, value = tag.partition("=")
-        if not sep or not name.strip():
-            raise MeterFoxError(f"--tag {tag!r}: expected NAME=VALUE, e.g. --tag feature=search")
-        parsed.append((name.strip().lower(), value.strip()))
-    return Filters(tuple(providers), tuple(models), tuple(keys), tuple(parsed))
+    return parse_filters(providers, models, keys, tags)

@@ -147,22 +147,16 @@ def create(
 
     The app uses it as its API key, with its base URL pointed at MeterFox.
     """
-    from meterfox_cli.keys.budget import parse_budget
-    from meterfox_cli.keys.proxy_keys import (
-        KeySpec,
-        create_key,
-        parse_duration,
-        parse_tags,
-        resolve_providers,
-    )
+    from meterfox_cli.keys.proxy_keys import create_key, key_spec
 
     with _session() as (settings, conn):
-        spec = KeySpec(
-            name=name,
-            providers=resolve_providers(settings.registry, providers),
-            expires_in_s=parse_duration(expires) if expires else None,
-            budget=parse_budget(budget) if budget else None,
-            tags=parse_tags(tags),
+        spec = key_spec(
+            settings.registry,
+            name,
+            providers=providers,
+            expires=expires,
+            budget=budget,
+            tags=tags,
             allow_unpriced=allow_unpriced,
         )
         new = create_key(conn, spec)
@@ -180,7 +174,9 @@ def list_keys(fmt: str) -> None:
     if fmt == "json":
         import json
 
-        click.echo(json.dumps([_listing_dict(item) for item in listings], indent=2))
+        from meterfox_cli.keys.proxy_keys import listing_fields
+
+        click.echo(json.dumps([listing_fields(item) for item in listings], indent=2))
         return
     if not listings:
         click.echo("No proxy keys: `meterfox keys create NAME` mints one.")
@@ -301,28 +297,6 @@ def _when(ts: float | None) -> str:
 
 def _store_name(store_id: str) -> str:
     return "encrypted file" if store_id == "file" else store_id.replace("keyring:", "keyring ")
-
-
-def _listing_dict(item: KeyListing) -> dict[str, object]:
-    from meterfox_cli.money import from_nanousd
-
-    key = item.key
-    return {
-        "name": key.name,
-        "prefix": key.prefix,
-        "providers": list(key.providers),
-        "tags": dict(key.tags),
-        "created_at": key.created_at,
-        "expires_at": key.expires_at,
-        "revoked_at": key.revoked_at,
-        "last_used": item.last_used,
-        "spend_usd": str(from_nanousd(item.spend_nanousd)),
-        "spend_period": str(item.spend_period),
-        "budget_usd": str(key.budget.usd) if key.budget else None,
-        "budget_period": str(key.budget.period) if key.budget else None,
-        "allow_unpriced": key.allow_unpriced,
-        "status": str(item.status),
-    }
 
 
 def _render_table(listings: list[KeyListing]) -> None:

@@ -35,11 +35,19 @@ if TYPE_CHECKING:
     default=None,
     help="Refuse requests without a MeterFox proxy key (default: on unless --host is loopback).",
 )
+@click.option(
+    "--dashboard-login",
+    is_flag=True,
+    help="Put the dashboard behind a login token (`meterfox dashboard` opens, `--url` prints, "
+    "the URL carrying it): needed to turn it on beyond loopback; on a machine shared with "
+    "other users, it keeps them out of it on loopback too.",
+)
 def serve(
     host: str | None,
     port: int | None,
     upstreams: tuple[str, ...],
     require_proxy_key: bool | None,
+    dashboard_login: bool,
 ) -> None:
     """Run the proxy in the foreground until Ctrl-C (or SIGTERM).
 
@@ -49,7 +57,12 @@ def serve(
 
     from meterfox_cli.logs import configure_logging
     from meterfox_cli.proxy.app import make_app
-    from meterfox_cli.proxy.server import exposure_warning, requires_proxy_key, run_event_loop
+    from meterfox_cli.proxy.server import (
+        exposure_warning,
+        is_loopback,
+        requires_proxy_key,
+        run_event_loop,
+    )
     from meterfox_cli.proxy.server import serve as run_server
     from meterfox_cli.store.writer import RecordWriter
 
@@ -68,16 +81,21 @@ def serve(
     require = requires_proxy_key(host, require_proxy_key, config.require_proxy_key)
     for line in exposure_warning(host, port, require):
         click.secho(line, err=True, fg="red", bold=True)
+    mount = _dashboard(settings, host, dashboard_login)
     app = make_app(
         registry=settings.registry,
         writer=RecordWriter(settings.paths.database, pricer=book),
         authorizer=_key_authorizer(settings, require, book),
         timeouts=config.timeouts,
         max_body_bytes=config.max_body_bytes,
+        mounts=[mount],
     )
 
     def ready(base: str) -> None:
         click.echo(f"MeterFox {base}  (database: {settings.paths.database})")
+        if is_loopback(host):
+            login = "  (behind a login: meterfox dashboard)" if dashboard_login else ""
+            click.echo(f"  dashboard    {base}/_meterfox/  (or: meterfox dashboard){login}")
         for provider in settings.registry:
             click.echo(f"  {provider.slug:<12} {base}/{provider.slug}{provider.sdk_path}")
         if require:
@@ -87,6 +105,30 @@ def serve(
     run_event_loop(
         run_server(app, host, port, on_ready=ready, max_connections=config.max_connections)
     )
+
+
+def _dashboard(settings: Settings, host: str, login: bool):
+    """The dashboard's mount: on at loopback; beyond it, off unless `--dashboard-login`, which
+    puts it behind a login token on any bind. Says which in the exposure warning."""
+    from meterfox_cli.proxy.server import is_loopback
+    from meterfox_cli.web.guard import access_for
+    from meterfox_cli.web.login import forget_login, issue_login
+    from meterfox_cli.web.routes import dashboard_mount
+
+    state_dir = settings.paths.state_dir
+    loopback = is_loopback(host)
+    token = issue_login(state_dir) if login else None
+    if token is None:
+        forget_login(state_dir)
+    if not loopback:
+        line = (
+            "  The dashboard is on behind a login token: `meterfox dashboard --url` prints its URL."
+            if token
+            else "  The dashboard is off beyond loopback; `serve --dashboard-login` turns it on "
+            "behind a login token."
+        )
+        click.secho(line, err=True, fg="red", bold=True)
+    return dashboard_mount(settings.paths.database, access_for(loopback, token))
 
 
 def _key_authorizer(settings: Settings, require: bool, book: PriceBook) -> KeyAuthorizer:

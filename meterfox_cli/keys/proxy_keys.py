@@ -23,7 +23,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from meterfox_cli.errors import KeyError_
-from meterfox_cli.keys.budget import Budget, Period, period_start, spend_since
+from meterfox_cli.keys.budget import Budget, Period, parse_budget, period_start, spend_since
+from meterfox_cli.money import from_nanousd
 from meterfox_cli.proxy.auth import PROXY_KEY_PREFIX
 from meterfox_cli.records import PASSTHROUGH_KEY
 from meterfox_cli.store.db import transaction
@@ -101,6 +102,27 @@ class KeyListing:
     last_used: float | None
     spend_nanousd: int
     spend_period: Period
+
+
+def key_spec(
+    registry: Registry,
+    name: str,
+    *,
+    providers: Iterable[str] = (),
+    expires: str | None = None,
+    budget: str | None = None,
+    tags: Iterable[str] = (),
+    allow_unpriced: bool = False,
+) -> KeySpec:
+    """A KeySpec from what people type (`keys create` and the dashboard's Keys page alike)."""
+    return KeySpec(
+        name=name,
+        providers=resolve_providers(registry, providers),
+        expires_in_s=parse_duration(expires) if expires else None,
+        budget=parse_budget(budget) if budget else None,
+        tags=parse_tags(tags),
+        allow_unpriced=allow_unpriced,
+    )
 
 
 def mint_secret() -> str:
@@ -207,6 +229,28 @@ def list_keys(conn: sqlite3.Connection, now: float | None = None) -> list[KeyLis
             )
         )
     return listings
+
+
+def listing_fields(item: KeyListing) -> dict[str, object]:
+    """A listing as `keys list --format json` and the dashboard's API give it: the prefix only,
+    never the key."""
+    key = item.key
+    return {
+        "name": key.name,
+        "prefix": key.prefix,
+        "providers": list(key.providers),
+        "tags": dict(key.tags),
+        "created_at": key.created_at,
+        "expires_at": key.expires_at,
+        "revoked_at": key.revoked_at,
+        "last_used": item.last_used,
+        "spend_usd": str(from_nanousd(item.spend_nanousd)),
+        "spend_period": str(item.spend_period),
+        "budget_usd": str(key.budget.usd) if key.budget else None,
+        "budget_period": str(key.budget.period) if key.budget else None,
+        "allow_unpriced": key.allow_unpriced,
+        "status": str(item.status),
+    }
 
 
 def last_used(conn: sqlite3.Connection, name: str) -> float | None:

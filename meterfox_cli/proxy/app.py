@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import aiohttp
 from aiohttp import web
@@ -25,7 +25,11 @@ def make_app(
     authorizer: Authorizer | None = None,
     timeouts: Timeouts | None = None,
     max_body_bytes: int = 32 * 1024 * 1024,
+    mounts: Sequence[Callable[[web.Application], None]] = (),
 ) -> web.Application:
+    """The proxy app. Each of `mounts` may add routes under `/_meterfox/` and cleanup contexts
+    before the catch-all routes are added (`cli/serve_cmd.py` mounts the dashboard this way:
+    the proxy knows nothing of it)."""
     app = web.Application(client_max_size=max_body_bytes)
     app[STATE] = ProxyState(
         registry=registry,
@@ -38,6 +42,8 @@ def make_app(
     app.cleanup_ctx.append(_authorizer_ctx)
     app.cleanup_ctx.append(_session_ctx)
     app.router.add_get("/_meterfox/health", health)
+    for mount in mounts:
+        mount(app)
     app.router.add_route("*", "/_meterfox/{rest:.*}", not_found)
     app.router.add_route(
         "*", "/{slug}{rest:.*}", forward.handle, expect_handler=forward.defer_continue

@@ -3,7 +3,10 @@ only those requests. Reports, `tail`/`export` and `reprice` all select through h
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from meterfox_cli.errors import MeterFoxError
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +28,19 @@ class Filters:
 
 
 NO_FILTERS = Filters()
+
+
+def parse_filters(
+    providers: Iterable[str], models: Iterable[str], keys: Iterable[str], tags: Iterable[str]
+) -> Filters:
+    """Filters as people type them (`--tag feature=search`); tag names are lower-cased."""
+    parsed = []
+    for tag in tags:
+        name, sep, value = tag.partition("=")
+        if not sep or not name.strip():
+            raise MeterFoxError(f"--tag {tag!r}: expected NAME=VALUE, e.g. --tag feature=search")
+        parsed.append((name.strip().lower(), value.strip()))
+    return Filters(tuple(providers), tuple(models), tuple(keys), tuple(parsed))
 
 
 def filter_sql(filters: Filters, alias: str = "r") -> tuple[list[str], list[object]]:

@@ -1,0 +1,95 @@
+"""Live: finished requests pushed to every open page as Server-Sent Events. One poller reads
+rows committed after the last one seen (`store/feed.after`) and writes them as one event on
+the dashboard's thread, every `interval` seconds and only while a page listens; the proxy's
+loop only passes the text on, and its hot path is untouched."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+
+from meterfox_cli.store.feed import after, last_rowid, latest
+from meterfox_cli.store.rows import RequestLine
+from meterfox_cli.web.reader import Reader
+from meterfox_cli.web.shapes import line_json
+
+INTERVAL_S = 0.5
+BACKLOG = 20  # the requests a page is shown when it opens Live
+QUEUE_LIMIT = 100  # batches a slow page may fall behind before it is dropped
+
+
+class LiveFeed:
+    def __init__(self, reader: Reader, interval: float = INTERVAL_S) -> None:
+        self._reader = reader
+        self._interval = interval
+        self._listeners: set[asyncio.Queue[str | None]] = set()
+        self._wake = asyncio.Event()
+        self._watching = asyncio.Event()  # set once the poller knows where it starts
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        for queue in self._listeners:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def backlog(self) -> str:
+        return await self._reader.read(lambda conn: _event(latest(conn, BACKLOG)))
+
+    async def listen(self) -> asyncio.Queue[str | None]:
+        """A queue of events for one page. When this returns the poller has its starting row,
+        so a backlog read after it misses nothing (a request may come twice: pages keep the
+        last rowid they showed)."""
+        queue: asyncio.Queue[str | None] = asyncio.Queue(QUEUE_LIMIT)
+        self._listeners.add(queue)
+        self._wake.set()
+        await self._watching.wait()
+        return queue
+
+    def leave(self, queue: asyncio.Queue[str | None]) -> None:
+        self._listeners.discard(queue)
+
+    async def _run(self) -> None:
+        rowid = None
+        while True:
+            if not self._listeners:
+                self._wake.clear()
+                self._watching.clear()
+                await self._wake.wait()
+                rowid = None
+            if rowid is None:
+                rowid = await self._reader.read(last_rowid)
+                self._watching.set()
+            rowid, event = await self._reader.read(lambda conn, since=rowid: _new(conn, since))
+            if event:
+                self._publish(event)
+            await asyncio.sleep(self._interval)
+
+    def _publish(self, event: str) -> None:
+        for queue in list(self._listeners):
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                self._listeners.discard(queue)
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+                queue.put_nowait(None)  # too slow: this page is closed, it reconnects
+
+
+def _new(conn: sqlite3.Connection, rowid: int) -> tuple[int, str | None]:
+    """The rows after `rowid` as one event, and the last rowid read (on the reader's thread:
+    the proxy's loop only hands the text on)."""
+    batch = after(conn, rowid)
+    return (batch[-1].rowid, _event(batch)) if batch else (rowid, None)
+
+
+def _event(lines: list[RequestLine]) -> str:
+    return f"event: requests\ndata: {json.dumps([line_json(line) for line in lines])}\n\n"

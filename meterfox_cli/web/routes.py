@@ -1,0 +1,306 @@
+"""The dashboard's routes under `/_meterfox/`: the page, its static files, and the JSON API
+(docs/dashboard.md). `dashboard_mount` returns the hook `proxy.app.make_app(mounts=...)` calls;
+every handler is behind `guard.guarded`, every query runs on the `Reader`'s thread."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from functools import partial
+from importlib import resources
+from pathlib import Path
+
+from aiohttp import web
+
+from meterfox_cli.errors import MeterFoxError
+from meterfox_cli.keys.proxy_keys import create_key, key_spec, list_keys, revoke_key
+from meterfox_cli.proxy.state import STATE
+from meterfox_cli.report.formats import to_csv
+from meterfox_cli.store.dimensions import parse_dimensions
+from meterfox_cli.store.queries import build_report, empty_report
+from meterfox_cli.store.select import parse_filters
+from meterfox_cli.timewindow import resolve_window
+from meterfox_cli.web.guard import LOGIN_PARAM, Access, guarded, login_cookie, prepare_secure
+from meterfox_cli.web.live import LiveFeed
+from meterfox_cli.web.overview import STACK_BY, overview, providers, top_tags
+from meterfox_cli.web.reader import Reader
+from meterfox_cli.web.shapes import key_json, report_json
+
+BASE = "/_meterfox/"
+API = BASE + "api/"
+TOKEN_PLACEHOLDER = "__METERFOX_CSRF_TOKEN__"
+KEEPALIVE_S = 15.0
+_TYPES = {
+    ".html": "text/html",
+    ".css": "text/css",
+    ".js": "text/javascript",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".txt": "text/plain",
+}
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+TAGS_FRESH_S = 60.0  # top tags read request rows (seconds over a million): once a minute at most
+OVERVIEW_FRESH_S = 5.0  # however often pages reload, the Overview is read at most this often
+
+
+class Recent:
+    """A slow read's last result, reused while fresh; callers arriving while it runs share it."""
+
+    def __init__(self, reader: Reader, query, fresh_s: float) -> None:
+        self._reader = reader
+        self._query = query
+        self._fresh_s = fresh_s
+        self._task: asyncio.Task | None = None
+        self._read_at = -math.inf
+
+    async def get(self):
+        loop = asyncio.get_running_loop()
+        old = self._task is not None and loop.time() - self._read_at > self._fresh_s
+        if self._task is None or (old and self._task.done()):
+            self._read_at = loop.time()
+            self._task = loop.create_task(self._reader.read(self._query))
+        try:
+            return await asyncio.shield(self._task)
+        except Exception:
+            self._task = None  # a failed read is not kept
+            raise
+
+
+@dataclass
+class Dashboard:
+    reader: Reader
+    live: LiveFeed
+    access: Access
+    files: dict[str, bytes]
+    tags: Recent
+    overviews: dict[str, Recent]  # by stacking dimension
+    providers: Recent
+
+
+DASHBOARD = web.AppKey("meterfox_dashboard", Dashboard)
+
+
+def static_files() -> dict[str, bytes]:
+    """The page's files, shipped in the wheel (`meterfox_cli/web/static/`), read once."""
+    root = resources.files("meterfox_cli.web") / "static"
+    return {item.name: item.read_bytes() for item in root.iterdir() if item.is_file()}
+
+
+def dashboard_mount(database: Path, access: Access) -> Callable[[web.Application], None]:
+    """The hook that adds the dashboard to the proxy app."""
+
+    def mount(app: web.Application) -> None:
+        reader = Reader(database)
+        tags = Recent(reader, top_tags, TAGS_FRESH_S)
+        overviews = {
+            by: Recent(reader, partial(overview, by=by), OVERVIEW_FRESH_S) for by in STACK_BY
+        }
+        app[DASHBOARD] = Dashboard(
+            reader,
+            LiveFeed(reader),
+            access,
+            static_files(),
+            tags,
+            overviews,
+            Recent(reader, providers, OVERVIEW_FRESH_S),
+        )
+        app.cleanup_ctx.append(_dashboard_ctx)
+        routes = [
+            ("GET", BASE.rstrip("/"), _to_page, False),
+            ("GET", BASE, _page, False),
+            ("GET", BASE + "static/{name}", _static, False),
+            ("GET", API + "session", _session, False),
+            ("GET", API + "overview", _overview, False),
+            ("GET", API + "overview/providers", _providers, False),
+            ("GET", API + "overview/tags", _tags, False),
+            ("GET", API + "report", _report, False),
+            ("GET", API + "report.csv", _report_csv, False),
+            ("GET", API + "keys", _keys, False),
+            ("POST", API + "keys", _create_key, True),
+            ("POST", API + "keys/{name}/revoke", _revoke_key, True),
+            ("GET", API + "live", _live, False),
+        ]
+        for method, path, handler, changes in routes:
+            app.router.add_route(method, path, guarded(access, _errors(handler), changes=changes))
+
+    return mount
+
+
+async def _dashboard_ctx(app: web.Application) -> AsyncIterator[None]:
+    dashboard = app[DASHBOARD]
+    dashboard.live.start()
+    yield
+    await dashboard.live.close()
+    await asyncio.get_running_loop().run_in_executor(None, dashboard.reader.close)
+
+
+def _errors(handler):
+    async def answer(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except MeterFoxError as exc:
+            return web.json_response({"error": {"message": str(exc)}}, status=400)
+
+    return answer
+
+
+# --- the page -------------------------------------------------------------------------------
+
+
+async def _to_page(request: web.Request) -> web.StreamResponse:
+    return _redirect()
+
+
+def _redirect() -> web.Response:
+    return web.Response(status=302, headers={"Location": BASE, **NO_STORE})
+
+
+async def _page(request: web.Request) -> web.StreamResponse:
+    dashboard = request.app[DASHBOARD]
+    if LOGIN_PARAM in request.query:  # the login link: keep the token in a cookie, not the URL
+        response = _redirect()
+        login_cookie(response, dashboard.access)
+        return response
+    page = dashboard.files["index.html"].decode()
+    page = page.replace(TOKEN_PLACEHOLDER, dashboard.access.csrf_token)
+    return web.Response(text=page, content_type="text/html", headers=NO_STORE)
+
+
+async def _static(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    body = request.app[DASHBOARD].files.get(name)
+    kind = _TYPES.get(Path(name).suffix)
+    if body is None or kind is None or name == "index.html":
+        return web.json_response({"error": {"message": "no such file"}}, status=404)
+    return web.Response(body=body, content_type=kind, headers={"Cache-Control": "no-cache"})
+
+
+# --- the API --------------------------------------------------------------------------------
+
+
+async def _session(request: web.Request) -> web.StreamResponse:
+    return web.json_response(
+        {"csrf_token": request.app[DASHBOARD].access.csrf_token}, headers=NO_STORE
+    )
+
+
+async def _overview(request: web.Request) -> web.StreamResponse:
+    overviews = request.app[DASHBOARD].overviews
+    figures = await overviews.get(request.query.get("by", ""), overviews["provider"]).get()
+    return web.json_response(figures, headers=NO_STORE)
+
+
+async def _providers(request: web.Request) -> web.StreamResponse:
+    found = await request.app[DASHBOARD].providers.get()
+    return web.json_response({"providers": found}, headers=NO_STORE)
+
+
+async def _tags(request: web.Request) -> web.StreamResponse:
+    found = await request.app[DASHBOARD].tags.get()
+    return web.json_response({"tags": found}, headers=NO_STORE)
+
+
+def _report_query(request: web.Request):
+    query = request.query
+    dims = parse_dimensions(query.get("by", "provider,model"))
+    window = resolve_window(query.get("since") or None, query.get("until") or None)
+    filters = parse_filters(
+        query.getall("provider", []),
+        query.getall("model", []),
+        query.getall("key", []),
+        query.getall("tag", []),
+    )
+
+    def read(conn):
+        return (
+            build_report(conn, dims, window, filters)
+            if _recorded(conn)
+            else empty_report(dims, window, filters)
+        )
+
+    return read
+
+
+def _recorded(conn) -> bool:
+    return conn.execute("SELECT 1 FROM requests LIMIT 1").fetchone() is not None
+
+
+async def _report(request: web.Request) -> web.StreamResponse:
+    report = await request.app[DASHBOARD].reader.read(_report_query(request))
+    return web.Response(text=report_json(report), content_type="application/json", headers=NO_STORE)
+
+
+async def _report_csv(request: web.Request) -> web.StreamResponse:
+    report = await request.app[DASHBOARD].reader.read(_report_query(request))
+    name = "meterfox-" + "-".join(d.replace(":", "_") for d in report.dimensions) + ".csv"
+    headers = {**NO_STORE, "Content-Disposition": f'attachment; filename="{name}"'}
+    return web.Response(text=to_csv(report), content_type="text/csv", headers=headers)
+
+
+async def _keys(request: web.Request) -> web.StreamResponse:
+    listings = await request.app[DASHBOARD].reader.read(list_keys)
+    return web.json_response({"keys": [key_json(item) for item in listings]}, headers=NO_STORE)
+
+
+async def _create_key(request: web.Request) -> web.StreamResponse:
+    body = await _json_body(request)
+    spec = key_spec(
+        request.app[STATE].registry,
+        str(body.get("name", "")).strip(),
+        providers=[str(p) for p in body.get("providers") or []],
+        expires=body.get("expires") or None,
+        budget=body.get("budget") or None,
+        tags=[str(t) for t in body.get("tags") or []],
+        allow_unpriced=bool(body.get("allow_unpriced")),
+    )
+    new = await request.app[DASHBOARD].reader.write(lambda conn: create_key(conn, spec))
+    key = new.key
+    shown = {"name": key.name, "prefix": key.prefix, "secret": new.secret}
+    return web.json_response(shown, status=201, headers=NO_STORE)
+
+
+async def _revoke_key(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    key = await request.app[DASHBOARD].reader.write(lambda conn: revoke_key(conn, name))
+    return web.json_response(
+        {"name": key.name, "prefix": key.prefix, "revoked_at": key.revoked_at}, headers=NO_STORE
+    )
+
+
+async def _json_body(request: web.Request) -> dict:
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise MeterFoxError("the body is not JSON") from exc
+    if not isinstance(body, dict):
+        raise MeterFoxError("the body must be a JSON object")
+    return body
+
+
+async def _live(request: web.Request) -> web.StreamResponse:
+    live = request.app[DASHBOARD].live
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+    )
+    await prepare_secure(request, response)
+    queue = await live.listen()
+    try:
+        await response.write((await live.backlog()).encode())
+        while True:
+            try:
+                event = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+            except TimeoutError:
+                event = ": keep-alive\n\n"
+            if event is None:
+                break
+            await response.write(event.encode())
+        await response.write_eof()
+    except ConnectionResetError:  # the page went away
+        pass
+    finally:
+        live.leave(queue)
+    return response

@@ -1,0 +1,82 @@
+"""What the dashboard's JSON API says: money as exact nano-USD, exact USD and the CLI's own
+human text (so the page never formats money itself), report rows exactly as
+`meterfox report --format json` writes them, keys as `meterfox keys list --format json` does,
+and a finished request as Live shows it."""
+
+from __future__ import annotations
+
+import json
+
+from meterfox_cli.keys.proxy_keys import KeyListing, listing_fields
+from meterfox_cli.money import decimal_text, format_usd, from_nanousd
+from meterfox_cli.pricing.quote import UNPRICED_SOURCE
+from meterfox_cli.report.formats import CONTRACT_FIELDS, EXTRA_FIELDS, to_json
+from meterfox_cli.store.queries import Report
+from meterfox_cli.store.rows import RequestLine
+
+
+def money(nanousd: int | None) -> dict[str, object]:
+    """`{"nanousd": 1234, "usd": "0.000001234", "text": "$0.000001"}`; all None when unknown."""
+    if nanousd is None:
+        return {"nanousd": None, "usd": None, "text": "—"}
+    return {
+        "nanousd": nanousd,
+        "usd": decimal_text(from_nanousd(nanousd)),
+        "text": format_usd(nanousd),
+    }
+
+
+def report_json(report: Report) -> str:
+    """The report as the API sends it: the CLI's JSON rows verbatim (exact decimals), the total
+    row, and money texts for the page."""
+    total = {name: getattr(report.total, name) for name in (*CONTRACT_FIELDS[1:], *EXTRA_FIELDS)}
+    head = {
+        "dimensions": list(report.dimensions),
+        "window": {"since": report.window.since, "until": report.window.until},
+        "sample_every": report.sample_every,
+        "texts": [format_usd(row.cost_nanousd or 0) for row in report.rows],
+        "total_text": money(report.total.cost_nanousd)["text"],
+    }
+    start = json.dumps(head)[:-1]
+    return f'{start}, "rows": {to_json(report)}, "total": {_exact_json(total)}}}'
+
+
+def _exact_json(values: dict[str, object]) -> str:
+    items = []
+    for name, value in values.items():
+        if hasattr(value, "as_tuple"):  # Decimal: the exact number, as the CLI writes it
+            items.append(f"{json.dumps(name)}: {decimal_text(value)}")  # type: ignore[arg-type]
+        else:
+            items.append(f"{json.dumps(name)}: {json.dumps(value)}")
+    return "{" + ", ".join(items) + "}"
+
+
+def key_json(item: KeyListing) -> dict[str, object]:
+    """A key's listing (its prefix only, never the key), with spend and budget for the page."""
+    fields = listing_fields(item)
+    fields["spend"] = money(item.spend_nanousd)
+    budget = item.key.budget
+    fields["budget"] = money(budget.nanousd) if budget else None
+    fields["budget_share"] = (item.spend_nanousd / budget.nanousd) if budget else None
+    return fields
+
+
+def line_json(line: RequestLine) -> dict[str, object]:
+    """One finished request, as Live shows it."""
+    return {
+        "rowid": line.rowid,
+        "ts": line.ts,
+        "provider": line.provider,
+        "model": line.model,
+        "endpoint": line.endpoint,
+        "key": line.key_name,
+        "status": line.status,
+        "outcome": line.outcome,
+        "failed": line.status >= 400 or line.outcome != "ok",
+        "unpriced": line.cost_source == UNPRICED_SOURCE,
+        "streamed": line.streamed,
+        "latency_ms": line.latency_ms,
+        "input_tokens": line.input_tokens,
+        "output_tokens": line.output_tokens,
+        "cost": money(line.cost_nanousd),
+    }
