@@ -27,10 +27,12 @@ from decimal import Decimal, InvalidOperation
 
 from meterfox_cli.providers.base import (
     RequestPlan,
+    SocketTap,
     StreamReader,
     WireFormat,
     dig,
 )
+from meterfox_cli.providers.openai_realtime import REALTIME_PATH, RealtimeTap
 from meterfox_cli.providers.sse import SseBlock
 from meterfox_cli.usage import Reading, Usage, as_int
 
@@ -91,6 +93,9 @@ class OpenAIFormat(WireFormat):
 
     def stream_reader(self, plan: RequestPlan, path: str) -> StreamReader:
         return OpenAIStreamReader(plan)
+
+    def socket_tap(self, path: str, query: Mapping[str, str]) -> SocketTap | None:
+        return RealtimeTap(query) if REALTIME_PATH.search(path) else None
 
     def error_body(self, status: int, message: str, kind: str) -> dict[str, object]:
         return {

@@ -27,10 +27,12 @@ from yarl import URL
 from meterfox_cli.config import Timeouts
 from meterfox_cli.providers.base import LARGE_JSON_BYTES, BodyTap, RequestPlan, WireFormat
 from meterfox_cli.providers.registry import Provider
+from meterfox_cli.proxy import websocket
 from meterfox_cli.proxy.auth import LOOK_UP, Decision, apply_credential, find_credential
 from meterfox_cli.proxy.headers import (
     REQUEST_ID_HEADER,
     client_response_headers,
+    merge_tags,
     tags_from_headers,
     upstream_request_headers,
 )
@@ -114,6 +116,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
         )
     endpoint = URL(rest_raw).path or "/"
     wire = provider.wire.for_path(endpoint)
+    if websocket.is_upgrade(request):  # its own key check, relay and records
+        return await websocket.relay(
+            request, state, websocket.Target(provider, endpoint, url, request_id)
+        )
     credential = find_credential(request.headers, request.query)
     decision = state.authorizer.decide(provider.slug, credential)
     if decision is LOOK_UP:  # an unknown proxy key: maybe created since the last poll
@@ -379,14 +385,6 @@ def error_response(
         content_type="application/json",
         headers={**(headers or {}), REQUEST_ID_HEADER: request_id},
     )
-
-
-def merge_tags(*groups: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
-    """Tags from several sources; a later source wins on the same name."""
-    merged: dict[str, str] = {}
-    for group in groups:
-        merged.update(group)
-    return tuple(sorted(merged.items()))
 
 
 def _rest_of_path(raw_path: str, slug: str) -> str | None:
