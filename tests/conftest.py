@@ -130,11 +130,13 @@ async def start_proxy(
     max_body_bytes: int = 32 * 1024 * 1024,
     extra_providers: tuple[ProviderConfig, ...] = (),
     writer: RecordWriter | None = None,
+    ssl: object = None,
 ) -> tuple[Proxy, TestServer]:
     """A proxy whose every provider points at the fake upstream (path kept after the origin).
 
     `upstream_server` is an aiohttp TestServer, or the origin of any other fake (a raw socket
-    one, tests/fakes/raw.py); `writer` replaces the default RecordWriter on the test database.
+    one, tests/fakes/raw.py); `writer` replaces the default RecordWriter on the test database;
+    `ssl` (an ssl.SSLContext) serves the proxy over TLS, for SDKs that insist on it.
     """
     if isinstance(upstream_server, str):
         upstream_url = upstream_server.rstrip("/")
@@ -155,7 +157,7 @@ async def start_proxy(
     )
     server = TestServer(app, host="127.0.0.1", handler_cancellation=True)
     # No access log, as `meterfox serve` runs it: a `?key=` would otherwise be logged.
-    await server.start_server(access_log=None)
+    await server.start_server(access_log=None, ssl=ssl)
     proxy = Proxy(
         url=str(server.make_url("")).rstrip("/"),
         upstream=upstream,

@@ -23,6 +23,7 @@ from meterfox_cli.providers.base import (
     BodyTap,
     JsonTap,
     RequestPlan,
+    SocketTap,
     StreamReader,
     WireFormat,
     dig,
@@ -112,6 +113,12 @@ class GeminiFormat(WireFormat):
         if plan.stream:
             return JsonArrayTap(self, plan, path, wanted=_holds_usage)
         return JsonTap(self, plan, path)
+
+    def socket_tap(self, path: str, query: Mapping[str, str]) -> SocketTap | None:
+        # Imported here: gemini_live builds on this module's usage_from.
+        from meterfox_cli.providers.gemini_live import LIVE_METHOD, LiveTap
+
+        return LiveTap() if path.endswith(LIVE_METHOD) else None
 
     def error_body(self, status: int, message: str, kind: str) -> dict[str, object]:
         return {

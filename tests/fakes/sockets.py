@@ -5,7 +5,7 @@ Realtime (`GET /v1/realtime?model=…`): `session.created` first; for each clien
 `response.create`, `response.created`, an audio delta (binary-free base64 text, as OpenAI
 sends), a text delta, then `response.done` with the next scripted usage — or nothing more when
 `hold` is set (a response the client leaves mid-way). Live
-(`/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent`): the
+(`/ws/google.ai.generativelanguage.{version}.GenerativeService.BidiGenerateContent`): the
 client's `setup` gets `setupComplete`; each `clientContent` turn gets a model turn in two
 `serverContent` messages, then `turnComplete` with `usageMetadata`. Every handshake and
 message received is kept, so tests assert on exactly what left the proxy.
@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from aiohttp import WSMsgType, web
 
 REALTIME_PATH = "/v1/realtime"
-LIVE_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+LIVE_METHOD = "GenerativeService.BidiGenerateContent"
+LIVE_ROUTE = r"/ws/google.ai.generativelanguage.{version:v\w+}." + LIVE_METHOD
 
 
 @dataclass
@@ -43,7 +44,7 @@ class FakeSockets:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get(REALTIME_PATH, self._realtime)
-        app.router.add_get(LIVE_PATH, self._live)
+        app.router.add_get(LIVE_ROUTE, self._live)
         return app
 
     async def _open(self, request: web.Request) -> web.WebSocketResponse:
