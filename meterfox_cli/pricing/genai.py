@@ -83,6 +83,7 @@ _UNIT_KEYS = {
     "search_queries": "web_searches",
     "input_document_pages": "input_document_pages",
     "audio_seconds": "audio_seconds",
+    "input_characters": "input_characters",
 }
 
 

@@ -93,6 +93,12 @@ class WireFormat(ABC):
             request_json=data,
         )
 
+    def plan_form(self, path: str, fields: Mapping[str, str]) -> RequestPlan:
+        """Model and stream flag from the form fields at the head of a multipart upload (an
+        audio file, an image to edit); the body itself streams through unread."""
+        model = fields.get("model") or None
+        return RequestPlan(model=model, stream=fields.get("stream") == "true", body=None)
+
     def reads_usage(self, method: str, path: str) -> bool:
         """Whether this call generates and bills, so its response is read for usage. A read of
         an object that exists already (a GET, a list) is a free request. Default: POSTs."""
