@@ -172,3 +172,33 @@ async def test_mistral_ocr_pages_are_recorded_and_priced(proxy):
     assert units(row) == {"input_document_pages": 3}
     expected = cost("mistral-ocr-2505-completion", "mistral", input_document_pages=3)
     assert row["cost_nanousd"] == expected > 0
+
+
+async def test_a_gemini_cache_creation_records_its_tokens_and_storage(proxy):
+    from google import genai
+    from google.genai import types
+
+    cache = {
+        "name": "cachedContents/abc123",
+        "model": "models/gemini-2.5-flash",
+        "displayName": "docs",
+        "createTime": "2026-11-29T01:00:00.123456789Z",
+        "updateTime": "2026-11-29T01:00:00.123456789Z",
+        "expireTime": "2026-11-29T03:00:00.123456789Z",
+        "usageMetadata": {"totalTokenCount": 40_000},
+    }
+    proxy.upstream.reply = Reply(json_body=cache)
+    client = genai.Client(api_key="AIza-x", http_options={"base_url": proxy.base("gemini")})
+    created = await client.aio.caches.create(
+        model="gemini-2.5-flash",
+        config=types.CreateCachedContentConfig(
+            contents=[types.Content(role="user", parts=[types.Part(text="a long manual")])],
+            ttl="7200s",
+        ),
+    )
+    assert created.usage_metadata.total_token_count == 40_000
+    row = await proxy.record()
+    assert row["endpoint"].endswith("/cachedContents") and row["model"] == "gemini-2.5-flash"
+    assert row["input_tokens"] == 40_000 and row["output_tokens"] == 0
+    assert units(row) == {"cache_storage_token_hours": 80_000}  # stored, not priced
+    assert row["cost_nanousd"] == cost("gemini-2.5-flash", "google", input_tokens=40_000)
