@@ -279,6 +279,10 @@ class SocketTap(ABC):
     def from_server(self, message: str | bytes) -> SocketNews:
         """See one server message."""
 
+    def drain(self) -> tuple[Reading, ...]:
+        """At the session's end: units complete but held for usage that may still come."""
+        return ()
+
     @property
     @abstractmethod
     def model(self) -> str | None:

@@ -4,11 +4,13 @@ BidiGenerateContent`): usage read from the server's messages, one reading per mo
 The client's first message is `setup` with the model (`models/…`). Server messages may carry
 `usageMetadata` beside their one payload (the Live API reference); Live names the output
 `responseTokenCount` / `responseTokensDetails` where generateContent says `candidates…`.
-A turn opens with the first `serverContent` after the last turn ended and finishes once both
-its `serverContent.turnComplete` and its usage have been seen, in either order (the usage may
-ride on the turnComplete message or come just before or after it). Several usageMetadata in one
-turn are running values: the last one wins, never a sum. A turn that completes without usage
-is closed without it when the next turn opens. Audio chunks are parsed only to open a turn.
+A turn opens with the first `serverContent` (or usage) after the last turn ended. It finishes
+at once when its `serverContent.turnComplete` message carries `usageMetadata` (one message,
+nothing can follow); when the usage comes apart from turnComplete (before or after it), the
+completed turn is held until the next turn's first `serverContent` or the session's end
+(`drain`), so a usage arriving after turnComplete still joins its turn. Several usageMetadata in
+one turn are running values: the last one wins, never a sum. Audio chunks are parsed only to
+open a turn.
 """
 
 from __future__ import annotations
@@ -55,19 +57,24 @@ class LiveTap(SocketTap):
             return NO_NEWS
         content, usage = data.get("serverContent"), data.get("usageMetadata")
         content = content if isinstance(content, dict) else None
+        usage = usage if isinstance(usage, dict) else None
+        ends = content is not None and content.get("turnComplete") is True
         finished: list[Reading] = []
-        if content is not None and self._complete and not content.get("turnComplete"):
-            finished.append(self._close())  # the last turn completed without usage
+        if content is not None and self._complete and not ends:
+            finished.append(self._close())  # the next turn began: the held one is done
         started = 0
-        if (content is not None or isinstance(usage, dict)) and not self._open:
+        if (content is not None or usage is not None) and not self._open:
             self._open, started = True, 1
-        if isinstance(usage, dict):
+        if usage is not None:
             self._usage = usage
-        if content is not None and content.get("turnComplete") is True:
+        if ends:
             self._complete = True
-        if self._complete and self._usage is not None:
-            finished.append(self._close())
+            if usage is not None:  # usage on the completing message: nothing can follow it
+                finished.append(self._close())
         return SocketNews(started=started, finished=tuple(finished))
+
+    def drain(self) -> tuple[Reading, ...]:
+        return (self._close(),) if self._open and self._complete else ()
 
     def _close(self) -> Reading:
         usage = self._usage

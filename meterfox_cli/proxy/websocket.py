@@ -15,6 +15,8 @@ Guarantees:
   one record for the whole session. An upstream that refuses the upgrade is one record too.
 - A key revoked (or over budget) while its socket is open closes both sides with 1008 within
   REVALIDATE_S plus the authorizer's poll: the key is checked on every frame and on a timer.
+- At shutdown every open socket is closed with 1001, its open units recorded before the
+  writer drains.
 """
 
 from __future__ import annotations
@@ -63,6 +65,16 @@ HANDSHAKE_HEADERS = frozenset(
         "sec-websocket-protocol",
     }
 )
+
+
+# The sockets open on one app, closed with 1001 when it shuts down (make_app's on_shutdown): an
+# open Realtime session would otherwise hold the shutdown until aiohttp's timeout.
+OPEN_SOCKETS = web.AppKey("meterfox_open_sockets", set)
+
+
+async def close_all(app: web.Application) -> None:
+    for ws in list(app[OPEN_SOCKETS]):
+        await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"MeterFox is shutting down")
 
 
 def is_upgrade(request: web.Request) -> bool:
@@ -153,6 +165,8 @@ class Session:
         if self.tap is None:
             self.finish(Reading(), Outcome.OK)
             return
+        for reading in self.tap.drain():
+            self.finish(reading)
         while self.units:
             self.finish(Reading(model=self.tap.model), self.ended_by or Outcome.CLIENT_CLOSED)
 
@@ -209,10 +223,13 @@ async def relay(request: web.Request, state: ProxyState, target: Target) -> web.
         compress=False,
     )
     client.headers[REQUEST_ID_HEADER] = target.request_id
+    open_sockets = request.app[OPEN_SOCKETS]
+    open_sockets.add(client)
     try:
         await client.prepare(request)
         await _pump(session, client, upstream)
     finally:
+        open_sockets.discard(client)
         session.close_out()
         await _close(upstream, client, session.refusal)
     return client

@@ -267,3 +267,26 @@ async def test_a_revoked_key_closes_its_socket_within_a_second(keyed):
     assert elapsed < 1.0, f"closed {elapsed:.2f} s after the revocation"
     async with asyncio.timeout(5):
         await proxy.upstream.closed.wait()
+
+
+async def test_a_shutdown_closes_open_sockets_and_records_their_open_responses(sockets):
+    fake, server = sockets
+    fake.hold = True
+    proxy, proxy_server = await start_proxy(fake, server)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(ws_url(proxy)) as ws,
+    ):
+        await ws.receive(timeout=5)
+        await ws.send_str(json.dumps({"type": "response.create"}))
+        while (
+            json.loads((await ws.receive(timeout=5)).data)["type"] != "response.output_text.delta"
+        ):
+            pass
+        started = time.monotonic()
+        await proxy_server.close()  # the app's shutdown, then its writer drains
+        assert time.monotonic() - started < 5
+        message = await ws.receive(timeout=5)
+        assert message.type is aiohttp.WSMsgType.CLOSE and message.data == 1001
+    rows = await proxy.records(1)
+    assert [(r["outcome"], r["usage_known"]) for r in rows] == [("client_closed", 0)]
