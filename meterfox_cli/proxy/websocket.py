@@ -137,7 +137,9 @@ class Session:
             self.units.append(_Unit(time.time(), time.perf_counter(), settle))
         return refusal
 
-    def finish(self, reading: Reading, outcome: Outcome = Outcome.OK) -> None:
+    def finish(
+        self, reading: Reading, outcome: Outcome = Outcome.OK, status: int | None = None
+    ) -> None:
         unit = self.units.popleft() if self.units else _Unit(self.opened_wall, self.opened)
         record = UsageRecord(
             id=new_request_id(),
@@ -146,7 +148,7 @@ class Session:
             model=reading.model or (self.tap.model if self.tap else None),
             endpoint=self.target.endpoint,
             method="GET",
-            status=101 if outcome is Outcome.OK else _STATUS[outcome],
+            status=status or (101 if outcome is Outcome.OK else _STATUS[outcome]),
             streamed=True,
             outcome=outcome,
             key_name=self.decision.key_name,
@@ -188,6 +190,10 @@ async def relay(request: web.Request, state: ProxyState, target: Target) -> web.
         kind = decision.error_kind or "invalid_api_key"
         state.refused[kind] += 1
         return _error(wire, decision.status or 401, decision.message or "refused", kind, target)
+    if decision.replacement is not None and not decision.replacement.isprintable():
+        # As for HTTP (forward.handle): a stored key with a line break must not reach a header.
+        message = f"MeterFox: the provider key for {provider.slug} is invalid; store it again"
+        return _error(wire, 500, message, "invalid_provider_key", target)
     headers = upstream_request_headers(request.headers, drop=HANDSHAKE_HEADERS)
     url = apply_credential(headers, target.url, credential, decision.replacement)
     sent = outgoing_protocols(offered, credential, decision.replacement)
@@ -199,17 +205,19 @@ async def relay(request: web.Request, state: ProxyState, target: Target) -> web.
         tags=tags_from_headers(request.headers),
         tap=wire.socket_tap(target.endpoint, request.query),
     )
+    timeouts = state.timeouts
     try:
-        upstream = await state.session.ws_connect(
-            url,
-            headers=headers,
-            protocols=[out for out, _ in sent],
-            max_msg_size=0,
-            compress=0,
-            timeout=aiohttp.ClientWSTimeout(ws_close=state.timeouts.connect),
-        )
+        async with asyncio.timeout(timeouts.connect + timeouts.first_byte):
+            upstream = await state.session.ws_connect(
+                url,
+                headers=headers,
+                protocols=[out for out, _ in sent],
+                max_msg_size=0,
+                compress=0,
+                timeout=aiohttp.ClientWSTimeout(ws_close=timeouts.connect),
+            )
     except aiohttp.WSServerHandshakeError as exc:
-        session.finish(Reading(), Outcome.UPSTREAM_ERROR)
+        session.finish(Reading(), Outcome.UPSTREAM_ERROR, exc.status or None)
         message = f"MeterFox: upstream {provider.slug} refused the WebSocket (HTTP {exc.status})"
         return _error(wire, exc.status or 502, message, "upstream_refused", target)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:

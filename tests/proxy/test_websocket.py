@@ -290,3 +290,14 @@ async def test_a_shutdown_closes_open_sockets_and_records_their_open_responses(s
         assert message.type is aiohttp.WSMsgType.CLOSE and message.data == 1001
     rows = await proxy.records(1)
     assert [(r["outcome"], r["usage_known"]) for r in rows] == [("client_closed", 0)]
+
+
+async def test_an_upstream_that_refuses_the_upgrade_answers_its_status_and_is_recorded(proxy):
+    url = proxy.base("openai").replace("http://", "ws://") + "/v1/no-such-socket"
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(url)
+    assert refused.value.status == 404
+    row = await proxy.record()
+    assert row["outcome"] == "upstream_error" and row["status"] == 404
+    assert row["endpoint"] == "/v1/no-such-socket"
