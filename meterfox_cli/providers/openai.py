@@ -262,6 +262,9 @@ def _responses_usage(usage: dict[str, object]) -> Usage:
         output_tokens=output,
         reasoning_tokens=reasoning,
         units=_units(
+            # `input_token_details` (sic) in a streamed transcription's `transcript.text.done`
+            input_audio_tokens=dig(usage, "input_tokens_details", "audio_tokens")
+            or dig(usage, "input_token_details", "audio_tokens"),
             input_image_tokens=dig(usage, "input_tokens_details", "image_tokens"),
             output_image_tokens=dig(usage, "output_tokens_details", "image_tokens"),
         ),

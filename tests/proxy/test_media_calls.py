@@ -202,3 +202,28 @@ async def test_a_gemini_cache_creation_records_its_tokens_and_storage(proxy):
     assert row["input_tokens"] == 40_000 and row["output_tokens"] == 0
     assert units(row) == {"cache_storage_token_hours": 80_000}  # stored, not priced
     assert row["cost_nanousd"] == cost("gemini-2.5-flash", "google", input_tokens=40_000)
+
+
+async def test_a_streamed_transcription_reads_the_done_event_usage(proxy):
+    usage = {
+        "type": "tokens",
+        "input_tokens": 90,
+        "input_token_details": {"text_tokens": 10, "audio_tokens": 80},
+        "output_tokens": 12,
+        "total_tokens": 102,
+    }
+    events = [
+        {"type": "transcript.text.delta", "delta": "hel"},
+        {"type": "transcript.text.done", "text": "hello", "usage": usage},
+    ]
+    proxy.upstream.reply = Reply(chunks=sse(*events, done=False), content_type="text/event-stream")
+    stream = await sdk(proxy).audio.transcriptions.create(
+        model="gpt-4o-transcribe", file=("talk.wav", AUDIO), stream=True
+    )
+    assert [event.type async for event in stream][-1] == "transcript.text.done"
+    row = await proxy.record()
+    assert row["model"] == "gpt-4o-transcribe" and row["streamed"] == 1
+    assert (row["input_tokens"], row["output_tokens"]) == (90, 12)
+    assert units(row) == {"input_audio_tokens": 80}
+    expected = cost("gpt-4o-transcribe", input_tokens=90, input_audio_tokens=80, output_tokens=12)
+    assert row["cost_nanousd"] == expected
