@@ -15,6 +15,8 @@ Guarantees:
   one record for the whole session. An upstream that refuses the upgrade is one record too.
 - A key revoked (or over budget) while its socket is open closes both sides with 1008 within
   REVALIDATE_S plus the authorizer's poll: the key is checked on every frame and on a timer.
+  A budgeted key reserves for its first unit at the handshake (refused there over HTTP if it
+  cannot), then for each unit as it starts; each settles with its record.
 - At shutdown every open socket is closed with 1001, its open units recorded before the
   writer drains.
 """
@@ -25,6 +27,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -96,7 +99,7 @@ class Target:
 class _Unit:
     started_wall: float
     started: float
-    settle: object = None  # the admission's settle, when a budgeted key reserved for it
+    settle: Callable[[UsageRecord], None] | None = None  # its reservation's, if any
 
 
 @dataclass(slots=True)
@@ -112,6 +115,7 @@ class Session:
     opened_wall: float = field(default_factory=time.time)
     opened: float = field(default_factory=time.perf_counter)
     units: deque[_Unit] = field(default_factory=deque)
+    reserved: Callable[[UsageRecord], None] | None = None  # the handshake's, for unit one
     ended_by: Outcome | None = None  # the first side to end it; the other only follows
     refusal: Decision | None = None
 
@@ -126,22 +130,38 @@ class Session:
         return now if now.refused else None
 
     def start_units(self, count: int) -> Decision | None:
+        """Reserve for each unit that starts (the first took its reservation at the handshake);
+        a refusal ends the session."""
         refusal = None
         for _ in range(count):
-            plan = RequestPlan(model=self.tap.model if self.tap else None, stream=True, body=None)
-            admission = self.state.authorizer.admit(
-                self.decision, self.target.provider.slug, plan, None
-            )
-            refusal = refusal or admission.refusal
-            settle = admission.settle if admission.refusal is None else None
+            settle, self.reserved = self.reserved, None
+            if settle is None:
+                model = self.tap.model if self.tap else None
+                plan = RequestPlan(model=model, stream=True, body=None)
+                admission = self.state.authorizer.admit(
+                    self.decision, self.target.provider.slug, plan, None
+                )
+                refusal = refusal or admission.refusal
+                settle = admission.settle if admission.refusal is None else None
             self.units.append(_Unit(time.time(), time.perf_counter(), settle))
         return refusal
 
     def finish(
         self, reading: Reading, outcome: Outcome = Outcome.OK, status: int | None = None
     ) -> None:
-        unit = self.units.popleft() if self.units else _Unit(self.opened_wall, self.opened)
-        record = UsageRecord(
+        if self.units:
+            unit = self.units.popleft()
+        else:  # the session's one record (no tap, a refused upgrade): the handshake's reserve
+            unit, self.reserved = _Unit(self.opened_wall, self.opened, self.reserved), None
+        record = self._record(unit, reading, outcome, status)
+        if unit.settle is not None:
+            unit.settle(record)
+        self.state.writer.submit(record)
+
+    def _record(
+        self, unit: _Unit, reading: Reading, outcome: Outcome, status: int | None
+    ) -> UsageRecord:
+        return UsageRecord(
             id=new_request_id(),
             started_at=unit.started_wall,
             provider=self.target.provider.slug,
@@ -157,9 +177,6 @@ class Session:
             reading=reading,
             tags=merge_tags(self.tags, self.decision.tags),
         )
-        if unit.settle is not None:
-            unit.settle(record)
-        self.state.writer.submit(record)
 
     def close_out(self) -> None:
         """The session ended: every open unit is recorded without usage; a socket no tap read
@@ -171,6 +188,10 @@ class Session:
             self.finish(reading)
         while self.units:
             self.finish(Reading(model=self.tap.model), self.ended_by or Outcome.CLIENT_CLOSED)
+        if self.reserved is not None:  # no unit ever started: the reservation goes back
+            unit = _Unit(self.opened_wall, self.opened)
+            self.reserved(self._record(unit, Reading(), Outcome.OK, None))
+            self.reserved = None
 
 
 _STATUS = {Outcome.CLIENT_CLOSED: 499, Outcome.UPSTREAM_ERROR: 502, Outcome.PROXY_ERROR: 500}
@@ -187,9 +208,7 @@ async def relay(request: web.Request, state: ProxyState, target: Target) -> web.
     if decision is LOOK_UP:
         decision = await state.authorizer.look_up(provider.slug, credential)
     if decision.refused:
-        kind = decision.error_kind or "invalid_api_key"
-        state.refused[kind] += 1
-        return _error(wire, decision.status or 401, decision.message or "refused", kind, target)
+        return _refuse(state, wire, decision, target)
     if decision.replacement is not None and not decision.replacement.isprintable():
         # As for HTTP (forward.handle): a stored key with a line break must not reach a header.
         message = f"MeterFox: the provider key for {provider.slug} is invalid; store it again"
@@ -197,6 +216,12 @@ async def relay(request: web.Request, state: ProxyState, target: Target) -> web.
     headers = upstream_request_headers(request.headers, drop=HANDSHAKE_HEADERS)
     url = apply_credential(headers, target.url, credential, decision.replacement)
     sent = outgoing_protocols(offered, credential, decision.replacement)
+    # A budgeted key reserves for the first unit before anything starts upstream: a key that
+    # cannot afford one, or cannot price the session's model, is refused over HTTP.
+    first = RequestPlan(model=request.query.get("model"), stream=True, body=None)
+    admission = state.authorizer.admit(decision, provider.slug, first, None)
+    if admission.refusal is not None:
+        return _refuse(state, wire, admission.refusal, target)
     session = Session(
         state=state,
         target=target,
@@ -204,6 +229,7 @@ async def relay(request: web.Request, state: ProxyState, target: Target) -> web.
         decision=decision,
         tags=tags_from_headers(request.headers),
         tap=wire.socket_tap(target.endpoint, request.query),
+        reserved=admission.settle,
     )
     timeouts = state.timeouts
     try:
@@ -374,6 +400,14 @@ def outgoing_protocols(
         if not carries_proxy_key(protocol):
             out.append((protocol, protocol))
     return out
+
+
+def _refuse(state: ProxyState, wire, decision: Decision, target: Target) -> web.Response:
+    """A refusal before the upgrade, counted by reason like an HTTP one, never recorded."""
+    kind = decision.error_kind or "invalid_api_key"
+    state.refused[kind] += 1
+    status, message = decision.status or 401, decision.message or "refused"
+    return _error(wire, status, message, kind, target)
 
 
 def _error(wire, status: int, message: str, kind: str, target: Target) -> web.Response:

@@ -17,6 +17,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from meterfox_cli.keys.authorizer import KeyAuthorizer
+from meterfox_cli.keys.budget import parse_budget
 from meterfox_cli.keys.provider_keys import ProviderKeys, choose_store, env_passphrase
 from meterfox_cli.keys.proxy_keys import KeySpec, create_key, revoke_key
 from meterfox_cli.money import to_nanousd
@@ -187,8 +188,8 @@ async def keyed(sockets, plaintext_keyring):
     authorizer = KeyAuthorizer(paths.database, choice)
     proxy, proxy_server = await start_proxy(fake, server, authorizer=authorizer)
 
-    def mint(name: str) -> str:
-        new = create_key(conn, KeySpec(name))
+    def mint(name: str, **rules) -> str:
+        new = create_key(conn, KeySpec(name, **rules))
         deadline = time.monotonic() + 1
         while new.key.key_hash not in authorizer.snapshot.keys:
             assert time.monotonic() < deadline
@@ -301,3 +302,36 @@ async def test_an_upstream_that_refuses_the_upgrade_answers_its_status_and_is_re
     row = await proxy.record()
     assert row["outcome"] == "upstream_error" and row["status"] == 404
     assert row["endpoint"] == "/v1/no-such-socket"
+
+
+async def test_a_budgeted_key_that_cannot_price_a_session_is_refused_before_the_upgrade(keyed):
+    proxy, _, mint = keyed
+    secret = mint("capped", budget=parse_budget("5/day"))
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(ws_url(proxy), headers={"Authorization": f"Bearer {secret}"})
+    assert refused.value.status == 403
+    assert proxy.upstream.handshakes == []
+
+
+async def test_a_budget_spent_by_one_response_ends_the_session_before_the_next(keyed):
+    proxy, _, mint = keyed
+    secret = mint("tiny", budget=parse_budget("0.01/day"), allow_unpriced=True)
+    assert expected_cost(USAGES[0]) > 10_000_000  # the first response alone passes $0.01
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(ws_url(proxy), headers={"Authorization": f"Bearer {secret}"}) as ws,
+    ):
+        await ws.receive(timeout=5)
+        await ws.send_str(json.dumps({"type": "response.create"}))
+        while json.loads((await ws.receive(timeout=5)).data)["type"] != "response.done":
+            pass
+        await ws.send_str(json.dumps({"type": "response.create"}))
+        message = await ws.receive(timeout=5)
+        while message.type is aiohttp.WSMsgType.TEXT:
+            message = await ws.receive(timeout=5)
+    assert message.type is aiohttp.WSMsgType.CLOSE and message.data == 1008
+    # The spent key is refused on the client's next frame: the second response never starts.
+    assert [json.loads(m)["type"] for m in proxy.upstream.received] == ["response.create"]
+    [row] = await proxy.records(1)
+    assert row["outcome"] == "ok" and row["cost_nanousd"] == expected_cost(USAGES[0])
