@@ -246,6 +246,9 @@ async def relay(request: web.Request, state: ProxyState, target: Target) -> web.
         session.finish(Reading(), Outcome.UPSTREAM_ERROR, exc.status or None)
         message = f"MeterFox: upstream {provider.slug} refused the WebSocket (HTTP {exc.status})"
         return _error(wire, exc.status or 502, message, "upstream_refused", target)
+    except asyncio.CancelledError:  # the caller left during the handshake
+        session.finish(Reading(), Outcome.CLIENT_CLOSED)
+        raise
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         session.finish(Reading(), Outcome.UPSTREAM_ERROR)
         message = f"MeterFox: upstream {provider.slug} is unreachable ({type(exc).__name__})"
@@ -294,7 +297,7 @@ async def _client_to_upstream(
         if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             session.end(Outcome.CLIENT_CLOSED)
             if message.type is WSMsgType.CLOSE:
-                await upstream.close(code=message.data, message=_reason(message.extra))
+                await upstream.close(code=_code(message.data), message=_reason(message.extra))
             return
         if _refused(session):
             return
@@ -315,7 +318,7 @@ async def _upstream_to_client(
         if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             session.end(Outcome.UPSTREAM_ERROR)
             if message.type is WSMsgType.CLOSE:
-                await client.close(code=message.data, message=_reason(message.extra))
+                await client.close(code=_code(message.data), message=_reason(message.extra))
             return
         if message.type is WSMsgType.TEXT:
             await client.send_str(message.data)
@@ -359,6 +362,13 @@ async def _close(
         await upstream.close(code=code, message=reason)
     with contextlib.suppress(Exception):
         await client.close(code=code, message=reason)
+
+
+def _code(code: object) -> int:
+    """A close code that may be sent on (RFC 6455 §7.4): 1005 / 1006 (none, abnormal) and
+    anything unassigned become 1000."""
+    valid = isinstance(code, int) and (1000 <= code <= 1003 or 1007 <= code <= 1014)
+    return code if valid or (isinstance(code, int) and 3000 <= code <= 4999) else 1000
 
 
 def _reason(text: str | None) -> bytes:

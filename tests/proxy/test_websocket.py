@@ -335,3 +335,17 @@ async def test_a_budget_spent_by_one_response_ends_the_session_before_the_next(k
     assert [json.loads(m)["type"] for m in proxy.upstream.received] == ["response.create"]
     [row] = await proxy.records(1)
     assert row["outcome"] == "ok" and row["cost_nanousd"] == expected_cost(USAGES[0])
+
+
+def test_close_codes_that_may_not_be_sent_on_become_1000():
+    from meterfox_cli.proxy.websocket import _code
+
+    assert [_code(c) for c in (1000, 1001, 1008, 1011, 4000, 3001)] == [
+        1000,
+        1001,
+        1008,
+        1011,
+        4000,
+        3001,
+    ]
+    assert [_code(c) for c in (0, 1004, 1005, 1006, 1015, 2999, 5000, None)] == [1000] * 8
