@@ -15,6 +15,7 @@ import genai_prices
 import openai
 import pytest
 from aiohttp.test_utils import TestServer
+from multidict import CIMultiDict
 
 from meterfox_cli.keys.authorizer import KeyAuthorizer
 from meterfox_cli.keys.budget import parse_budget
@@ -22,6 +23,8 @@ from meterfox_cli.keys.provider_keys import ProviderKeys, choose_store, env_pass
 from meterfox_cli.keys.proxy_keys import KeySpec, create_key, revoke_key
 from meterfox_cli.money import to_nanousd
 from meterfox_cli.paths import resolve_paths
+from meterfox_cli.proxy.headers import upstream_request_headers
+from meterfox_cli.proxy.websocket import HANDSHAKE_HEADERS, _code
 from meterfox_cli.store.db import connect
 from tests.conftest import Proxy, start_proxy
 from tests.fakes.sockets import REALTIME_PATH, FakeSockets
@@ -338,8 +341,6 @@ async def test_a_budget_spent_by_one_response_ends_the_session_before_the_next(k
 
 
 def test_close_codes_that_may_not_be_sent_on_become_1000():
-    from meterfox_cli.proxy.websocket import _code
-
     assert [_code(c) for c in (1000, 1001, 1008, 1011, 4000, 3001)] == [
         1000,
         1001,
@@ -349,3 +350,9 @@ def test_close_codes_that_may_not_be_sent_on_become_1000():
         3001,
     ]
     assert [_code(c) for c in (0, 1004, 1005, 1006, 1015, 2999, 5000, None)] == [1000] * 8
+
+
+@pytest.mark.parametrize("name", sorted(HANDSHAKE_HEADERS))
+def test_each_handshake_header_is_negotiated_per_hop_not_forwarded(name):
+    incoming = CIMultiDict({name.title(): "client-value", "Upgrade": "websocket", "X-Keep": "1"})
+    assert dict(upstream_request_headers(incoming, drop=HANDSHAKE_HEADERS)) == {"X-Keep": "1"}
