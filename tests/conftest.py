@@ -131,12 +131,14 @@ async def start_proxy(
     extra_providers: tuple[ProviderConfig, ...] = (),
     writer: RecordWriter | None = None,
     mounts: tuple = (),
+    ssl: object = None,
 ) -> tuple[Proxy, TestServer]:
     """A proxy whose every provider points at the fake upstream (path kept after the origin).
 
     `upstream_server` is an aiohttp TestServer, or the origin of any other fake (a raw socket
     one, tests/fakes/raw.py); `writer` replaces the default RecordWriter on the test database;
     `mounts` go to make_app (the dashboard's, in tests/web/).
+    `ssl` (an ssl.SSLContext) serves the proxy over TLS, for SDKs that insist on it.
     """
     if isinstance(upstream_server, str):
         upstream_url = upstream_server.rstrip("/")
@@ -158,7 +160,7 @@ async def start_proxy(
     )
     server = TestServer(app, host="127.0.0.1", handler_cancellation=True)
     # No access log, as `meterfox serve` runs it: a `?key=` would otherwise be logged.
-    await server.start_server(access_log=None)
+    await server.start_server(access_log=None, ssl=ssl)
     proxy = Proxy(
         url=str(server.make_url("")).rstrip("/"),
         upstream=upstream,

@@ -77,11 +77,13 @@ _UNIT_KEYS = {
     "output_image_tokens": "output_image_tokens",
     "input_video_tokens": "input_video_tokens",
     "cache_audio_read_tokens": "cache_audio_read_tokens",
+    "cache_image_read_tokens": "cache_image_read_tokens",
     "web_searches": "web_searches",
     "web_search_requests": "web_searches",
     "search_queries": "web_searches",
     "input_document_pages": "input_document_pages",
     "audio_seconds": "audio_seconds",
+    "input_characters": "input_characters",
 }
 
 

@@ -93,6 +93,12 @@ class WireFormat(ABC):
             request_json=data,
         )
 
+    def plan_form(self, path: str, fields: Mapping[str, str]) -> RequestPlan:
+        """Model and stream flag from the form fields at the head of a multipart upload (an
+        audio file, an image to edit); the body itself streams through unread."""
+        model = fields.get("model") or None
+        return RequestPlan(model=model, stream=fields.get("stream") == "true", body=None)
+
     def reads_usage(self, method: str, path: str) -> bool:
         """Whether this call generates and bills, so its response is read for usage. A read of
         an object that exists already (a GET, a list) is a free request. Default: POSTs."""
@@ -129,6 +135,11 @@ class WireFormat(ABC):
     def json_tap(self, plan: RequestPlan, path: str) -> BodyTap:
         """The tap for a JSON response; formats that stream JSON override."""
         return JsonTap(self, plan, path)
+
+    def socket_tap(self, path: str, query: Mapping[str, str]) -> SocketTap | None:
+        """The tap for a WebSocket session at `path` (OpenAI Realtime, Gemini Live); None where
+        this format bills nothing over a socket: its frames are relayed, nothing is read."""
+        return None
 
 
 class BodyTap(ABC):
@@ -241,6 +252,55 @@ class SseTap(BodyTap):
         held = self._parser.pending() if self._parser and self._editing else b""
         self._parser = None
         return held if self._editing else chunk
+
+
+@dataclass(frozen=True, slots=True)
+class SocketNews:
+    """What one server message told a SocketTap: how many billed units (responses, turns)
+    started, and the readings of those that finished, oldest first."""
+
+    started: int = 0
+    finished: tuple[Reading, ...] = ()
+
+
+NO_NEWS = SocketNews()
+
+
+class SocketTap(ABC):
+    """Reads usage from the messages of one WebSocket session, both ways, without altering or
+    holding them. A session bills per unit (a Realtime response, a Live turn): each finished
+    unit is one Reading; a unit still open when the session ends is counted by `open`."""
+
+    @abstractmethod
+    def from_client(self, message: str | bytes) -> None:
+        """See one client message (the model may be named there: Gemini's `setup`)."""
+
+    @abstractmethod
+    def from_server(self, message: str | bytes) -> SocketNews:
+        """See one server message."""
+
+    def drain(self) -> tuple[Reading, ...]:
+        """At the session's end: units complete but held for usage that may still come."""
+        return ()
+
+    @property
+    @abstractmethod
+    def model(self) -> str | None:
+        """The session's model as known so far."""
+
+    @property
+    @abstractmethod
+    def open(self) -> int:
+        """Units started and not finished."""
+
+
+def json_message(message: str | bytes) -> dict[str, object] | None:
+    """A WebSocket message as a JSON object, or None."""
+    try:
+        data = json.loads(message)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def parse_json_object(body: bytes | None) -> object:

@@ -9,8 +9,9 @@ added). Gemini counts cached tokens inside `promptTokenCount` and thoughts outsi
 `candidatesTokenCount`, so: input = prompt + tool-use prompt; cached = cachedContentTokenCount;
 output = candidates + thoughts; reasoning = thoughts. `:countTokens` is free: zero usage,
 zero cost. Paths under `/openai/` are Gemini's OpenAI-compatible layer, read by OpenAIFormat.
-Only those five methods, POSTed, are read for usage: every other call (a batch read, a list, a
-file) is a free request. A batch's usage is per response inside it; it is not read.
+Only those five methods, POSTed, are read for usage, and a cache's creation (`POST
+cachedContents`: its tokens as input, its storage as token-hours, see `cache_reading`): every
+other call (a batch read, a list, a file, a cache's TTL update) is a free request. A batch's usage is per response inside it; it is not read.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from datetime import datetime
 
 from meterfox_cli.providers.base import (
     BodyTap,
     JsonTap,
     RequestPlan,
+    SocketTap,
     StreamReader,
     WireFormat,
     dig,
@@ -36,6 +39,8 @@ from meterfox_cli.usage import Reading, Usage, as_int
 # `/v1beta/models/gemini-2.5-flash:generateContent`, `/v1/tunedModels/x:streamGenerateContent`
 _MODEL_METHOD = re.compile(r"/((?:tuned)?[mM]odels)/([^/:]+):(\w+)$")
 _USAGE = b'"usageMetadata"'
+_CACHE_CREATE = re.compile(r"/cachedContents$")
+_FRACTION = re.compile(r"(\.\d{6})\d+")
 _BILLED_METHODS = frozenset(
     {
         "generateContent",
@@ -93,10 +98,14 @@ class GeminiFormat(WireFormat):
         return RequestPlan(model=model, stream=stream, body=body)
 
     def reads_usage(self, method: str, path: str) -> bool:
+        if method == "POST" and _CACHE_CREATE.search(path):
+            return True
         found = _MODEL_METHOD.search(path)
         return method == "POST" and found is not None and found.group(3) in _BILLED_METHODS
 
     def read_body(self, data: object, plan: RequestPlan, path: str) -> Reading:
+        if _CACHE_CREATE.search(path):
+            return cache_reading(data, plan.model) if isinstance(data, dict) else Reading()
         if path.endswith(":countTokens"):
             return token_count_reading(plan, isinstance(data, dict) and "totalTokens" in data)
         if isinstance(data, list):  # a JSON-array stream, or a tap's last usage element
@@ -112,6 +121,12 @@ class GeminiFormat(WireFormat):
         if plan.stream:
             return JsonArrayTap(self, plan, path, wanted=_holds_usage)
         return JsonTap(self, plan, path)
+
+    def socket_tap(self, path: str, query: Mapping[str, str]) -> SocketTap | None:
+        # Imported here: gemini_live builds on this module's usage_from.
+        from meterfox_cli.providers.gemini_live import LIVE_METHOD, LiveTap
+
+        return LiveTap() if path.endswith(LIVE_METHOD) else None
 
     def error_body(self, status: int, message: str, kind: str) -> dict[str, object]:
         return {
@@ -144,6 +159,28 @@ class GeminiStreamReader(StreamReader):
         if not isinstance(data, dict):
             return Reading(model=self._plan.model)
         return reading_from(data, self._plan.model)
+
+
+def cache_reading(cache: dict[str, object], fallback_model: str | None) -> Reading:
+    """A created cache (`cachedContents`): its tokens as input, billed once at the standard
+    input rate; the storage it holds for its TTL as the `cache_storage_token_hours` unit
+    (tokens × hours, createTime to expireTime), which genai-prices has no price for."""
+    model = cache.get("model")
+    model = model.removeprefix("models/") if isinstance(model, str) and model else fallback_model
+    tokens = as_int(dig(cache, "usageMetadata", "totalTokenCount"))
+    if not tokens:
+        return Reading(model=model)
+    hours = _hours_between(cache.get("createTime"), cache.get("expireTime"))
+    units = (("cache_storage_token_hours", tokens * hours),) if hours else ()
+    return Reading(model=model, usage=Usage(input_tokens=tokens, units=units))
+
+
+def _hours_between(start: object, end: object) -> float:
+    try:
+        first, last = (datetime.fromisoformat(_FRACTION.sub(r"\1", t)) for t in (start, end))
+    except (TypeError, ValueError):
+        return 0.0
+    return max((last - first).total_seconds(), 0.0) / 3600
 
 
 def _holds_usage(element: bytes) -> bool:

@@ -1,6 +1,8 @@
 """The OpenAI wire format, spoken by OpenAI and every OpenAI-compatible provider.
 
-Covers chat completions, legacy completions, embeddings and the Responses API, JSON and SSE.
+Covers chat completions, legacy completions, embeddings, images and the Responses API, JSON and
+SSE; audio, moderation and OCR are read in openai_media.py, Realtime sockets in
+openai_realtime.py.
 Usage is read tolerantly across the providers' variants:
 - cached input: DeepSeek's `prompt_cache_hit_tokens` first,
   else `prompt_tokens_details.cached_tokens`;
@@ -26,11 +28,20 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 
 from meterfox_cli.providers.base import (
+    BodyTap,
     RequestPlan,
+    SocketTap,
     StreamReader,
     WireFormat,
     dig,
 )
+from meterfox_cli.providers.openai_media import (
+    SPEECH,
+    RequestReadTap,
+    media_reading,
+    speech_reading,
+)
+from meterfox_cli.providers.openai_realtime import REALTIME_PATH, RealtimeTap
 from meterfox_cli.providers.sse import SseBlock
 from meterfox_cli.usage import Reading, Usage, as_int
 
@@ -87,10 +98,23 @@ class OpenAIFormat(WireFormat):
             return Reading(model=plan.model)
         if _BATCH.search(path):
             return batch_reading(data, plan.model)
+        media = media_reading(path, data, plan)
+        if media is not None:
+            return media
         return reading_from(data, data.get("usage"), plan.model)
+
+    def body_tap(self, plan: RequestPlan, path: str, content_type: str, *, method: str) -> BodyTap:
+        """Speech answers in raw audio: its usage is read from the request instead."""
+        speech = method == "POST" and SPEECH.search(path) is not None
+        if speech and not content_type.startswith("text/event-stream"):
+            return RequestReadTap(speech_reading(plan))
+        return super().body_tap(plan, path, content_type, method=method)
 
     def stream_reader(self, plan: RequestPlan, path: str) -> StreamReader:
         return OpenAIStreamReader(plan)
+
+    def socket_tap(self, path: str, query: Mapping[str, str]) -> SocketTap | None:
+        return RealtimeTap(query) if REALTIME_PATH.search(path) else None
 
     def error_body(self, status: int, message: str, kind: str) -> dict[str, object]:
         return {
@@ -237,7 +261,13 @@ def _responses_usage(usage: dict[str, object]) -> Usage:
         ),
         output_tokens=output,
         reasoning_tokens=reasoning,
-        units=_units(input_image_tokens=dig(usage, "input_tokens_details", "image_tokens")),
+        units=_units(
+            # `input_token_details` (sic) in a streamed transcription's `transcript.text.done`
+            input_audio_tokens=dig(usage, "input_tokens_details", "audio_tokens")
+            or dig(usage, "input_token_details", "audio_tokens"),
+            input_image_tokens=dig(usage, "input_tokens_details", "image_tokens"),
+            output_image_tokens=dig(usage, "output_tokens_details", "image_tokens"),
+        ),
     )
 
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from meterfox_cli import __version__
 from meterfox_cli.config import Timeouts
 from meterfox_cli.providers.registry import Registry
-from meterfox_cli.proxy import forward
+from meterfox_cli.proxy import forward, websocket
 from meterfox_cli.proxy.auth import Authorizer
 from meterfox_cli.proxy.state import STATE, ProxyState
 from meterfox_cli.store.writer import RecordWriter
@@ -38,6 +38,8 @@ def make_app(
         timeouts=timeouts or Timeouts(),
         max_body_bytes=max_body_bytes,
     )
+    app[websocket.OPEN_SOCKETS] = set()
+    app.on_shutdown.append(websocket.close_all)
     app.cleanup_ctx.append(_writer_ctx)
     app.cleanup_ctx.append(_authorizer_ctx)
     app.cleanup_ctx.append(_session_ctx)

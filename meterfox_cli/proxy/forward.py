@@ -26,11 +26,14 @@ from yarl import URL
 
 from meterfox_cli.config import Timeouts
 from meterfox_cli.providers.base import LARGE_JSON_BYTES, BodyTap, RequestPlan, WireFormat
+from meterfox_cli.providers.multipart import FormScan, form_boundary
 from meterfox_cli.providers.registry import Provider
+from meterfox_cli.proxy import websocket
 from meterfox_cli.proxy.auth import LOOK_UP, Decision, apply_credential, find_credential
 from meterfox_cli.proxy.headers import (
     REQUEST_ID_HEADER,
     client_response_headers,
+    merge_tags,
     tags_from_headers,
     upstream_request_headers,
 )
@@ -114,6 +117,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
         )
     endpoint = URL(rest_raw).path or "/"
     wire = provider.wire.for_path(endpoint)
+    if websocket.is_upgrade(request):  # its own key check, relay and records
+        return await websocket.relay(
+            request, state, websocket.Target(provider, endpoint, url, request_id)
+        )
     credential = find_credential(request.headers, request.query)
     decision = state.authorizer.decide(provider.slug, credential)
     if decision is LOOK_UP:  # an unknown proxy key: maybe created since the last poll
@@ -147,6 +154,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     try:
         async with asyncio.timeout(state.timeouts.client_body):
             body = await _read_body(request)
+            head, fields = (b"", {}) if body is not None else await _peek_form(request)
     except BodyTooLarge:
         return error_response(
             wire,
@@ -167,13 +175,13 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return too_slow
     if body is not None:
         exchange.plan = plan = await _plan(wire, endpoint, request.query, body)
-    else:
-        plan = exchange.plan
+    else:  # a streamed upload: its model from the form fields at its head, if any
+        exchange.plan = plan = wire.plan_form(endpoint, fields)
     headers = upstream_request_headers(request.headers)
     url = apply_credential(headers, url, credential, decision.replacement)
     if plan.strip_usage_chunk or "accept-encoding" not in headers:
         headers["Accept-Encoding"] = "identity"
-    data = plan.body if body is not None else _stream_body(request)
+    data = plan.body if body is not None else _stream_body(request, head)
     admission = state.authorizer.admit(decision, provider.slug, plan, body)
     if admission.refusal is not None:
         return _refuse(state, wire, admission.refusal, request_id)
@@ -381,14 +389,6 @@ def error_response(
     )
 
 
-def merge_tags(*groups: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
-    """Tags from several sources; a later source wins on the same name."""
-    merged: dict[str, str] = {}
-    for group in groups:
-        merged.update(group)
-    return tuple(sorted(merged.items()))
-
-
 def _rest_of_path(raw_path: str, slug: str) -> str | None:
     """The raw (still percent-encoded) path and query after `/<slug>`, or None when the raw
     path does not start with the slug the router matched (an encoded slug), or has a `.` or
@@ -456,7 +456,25 @@ async def _read_body(request: web.Request) -> bytes | None:
         raise BodyTooLarge() from exc
 
 
-async def _stream_body(request: web.Request):
+async def _peek_form(request: web.Request) -> tuple[bytes, dict[str, str]]:
+    """The first chunks of a multipart upload and the form fields before its file (read as
+    they stream, at most MAX_SCAN_BYTES held); nothing for any other body."""
+    boundary = form_boundary(request.headers.get("Content-Type", ""))
+    if boundary is None:
+        return b"", {}
+    scan, head = FormScan(boundary), []
+    while not scan.done:
+        chunk = await request.content.readany()
+        if not chunk:
+            break
+        head.append(chunk)
+        scan.feed(chunk)
+    return b"".join(head), scan.fields
+
+
+async def _stream_body(request: web.Request, head: bytes = b""):
+    if head:
+        yield head
     async for chunk in request.content.iter_chunked(256 * 1024):
         yield chunk
 

@@ -115,3 +115,11 @@ def tags_from_headers(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]
                 else:
                     tags["litellm"] = item
     return tuple(sorted(tags.items()))
+
+
+def merge_tags(*groups: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """Tags from several sources; a later source wins on the same name."""
+    merged: dict[str, str] = {}
+    for group in groups:
+        merged.update(group)
+    return tuple(sorted(merged.items()))
