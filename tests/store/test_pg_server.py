@@ -1,0 +1,21 @@
+"""The suite's own PostgreSQL server (tests/pg.py) answers, and a test's database is its own."""
+
+from __future__ import annotations
+
+import psycopg
+
+
+def test_the_server_answers_on_loopback(pg_url: str) -> None:
+    with psycopg.connect(pg_url) as conn:
+        (version,) = conn.execute("SHOW server_version_num").fetchone()
+        (addr,) = conn.execute("SELECT inet_server_addr()::text").fetchone()
+    assert int(version) >= 130000
+    assert addr.startswith("127.0.0.1")
+
+
+def test_each_test_gets_an_empty_database(pg_url: str) -> None:
+    with psycopg.connect(pg_url) as conn:
+        (tables,) = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchone()
+    assert tables == 0
