@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from meterfox_cli.config import load_config
+from meterfox_cli.config import ledger_url, load_config, masked_url
 from meterfox_cli.errors import MeterFoxError
 from meterfox_cli.paths import resolve_paths
 
@@ -54,6 +54,9 @@ def run_checks(environ: Mapping[str, str] | None = None) -> list[Check]:
     ] or [Check("config", Level.OK, f"{paths.config_file} ({state})")]
     checks += _path_checks([paths.config_dir, paths.data_dir, paths.state_dir])
     checks += _database_checks(paths.database)
+    url = ledger_url(config, env)
+    if url is not None:
+        checks.append(Check("ledger", Level.INFO, f"PostgreSQL ledger {masked_url(url)}"))
     checks += _key_store_checks(paths.data_dir, paths.database, env)
     return checks
 
