@@ -8,6 +8,7 @@ import click
 
 from meterfox_cli.cli.common import (
     Settings,
+    current_ledger,
     load_settings,
     parse_upstreams,
     price_book,
@@ -63,6 +64,8 @@ def serve(
     port = port if port is not None else config.port
     configure_logging()
     settings.paths.ensure()
+    ledger = current_ledger(settings)
+    ledger.check()  # a PostgreSQL ledger behind or ahead of this version: refused, in a sentence
     book = price_book(settings)
     book.warm()  # load the price data now, not while the first requests are in flight
     require = requires_proxy_key(host, require_proxy_key, config.require_proxy_key)
@@ -70,14 +73,14 @@ def serve(
         click.secho(line, err=True, fg="red", bold=True)
     app = make_app(
         registry=settings.registry,
-        writer=RecordWriter(settings.paths.database, pricer=book),
+        writer=RecordWriter(ledger, pricer=book),
         authorizer=_key_authorizer(settings, require, book),
         timeouts=config.timeouts,
         max_body_bytes=config.max_body_bytes,
     )
 
     def ready(base: str) -> None:
-        click.echo(f"MeterFox {base}  (database: {settings.paths.database})")
+        click.echo(f"MeterFox {base}  (database: {ledger.describe()})")
         for provider in settings.registry:
             click.echo(f"  {provider.slug:<12} {base}/{provider.slug}{provider.sdk_path}")
         if require:
