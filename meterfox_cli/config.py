@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -109,6 +110,7 @@ class Config:
     reconcile_tolerance: Decimal = Decimal("0.02")  # [reconcile] tolerance: 2% either way
     max_connections: int | None = None  # None: as many as the open-file limit leaves room for
     store_url: str | None = None  # [store] url: a PostgreSQL ledger; None: the local SQLite file
+    store_host: str | None = None  # [store] host: this daemon's name on its records
     unknown: tuple[str, ...] = ()  # names in the file MeterFox does not know (see unknown_names)
 
 
@@ -154,6 +156,7 @@ def config_from_dict(data: Mapping[str, object], source: str = "config") -> Conf
             reconcile_tolerance=_tolerance(data, source),
             max_connections=_positive_int(server.get("max_connections"), "max_connections"),
             store_url=_store_url(_table(data, "store", source), source),
+            store_host=_store_host(_table(data, "store", source), source),
             unknown=tuple(unknown),
         )
     except (TypeError, ValueError) as exc:
@@ -174,7 +177,7 @@ _SCHEMA: dict[str, object] = {
     "prices": [dict.fromkeys(_PRICE_FIELDS)],
     "pricing": {"hardware": {_ANY: None}, "prices_file": None},
     "reconcile": {"tolerance": None},
-    "store": {"url": None},
+    "store": {"url": None, "host": None},
 }
 _PRICE_TABLES = ("[pricing", "[[prices]]")
 _MISSING = object()
@@ -223,6 +226,19 @@ def _store_url(store: Mapping[str, object], source: str) -> str | None:
 
 
 _LEDGER_SCHEMES = ("postgresql://", "postgres://")
+
+
+def _store_host(store: Mapping[str, object], source: str) -> str | None:
+    host = store.get("host")
+    if host is not None and (not isinstance(host, str) or not host.strip()):
+        raise ConfigError(f'{source}: [store] host must be a name, e.g. host = "ci-runner-1"')
+    return host.strip() if host else None
+
+
+def recording_host(config: Config) -> str:
+    """The name this daemon stores on each record (`report --by host`): `[store] host`, else
+    the machine's hostname."""
+    return config.store_host or socket.gethostname()
 
 
 def ledger_url(config: Config, environ: Mapping[str, str]) -> str | None:

@@ -161,3 +161,14 @@ def test_store_url_is_read_and_anything_but_postgresql_is_refused():
     assert masked_url("postgresql://u@h/db") == "postgresql://u@h/db"
     with pytest.raises(ConfigError, match=r"\[store\] url"):
         config_from_dict({"store": {"url": "mysql://h/db"}})
+
+
+def test_the_recording_host_is_the_config_name_else_the_hostname():
+    import socket
+
+    from meterfox_cli.config import config_from_dict, recording_host
+
+    assert recording_host(config_from_dict({"store": {"host": " ci-1 "}})) == "ci-1"
+    assert recording_host(config_from_dict({})) == socket.gethostname()
+    with pytest.raises(ConfigError, match=r"\[store\] host"):
+        config_from_dict({"store": {"host": ""}})

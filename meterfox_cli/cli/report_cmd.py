@@ -20,7 +20,7 @@ FORMATS = ("table", "json", "csv", "markdown")
     "--by",
     default="provider,model",
     show_default=True,
-    help="One or more of provider, model, key, endpoint, day, week, month, tag:NAME "
+    help="One or more of provider, model, key, endpoint, host, day, week, month, tag:NAME "
     "(comma-separated, e.g. provider,model or day,tag:feature).",
 )
 @click.option("--since", default=None, help=f"Start: {TIME_HELP}. Default: this month.")

@@ -47,7 +47,7 @@ def serve(
     Every call passes through unchanged; MeterFox records only metadata: provider, model,
     tokens, latency, status, cost and your tags. Prompts and responses are never stored.
     """
-
+    from meterfox_cli.config import recording_host
     from meterfox_cli.logs import configure_logging
     from meterfox_cli.proxy.app import make_app
     from meterfox_cli.proxy.server import exposure_warning, requires_proxy_key, run_event_loop
@@ -73,7 +73,7 @@ def serve(
         click.secho(line, err=True, fg="red", bold=True)
     app = make_app(
         registry=settings.registry,
-        writer=RecordWriter(ledger, pricer=book),
+        writer=RecordWriter(ledger, pricer=book, host=recording_host(config)),
         authorizer=_key_authorizer(settings, require, book),
         timeouts=config.timeouts,
         max_body_bytes=config.max_body_bytes,

@@ -17,11 +17,14 @@ _COLUMN_DIMENSIONS = {
     "model": "NULLIF({t}.model, '')",
     "key": "{t}.key_name",
     "endpoint": "{t}.endpoint",
+    "host": "NULLIF({t}.host, '')",  # not in the rollup: read from the requests alone
     "day": "{t}.day",
     "week": "{week}",  # the Monday that starts the ISO week (the dialect's SQL)
     "month": "substr({t}.day, 1, 7)",
 }
 TIME_DIMENSIONS = frozenset({"day", "week", "month"})
+# Dimensions the hourly rollup does not keep: a report grouped by one reads `requests`.
+RAW_DIMENSIONS = frozenset({"host"})
 
 
 def parse_dimensions(text: str) -> tuple[str, ...]:

@@ -153,6 +153,7 @@ def _group_filter(dims: tuple[str, ...], groups: list[Key]) -> tuple[str, list[o
                 "model": "r.model",
                 "key": "r.key_name",
                 "endpoint": "r.endpoint",
+                "host": "r.host",
             }[dim]
             wanted = sorted(v for v in values if v is not None)
         match = f"{column} IN ({', '.join('?' * len(wanted))})" if wanted else "1 = 0"

@@ -126,7 +126,11 @@ CREATE TRIGGER request_rollup_step AFTER INSERT OR UPDATE OR DELETE ON requests
 """
 
 
+# Which daemon recorded each request (as SQLite's 007_request_host).
+M003_REQUEST_HOST = "ALTER TABLE requests ADD COLUMN host TEXT NOT NULL DEFAULT ''"
+
 PG_MIGRATIONS: list[tuple[str, str]] = [
     ("001_requests", M001_REQUESTS),
     ("002_report_rollup", _m002_report_rollup()),
+    ("003_request_host", M003_REQUEST_HOST),
 ]

@@ -21,6 +21,7 @@ from meterfox_cli.pricing.quote import UNPRICED_SOURCE
 from meterfox_cli.store.backend import Ledger, as_ledger
 from meterfox_cli.store.dialect import HOUR_S, LedgerConnection, dialect_of
 from meterfox_cli.store.dimensions import (
+    RAW_DIMENSIONS,
     TIME_DIMENSIONS,
     TOTAL_GROUP,
     dimension_sql,
@@ -214,9 +215,10 @@ def _sums(
 def _source(
     conn: LedgerConnection, dims: tuple[str, ...], window: TimeRange, filters: Filters
 ) -> tuple[str, list[object]]:
-    """The rows to sum: rollup rows for whole hours, request rows for the rest."""
+    """The rows to sum: rollup rows for whole hours, request rows for the rest (or alone,
+    for a tag or a dimension the rollup does not keep)."""
     tagged = filters.tags or any(dim.startswith("tag:") for dim in dims)
-    if tagged or not has_rollup(conn):
+    if tagged or RAW_DIMENSIONS.intersection(dims) or not has_rollup(conn):
         return _request_source(dims, filters, window_sql(window))
     first, end = _whole_hours(window)
     if first is None or end is None or first < end:
@@ -264,7 +266,8 @@ def _request_source(
         clauses.append(window_sql)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     sums = ", ".join(f"{expr} AS {name}" for expr, name in zip(_REQUEST_SUMS, _SUMS, strict=True))
-    columns = ", ".join([_KEY_COLUMNS, *tag_columns, sums])
+    raw_columns = [f"r.{dim}" for dim in dims if dim in RAW_DIMENSIONS]
+    columns = ", ".join([_KEY_COLUMNS, *raw_columns, *tag_columns, sums])
     sql = f"SELECT {columns} FROM requests r {joins} {where}"
     return sql, [*params, *filter_params, *window_params]
 

@@ -50,6 +50,7 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "cost_nanousd",
     "cost_source",
     "price_detail",
+    "host",
 )
 TAG_COLUMNS = ("request_id", "name", "value")
 # Per dialect: the INSERTs, each skipping a row already stored (the record id is the key).
@@ -67,16 +68,20 @@ _in_column_order = itemgetter(*REQUEST_COLUMNS)  # a row's values as INSERT_REQU
 # --- record → row ---------------------------------------------------------------------------
 
 
-def insert_records(conn: LedgerConnection, rows: Sequence[tuple[UsageRecord, Price]]) -> None:
+def insert_records(
+    conn: LedgerConnection, rows: Sequence[tuple[UsageRecord, Price]], host: str = ""
+) -> None:
     """Insert each record with its price and its tags (in the caller's transaction), on
-    either backend; a record whose id is already stored is skipped."""
+    either backend, as recorded by the daemon `host`; a record whose id is already stored is
+    skipped."""
     insert_request, insert_tag = _INSERTS[dialect_of(conn).name]
-    conn.executemany(insert_request, [_in_column_order(request_row(r, p)) for r, p in rows])
+    conn.executemany(insert_request, [_in_column_order(request_row(r, p, host)) for r, p in rows])
     conn.executemany(insert_tag, [(r.id, name, value) for r, _ in rows for name, value in r.tags])
 
 
-def request_row(record: UsageRecord, price: Price) -> dict[str, object]:
-    """The `requests` row that stores `record` priced at `price`, column by column."""
+def request_row(record: UsageRecord, price: Price, host: str = "") -> dict[str, object]:
+    """The `requests` row that stores `record` priced at `price`, recorded by the daemon
+    `host` ('' when unnamed), column by column."""
     reading = record.reading
     usage = reading.usage
     counted = usage is not None
@@ -111,6 +116,7 @@ def request_row(record: UsageRecord, price: Price) -> dict[str, object]:
         "cost_nanousd": None if price.cost_nanousd is None else _int64(price.cost_nanousd),
         "cost_source": price.source,
         "price_detail": price.detail,
+        "host": host,
     }
 
 

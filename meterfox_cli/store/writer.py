@@ -58,8 +58,11 @@ class RecordWriter:
         retry_max_s: float = 5.0,
         busy_timeout_s: float = BUSY_TIMEOUT_MS / 1000,
         on_connect: Callable[[LedgerConnection], None] | None = None,
+        host: str = "",
     ) -> None:
+        """`host`: the name each record is stored with (`report --by host`)."""
         self._ledger = as_ledger(ledger)
+        self._host = host
         self._pricer = pricer
         self._batch_size = batch_size
         self._retry_max_s = retry_max_s
@@ -254,7 +257,7 @@ class RecordWriter:
 
     def _commit(self, conn: LedgerConnection, rows: list[tuple[UsageRecord, Price]]) -> None:
         with self._ledger.transaction(conn):
-            insert_records(conn, counted_once(conn, rows))
+            insert_records(conn, counted_once(conn, rows), self._host)
 
 
 def counted_once(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import socket
 
 import aiohttp
 from click.testing import CliRunner
@@ -67,6 +68,11 @@ async def test_requests_through_serve_land_in_postgresql_and_report_as_on_sqlite
         assert done.returncode == 0, done.stderr
         reports[name] = without_timings(done.stdout)
     assert reports["postgresql"] == reports["sqlite"]
+    by_host = await run_meterfox(
+        "report", "--since", "all", "--by", "host", "--format", "csv", env=ledger
+    )
+    hosts = [row["group"] for row in csv.DictReader(io.StringIO(by_host.stdout))]
+    assert hosts == [socket.gethostname()]  # no [store] host in the config: the machine's name
     (row,) = reports["sqlite"]  # the model the upstream's reply names
     assert row["group"] == f"openai / {CASES[0].body['model']}"
     assert row["requests"] == "3" and int(row["input_tokens"]) > 0

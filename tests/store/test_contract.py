@@ -53,9 +53,12 @@ def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
     yield ledger
 
 
-def write(ledger: Ledger, records: list[UsageRecord], prices: dict) -> RecordWriter:
-    """Records committed through a real RecordWriter (its batches, its dedupe, its pricer)."""
-    writer = RecordWriter(ledger, pricer=lambda record: prices[record.id])
+def write(
+    ledger: Ledger, records: list[UsageRecord], prices: dict, host: str = "laptop-1"
+) -> RecordWriter:
+    """Records committed through a real RecordWriter (its batches, its dedupe, its pricer),
+    as the daemon named `host`."""
+    writer = RecordWriter(ledger, pricer=lambda record: prices[record.id], host=host)
     writer.start()
     for record in records:
         writer.submit(record)
@@ -65,9 +68,11 @@ def write(ledger: Ledger, records: list[UsageRecord], prices: dict) -> RecordWri
 
 
 def record_all(ledger: Ledger) -> None:
+    """REQUESTS, the first four through a daemon named laptop-1, the rest through ci-runner."""
     records = [req.record() for req in REQUESTS]
     prices = {record.id: req.price() for record, req in zip(records, REQUESTS, strict=True)}
-    assert write(ledger, records, prices).written == len(REQUESTS)
+    assert write(ledger, records[:4], prices, host="laptop-1").written == 4
+    assert write(ledger, records[4:], prices, host="ci-runner").written == len(REQUESTS) - 4
 
 
 def summary(report: Report | None) -> list[tuple]:
@@ -90,7 +95,7 @@ def test_an_empty_ledger_reports_nothing(ledger: Ledger) -> None:
     assert read_report(ledger, ("model",), ALL) is None
 
 
-@pytest.mark.parametrize("by", ["model", "provider", "day", "key", "tag:team"])
+@pytest.mark.parametrize("by", ["model", "provider", "day", "key", "tag:team", "host"])
 def test_report_by_each_dimension_sums_as_expected(ledger: Ledger, by: str) -> None:
     record_all(ledger)
     report = read_report(ledger, parse_dimensions(by), ALL)
@@ -107,6 +112,7 @@ def test_report_by_each_dimension_sums_as_expected(ledger: Ledger, by: str) -> N
         "day": {"2026-11-02": 3, "2026-11-03": 3, "2026-11-04": 3, "2026-11-09": 1},
         "key": {"passthrough": 6, "ci": 4},
         "tag:team": {"search": 2, "ads": 1, "(untagged)": 7},
+        "host": {"laptop-1": 4, "ci-runner": 6},
     }[by]
     assert groups == expected
 
@@ -122,8 +128,8 @@ def both(tmp_path: Path, pg_url: str) -> tuple[Ledger, Ledger]:
 
 
 @pytest.mark.parametrize(
-    "by", ["model", "provider", "day", "key", "tag:team", "week", "month", "endpoint",
-           "provider,model", "day,tag:feature"],
+    "by", ["model", "provider", "day", "key", "tag:team", "week", "month", "endpoint", "host",
+           "provider,model", "day,tag:feature", "host,model"],
 )  # fmt: skip
 @pytest.mark.parametrize("window", [ALL, EDGES], ids=["all", "edges"])
 def test_sqlite_and_postgresql_give_the_same_rows(both, by: str, window: TimeRange) -> None:

@@ -20,7 +20,7 @@ REQUESTS = {
     "input_tokens": BIGINT, "cached_tokens": BIGINT, "cache_write_tokens": BIGINT,
     "cache_write_1h_tokens": BIGINT, "output_tokens": BIGINT, "reasoning_tokens": BIGINT,
     "units": TEXT, "price_context": TEXT, "dedupe_key": TEXT, "reported_cost_usd": TEXT,
-    "cost_nanousd": BIGINT, "cost_source": TEXT, "price_detail": TEXT,
+    "cost_nanousd": BIGINT, "cost_source": TEXT, "price_detail": TEXT, "host": TEXT,
 }  # fmt: skip
 EXPECTED = {
     "_migrations": {"name": TEXT, "applied_at": REAL},
