@@ -36,6 +36,10 @@ class Ledger(Protocol):
         as opposed to one batch's data the database will never take."""
         ...
 
+    def is_lost(self, conn: LedgerConnection) -> bool:
+        """The connection can no longer be used (the server dropped it): open another."""
+        ...
+
     def migrate(self) -> list[str]:
         """Apply every migration not yet applied; their names."""
         ...

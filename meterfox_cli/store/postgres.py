@@ -117,6 +117,9 @@ class PostgresLedger:
             psycopg is not None and isinstance(exc, psycopg.OperationalError)
         )
 
+    def is_lost(self, conn: PgConnection) -> bool:
+        return conn.raw.closed or conn.raw.broken
+
     def migrate(self) -> list[str]:
         conn = self.connect()
         try:

@@ -41,6 +41,9 @@ class SqliteLedger:
             sqlite3.DatabaseError
         )
 
+    def is_lost(self, conn: sqlite3.Connection) -> bool:
+        return False
+
     def migrate(self) -> list[str]:
         missing, _ = self.pending()
         db.connect(self.path).close()  # opening migrates

@@ -174,6 +174,7 @@ class RecordWriter:
                         self._commit_each(rows, exc)
                         return True
                     self._failing(exc, self.queued)
+                    self._drop_if_lost()
                     if self._deadline is not None and time.monotonic() > self._deadline:
                         return False
                     time.sleep(delay)
@@ -212,6 +213,13 @@ class RecordWriter:
         if self._on_connect is not None:
             self._on_connect(conn)
         return conn
+
+    def _drop_if_lost(self) -> None:
+        """A connection the server has dropped (a PostgreSQL restart) is closed, so the next
+        attempt connects afresh; a SQLite connection is kept (it recovers from a lock)."""
+        if self._conn is not None and self._ledger.is_lost(self._conn):
+            self._conn.close()
+            self._conn = None
 
     def _failing(self, exc: BaseException, waiting: int) -> None:
         self.last_error = str(exc)

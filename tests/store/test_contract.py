@@ -4,9 +4,11 @@ stores must give the same rows, so they cannot drift apart."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from meterfox_cli.records import Outcome, UsageRecord
@@ -201,3 +203,35 @@ def test_the_rollup_stays_in_step_when_rows_change(ledger: Ledger) -> None:
     }
     raw = read_report(ledger, ("provider", "tag:team"), ALL)  # the requests table alone
     assert raw is not None and raw.total.cost_nanousd == report.total.cost_nanousd
+
+
+def test_the_writer_reconnects_when_the_server_drops_its_connection(pg_url: str) -> None:
+    """PostgreSQL only: the server ends the writer's session (as a restart does); the records
+    submitted after it are written on a new connection, none lost."""
+    ledger = PostgresLedger(pg_url)
+    ledger.migrate()
+    first, second = usage_record(), usage_record()
+    writer = RecordWriter(ledger, pricer=lambda record: Req(0).price(), retry_max_s=0.2)
+    writer.start()
+    try:
+        writer.submit(first)
+        _wait(lambda: writer.written == 1)
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            ended = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid != pg_backend_pid()"
+            ).fetchall()
+        assert ended == [(True,)]  # the writer's one connection
+        writer.submit(second)
+        _wait(lambda: writer.written == 2)
+    finally:
+        writer.close(timeout=10)
+    assert writer.dropped == 0
+    assert count(ledger) == 2
+
+
+def _wait(done, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
