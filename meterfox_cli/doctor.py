@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -56,7 +57,7 @@ def run_checks(environ: Mapping[str, str] | None = None) -> list[Check]:
     checks += _database_checks(paths.database)
     url = ledger_url(config, env)
     if url is not None:
-        checks.append(Check("ledger", Level.INFO, f"PostgreSQL ledger {masked_url(url)}"))
+        checks.append(_ledger_check(url))
     checks += _key_store_checks(paths.data_dir, paths.database, env)
     return checks
 
@@ -85,6 +86,26 @@ def _mode_check(path: Path, want: int) -> Check:
             f"chmod {want:o} {path}",
         )
     return Check(kind, Level.OK, f"{path} (owner-only)")
+
+
+def _ledger_check(url: str) -> Check:
+    """The PostgreSQL ledger: reachable, its schema current, and the round-trip time."""
+    from meterfox_cli.store.backend import ledger_at, schema_problem
+
+    ledger = ledger_at(url, Path())
+    where = masked_url(url)
+    try:
+        started = time.monotonic()
+        missing, unknown = ledger.pending()
+        elapsed_ms = (time.monotonic() - started) * 1000
+    except MeterFoxError as exc:
+        return Check("ledger", Level.FAIL, str(exc), "check the URL, the server and its password")
+    problem = schema_problem(where, missing, unknown)
+    if problem is not None:
+        return Check("ledger", Level.FAIL, problem, problem.rpartition(": ")[2])
+    return Check(
+        "ledger", Level.OK, f"{where}: schema current, connect + query {elapsed_ms:.0f} ms"
+    )
 
 
 def _database_checks(db_path: Path) -> list[Check]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 from meterfox_cli.cli import main
+from tests.cli.conftest import free_port
 
 
 def test_providers_lists_every_slug_with_its_sdk_base_url():
@@ -71,13 +72,27 @@ def test_paths_shows_the_config_ledger_url_with_its_password_masked(meterfox_hom
 def test_the_env_ledger_url_wins_and_doctor_masks_it_too(meterfox_home, monkeypatch):
     meterfox_home.mkdir(parents=True)
     (meterfox_home / "config.toml").write_text('[store]\nurl = "postgresql://cfg@a/x"\n')
-    monkeypatch.setenv("METERFOX_DATABASE_URL", f"postgresql://env:{SECRET}@b:6543/y")
+    port = free_port()  # nothing listens: doctor's check fails, naming the ledger masked
+    monkeypatch.setenv("METERFOX_DATABASE_URL", f"postgresql://env:{SECRET}@127.0.0.1:{port}/y")
     paths = CliRunner().invoke(main, ["paths"]).output
     doctor = CliRunner().invoke(main, ["doctor"]).output
-    assert "postgresql://env:***@b:6543/y" in paths
-    assert "postgresql://env:***@b:6543/y" in doctor
+    assert f"postgresql://env:***@127.0.0.1:{port}/y" in paths
+    assert f"postgresql://env:***@127.0.0.1:{port}/y" in doctor
     assert "cfg@a" not in paths
     assert SECRET not in paths + doctor
+
+
+def test_doctor_checks_the_ledger_schema_and_round_trip(pg_url, monkeypatch):
+    monkeypatch.setenv("METERFOX_DATABASE_URL", pg_url)
+    behind = CliRunner().invoke(main, ["doctor"]).output
+    assert "behind this meterfox" in behind and "meterfox db migrate" in behind
+    assert CliRunner().invoke(main, ["db", "migrate"]).exit_code == 0
+    current = [
+        line
+        for line in CliRunner().invoke(main, ["doctor"]).output.splitlines()
+        if line.split()[1:2] == ["ledger"]
+    ]
+    assert len(current) == 1 and "schema current" in current[0] and " ms" in current[0]
 
 
 def test_without_a_ledger_url_paths_is_unchanged(monkeypatch):
