@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import psycopg
+import pytest
+
+from tests import pg
 
 
 def test_the_server_answers_on_loopback(pg_url: str) -> None:
@@ -19,3 +22,9 @@ def test_each_test_gets_an_empty_database(pg_url: str) -> None:
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
         ).fetchone()
     assert tables == 0
+
+
+def test_without_the_server_binaries_the_fixture_fails_saying_what_to_run(monkeypatch) -> None:
+    monkeypatch.setattr(pg.glob, "glob", lambda pattern: [])  # a machine without the package
+    with pytest.raises(pytest.fail.Exception, match="run scripts/test"):
+        pg.server_bin_dir()
