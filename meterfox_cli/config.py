@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from meterfox_cli.errors import ConfigError
 
@@ -107,6 +109,8 @@ class Config:
     pricing: PricingConfig = PricingConfig()
     reconcile_tolerance: Decimal = Decimal("0.02")  # [reconcile] tolerance: 2% either way
     max_connections: int | None = None  # None: as many as the open-file limit leaves room for
+    store_url: str | None = None  # [store] url: a PostgreSQL ledger; None: the local SQLite file
+    store_host: str | None = None  # [store] host: this daemon's name on its records
     unknown: tuple[str, ...] = ()  # names in the file MeterFox does not know (see unknown_names)
 
 
@@ -165,6 +169,8 @@ def config_from_dict(data: Mapping[str, object], source: str = "config") -> Conf
             pricing=pricing_from_dict(data, source),
             reconcile_tolerance=_tolerance(data, source),
             max_connections=_positive_int(server.get("max_connections"), "max_connections"),
+            store_url=_store_url(_table(data, "store", source), source),
+            store_host=_store_host(_table(data, "store", source), source),
             unknown=tuple(unknown),
         )
     except (TypeError, ValueError) as exc:
@@ -185,6 +191,7 @@ _SCHEMA: dict[str, object] = {
     "prices": [dict.fromkeys(_PRICE_FIELDS)],
     "pricing": {"hardware": {_ANY: None}, "prices_file": None},
     "reconcile": {"tolerance": None},
+    "store": {"url": None, "host": None},
 }
 _PRICE_TABLES = ("[pricing", "[[prices]]")
 _MISSING = object()
@@ -220,6 +227,48 @@ def _describe(name: str, is_table: bool, schema: Mapping[str, object], where: st
         what = f"unknown section [{name}]" if is_table else f"unknown top-level key {name!r}"
         hint = f"[{close[0]}]" if close else ""
     return f"{what}; did you mean {hint}?" if hint else f"{what}; known: {', '.join(names)}"
+
+
+DATABASE_URL_ENV = "METERFOX_DATABASE_URL"
+
+
+def _store_url(store: Mapping[str, object], source: str) -> str | None:
+    url = store.get("url")
+    if url is not None and (not isinstance(url, str) or not url.startswith(_LEDGER_SCHEMES)):
+        raise ConfigError(f'{source}: [store] url must be "postgresql://user@host:5432/dbname"')
+    return url or None
+
+
+_LEDGER_SCHEMES = ("postgresql://", "postgres://")
+
+
+def _store_host(store: Mapping[str, object], source: str) -> str | None:
+    host = store.get("host")
+    if host is not None and (not isinstance(host, str) or not host.strip()):
+        raise ConfigError(f'{source}: [store] host must be a name, e.g. host = "ci-runner-1"')
+    return host.strip() if host else None
+
+
+def recording_host(config: Config) -> str:
+    """The name this daemon stores on each record (`report --by host`): `[store] host`, else
+    the machine's hostname."""
+    return config.store_host or socket.gethostname()
+
+
+def ledger_url(config: Config, environ: Mapping[str, str]) -> str | None:
+    """The PostgreSQL ledger to use: METERFOX_DATABASE_URL wins over `[store] url`; None means
+    the local SQLite file, as when nothing is set."""
+    return environ.get(DATABASE_URL_ENV) or config.store_url
+
+
+def masked_url(url: str) -> str:
+    """`url` fit to print: a password in it is replaced by `***` (the one place that masks)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def _positive_int(value: object, name: str) -> int | None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from meterfox_cli.config import load_config
+from meterfox_cli.config import ledger_url, load_config, masked_url
 from meterfox_cli.errors import MeterFoxError
 from meterfox_cli.paths import resolve_paths
 
@@ -54,6 +55,9 @@ def run_checks(environ: Mapping[str, str] | None = None) -> list[Check]:
     ] or [Check("config", Level.OK, f"{paths.config_file} ({state})")]
     checks += _path_checks([paths.config_dir, paths.data_dir, paths.state_dir])
     checks += _database_checks(paths.database)
+    url = ledger_url(config, env)
+    if url is not None:
+        checks.append(_ledger_check(url))
     checks += _key_store_checks(paths.data_dir, paths.database, env)
     return checks
 
@@ -82,6 +86,26 @@ def _mode_check(path: Path, want: int) -> Check:
             f"chmod {want:o} {path}",
         )
     return Check(kind, Level.OK, f"{path} (owner-only)")
+
+
+def _ledger_check(url: str) -> Check:
+    """The PostgreSQL ledger: reachable, its schema current, and the round-trip time."""
+    from meterfox_cli.store.backend import ledger_at, schema_problem
+
+    ledger = ledger_at(url, Path())
+    where = masked_url(url)
+    try:
+        started = time.monotonic()
+        missing, unknown = ledger.pending()
+        elapsed_ms = (time.monotonic() - started) * 1000
+    except MeterFoxError as exc:
+        return Check("ledger", Level.FAIL, str(exc), "check the URL, the server and its password")
+    problem = schema_problem(where, missing, unknown)
+    if problem is not None:
+        return Check("ledger", Level.FAIL, problem, problem.rpartition(": ")[2])
+    return Check(
+        "ledger", Level.OK, f"{where}: schema current, connect + query {elapsed_ms:.0f} ms"
+    )
 
 
 def _database_checks(db_path: Path) -> list[Check]:

@@ -21,6 +21,9 @@ from meterfox_cli.store.db import connect
 from meterfox_cli.store.writer import RecordWriter
 from tests.fakes.upstream import FakeUpstream
 
+# The suite's own PostgreSQL server: `pg_server`, `pg_url` (tests/pg.py).
+pytest_plugins = ["tests.pg"]
+
 
 @pytest.fixture(autouse=True)
 def meterfox_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

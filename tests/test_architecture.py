@@ -118,3 +118,25 @@ def test_the_rule_catches_an_upward_import(tmp_path: Path):
 def test_every_module_opens_with_what_it_owns(path: Path):
     docstring = ast.get_docstring(ast.parse(path.read_text()))
     assert docstring and len(docstring.split()) >= 4, f"{module_name(path)} has no docstring"
+
+
+# The PostgreSQL driver stays inside its backend: the writer, reports and everything above
+# them depend on store/backend.Ledger, never on a driver.
+DRIVER_HOME = PACKAGE_ROOT / "store" / "postgres.py"
+
+
+def third_party_imports(path: Path) -> set[str]:
+    """The top-level names of every module `path` imports, at any depth of its code."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_only_the_postgresql_backend_imports_psycopg():
+    importers = [module_name(p) for p in SOURCES if "psycopg" in third_party_imports(p)]
+    assert importers == [module_name(DRIVER_HOME)]

@@ -37,7 +37,7 @@ def test_unknown_sections_and_keys_are_named_with_the_closest_valid_name():
         "[server] has an unknown key 'prot'; did you mean 'port'?",
         "[timeouts] has an unknown key 'first_bite'; did you mean 'first_byte'?",
         "[providers.vllm] has an unknown key 'formt'; did you mean 'format'?",
-        "unknown section [zzz]; known: server, timeouts, providers, prices, pricing, reconcile",
+        "unknown section [zzz]; known: server, timeouts, providers, prices, pricing, reconcile, store",
     )
     # Everything else is read as usual; the unknown names are ignored.
     assert config.port == Config().port
@@ -147,3 +147,33 @@ def test_config_reads_exact_decimals():
 def test_a_provider_may_not_take_an_admin_key_name():
     with pytest.raises(ConfigError, match="kept for the admin keys"):
         config_from_dict({"providers": {"openai-admin": {"base_url": "http://127.0.0.1:1"}}})
+
+
+def test_store_url_is_read_and_anything_but_postgresql_is_refused():
+    from meterfox_cli.config import ConfigError, config_from_dict, ledger_url, masked_url
+
+    config = config_from_dict({"store": {"url": "postgresql://u:pw@h/db"}})
+    assert config.store_url == "postgresql://u:pw@h/db"
+    assert config.unknown == ()
+    assert ledger_url(config, {}) == "postgresql://u:pw@h/db"
+    assert ledger_url(config, {"METERFOX_DATABASE_URL": "postgresql://e@h/db"}) == (
+        "postgresql://e@h/db"
+    )
+    assert ledger_url(config_from_dict({}), {}) is None
+    assert masked_url("postgresql://u:pw@h:1/db?sslmode=require") == (
+        "postgresql://u:***@h:1/db?sslmode=require"
+    )
+    assert masked_url("postgresql://u@h/db") == "postgresql://u@h/db"
+    with pytest.raises(ConfigError, match=r"\[store\] url"):
+        config_from_dict({"store": {"url": "mysql://h/db"}})
+
+
+def test_the_recording_host_is_the_config_name_else_the_hostname():
+    import socket
+
+    from meterfox_cli.config import config_from_dict, recording_host
+
+    assert recording_host(config_from_dict({"store": {"host": " ci-1 "}})) == "ci-1"
+    assert recording_host(config_from_dict({})) == socket.gethostname()
+    with pytest.raises(ConfigError, match=r"\[store\] host"):
+        config_from_dict({"store": {"host": ""}})

@@ -11,6 +11,7 @@ import click
 from meterfox_cli import __version__
 from meterfox_cli.cli import (
     dashboard_cmd,
+    db_cmd,
     doctor_cmd,
     feed_cmd,
     info,
@@ -54,5 +55,6 @@ for command in (
     *keys_cmd.COMMANDS,
     *doctor_cmd.COMMANDS,
     *sync_cmd.COMMANDS,
+    *db_cmd.COMMANDS,
 ):
     main.add_command(command)

@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from meterfox_cli.config import Config, load_config
+from meterfox_cli.config import Config, ledger_url, load_config
 from meterfox_cli.errors import ConfigError
 from meterfox_cli.paths import Paths, resolve_paths
 
 if TYPE_CHECKING:
     from meterfox_cli.pricing.book import PriceBook
     from meterfox_cli.providers.registry import Registry
+    from meterfox_cli.store.backend import Ledger
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,18 @@ def load_settings(upstreams: dict[str, str] | None = None) -> Settings:
     config = load_config(paths.config_file)
     registry = build_registry(config.providers, upstreams)
     return Settings(paths, config, registry)
+
+
+def current_ledger(settings: Settings | None = None) -> Ledger:
+    """The ledger commands record to and report from: METERFOX_DATABASE_URL or `[store] url`
+    (PostgreSQL), else the local SQLite file, as when nothing is set."""
+    from meterfox_cli.store.backend import ledger_at
+
+    if settings is None:
+        paths = resolve_paths()
+        url = ledger_url(load_config(paths.config_file), os.environ)
+        return ledger_at(url, paths.database)
+    return ledger_at(ledger_url(settings.config, os.environ), settings.paths.database)
 
 
 def price_book(settings: Settings) -> PriceBook:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from meterfox_cli.cli.common import default_base, load_settings
+from meterfox_cli.config import ledger_url, masked_url
 
 
 @click.command()
@@ -50,6 +53,9 @@ def paths() -> None:
     p = settings.paths
     click.echo(f"config    {p.config_file}")
     click.echo(f"database  {p.database}")
+    url = ledger_url(settings.config, os.environ)
+    if url is not None:
+        click.echo(f"ledger    {masked_url(url)}")
     click.echo(f"logs      {p.log_file}")
 
 

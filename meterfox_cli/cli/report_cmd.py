@@ -20,7 +20,7 @@ FORMATS = ("table", "json", "csv", "markdown")
     "--by",
     default="provider,model",
     show_default=True,
-    help="One or more of provider, model, key, endpoint, day, week, month, tag:NAME "
+    help="One or more of provider, model, key, endpoint, host, day, week, month, tag:NAME "
     "(comma-separated, e.g. provider,model or day,tag:feature).",
 )
 @click.option("--since", default=None, help=f"Start: {TIME_HELP}. Default: this month.")
@@ -52,9 +52,8 @@ def report(
     Alone it shows this month by provider and model. JSON and CSV keep exact numbers and
     stable field names; `--by day` adds a spend bar per day (see also `meterfox chart`).
     """
-    from meterfox_cli.cli.common import default_base, load_settings
+    from meterfox_cli.cli.common import current_ledger, default_base, load_settings
     from meterfox_cli.errors import MeterFoxError
-    from meterfox_cli.paths import resolve_paths
     from meterfox_cli.report.empty import getting_started
     from meterfox_cli.report.formats import to_csv, to_json
     from meterfox_cli.report.table import render_table, to_markdown
@@ -70,7 +69,7 @@ def report(
         if result is None:
             raise MeterFoxError("nothing synced yet: `meterfox sync` pulls what was billed")
     else:
-        result = read_report(resolve_paths().database, dims, window, filters)
+        result = read_report(current_ledger(), dims, window, filters)
     if result is None:
         directions = getting_started(default_base(load_settings()))
         if fmt in ("table", "markdown"):
@@ -117,9 +116,8 @@ def chart(
     tags: tuple[str, ...],
 ) -> None:
     """Daily spend for the last N days as bars in the terminal, stacked by provider or model."""
-    from meterfox_cli.cli.common import default_base, load_settings
+    from meterfox_cli.cli.common import current_ledger, default_base, load_settings
     from meterfox_cli.errors import MeterFoxError
-    from meterfox_cli.paths import resolve_paths
     from meterfox_cli.report.chart import day_range, render_chart
     from meterfox_cli.report.empty import getting_started
     from meterfox_cli.store.dimensions import TIME_DIMENSIONS, parse_dimensions
@@ -133,8 +131,7 @@ def chart(
     first, last = day_range(days)
     filters = make_filters(providers, models, keys, tags)
     window = TimeRange(day_start(first), None)
-    path = resolve_paths().database
-    result = read_report(path, ("day", dims[0]), window, filters, latency=False)
+    result = read_report(current_ledger(), ("day", dims[0]), window, filters, latency=False)
     if result is None:
         click.echo(getting_started(default_base(load_settings())))
         return

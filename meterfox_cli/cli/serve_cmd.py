@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import click
 
 from meterfox_cli.cli.common import (
     Settings,
+    current_ledger,
     load_settings,
     parse_upstreams,
     price_book,
@@ -54,7 +56,7 @@ def serve(
     Every call passes through unchanged; MeterFox records only metadata: provider, model,
     tokens, latency, status, cost and your tags. Prompts and responses are never stored.
     """
-
+    from meterfox_cli.config import ledger_url, recording_host
     from meterfox_cli.logs import configure_logging
     from meterfox_cli.proxy.app import make_app
     from meterfox_cli.proxy.server import (
@@ -76,6 +78,10 @@ def serve(
     port = port if port is not None else config.port
     configure_logging()
     settings.paths.ensure()
+    ledger = current_ledger(settings)
+    ledger.check()  # a PostgreSQL ledger behind or ahead of this version: refused, in a sentence
+    if ledger_url(config, os.environ) is not None:
+        _refuse_budgets_off_the_ledger(settings)
     book = price_book(settings)
     book.warm()  # load the price data now, not while the first requests are in flight
     require = requires_proxy_key(host, require_proxy_key, config.require_proxy_key)
@@ -84,7 +90,7 @@ def serve(
     mount = _dashboard(settings, host, dashboard_login)
     app = make_app(
         registry=settings.registry,
-        writer=RecordWriter(settings.paths.database, pricer=book),
+        writer=RecordWriter(ledger, pricer=book, host=recording_host(config)),
         authorizer=_key_authorizer(settings, require, book),
         timeouts=config.timeouts,
         max_body_bytes=config.max_body_bytes,
@@ -92,7 +98,7 @@ def serve(
     )
 
     def ready(base: str) -> None:
-        click.echo(f"MeterFox {base}  (database: {settings.paths.database})")
+        click.echo(f"MeterFox {base}  (database: {ledger.describe()})")
         if is_loopback(host):
             login = "  (behind a login: meterfox dashboard)" if dashboard_login else ""
             click.echo(f"  dashboard    {base}/_meterfox/  (or: meterfox dashboard){login}")
@@ -129,6 +135,34 @@ def _dashboard(settings: Settings, host: str, login: bool):
         )
         click.secho(line, err=True, fg="red", bold=True)
     return dashboard_mount(settings.paths.database, access_for(loopback, token))
+
+
+def _refuse_budgets_off_the_ledger(settings: Settings) -> None:
+    """Budgets sum a key's spend from the local file; with the records in a PostgreSQL ledger
+    that sum stays empty and a budget would stop holding at the next restart. Until budgets
+    live in the ledger (issue 16, next phase), a daemon with budgeted keys refuses to start."""
+    import time
+
+    from meterfox_cli.errors import MeterFoxError
+    from meterfox_cli.keys.proxy_keys import KeyStatus, all_keys
+    from meterfox_cli.store.db import connect
+
+    if not settings.paths.database.exists():
+        return
+    conn = connect(settings.paths.database)
+    try:
+        keys = all_keys(conn)
+    finally:
+        conn.close()
+    now = time.time()
+    names = [k.name for k in keys if k.budget is not None and k.status(now) is KeyStatus.ACTIVE]
+    if names:
+        remove = "; ".join(f"`meterfox keys budget {name} none`" for name in names)
+        raise MeterFoxError(
+            f"budgets are not kept in a PostgreSQL ledger yet, so those of {', '.join(names)} "
+            f"would not hold: remove them ({remove}) or unset METERFOX_DATABASE_URL and "
+            "[store] url"
+        )
 
 
 def _key_authorizer(settings: Settings, require: bool, book: PriceBook) -> KeyAuthorizer:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from meterfox_cli.errors import MeterFoxError
+from meterfox_cli.store.dialect import SQLITE, Dialect
 
 UNKNOWN_GROUP = "(unknown)"
 UNTAGGED_GROUP = "(untagged)"
@@ -16,11 +17,14 @@ _COLUMN_DIMENSIONS = {
     "model": "NULLIF({t}.model, '')",
     "key": "{t}.key_name",
     "endpoint": "{t}.endpoint",
+    "host": "NULLIF({t}.host, '')",  # not in the rollup: read from the requests alone
     "day": "{t}.day",
-    "week": "date({t}.day, 'weekday 0', '-6 days')",  # the Monday that starts the ISO week
+    "week": "{week}",  # the Monday that starts the ISO week (the dialect's SQL)
     "month": "substr({t}.day, 1, 7)",
 }
 TIME_DIMENSIONS = frozenset({"day", "week", "month"})
+# Dimensions the hourly rollup does not keep: a report grouped by one reads `requests`.
+RAW_DIMENSIONS = frozenset({"host"})
 
 
 def parse_dimensions(text: str) -> tuple[str, ...]:
@@ -57,11 +61,11 @@ def tag_joins(dims: tuple[str, ...]) -> tuple[str, list[object], list[str]]:
     return " ".join(joins), params, columns
 
 
-def dimension_sql(dim: str, index: int, alias: str = "x") -> str:
+def dimension_sql(dim: str, index: int, alias: str = "x", *, dialect: Dialect = SQLITE) -> str:
     """The SQL for a dimension over the summed source `x` or over a request row `r`."""
     if dim.startswith("tag:"):
         return f"x.tag{index}" if alias == "x" else f"t{index}.value"
-    return _COLUMN_DIMENSIONS[dim].format(t=alias)
+    return _COLUMN_DIMENSIONS[dim].format(t=alias, week=dialect.week(f"{alias}.day"))
 
 
 def label(dims: tuple[str, ...], values: tuple[str | None, ...]) -> str:

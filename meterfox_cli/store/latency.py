@@ -10,11 +10,11 @@ requests is sampled one in m by rowid, and the groups that sample leaves thin ar
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, timedelta
 
+from meterfox_cli.store.dialect import LedgerConnection, dialect_of
 from meterfox_cli.store.dimensions import TIME_DIMENSIONS, dimension_sql, tag_joins
 from meterfox_cli.store.select import Filters, TimeRange, filter_sql, window_sql
 
@@ -29,7 +29,7 @@ Key = tuple[str | None, ...]
 
 
 def latency_percentiles(
-    conn: sqlite3.Connection,
+    conn: LedgerConnection,
     dims: tuple[str, ...],
     window: TimeRange,
     filters: Filters,
@@ -70,7 +70,7 @@ def latency_percentiles(
 
 
 def _read_latencies(
-    conn: sqlite3.Connection,
+    conn: LedgerConnection,
     dims: tuple[str, ...],
     window: TimeRange,
     filters: Filters,
@@ -78,7 +78,8 @@ def _read_latencies(
 ) -> tuple[dict[Key, list[float]], dict[Key, list[float]]]:
     """Latencies and times to first byte per group. The loop runs once per request read,
     so it is kept minimal: SQLite joins a multi-dimension key into one string."""
-    keys = [dimension_sql(dim, i, "r") for i, dim in enumerate(dims)]
+    dialect = dialect_of(conn)
+    keys = [dimension_sql(dim, i, "r", dialect=dialect) for i, dim in enumerate(dims)]
     joins, params, _ = tag_joins(dims)
     clauses, filter_params = filter_sql(filters, "r")
     window_clause, window_params = window_sql(window)
@@ -91,7 +92,8 @@ def _read_latencies(
     if len(keys) == 1:
         key_sql = keys[0]
     else:
-        key_sql = " || char(31) || ".join(f"IFNULL({key}, char(30))" for key in keys) or "''"
+        between, none = f" || {dialect.char(31)} || ", dialect.char(30)
+        key_sql = between.join(f"COALESCE({key}, {none})" for key in keys) or "''"
     latencies: defaultdict[object, list[float]] = defaultdict(list)
     ttfbs: defaultdict[object, list[float]] = defaultdict(list)
     sql = f"SELECT {key_sql}, r.latency_ms, r.ttfb_ms FROM requests r {joins} {where}"
@@ -151,9 +153,10 @@ def _group_filter(dims: tuple[str, ...], groups: list[Key]) -> tuple[str, list[o
                 "model": "r.model",
                 "key": "r.key_name",
                 "endpoint": "r.endpoint",
+                "host": "r.host",
             }[dim]
             wanted = sorted(v for v in values if v is not None)
-        match = f"{column} IN ({', '.join('?' * len(wanted))})" if wanted else "0"
+        match = f"{column} IN ({', '.join('?' * len(wanted))})" if wanted else "1 = 0"
         if None in values:  # a missing model is stored as NULL or ''
             match = f"({match} OR {column} IS NULL OR {column} = '')"
         clauses.append(match)

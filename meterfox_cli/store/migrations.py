@@ -250,6 +250,12 @@ def m006_billed_buckets(conn: sqlite3.Connection) -> None:
     )
 
 
+def m007_request_host(conn: sqlite3.Connection) -> None:
+    """Which daemon recorded each request (`[store] host`, else the machine's hostname), for a
+    team's shared ledger and `report --by host`; '' for records from before it was kept."""
+    conn.execute("ALTER TABLE requests ADD COLUMN host TEXT NOT NULL DEFAULT ''")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_requests", m001_requests),
     ("002_native_dedupe", m002_native_dedupe),
@@ -257,4 +263,5 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("004_report_rollup", m004_report_rollup),
     ("005_key_allow_unpriced", m005_key_allow_unpriced),
     ("006_billed_buckets", m006_billed_buckets),
+    ("007_request_host", m007_request_host),
 ]

@@ -1,5 +1,5 @@
 """Report queries: sums per group, the Report and its rows. Grouping and sums happen in
-SQLite; money stays in integer nano-USD.
+the database (SQLite, or a PostgreSQL ledger: store/backend.py); money stays in integer nano-USD.
 
 Sums come from `request_rollup` (exact per-hour sums kept by triggers, see migrations.py) for
 the whole hours of a window, and from `requests` only for the partial hours at its edges; a
@@ -11,7 +11,6 @@ second pass over the same snapshot (store/latency.py).
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -19,8 +18,10 @@ from pathlib import Path
 
 from meterfox_cli.money import from_nanousd
 from meterfox_cli.pricing.quote import UNPRICED_SOURCE
-from meterfox_cli.store.db import has_requests, open_readonly
+from meterfox_cli.store.backend import Ledger, as_ledger
+from meterfox_cli.store.dialect import HOUR_S, LedgerConnection, dialect_of
 from meterfox_cli.store.dimensions import (
+    RAW_DIMENSIONS,
     TIME_DIMENSIONS,
     TOTAL_GROUP,
     dimension_sql,
@@ -30,8 +31,6 @@ from meterfox_cli.store.dimensions import (
 )
 from meterfox_cli.store.latency import latency_percentiles
 from meterfox_cli.store.select import NO_FILTERS, Filters, TimeRange, filter_sql, window_sql
-
-HOUR_S = 3600
 
 _SUMS = (
     "requests",
@@ -47,22 +46,24 @@ _SUMS = (
     "unpriced_input_tokens",
     "unpriced_output_tokens",
 )
-# The same sums over single request rows `r`, matching the rollup's triggers.
+# The same sums over single request rows `r`, matching the rollup's triggers (in SQL both
+# backends run alike: a condition counts through CASE, as PostgreSQL cannot sum a boolean).
+_UNPRICED = f"r.cost_source = '{UNPRICED_SOURCE}'"
 _REQUEST_SUMS = (
     "1",
-    "(r.status >= 400 OR r.outcome != 'ok')",
+    "CASE WHEN r.status >= 400 OR r.outcome != 'ok' THEN 1 ELSE 0 END",
     "r.input_tokens",
     "r.cached_tokens",
     "r.cache_write_tokens",
     "r.output_tokens",
     "r.reasoning_tokens",
     "r.cost_nanousd",
-    "(r.cost_nanousd IS NOT NULL)",
-    f"(r.cost_source = '{UNPRICED_SOURCE}')",
-    f"IIF(r.cost_source = '{UNPRICED_SOURCE}', r.input_tokens, 0)",
-    f"IIF(r.cost_source = '{UNPRICED_SOURCE}', r.output_tokens, 0)",
+    "CASE WHEN r.cost_nanousd IS NOT NULL THEN 1 ELSE 0 END",
+    f"CASE WHEN {_UNPRICED} THEN 1 ELSE 0 END",
+    f"CASE WHEN {_UNPRICED} THEN r.input_tokens ELSE 0 END",
+    f"CASE WHEN {_UNPRICED} THEN r.output_tokens ELSE 0 END",
 )
-_KEY_COLUMNS = "r.day, r.provider, IFNULL(r.model, '') AS model, r.key_name, r.endpoint"
+_KEY_COLUMNS = "r.day, r.provider, COALESCE(r.model, '') AS model, r.key_name, r.endpoint"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,20 +113,21 @@ class _Acc:
 
 
 def build_report(
-    conn: sqlite3.Connection,
+    conn: LedgerConnection,
     dimensions: Sequence[str],
     window: TimeRange,
     filters: Filters = NO_FILTERS,
     *,
     latency: bool = True,
 ) -> Report:
-    """Sums per group, most expensive first (oldest first when grouped by time first).
+    """Sums per group, most expensive first (oldest first when grouped by time first), over
+    either backend.
 
     Both passes read one snapshot (a read transaction: under WAL it never blocks the writer),
     so the latency pass sees exactly the requests that were summed."""
     if conn.in_transaction:
         return _build_report(conn, tuple(dimensions), window, filters, latency)
-    conn.execute("BEGIN")
+    conn.execute(dialect_of(conn).begin_snapshot_sql)
     try:
         return _build_report(conn, tuple(dimensions), window, filters, latency)
     finally:
@@ -133,7 +135,7 @@ def build_report(
 
 
 def _build_report(
-    conn: sqlite3.Connection,
+    conn: LedgerConnection,
     dims: tuple[str, ...],
     window: TimeRange,
     filters: Filters,
@@ -155,21 +157,19 @@ def _build_report(
 
 
 def read_report(
-    path: Path,
+    ledger: Path | Ledger,
     dimensions: Sequence[str],
     window: TimeRange,
     filters: Filters = NO_FILTERS,
     *,
     latency: bool = True,
 ) -> Report | None:
-    """The report over the database at `path`, opened read-only; None when nothing has been
-    recorded yet (no database, or no request in it)."""
-    conn = open_readonly(path)
+    """The report over the ledger (or the SQLite file at a path), opened read-only; None when
+    nothing has been recorded yet (no database, or no request in it)."""
+    conn = as_ledger(ledger).open_reader()
     if conn is None:
         return None
     try:
-        if not has_requests(conn):
-            return None
         return build_report(conn, dimensions, window, filters, latency=latency)
     finally:
         conn.close()
@@ -180,16 +180,14 @@ def empty_report(dimensions: Sequence[str], window: TimeRange, filters: Filters)
 
 
 def group_by(
-    conn: sqlite3.Connection, by: str, window: TimeRange, filters: Filters = NO_FILTERS
+    conn: LedgerConnection, by: str, window: TimeRange, filters: Filters = NO_FILTERS
 ) -> list[ReportRow]:
     """The rows of a report grouped by `by` (e.g. `model` or `provider,model`)."""
     return list(build_report(conn, parse_dimensions(by), window, filters).rows)
 
 
-def has_rollup(conn: sqlite3.Connection) -> bool:
-    found = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'request_rollup'"
-    ).fetchone()
+def has_rollup(conn: LedgerConnection) -> bool:
+    found = conn.execute(dialect_of(conn).table_exists_sql, ("request_rollup",)).fetchone()
     return found is not None
 
 
@@ -197,10 +195,10 @@ def has_rollup(conn: sqlite3.Connection) -> bool:
 
 
 def _sums(
-    conn: sqlite3.Connection, dims: tuple[str, ...], window: TimeRange, filters: Filters
+    conn: LedgerConnection, dims: tuple[str, ...], window: TimeRange, filters: Filters
 ) -> dict[tuple[str | None, ...], _Acc]:
     source, params = _source(conn, dims, window, filters)
-    keys = [dimension_sql(dim, i) for i, dim in enumerate(dims)]
+    keys = [dimension_sql(dim, i, dialect=dialect_of(conn)) for i, dim in enumerate(dims)]
     select = ", ".join([*keys, *(f"SUM(x.{name})" for name in _SUMS)])
     group = f"GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}" if keys else ""
     sql = f"SELECT {select} FROM ({source}) x {group}"
@@ -209,21 +207,23 @@ def _sums(
         key = tuple(row[: len(dims)])
         if row[len(dims)] is None:  # no request at all (an ungrouped query over nothing)
             continue
-        groups[key] = _Acc([value or 0 for value in row[len(dims) :]])
+        # int(): PostgreSQL sums integers as numeric (a Decimal here); SQLite's are ints.
+        groups[key] = _Acc([int(value or 0) for value in row[len(dims) :]])
     return groups
 
 
 def _source(
-    conn: sqlite3.Connection, dims: tuple[str, ...], window: TimeRange, filters: Filters
+    conn: LedgerConnection, dims: tuple[str, ...], window: TimeRange, filters: Filters
 ) -> tuple[str, list[object]]:
-    """The rows to sum: rollup rows for whole hours, request rows for the rest."""
+    """The rows to sum: rollup rows for whole hours, request rows for the rest (or alone,
+    for a tag or a dimension the rollup does not keep)."""
     tagged = filters.tags or any(dim.startswith("tag:") for dim in dims)
-    if tagged or not has_rollup(conn):
+    if tagged or RAW_DIMENSIONS.intersection(dims) or not has_rollup(conn):
         return _request_source(dims, filters, window_sql(window))
     first, end = _whole_hours(window)
     if first is None or end is None or first < end:
         rollup, rollup_params = _rollup_source(filters, first, end)
-        edges = _edge_sql(window, first, end)
+        edges = _edge_sql(window, first, end, dialect_of(conn).hour("r.ts"))
         if edges is None:
             return rollup, rollup_params
         raw, raw_params = _request_source(dims, filters, edges)
@@ -266,17 +266,17 @@ def _request_source(
         clauses.append(window_sql)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     sums = ", ".join(f"{expr} AS {name}" for expr, name in zip(_REQUEST_SUMS, _SUMS, strict=True))
-    columns = ", ".join([_KEY_COLUMNS, *tag_columns, sums])
+    raw_columns = [f"r.{dim}" for dim in dims if dim in RAW_DIMENSIONS]
+    columns = ", ".join([_KEY_COLUMNS, *raw_columns, *tag_columns, sums])
     sql = f"SELECT {columns} FROM requests r {joins} {where}"
     return sql, [*params, *filter_params, *window_params]
 
 
 def _edge_sql(
-    window: TimeRange, first: int | None, end: int | None
+    window: TimeRange, first: int | None, end: int | None, hour: str
 ) -> tuple[str, list[object]] | None:
-    """Requests in the window's partial hours. The hour is computed exactly as the rollup's
-    trigger computes it, so no request is counted twice or missed at a boundary."""
-    hour = f"CAST(r.ts / {HOUR_S} AS INTEGER)"
+    """Requests in the window's partial hours. The `hour` of a request is computed exactly as
+    the rollup's trigger computes it, so no request is counted twice or missed at a boundary."""
     parts, params = [], []
     if window.since is not None and first is not None and first * HOUR_S != window.since:
         parts.append(f"(r.ts >= ? AND r.ts < ? AND {hour} < ?)")

@@ -16,6 +16,7 @@ from typing import Any
 from meterfox_cli.money import from_nanousd
 from meterfox_cli.pricing.quote import Price, Quote
 from meterfox_cli.records import UsageRecord
+from meterfox_cli.store.dialect import POSTGRES, SQLITE, LedgerConnection, dialect_of
 from meterfox_cli.usage import Reading, Usage
 
 INT64_MAX = 2**63 - 1
@@ -49,26 +50,38 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "cost_nanousd",
     "cost_source",
     "price_detail",
+    "host",
 )
-INSERT_REQUEST = (
-    f"INSERT OR IGNORE INTO requests ({', '.join(REQUEST_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(REQUEST_COLUMNS))})"
-)
-INSERT_TAG = "INSERT OR IGNORE INTO request_tags (request_id, name, value) VALUES (?, ?, ?)"
+TAG_COLUMNS = ("request_id", "name", "value")
+# Per dialect: the INSERTs, each skipping a row already stored (the record id is the key).
+_INSERTS = {
+    dialect.name: (
+        dialect.insert_ignoring("requests", REQUEST_COLUMNS),
+        dialect.insert_ignoring("request_tags", TAG_COLUMNS),
+    )
+    for dialect in (SQLITE, POSTGRES)
+}
+INSERT_REQUEST, INSERT_TAG = _INSERTS[SQLITE.name]
 _in_column_order = itemgetter(*REQUEST_COLUMNS)  # a row's values as INSERT_REQUEST takes them
 
 
 # --- record → row ---------------------------------------------------------------------------
 
 
-def insert_records(conn: sqlite3.Connection, rows: Sequence[tuple[UsageRecord, Price]]) -> None:
-    """Insert each record with its price and its tags (in the caller's transaction)."""
-    conn.executemany(INSERT_REQUEST, [_in_column_order(request_row(r, p)) for r, p in rows])
-    conn.executemany(INSERT_TAG, [(r.id, name, value) for r, _ in rows for name, value in r.tags])
+def insert_records(
+    conn: LedgerConnection, rows: Sequence[tuple[UsageRecord, Price]], host: str = ""
+) -> None:
+    """Insert each record with its price and its tags (in the caller's transaction), on
+    either backend, as recorded by the daemon `host`; a record whose id is already stored is
+    skipped."""
+    insert_request, insert_tag = _INSERTS[dialect_of(conn).name]
+    conn.executemany(insert_request, [_in_column_order(request_row(r, p, host)) for r, p in rows])
+    conn.executemany(insert_tag, [(r.id, name, value) for r, _ in rows for name, value in r.tags])
 
 
-def request_row(record: UsageRecord, price: Price) -> dict[str, object]:
-    """The `requests` row that stores `record` priced at `price`, column by column."""
+def request_row(record: UsageRecord, price: Price, host: str = "") -> dict[str, object]:
+    """The `requests` row that stores `record` priced at `price`, recorded by the daemon
+    `host` ('' when unnamed), column by column."""
     reading = record.reading
     usage = reading.usage
     counted = usage is not None
@@ -103,6 +116,7 @@ def request_row(record: UsageRecord, price: Price) -> dict[str, object]:
         "cost_nanousd": None if price.cost_nanousd is None else _int64(price.cost_nanousd),
         "cost_source": price.source,
         "price_detail": price.detail,
+        "host": host,
     }
 
 

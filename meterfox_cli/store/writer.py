@@ -1,4 +1,5 @@
-"""The record writer: one thread that commits records to SQLite in batches.
+"""The record writer: one thread that commits records to the ledger in batches (the SQLite file,
+or a PostgreSQL ledger: it depends on store/backend.Ledger, never on a backend).
 
 Guarantee: every record `submit`ted before `close()` returns is committed, unless the database
 refuses writes for longer than the close deadline (then the loss is logged with its count).
@@ -9,7 +10,6 @@ writer retries with backoff; the proxy never waits on disk.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections import deque
@@ -21,7 +21,9 @@ from meterfox_cli.errors import StoreError
 from meterfox_cli.pricing.book import price_record
 from meterfox_cli.pricing.quote import UNPRICED, Price
 from meterfox_cli.records import UsageRecord
-from meterfox_cli.store.db import BUSY_TIMEOUT_MS, connect, transaction
+from meterfox_cli.store.backend import Ledger, as_ledger
+from meterfox_cli.store.db import BUSY_TIMEOUT_MS
+from meterfox_cli.store.dialect import LedgerConnection
 from meterfox_cli.store.rows import insert_records
 
 log = logging.getLogger("meterfox.writer")
@@ -47,7 +49,7 @@ class RecordWriter:
 
     def __init__(
         self,
-        db_path: Path,
+        ledger: Path | Ledger,
         *,
         pricer: Callable[[UsageRecord], Price] = price_record,
         batch_size: int = 1000,
@@ -55,9 +57,12 @@ class RecordWriter:
         max_queue: int = 100_000,
         retry_max_s: float = 5.0,
         busy_timeout_s: float = BUSY_TIMEOUT_MS / 1000,
-        on_connect: Callable[[sqlite3.Connection], None] | None = None,
+        on_connect: Callable[[LedgerConnection], None] | None = None,
+        host: str = "",
     ) -> None:
-        self._db_path = db_path
+        """`host`: the name each record is stored with (`report --by host`)."""
+        self._ledger = as_ledger(ledger)
+        self._host = host
         self._pricer = pricer
         self._batch_size = batch_size
         self._retry_max_s = retry_max_s
@@ -71,7 +76,7 @@ class RecordWriter:
         self._thread = threading.Thread(target=self._run, name="meterfox-writer", daemon=True)
         self._closing = threading.Event()
         self._deadline: float | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._conn: LedgerConnection | None = None
         self._in_hand = 0  # records of the batch being written (retried while the DB refuses)
         self._next_reminder = 0.0
         self.written = 0
@@ -82,8 +87,16 @@ class RecordWriter:
         self.max_commit_lag_s = 0.0
 
     @property
+    def ledger(self) -> Ledger:
+        return self._ledger
+
+    @property
     def db_path(self) -> Path:
-        return self._db_path
+        """The SQLite file written to (a PostgreSQL ledger has none)."""
+        path = getattr(self._ledger, "path", None)
+        if path is None:
+            raise StoreError(f"the writer writes to {self._ledger.describe()}, not a file")
+        return path
 
     @property
     def queued(self) -> int:
@@ -157,10 +170,11 @@ class RecordWriter:
                         self._conn = self._connect()
                     self._commit(self._conn, rows)
                 except Exception as exc:
-                    if not _passing(exc):
+                    if not self._ledger.is_passing(exc):
                         self._commit_each(rows, exc)
                         return True
                     self._failing(exc, self.queued)
+                    self._drop_if_lost()
                     if self._deadline is not None and time.monotonic() > self._deadline:
                         return False
                     time.sleep(delay)
@@ -194,11 +208,18 @@ class RecordWriter:
             else:
                 self.written += 1
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = connect(self._db_path, busy_timeout_ms=self._busy_timeout_ms)
+    def _connect(self) -> LedgerConnection:
+        conn = self._ledger.open_writer(self._busy_timeout_ms)
         if self._on_connect is not None:
             self._on_connect(conn)
         return conn
+
+    def _drop_if_lost(self) -> None:
+        """A connection the server has dropped (a PostgreSQL restart) is closed, so the next
+        attempt connects afresh; a SQLite connection is kept (it recovers from a lock)."""
+        if self._conn is not None and self._ledger.is_lost(self._conn):
+            self._conn.close()
+            self._conn = None
 
     def _failing(self, exc: BaseException, waiting: int) -> None:
         self.last_error = str(exc)
@@ -242,22 +263,13 @@ class RecordWriter:
             log.exception("pricing failed for %s; recorded as unpriced", record.id)
             return UNPRICED
 
-    @staticmethod
-    def _commit(conn: sqlite3.Connection, rows: list[tuple[UsageRecord, Price]]) -> None:
-        with transaction(conn):
-            insert_records(conn, counted_once(conn, rows))
-
-
-def _passing(exc: BaseException) -> bool:
-    """A fault of the database as a whole (cannot open, locked, busy, full, I/O, corrupt) that
-    may pass, as opposed to one batch's data the database will never take."""
-    return isinstance(exc, StoreError | sqlite3.OperationalError) or type(exc) is (
-        sqlite3.DatabaseError
-    )
+    def _commit(self, conn: LedgerConnection, rows: list[tuple[UsageRecord, Price]]) -> None:
+        with self._ledger.transaction(conn):
+            insert_records(conn, counted_once(conn, rows), self._host)
 
 
 def counted_once(
-    conn: sqlite3.Connection, rows: list[tuple[UsageRecord, Price]]
+    conn: LedgerConnection, rows: list[tuple[UsageRecord, Price]]
 ) -> list[tuple[UsageRecord, Price]]:
     """Rows whose dedupe key already has usage (stored, or earlier in this batch) lose theirs.
 

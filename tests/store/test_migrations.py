@@ -13,7 +13,7 @@ REQUEST_COLUMNS = [
     "outcome", "key_name", "ttfb_ms", "latency_ms", "usage_known", "input_tokens",
     "cached_tokens", "cache_write_tokens", "cache_write_1h_tokens", "output_tokens",
     "reasoning_tokens", "units", "price_context", "dedupe_key", "reported_cost_usd",
-    "cost_nanousd", "cost_source", "price_detail",
+    "cost_nanousd", "cost_source", "price_detail", "host",
 ]  # fmt: skip
 
 

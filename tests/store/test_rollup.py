@@ -8,6 +8,7 @@ from pathlib import Path
 from meterfox_cli.records import Outcome
 from meterfox_cli.store.db import migrate
 from meterfox_cli.store.migrations import MIGRATIONS, ROLLUP_KEYS, ROLLUP_SUMS
+from meterfox_cli.store.rows import REQUEST_COLUMNS, request_row
 from tests.fakes.records import Req, at, insert
 
 KEYS = ", ".join(name for name, _ in ROLLUP_KEYS)
@@ -73,13 +74,24 @@ def test_deletes_are_taken_away_and_empty_rows_removed(conn):
     assert rollup(conn) == []
 
 
+def insert_before_host(conn: sqlite3.Connection, *requests: Req) -> None:
+    """Requests as a version before 007_request_host wrote them (no `host` column)."""
+    rows = [request_row(req.record(), req.price()) for req in requests]
+    columns = [name for name in REQUEST_COLUMNS if name != "host"]
+    marks = ", ".join("?" * len(columns))
+    conn.executemany(
+        f"INSERT INTO requests ({', '.join(columns)}) VALUES ({marks})",
+        [[row[name] for name in columns] for row in rows],
+    )
+
+
 def test_the_migration_rolls_up_requests_recorded_before_it(tmp_path: Path):
     conn = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
     conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
     first_name, first = MIGRATIONS[0]
     first(conn)  # a database from the version before the rollup…
     conn.execute("INSERT INTO _migrations VALUES (?, 0)", (first_name,))
-    insert(conn, *MIX)  # …holding requests recorded then
+    insert_before_host(conn, *MIX)  # …holding requests recorded then
     assert "004_report_rollup" in migrate(conn)
     assert rollup(conn) == recomputed(conn)
     assert len(rollup(conn)) == 3  # two requests share a rollup row

@@ -1,0 +1,88 @@
+"""The ledger behind one small protocol: where the record writer commits and reports read.
+Two backends: the local SQLite file (the default, store/sqlite.py) and a PostgreSQL server shared
+by a team (store/postgres.py). The writer and the report depend on this, never on a backend."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Protocol
+
+from meterfox_cli.store.dialect import Dialect, LedgerConnection
+
+
+class Ledger(Protocol):
+    dialect: Dialect
+
+    def describe(self) -> str:
+        """Where the ledger is, fit to print (a password masked)."""
+        ...
+
+    def open_writer(self, busy_timeout_ms: int) -> LedgerConnection:
+        """A connection for writing records; the schema is current (SQLite migrates it,
+        PostgreSQL refuses one behind or ahead: `meterfox db migrate`). StoreError if not."""
+        ...
+
+    def open_reader(self) -> LedgerConnection | None:
+        """A connection for reports; None when nothing has been recorded yet."""
+        ...
+
+    def transaction(self, conn: LedgerConnection) -> AbstractContextManager[None]:
+        """A write transaction: committed at the end, rolled back on any error."""
+        ...
+
+    def is_passing(self, exc: BaseException) -> bool:
+        """A fault of the database as a whole (cannot connect, locked, full…) that may pass,
+        as opposed to one batch's data the database will never take."""
+        ...
+
+    def is_lost(self, conn: LedgerConnection) -> bool:
+        """The connection can no longer be used (the server dropped it): open another."""
+        ...
+
+    def migrate(self) -> list[str]:
+        """Apply every migration not yet applied; their names."""
+        ...
+
+    def check(self) -> None:
+        """StoreError, in one sentence, when `serve` must not write here: a PostgreSQL schema
+        behind or ahead of this version, or no server. SQLite migrates as it opens: no check."""
+        ...
+
+    def pending(self) -> tuple[list[str], list[str]]:
+        """(migrations this version has that the database lacks, and those the database has
+        that this version does not know)."""
+        ...
+
+
+def schema_problem(where: str, missing: list[str], unknown: list[str]) -> str | None:
+    """One sentence when the ledger's schema is behind or ahead of this version; else None."""
+    if unknown:
+        return (
+            f"the ledger {where} has migrations this meterfox does not know "
+            f"({', '.join(unknown)}): upgrade meterfox"
+        )
+    if missing:
+        return (
+            f"the ledger {where} is behind this meterfox ({len(missing)} migrations to apply): "
+            "run `meterfox db migrate`"
+        )
+    return None
+
+
+def as_ledger(ledger: Path | Ledger) -> Ledger:
+    """A ledger, given one or the path of a SQLite file."""
+    if isinstance(ledger, Path):
+        from meterfox_cli.store.sqlite import SqliteLedger
+
+        return SqliteLedger(ledger)
+    return ledger
+
+
+def ledger_at(url: str | None, sqlite_path: Path) -> Ledger:
+    """The PostgreSQL ledger at `url`; without one, the SQLite file at `sqlite_path`."""
+    if url is None:
+        return as_ledger(sqlite_path)
+    from meterfox_cli.store.postgres import PostgresLedger
+
+    return PostgresLedger(url)

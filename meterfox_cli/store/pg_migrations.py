@@ -1,0 +1,136 @@
+"""The PostgreSQL ledger's schema, as ordered, named migrations beside SQLite's (migrations.py):
+the same tables and columns for the records and their rollup, in PostgreSQL's types.
+`PostgresLedger.migrate` applies and records them; once shipped, one is never edited.
+tests/store/test_pg_schema.py migrates a blank database and checks the schema."""
+
+from __future__ import annotations
+
+from meterfox_cli.pricing.quote import UNPRICED_SOURCE
+from meterfox_cli.store.dialect import POSTGRES
+from meterfox_cli.store.migrations import ROLLUP_KEYS, ROLLUP_SUMS
+
+M001_REQUESTS = """
+CREATE TABLE requests (
+    rowid BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,  -- the recording order, as SQLite's rowid
+    id TEXT PRIMARY KEY,
+    ts DOUBLE PRECISION NOT NULL,
+    day TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT,
+    endpoint TEXT NOT NULL,
+    method TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    streamed INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    key_name TEXT NOT NULL,
+    ttfb_ms DOUBLE PRECISION,
+    latency_ms DOUBLE PRECISION NOT NULL,
+    usage_known INTEGER NOT NULL,
+    input_tokens BIGINT NOT NULL DEFAULT 0,
+    cached_tokens BIGINT NOT NULL DEFAULT 0,
+    cache_write_tokens BIGINT NOT NULL DEFAULT 0,
+    cache_write_1h_tokens BIGINT NOT NULL DEFAULT 0,
+    output_tokens BIGINT NOT NULL DEFAULT 0,
+    reasoning_tokens BIGINT NOT NULL DEFAULT 0,
+    units TEXT,
+    price_context TEXT,
+    dedupe_key TEXT,
+    reported_cost_usd TEXT,
+    cost_nanousd BIGINT,
+    cost_source TEXT NOT NULL DEFAULT 'unpriced',
+    price_detail TEXT
+);
+CREATE INDEX requests_ts ON requests (ts);
+CREATE INDEX requests_day ON requests (day);
+CREATE INDEX requests_key_ts ON requests (key_name, ts);
+CREATE INDEX requests_latency ON requests (ts, provider, model, key_name, day, latency_ms, ttfb_ms);
+CREATE UNIQUE INDEX requests_dedupe ON requests (dedupe_key)
+    WHERE dedupe_key IS NOT NULL AND usage_known = 1;
+CREATE TABLE request_tags (
+    request_id TEXT NOT NULL REFERENCES requests (id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (request_id, name)
+);
+CREATE INDEX request_tags_name ON request_tags (name, value);
+"""
+
+# The rollup's keys and sums, as migrations.py defines them for SQLite, in PostgreSQL's SQL
+# (a condition counts through CASE; the hour truncates as SQLite's CAST does).
+_UNPRICED = f"{{r}}.cost_source = '{UNPRICED_SOURCE}'"
+_PG_SUMS = {
+    "requests": "1",
+    "errors": "CASE WHEN {r}.status >= 400 OR {r}.outcome != 'ok' THEN 1 ELSE 0 END",
+    "cost_nanousd": "COALESCE({r}.cost_nanousd, 0)",
+    "priced_requests": "CASE WHEN {r}.cost_nanousd IS NOT NULL THEN 1 ELSE 0 END",
+    "unpriced_requests": f"CASE WHEN {_UNPRICED} THEN 1 ELSE 0 END",
+    "unpriced_input_tokens": f"CASE WHEN {_UNPRICED} THEN {{r}}.input_tokens ELSE 0 END",
+    "unpriced_output_tokens": f"CASE WHEN {_UNPRICED} THEN {{r}}.output_tokens ELSE 0 END",
+}
+_PG_KEYS = {"hour": POSTGRES.hour("{r}.ts"), "model": "COALESCE({r}.model, '')"}
+PG_ROLLUP_SUMS = tuple((name, _PG_SUMS.get(name, expr)) for name, expr in ROLLUP_SUMS)
+PG_ROLLUP_KEYS = tuple((name, _PG_KEYS.get(name, expr)) for name, expr in ROLLUP_KEYS)
+
+
+def _rollup_upsert(row: str, sign: str) -> str:
+    keys = ", ".join(name for name, _ in PG_ROLLUP_KEYS)
+    sums = ", ".join(name for name, _ in PG_ROLLUP_SUMS)
+    values = ", ".join(
+        [expr.format(r=row) for _, expr in PG_ROLLUP_KEYS]
+        + [f"{sign}({expr.format(r=row)})" for _, expr in PG_ROLLUP_SUMS]
+    )
+    updates = ", ".join(
+        f"{name} = request_rollup.{name} + excluded.{name}" for name, _ in PG_ROLLUP_SUMS
+    )
+    return (
+        f"INSERT INTO request_rollup ({keys}, {sums}) VALUES ({values}) "
+        f"ON CONFLICT ({keys}) DO UPDATE SET {updates};"
+    )
+
+
+def _rollup_prune(row: str) -> str:
+    match = " AND ".join(f"{name} = {expr.format(r=row)}" for name, expr in PG_ROLLUP_KEYS)
+    return f"DELETE FROM request_rollup WHERE {match} AND requests = 0;"
+
+
+def _m002_report_rollup() -> str:
+    """The report rollup, kept in step with `requests` by one row trigger in the writing
+    transaction, whoever writes (as SQLite's three triggers do)."""
+    keys = ", ".join(
+        f"{name} {'BIGINT' if name == 'hour' else 'TEXT'} NOT NULL" for name, _ in PG_ROLLUP_KEYS
+    )
+    sums = ", ".join(f"{name} BIGINT NOT NULL" for name, _ in PG_ROLLUP_SUMS)
+    key_names = ", ".join(name for name, _ in PG_ROLLUP_KEYS)
+    key_exprs = ", ".join(expr.format(r="requests") for _, expr in PG_ROLLUP_KEYS)
+    sum_exprs = ", ".join(f"SUM({expr.format(r='requests')})" for _, expr in PG_ROLLUP_SUMS)
+    groups = ", ".join(str(i + 1) for i in range(len(PG_ROLLUP_KEYS)))
+    return f"""
+CREATE TABLE request_rollup ({keys}, {sums}, PRIMARY KEY ({key_names}));
+INSERT INTO request_rollup SELECT {key_exprs}, {sum_exprs} FROM requests GROUP BY {groups};
+CREATE FUNCTION request_rollup_step() RETURNS trigger LANGUAGE plpgsql AS $step$
+BEGIN
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        {_rollup_upsert("OLD", "-")}
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        {_rollup_upsert("NEW", "+")}
+    END IF;
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        {_rollup_prune("OLD")}
+    END IF;
+    RETURN NULL;
+END
+$step$;
+CREATE TRIGGER request_rollup_step AFTER INSERT OR UPDATE OR DELETE ON requests
+    FOR EACH ROW EXECUTE FUNCTION request_rollup_step();
+"""
+
+
+# Which daemon recorded each request (as SQLite's 007_request_host).
+M003_REQUEST_HOST = "ALTER TABLE requests ADD COLUMN host TEXT NOT NULL DEFAULT ''"
+
+PG_MIGRATIONS: list[tuple[str, str]] = [
+    ("001_requests", M001_REQUESTS),
+    ("002_report_rollup", _m002_report_rollup()),
+    ("003_request_host", M003_REQUEST_HOST),
+]

@@ -1,0 +1,173 @@
+"""The PostgreSQL ledger a team shares: connecting (libpq's rules: the password from the URL,
+PGPASSWORD or ~/.pgpass), its migrations (pg_migrations.py) and the schema check, and a
+connection shaped like sqlite3's so the write and report paths run unchanged. The only module
+that imports psycopg."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from meterfox_cli.config import masked_url
+from meterfox_cli.errors import StoreError
+from meterfox_cli.store.backend import schema_problem
+from meterfox_cli.store.dialect import POSTGRES, Dialect
+from meterfox_cli.store.pg_migrations import PG_MIGRATIONS
+
+try:
+    import psycopg
+    from psycopg.pq import TransactionStatus
+except ImportError:  # the `postgres` extra is not installed
+    psycopg = None  # type: ignore[assignment]
+
+CONNECT_TIMEOUT_S = 5
+MIGRATIONS_LOCK = 0x6D66_6C65  # pg_advisory_xact_lock key: one migrating process at a time
+_CREATE_MIGRATIONS = (
+    "CREATE TABLE IF NOT EXISTS _migrations "
+    "(name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+)
+
+
+def _translated(sql: str) -> str:
+    """The ledger's SQL (`?` placeholders) in psycopg's style (`%s`; a literal `%` doubled)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class PgConnection:
+    """A psycopg connection in autocommit mode, with the part of sqlite3.Connection's API the
+    write and report paths use (store/dialect.LedgerConnection)."""
+
+    dialect: ClassVar[Dialect] = POSTGRES
+
+    def __init__(self, raw: psycopg.Connection) -> None:
+        self.raw = raw
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.info.transaction_status != TransactionStatus.IDLE
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor:
+        if not parameters:  # no placeholders: psycopg takes the text as it is
+            return self.raw.execute(sql)
+        return self.raw.execute(_translated(sql), parameters)
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> None:
+        with self.raw.cursor() as cursor:
+            cursor.executemany(_translated(sql), list(parameters))
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresLedger:
+    url: str
+    dialect: ClassVar[Dialect] = POSTGRES
+
+    def describe(self) -> str:
+        return masked_url(self.url)
+
+    def connect(self) -> PgConnection:
+        """A connection; StoreError (the URL masked) when the server cannot be reached."""
+        if psycopg is None:
+            raise StoreError(
+                "a PostgreSQL ledger needs the driver: pip install 'meterfox-cli[postgres]'"
+            )
+        try:
+            raw = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to the ledger {self.describe()}: {exc}") from exc
+        return PgConnection(raw)
+
+    def open_writer(self, busy_timeout_ms: int = 0) -> PgConnection:
+        conn = self.connect()
+        try:
+            problem = schema_problem(self.describe(), *_pending(conn))
+        except BaseException:
+            conn.close()
+            raise
+        if problem is not None:
+            conn.close()
+            raise StoreError(problem)
+        return conn
+
+    def open_reader(self) -> PgConnection | None:
+        conn = self.connect()
+        try:
+            missing, _ = _pending(conn)
+            if missing and len(missing) == len(PG_MIGRATIONS):  # never migrated: nothing yet
+                conn.close()
+                return None
+            if conn.execute("SELECT 1 FROM requests LIMIT 1").fetchone() is None:
+                conn.close()
+                return None
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def transaction(self, conn: PgConnection) -> AbstractContextManager[None]:
+        return _transaction(conn)
+
+    def is_passing(self, exc: BaseException) -> bool:
+        return isinstance(exc, StoreError) or (
+            psycopg is not None and isinstance(exc, psycopg.OperationalError)
+        )
+
+    def is_lost(self, conn: PgConnection) -> bool:
+        return conn.raw.closed or conn.raw.broken
+
+    def migrate(self) -> list[str]:
+        conn = self.connect()
+        try:
+            return _migrate(conn)
+        finally:
+            conn.close()
+
+    def check(self) -> None:
+        self.open_writer().close()
+
+    def pending(self) -> tuple[list[str], list[str]]:
+        conn = self.connect()
+        try:
+            return _pending(conn)
+        finally:
+            conn.close()
+
+
+@contextmanager
+def _transaction(conn: PgConnection) -> Iterator[None]:
+    with conn.raw.transaction():
+        yield
+
+
+def _applied(conn: PgConnection) -> list[str]:
+    if conn.execute("SELECT to_regclass('_migrations')").fetchone()[0] is None:
+        return []
+    return [row[0] for row in conn.execute("SELECT name FROM _migrations ORDER BY name")]
+
+
+def _pending(conn: PgConnection) -> tuple[list[str], list[str]]:
+    applied = _applied(conn)
+    known = [name for name, _ in PG_MIGRATIONS]
+    return [n for n in known if n not in applied], [n for n in applied if n not in known]
+
+
+def _migrate(conn: PgConnection) -> list[str]:
+    """Apply every migration not yet recorded, all in one transaction under an advisory lock
+    (two daemons migrating at once: one waits, then finds nothing to do)."""
+    with conn.raw.transaction():
+        conn.raw.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATIONS_LOCK,))
+        conn.raw.execute(_CREATE_MIGRATIONS)
+        done = set(_applied(conn))
+        applied = []
+        for name, script in PG_MIGRATIONS:
+            if name in done:
+                continue
+            conn.raw.execute(script)
+            conn.raw.execute("INSERT INTO _migrations VALUES (%s, %s)", (name, time.time()))
+            applied.append(name)
+    return applied

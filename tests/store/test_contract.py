@@ -1,0 +1,237 @@
+"""The ledger contract, one suite run against both backends (SQLite and a real PostgreSQL):
+records go in through the record writer, reports come out through `read_report`, and both
+stores must give the same rows, so they cannot drift apart."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from meterfox_cli.records import Outcome, UsageRecord
+from meterfox_cli.store.backend import Ledger
+from meterfox_cli.store.dimensions import parse_dimensions
+from meterfox_cli.store.postgres import PostgresLedger
+from meterfox_cli.store.queries import Report, read_report
+from meterfox_cli.store.select import Filters, TimeRange
+from meterfox_cli.store.sqlite import SqliteLedger
+from meterfox_cli.store.writer import RecordWriter
+from meterfox_cli.usage import Reading, Usage
+from tests.fakes.records import Req, at, usage_record
+
+BACKENDS = ("sqlite", "postgresql")
+ALL = TimeRange()
+# Across a day boundary and partial hours at both edges (the rollup plus raw edge rows).
+EDGES = TimeRange(at("2026-11-02 09:20"), at("2026-11-04 13:40"))
+
+REQUESTS = (
+    Req(at("2026-11-02 08:59"), model="gpt-4o", input_tokens=100, output_tokens=10),
+    Req(at("2026-11-02 09:30"), model="gpt-4o", cost_nano=2_500, tags=(("team", "search"),)),
+    Req(at("2026-11-02 23:59"), provider="anthropic", model="claude", key="ci", cost_nano=7),
+    Req(at("2026-11-03 00:00"), provider="anthropic", model="claude", key="ci", ttfb_ms=40.0),
+    Req(at("2026-11-03 10:15"), model=None, status=429, outcome=Outcome.UPSTREAM_ERROR,
+        cost_nano=None, latency_ms=12.5),
+    Req(at("2026-11-03 11:00"), model="mini", unpriced=True, cost_nano=None,
+        tags=(("team", "search"), ("feature", "chat"))),
+    Req(at("2026-11-04 12:45"), provider="mistral", model="small", key="ci", cost_nano=3),
+    Req(at("2026-11-04 13:39"), model="mini", cached_tokens=30, reasoning_tokens=4,
+        tags=(("team", "ads"),), latency_ms=900.0),
+    Req(at("2026-11-04 13:40"), model="gpt-4o", cost_nano=123_456_789),
+    Req(at("2026-11-09 12:00"), provider="gemini", model="flash", key="ci", cost_nano=1),
+)  # fmt: skip
+
+
+@pytest.fixture(params=BACKENDS)
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    """An empty, migrated ledger on each backend."""
+    if request.param == "sqlite":
+        ledger: Ledger = SqliteLedger(tmp_path / "ledger.db")
+    else:
+        ledger = PostgresLedger(request.getfixturevalue("pg_url"))
+    ledger.migrate()
+    yield ledger
+
+
+def write(
+    ledger: Ledger, records: list[UsageRecord], prices: dict, host: str = "laptop-1"
+) -> RecordWriter:
+    """Records committed through a real RecordWriter (its batches, its dedupe, its pricer),
+    as the daemon named `host`."""
+    writer = RecordWriter(ledger, pricer=lambda record: prices[record.id], host=host)
+    writer.start()
+    for record in records:
+        writer.submit(record)
+    writer.close()
+    assert writer.dropped == 0 and writer.last_error is None
+    return writer
+
+
+def record_all(ledger: Ledger) -> None:
+    """REQUESTS, the first four through a daemon named laptop-1, the rest through ci-runner."""
+    records = [req.record() for req in REQUESTS]
+    prices = {record.id: req.price() for record, req in zip(records, REQUESTS, strict=True)}
+    assert write(ledger, records[:4], prices, host="laptop-1").written == 4
+    assert write(ledger, records[4:], prices, host="ci-runner").written == len(REQUESTS) - 4
+
+
+def summary(report: Report | None) -> list[tuple]:
+    """Every row of a report, every field: what `meterfox report` prints and emits."""
+    assert report is not None
+    return [*report.rows, report.total]
+
+
+def count(ledger: Ledger) -> int:
+    conn = ledger.open_reader()
+    if conn is None:
+        return 0
+    try:
+        return conn.execute("SELECT count(*) FROM requests").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_an_empty_ledger_reports_nothing(ledger: Ledger) -> None:
+    assert read_report(ledger, ("model",), ALL) is None
+
+
+@pytest.mark.parametrize("by", ["model", "provider", "day", "key", "tag:team", "host"])
+def test_report_by_each_dimension_sums_as_expected(ledger: Ledger, by: str) -> None:
+    record_all(ledger)
+    report = read_report(ledger, parse_dimensions(by), ALL)
+    assert report is not None
+    assert report.total.requests == len(REQUESTS)
+    assert report.total.errors == 1
+    assert report.total.cost_nanousd == 1000 + 2_500 + 7 + 1000 + 3 + 1000 + 123_456_789 + 1
+    assert report.total.unpriced_requests == 1
+    assert sum(row.requests for row in report.rows) == len(REQUESTS)
+    groups = {row.group: row.requests for row in report.rows}
+    expected = {
+        "model": {"gpt-4o": 3, "claude": 2, "mini": 2, "(unknown)": 1, "flash": 1, "small": 1},
+        "provider": {"openai": 6, "anthropic": 2, "gemini": 1, "mistral": 1},
+        "day": {"2026-11-02": 3, "2026-11-03": 3, "2026-11-04": 3, "2026-11-09": 1},
+        "key": {"passthrough": 6, "ci": 4},
+        "tag:team": {"search": 2, "ads": 1, "(untagged)": 7},
+        "host": {"laptop-1": 4, "ci-runner": 6},
+    }[by]
+    assert groups == expected
+
+
+@pytest.fixture
+def both(tmp_path: Path, pg_url: str) -> tuple[Ledger, Ledger]:
+    """The same records on both stores, side by side."""
+    pair = (SqliteLedger(tmp_path / "ledger.db"), PostgresLedger(pg_url))
+    for ledger in pair:
+        ledger.migrate()
+        record_all(ledger)
+    return pair
+
+
+@pytest.mark.parametrize(
+    "by", ["model", "provider", "day", "key", "tag:team", "week", "month", "endpoint", "host",
+           "provider,model", "day,tag:feature", "host,model"],
+)  # fmt: skip
+@pytest.mark.parametrize("window", [ALL, EDGES], ids=["all", "edges"])
+def test_sqlite_and_postgresql_give_the_same_rows(both, by: str, window: TimeRange) -> None:
+    sqlite, postgres = both
+    dims = parse_dimensions(by)
+    assert summary(read_report(sqlite, dims, window)) == summary(
+        read_report(postgres, dims, window)
+    )
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [Filters(providers=("anthropic",)), Filters(keys=("ci",)), Filters(tags=(("team", "search"),))],
+)
+def test_filters_give_the_same_rows_on_both(both, filters: Filters) -> None:
+    sqlite, postgres = both
+    dims = ("model",)
+    left, right = (
+        read_report(sqlite, dims, EDGES, filters),
+        read_report(postgres, dims, EDGES, filters),
+    )
+    assert summary(left) == summary(right)
+    assert left is not None and left.total.requests > 0
+
+
+def test_the_same_record_twice_is_stored_once(ledger: Ledger) -> None:
+    record = usage_record(started_at=at("2026-11-03 10:00"))
+    price = Req(0).price()
+    write(ledger, [record, record], {record.id: price})  # in one batch
+    write(ledger, [record], {record.id: price})  # and again, later
+    assert count(ledger) == 1
+    report = read_report(ledger, ("model",), ALL)
+    assert report is not None and report.total.requests == 1
+    assert report.total.cost_nanousd == price.cost_nanousd
+
+
+def test_a_billable_unit_seen_twice_keeps_its_usage_once(ledger: Ledger) -> None:
+    usage = Usage(input_tokens=12, output_tokens=2)
+    polls = [
+        usage_record(reading=Reading(model="m", usage=usage, dedupe_key="replicate:p1"))
+        for _ in range(3)
+    ]
+    prices = {poll.id: Req(0, cost_nano=500).price() for poll in polls}
+    write(ledger, polls[:2], prices)
+    write(ledger, polls[2:], prices)
+    report = read_report(ledger, ("model",), ALL)
+    assert report is not None
+    assert (report.total.requests, report.total.input_tokens) == (3, 12)
+    assert report.total.cost_nanousd == 500
+
+
+def test_the_rollup_stays_in_step_when_rows_change(ledger: Ledger) -> None:
+    """Whoever deletes or updates rows (a future `reprice` or retention), the hourly rollup the
+    reports read follows, on both backends."""
+    record_all(ledger)
+    conn = ledger.open_writer(1000)
+    try:
+        with ledger.transaction(conn):
+            conn.execute("UPDATE requests SET cost_nanousd = 5 WHERE model = ?", ("flash",))
+            conn.execute("DELETE FROM requests WHERE provider = ?", ("anthropic",))
+    finally:
+        conn.close()
+    report = read_report(ledger, ("provider",), ALL)
+    assert report is not None
+    assert {row.group: row.cost_nanousd for row in report.rows} == {
+        "openai": 1000 + 2_500 + 1000 + 123_456_789,
+        "gemini": 5,
+        "mistral": 3,
+    }
+    raw = read_report(ledger, ("provider", "tag:team"), ALL)  # the requests table alone
+    assert raw is not None and raw.total.cost_nanousd == report.total.cost_nanousd
+
+
+def test_the_writer_reconnects_when_the_server_drops_its_connection(pg_url: str) -> None:
+    """PostgreSQL only: the server ends the writer's session (as a restart does); the records
+    submitted after it are written on a new connection, none lost."""
+    ledger = PostgresLedger(pg_url)
+    ledger.migrate()
+    first, second = usage_record(), usage_record()
+    writer = RecordWriter(ledger, pricer=lambda record: Req(0).price(), retry_max_s=0.2)
+    writer.start()
+    try:
+        writer.submit(first)
+        _wait(lambda: writer.written == 1)
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            ended = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid != pg_backend_pid()"
+            ).fetchall()
+        assert ended == [(True,)]  # the writer's one connection
+        writer.submit(second)
+        _wait(lambda: writer.written == 2)
+    finally:
+        writer.close(timeout=10)
+    assert writer.dropped == 0
+    assert count(ledger) == 2
+
+
+def _wait(done, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)

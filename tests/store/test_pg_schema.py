@@ -1,0 +1,95 @@
+"""The PostgreSQL ledger's migrations: a blank database migrated equals the expected schema;
+migrating again does nothing; a ledger behind or ahead is refused in one sentence."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from meterfox_cli.errors import StoreError
+from meterfox_cli.store.migrations import ROLLUP_KEYS, ROLLUP_SUMS
+from meterfox_cli.store.pg_migrations import PG_MIGRATIONS
+from meterfox_cli.store.postgres import PostgresLedger
+from meterfox_cli.store.rows import REQUEST_COLUMNS
+
+TEXT, BIGINT, INT, REAL = "text", "bigint", "integer", "double precision"
+REQUESTS = {
+    "rowid": BIGINT, "id": TEXT, "ts": REAL, "day": TEXT, "provider": TEXT, "model": TEXT,
+    "endpoint": TEXT, "method": TEXT, "status": INT, "streamed": INT, "outcome": TEXT,
+    "key_name": TEXT, "ttfb_ms": REAL, "latency_ms": REAL, "usage_known": INT,
+    "input_tokens": BIGINT, "cached_tokens": BIGINT, "cache_write_tokens": BIGINT,
+    "cache_write_1h_tokens": BIGINT, "output_tokens": BIGINT, "reasoning_tokens": BIGINT,
+    "units": TEXT, "price_context": TEXT, "dedupe_key": TEXT, "reported_cost_usd": TEXT,
+    "cost_nanousd": BIGINT, "cost_source": TEXT, "price_detail": TEXT, "host": TEXT,
+}  # fmt: skip
+EXPECTED = {
+    "_migrations": {"name": TEXT, "applied_at": REAL},
+    "requests": REQUESTS,
+    "request_tags": {"request_id": TEXT, "name": TEXT, "value": TEXT},
+    "request_rollup": {
+        **{name: BIGINT if name == "hour" else TEXT for name, _ in ROLLUP_KEYS},
+        **{name: BIGINT for name, _ in ROLLUP_SUMS},
+    },
+}
+EXPECTED_INDEXES = {
+    "requests_pkey", "requests_rowid_key", "requests_ts", "requests_day", "requests_key_ts",
+    "requests_latency", "requests_dedupe", "request_tags_pkey", "request_tags_name",
+    "request_rollup_pkey", "_migrations_pkey",
+}  # fmt: skip
+
+
+def schema(url: str) -> dict[str, dict[str, str]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'public' ORDER BY table_name, ordinal_position"
+        ).fetchall()
+    tables: dict[str, dict[str, str]] = {}
+    for table, column, kind in rows:
+        tables.setdefault(table, {})[column] = kind
+    return tables
+
+
+def indexes(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")
+        return {name for (name,) in rows}
+
+
+def test_a_blank_database_migrated_has_the_expected_schema(pg_url: str) -> None:
+    applied = PostgresLedger(pg_url).migrate()
+    assert applied == [name for name, _ in PG_MIGRATIONS]
+    assert schema(pg_url) == EXPECTED
+    assert indexes(pg_url) == EXPECTED_INDEXES
+    # Every column the writer inserts exists, in the SQLite table's order after the rowid.
+    assert tuple(EXPECTED["requests"])[1:] == REQUEST_COLUMNS
+
+
+def test_migrating_twice_applies_nothing_the_second_time(pg_url: str) -> None:
+    ledger = PostgresLedger(pg_url)
+    ledger.migrate()
+    assert ledger.migrate() == []
+    assert ledger.pending() == ([], [])
+
+
+def test_a_ledger_behind_is_refused_with_the_command_to_run(pg_url: str) -> None:
+    ledger = PostgresLedger(pg_url)
+    with pytest.raises(StoreError, match=r"behind .*run `meterfox db migrate`"):
+        ledger.check()
+
+
+def test_a_ledger_ahead_is_refused(pg_url: str) -> None:
+    ledger = PostgresLedger(pg_url)
+    ledger.migrate()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO _migrations VALUES ('999_from_the_future', 0)")
+    with pytest.raises(StoreError, match=r"999_from_the_future.*upgrade meterfox"):
+        ledger.check()
+
+
+def test_an_unreachable_server_is_a_store_error_with_the_password_masked(pg_server) -> None:
+    url = f"postgresql://meterfox:hunter2@127.0.0.1:{pg_server.port}/no_such_database"
+    with pytest.raises(StoreError) as caught:
+        PostgresLedger(url).check()
+    assert "hunter2" not in str(caught.value)
+    assert "meterfox:***@127.0.0.1" in str(caught.value)
