@@ -202,3 +202,57 @@ async def test_sync_settings_are_checked_at_start(admin, meterfox_home):
 async def test_sync_is_off_by_default_and_health_says_so(meterfox_home):
     async with launch_serve() as served:
         assert (await served.health())["sync"] == {"enabled": False}
+
+
+def test_a_stored_admin_key_is_read_with_the_passphrase_serve_was_given(
+    admin, monkeypatch, meterfox_home
+):
+    """The admin key in the encrypted key file, its passphrase typed once at serve's prompt (no
+    METERFOX_PASSPHRASE): the background sync reads it with the store serve unlocked."""
+    import json
+    import os
+    import urllib.request
+
+    from tests.cli.conftest import free_port
+    from tests.cli.test_keys_tty import Terminal
+    from tests.conftest import NULL_KEYRING
+
+    fake, url = admin
+    fake.ledger.append(
+        Billed("openai", day_floor(time.time()), "gpt-4o", 20, 5, 1, Decimal("1"), Decimal("0"))
+    )
+    configure(url)
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", NULL_KEYRING)
+    monkeypatch.setenv("METERFOX_PASSPHRASE", "the passphrase")
+    stored = asyncio.run(
+        run_meterfox("keys", "set", "openai-admin", input=fake.admin_keys["openai"])
+    )
+    assert stored.returncode == 0, stored.stderr
+    monkeypatch.delenv("METERFOX_PASSPHRASE")
+    monkeypatch.delenv("OPENAI_ADMIN_KEY", raising=False)
+
+    port = free_port()
+    terminal = Terminal("serve", "--port", str(port))
+    try:
+        terminal.expect(b"Passphrase for the MeterFox key file")
+        terminal.type("the passphrase")
+        terminal.expect(f"MeterFox http://127.0.0.1:{port}".encode())
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_meterfox/health") as response:
+                openai = json.loads(response.read())["sync"]["providers"].get("openai", {})
+            if openai.get("last_ok_at") or openai.get("last_error"):
+                break
+            assert time.monotonic() < deadline, terminal.shown
+            time.sleep(0.1)
+    finally:
+        os.kill(terminal.proc.pid, signal.SIGTERM)
+        code = terminal.finish()
+    assert openai["last_error"] is None and openai["last_ok_at"], openai
+    assert code == 0, terminal.shown
+    assert fake.admin_keys["openai"].encode() not in terminal.shown
+    conn = connect(meterfox_home / "meterfox.db")
+    try:
+        assert [(b.model, b.input_tokens) for b in read_buckets(conn)] == [("gpt-4o", 20)]
+    finally:
+        conn.close()
