@@ -76,6 +76,7 @@ class BackgroundSync:
         self._lock = threading.Lock()
         self._outcomes: dict[str, _Outcome] = {}
         self._last_run_at: float | None = None
+        self._error: str | None = None
         self._next_run_at: float | None = None
         self._running = False
         self._thread: threading.Thread | None = None
@@ -108,30 +109,31 @@ class BackgroundSync:
     # --- one run ----------------------------------------------------------------------
 
     def run_once(self) -> None:
-        """Sync each provider in turn; record and log (once) each failure."""
+        """Sync each provider in turn; record and log (once) each failure. Nothing it meets is
+        raised: a failure outside any one provider (the database cannot be opened) is the
+        section's own `last_error`."""
         with self._lock:
             self._running = True
             self._last_run_at = self._clock()
+            self._error = None
+        conn: sqlite3.Connection | None = None
         try:
             conn = connect(self._database)
-        except Exception as exc:  # the proxy must never see it
-            log.warning("background sync: cannot open the database: %s", exc)
-            self._done()
-            return
-        try:
             for src in self._chosen(conn):
                 if self._stop.is_set():
                     break
                 self._sync_one(conn, src)
         except _Stopped:
             log.info("background sync: stopped by shutdown")
+        except Exception as exc:  # the proxy must never see it
+            log.warning("background sync failed: %s", exc)
+            with self._lock:
+                self._error = str(exc) or type(exc).__name__
         finally:
-            conn.close()
-            self._done()
-
-    def _done(self) -> None:
-        with self._lock:
-            self._running = False
+            if conn is not None:
+                conn.close()
+            with self._lock:
+                self._running = False
 
     def _chosen(self, conn: sqlite3.Connection) -> Sequence[Source]:
         return self._providers if self._providers is not None else configured(conn)
@@ -188,6 +190,7 @@ class BackgroundSync:
                 "every_s": self.every_s,
                 "running": self._running,
                 "last_run_at": _iso(self._last_run_at),
+                "last_error": self._error,
                 "next_run_at": _iso(self._next_run_at),
                 "providers": {
                     name: {
