@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 import socket
 import tomllib
 from collections.abc import Mapping
@@ -99,6 +100,19 @@ class PricingConfig:
 
 
 @dataclass(frozen=True)
+class SyncConfig:
+    """`[sync]`: `serve` syncs billed usage by itself every `every_s` seconds (None: off, the
+    default), for the named `providers` (None: every provider with an admin key)."""
+
+    every_s: float | None = None
+    providers: tuple[str, ...] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.every_s is not None
+
+
+@dataclass(frozen=True)
 class Config:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
@@ -111,6 +125,7 @@ class Config:
     max_connections: int | None = None  # None: as many as the open-file limit leaves room for
     store_url: str | None = None  # [store] url: a PostgreSQL ledger; None: the local SQLite file
     store_host: str | None = None  # [store] host: this daemon's name on its records
+    sync: SyncConfig = SyncConfig()
     unknown: tuple[str, ...] = ()  # names in the file MeterFox does not know (see unknown_names)
 
 
@@ -171,6 +186,7 @@ def config_from_dict(data: Mapping[str, object], source: str = "config") -> Conf
             max_connections=_positive_int(server.get("max_connections"), "max_connections"),
             store_url=_store_url(_table(data, "store", source), source),
             store_host=_store_host(_table(data, "store", source), source),
+            sync=_sync(data, source),
             unknown=tuple(unknown),
         )
     except (TypeError, ValueError) as exc:
@@ -192,6 +208,7 @@ _SCHEMA: dict[str, object] = {
     "pricing": {"hardware": {_ANY: None}, "prices_file": None},
     "reconcile": {"tolerance": None},
     "store": {"url": None, "host": None},
+    "sync": dict.fromkeys(("every", "providers")),
 }
 _PRICE_TABLES = ("[pricing", "[[prices]]")
 _MISSING = object()
@@ -380,6 +397,42 @@ def _tolerance(data: Mapping[str, object], source: str) -> Decimal:
     if value > 1:
         raise ConfigError(f"{source}: [reconcile] tolerance is a fraction: 0.02 means 2%")
     return value
+
+
+# `[sync] every`: a whole number and a unit. Seconds are for tests: under a minute is below the
+# minimum for real use (SYNC_MIN_REAL_S), which `serve` says when it starts.
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+SYNC_MIN_REAL_S = 60
+
+
+def parse_duration(value: object, where: str) -> float:
+    """A duration such as "30m", "1h", "6h" or "1d" (seconds, "90s", for tests) in seconds."""
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if match is None or int(match[1]) == 0:
+        raise ConfigError(
+            f'{where} must be a duration such as "30m", "1h", "6h" or "1d", got {value!r}'
+        )
+    return float(int(match[1]) * _UNIT_S[match[2]])
+
+
+def _sync(data: Mapping[str, object], source: str) -> SyncConfig:
+    """`[sync] every` (off when absent) and `[sync] providers` (a list of names)."""
+    table = _table(data, "sync", source)
+    every = table.get("every")
+    providers = table.get("providers")
+    if providers is not None and (
+        not isinstance(providers, list)
+        or not providers
+        or not all(isinstance(name, str) and name.strip() for name in providers)
+    ):
+        raise ConfigError(
+            f'{source}: [sync] providers must be a list of provider names, e.g. ["openai"]'
+        )
+    return SyncConfig(
+        every_s=None if every is None else parse_duration(every, f"{source}: [sync] every"),
+        providers=None if providers is None else tuple(p.strip().lower() for p in providers),
+    )
 
 
 def _table(data: Mapping[str, object], name: str, source: str) -> dict[str, object]:

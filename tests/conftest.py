@@ -135,12 +135,13 @@ async def start_proxy(
     writer: RecordWriter | None = None,
     mounts: tuple = (),
     ssl: object = None,
+    health_sections: dict | None = None,
 ) -> tuple[Proxy, TestServer]:
     """A proxy whose every provider points at the fake upstream (path kept after the origin).
 
     `upstream_server` is an aiohttp TestServer, or the origin of any other fake (a raw socket
     one, tests/fakes/raw.py); `writer` replaces the default RecordWriter on the test database;
-    `mounts` go to make_app (the dashboard's, in tests/web/).
+    `mounts` and `health_sections` go to make_app (the dashboard's, in tests/web/).
     `ssl` (an ssl.SSLContext) serves the proxy over TLS, for SDKs that insist on it.
     """
     if isinstance(upstream_server, str):
@@ -160,6 +161,7 @@ async def start_proxy(
         timeouts=timeouts,
         max_body_bytes=max_body_bytes,
         mounts=mounts,
+        health_sections=health_sections,
     )
     server = TestServer(app, host="127.0.0.1", handler_cancellation=True)
     # No access log, as `meterfox serve` runs it: a `?key=` would otherwise be logged.

@@ -12,6 +12,7 @@ from meterfox_cli.config import (
     Config,
     PriceOverride,
     PricingConfig,
+    SyncConfig,
     Timeouts,
     config_from_dict,
 )
@@ -37,7 +38,8 @@ def test_unknown_sections_and_keys_are_named_with_the_closest_valid_name():
         "[server] has an unknown key 'prot'; did you mean 'port'?",
         "[timeouts] has an unknown key 'first_bite'; did you mean 'first_byte'?",
         "[providers.vllm] has an unknown key 'formt'; did you mean 'format'?",
-        "unknown section [zzz]; known: server, timeouts, providers, prices, pricing, reconcile, store",
+        "unknown section [zzz]; known: server, timeouts, providers, prices, pricing, reconcile, "
+        "store, sync",
     )
     # Everything else is read as usual; the unknown names are ignored.
     assert config.port == Config().port
@@ -63,6 +65,8 @@ def test_a_config_of_known_names_has_nothing_to_say():
         "providers": {"x": {"base_url": "http://127.0.0.1:1", "format": "openai"}},
         "prices": [{"provider": "x", "model": "m", "input": 1, "output": 2, "note": "n"}],
         "pricing": {"hardware": {"gpu-x": "0.001"}, "prices_file": "p.json"},
+        "reconcile": {"tolerance": 0.05},
+        "sync": {"every": "1h", "providers": ["openai"]},
     }
     assert config_from_dict(every).unknown == ()
 
@@ -177,3 +181,44 @@ def test_the_recording_host_is_the_config_name_else_the_hostname():
     assert recording_host(config_from_dict({})) == socket.gethostname()
     with pytest.raises(ConfigError, match=r"\[store\] host"):
         config_from_dict({"store": {"host": ""}})
+
+
+@pytest.mark.parametrize(
+    ("every", "seconds"),
+    [("30m", 1800), ("1h", 3600), ("6h", 21600), ("1d", 86400), ("90s", 90), (" 2h ", 7200)],
+)
+def test_sync_every_is_a_duration(every, seconds):
+    sync = config_from_dict({"sync": {"every": every}}).sync
+    assert sync == SyncConfig(every_s=seconds) and sync.enabled
+
+
+def test_sync_is_off_by_default_and_providers_are_read_as_names():
+    assert Config().sync == SyncConfig() and not Config().sync.enabled
+    assert config_from_dict({}).sync.every_s is None
+    sync = config_from_dict({"sync": {"every": "1h", "providers": ["OpenAI ", "anthropic"]}}).sync
+    assert sync.providers == ("openai", "anthropic")
+
+
+@pytest.mark.parametrize("every", ["1 hour", "1.5h", "0m", "-1h", "1w", "", 3600, True])
+def test_a_bad_sync_every_is_a_clear_config_error(every):
+    with pytest.raises(
+        ConfigError,
+        match=r'config: \[sync\] every must be a duration such as "30m", "1h", "6h" or "1d", got ',
+    ):
+        config_from_dict({"sync": {"every": every}})
+
+
+@pytest.mark.parametrize("providers", ["openai", [], [1], [""]])
+def test_bad_sync_providers_are_a_clear_config_error(providers):
+    with pytest.raises(ConfigError, match=r"\[sync\] providers must be a list of provider names"):
+        config_from_dict({"sync": {"every": "1h", "providers": providers}})
+
+
+def test_a_typo_in_sync_is_named():
+    config = config_from_dict({"sync": {"evrey": "1h", "provider": ["openai"]}, "sinc": {}})
+    assert config.unknown == (
+        "[sync] has an unknown key 'evrey'; did you mean 'every'?",
+        "[sync] has an unknown key 'provider'; did you mean 'providers'?",
+        "unknown section [sinc]; did you mean [sync]?",
+    )
+    assert config.sync == SyncConfig()  # misspelt: off, and serve says why

@@ -17,8 +17,15 @@ from meterfox_cli.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from meterfox_cli.keys.authorizer import KeyAuthorizer
+    from collections.abc import Callable
+
+    from aiohttp import web
+
+    from meterfox_cli.keys.provider_keys import StoreChoice
     from meterfox_cli.pricing.book import PriceBook
+
+    Mount = Callable[[web.Application], None]
+    HealthSections = dict[str, Callable[[], object]]
 
 
 @click.command()
@@ -57,6 +64,7 @@ def serve(
     tokens, latency, status, cost and your tags. Prompts and responses are never stored.
     """
     from meterfox_cli.config import ledger_url, recording_host
+    from meterfox_cli.keys.authorizer import KeyAuthorizer
     from meterfox_cli.logs import configure_logging
     from meterfox_cli.proxy.app import make_app
     from meterfox_cli.proxy.server import (
@@ -88,13 +96,18 @@ def serve(
     for line in exposure_warning(host, port, require):
         click.secho(line, err=True, fg="red", bold=True)
     mount = _dashboard(settings, host, dashboard_login)
+    store = _key_store(settings)
+    sync_mounts, health_sections = _background_sync(settings, store, book)
     app = make_app(
         registry=settings.registry,
         writer=RecordWriter(ledger, pricer=book, host=recording_host(config)),
-        authorizer=_key_authorizer(settings, require, book),
+        authorizer=KeyAuthorizer(
+            settings.paths.database, store, require_proxy_key=require, book=book
+        ),
         timeouts=config.timeouts,
         max_body_bytes=config.max_body_bytes,
-        mounts=[mount],
+        mounts=[mount, *sync_mounts],
+        health_sections=health_sections,
     )
 
     def ready(base: str) -> None:
@@ -104,6 +117,8 @@ def serve(
             click.echo(f"  dashboard    {base}/_meterfox/  (or: meterfox dashboard){login}")
         for provider in settings.registry:
             click.echo(f"  {provider.slug:<12} {base}/{provider.slug}{provider.sdk_path}")
+        if config.sync.enabled:
+            click.echo(f"Syncing billed usage every {_duration(config.sync.every_s)}.", err=True)
         if require:
             click.echo("Requests must carry a MeterFox proxy key (mf-…).", err=True)
         click.echo("Press Ctrl-C to stop.", err=True)
@@ -165,13 +180,13 @@ def _refuse_budgets_off_the_ledger(settings: Settings) -> None:
         )
 
 
-def _key_authorizer(settings: Settings, require: bool, book: PriceBook) -> KeyAuthorizer:
-    """The proxy-key check, with its key store unlocked now (a prompt, if one is needed, comes
-    before the server starts; the daemon never prompts later)."""
+def _key_store(settings: Settings) -> StoreChoice | Callable[[], StoreChoice]:
+    """The key store for proxy keys' providers and the background sync's admin keys, unlocked
+    now (a prompt, if one is needed, comes before the server starts; the daemon never prompts
+    later). With no key stored yet, a callable that chooses it on first use."""
     from functools import partial
 
     from meterfox_cli.errors import MeterFoxError
-    from meterfox_cli.keys.authorizer import KeyAuthorizer
     from meterfox_cli.keys.provider_keys import (
         FILE_STORE,
         KEY_FILE_NAME,
@@ -188,8 +203,7 @@ def _key_authorizer(settings: Settings, require: bool, book: PriceBook) -> KeyAu
         conn.close()
     data_dir = settings.paths.data_dir
     if not stored and not (data_dir / KEY_FILE_NAME).exists():  # passthrough only, so far
-        lazy = partial(choose_store, data_dir, env_passphrase())
-        return KeyAuthorizer(settings.paths.database, lazy, require_proxy_key=require, book=book)
+        return partial(choose_store, data_dir, env_passphrase())
     choice = choose_store(data_dir, env_passphrase())
     in_file = any(entry.store == FILE_STORE for entry in stored)
     file_store = choice.file_store
@@ -198,7 +212,64 @@ def _key_authorizer(settings: Settings, require: bool, book: PriceBook) -> KeyAu
             file_store.unlock(prompt_passphrase)
         except MeterFoxError as exc:
             click.secho(f"meterfox: provider keys unavailable: {exc}", err=True, fg="yellow")
-    return KeyAuthorizer(settings.paths.database, choice, require_proxy_key=require, book=book)
+    return choice
+
+
+def _background_sync(
+    settings: Settings, store: StoreChoice | Callable[[], StoreChoice], book: PriceBook
+) -> tuple[list[Mount], HealthSections]:
+    """`[sync] every`: a mount whose cleanup context starts the background sync's thread with
+    the app and stops it first at shutdown, and its health section; off, a section saying so."""
+    import asyncio
+
+    from meterfox_cli.config import SYNC_MIN_REAL_S
+    from meterfox_cli.errors import ConfigError
+    from meterfox_cli.sync.background import OFF, BackgroundSync
+    from meterfox_cli.sync.prices import computed_price
+    from meterfox_cli.sync.sources import SOURCES, source
+
+    wanted = settings.config.sync
+    if wanted.every_s is None:
+        return [], {"sync": lambda: OFF}
+    chosen = None
+    if wanted.providers is not None:
+        chosen = [source(name) for name in wanted.providers]
+        if None in chosen:
+            bad = wanted.providers[chosen.index(None)]
+            raise ConfigError(
+                f"{settings.paths.config_file}: [sync] providers: cannot sync {bad!r}: sync "
+                f"reads {', '.join(SOURCES)}"
+            )
+    if wanted.every_s < SYNC_MIN_REAL_S:
+        click.secho(
+            f"meterfox: [sync] every = {_duration(wanted.every_s)} is under a minute: meant for "
+            "tests (the providers publish daily buckets and rate-limit their admin APIs)",
+            err=True,
+            fg="yellow",
+        )
+    providers = (settings.registry.get(name) for name in SOURCES)
+    background = BackgroundSync(
+        settings.paths.database,
+        every_s=wanted.every_s,
+        base_urls={p.slug: p.base_url for p in providers if p is not None},
+        store_choice=store if callable(store) else lambda: store,
+        providers=chosen,
+        price=computed_price(book),
+    )
+
+    async def running(app: web.Application):
+        background.start()
+        yield
+        await asyncio.get_running_loop().run_in_executor(None, background.stop)
+
+    return [lambda app: app.cleanup_ctx.append(running)], {"sync": background.health}
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 COMMANDS = [serve]

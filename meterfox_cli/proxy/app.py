@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 import aiohttp
 from aiohttp import web
@@ -17,6 +17,8 @@ from meterfox_cli.proxy.auth import Authorizer
 from meterfox_cli.proxy.state import STATE, ProxyState
 from meterfox_cli.store.writer import RecordWriter
 
+HEALTH_SECTIONS = web.AppKey("health_sections", dict[str, Callable[[], object]])
+
 
 def make_app(
     *,
@@ -26,10 +28,13 @@ def make_app(
     timeouts: Timeouts | None = None,
     max_body_bytes: int = 32 * 1024 * 1024,
     mounts: Sequence[Callable[[web.Application], None]] = (),
+    health_sections: Mapping[str, Callable[[], object]] | None = None,
 ) -> web.Application:
     """The proxy app. Each of `mounts` may add routes under `/_meterfox/` and cleanup contexts
     before the catch-all routes are added (`cli/serve_cmd.py` mounts the dashboard this way:
-    the proxy knows nothing of it)."""
+    the proxy knows nothing of it). Each of `health_sections` adds a field to
+    `/_meterfox/health`: its name, and what the callable returns (called on the loop, so it
+    must be quick; `serve` adds the background sync's state this way)."""
     app = web.Application(client_max_size=max_body_bytes)
     app[STATE] = ProxyState(
         registry=registry,
@@ -43,6 +48,7 @@ def make_app(
     app.cleanup_ctx.append(_writer_ctx)
     app.cleanup_ctx.append(_authorizer_ctx)
     app.cleanup_ctx.append(_session_ctx)
+    app[HEALTH_SECTIONS] = dict(health_sections or {})
     app.router.add_get("/_meterfox/health", health)
     for mount in mounts:
         mount(app)
@@ -85,8 +91,10 @@ async def _authorizer_ctx(app: web.Application) -> AsyncIterator[None]:
 async def health(request: web.Request) -> web.Response:
     state = request.app[STATE]
     writer = state.writer
+    sections = {name: section() for name, section in request.app[HEALTH_SECTIONS].items()}
     return web.json_response(
         {
+            **sections,  # first: a section never hides the proxy's own fields
             "status": "ok" if writer.failing_since is None else "degraded",
             "version": __version__,
             "uptime_s": round(time.monotonic() - state.started_at, 3),
