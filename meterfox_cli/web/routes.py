@@ -1,6 +1,7 @@
 """The dashboard's routes under `/_meterfox/`: the page, its static files, and the JSON API
 (docs/dashboard.md). `dashboard_mount` returns the hook `proxy.app.make_app(mounts=...)` calls;
-every handler is behind `guard.guarded`, every query runs on the `Reader`'s thread."""
+every handler is behind `guard.guarded`, every query runs in the `Reader`'s process and comes
+back as the text the handler sends."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from meterfox_cli.web.live import LiveFeed
 from meterfox_cli.web.overview import STACK_BY, overview, providers, top_tags
 from meterfox_cli.web.reader import Reader
 from meterfox_cli.web.shapes import key_json, report_json
+from meterfox_cli.web.worker import json_text
 
 BASE = "/_meterfox/"
 API = BASE + "api/"
@@ -95,9 +97,10 @@ def dashboard_mount(database: Path, access: Access) -> Callable[[web.Application
 
     def mount(app: web.Application) -> None:
         reader = Reader(database)
-        tags = Recent(reader, top_tags, TAGS_FRESH_S)
+        tags = Recent(reader, partial(json_text, tags_json), TAGS_FRESH_S)
         overviews = {
-            by: Recent(reader, partial(overview, by=by), OVERVIEW_FRESH_S) for by in STACK_BY
+            by: Recent(reader, partial(json_text, overview, by=by), OVERVIEW_FRESH_S)
+            for by in STACK_BY
         }
         app[DASHBOARD] = Dashboard(
             reader,
@@ -106,7 +109,7 @@ def dashboard_mount(database: Path, access: Access) -> Callable[[web.Application
             static_files(),
             tags,
             overviews,
-            Recent(reader, providers, OVERVIEW_FRESH_S),
+            Recent(reader, partial(json_text, providers_json), OVERVIEW_FRESH_S),
         )
         app.cleanup_ctx.append(_dashboard_ctx)
         routes = [
@@ -135,7 +138,7 @@ async def _dashboard_ctx(app: web.Application) -> AsyncIterator[None]:
     dashboard.live.start()
     yield
     await dashboard.live.close()
-    await asyncio.get_running_loop().run_in_executor(None, dashboard.reader.close)
+    await dashboard.reader.close()
 
 
 def _errors(handler):
@@ -190,21 +193,33 @@ async def _session(request: web.Request) -> web.StreamResponse:
 
 async def _overview(request: web.Request) -> web.StreamResponse:
     overviews = request.app[DASHBOARD].overviews
-    figures = await overviews.get(request.query.get("by", ""), overviews["provider"]).get()
-    return web.json_response(figures, headers=NO_STORE)
+    text = await overviews.get(request.query.get("by", ""), overviews["provider"]).get()
+    return _json(text)
 
 
 async def _providers(request: web.Request) -> web.StreamResponse:
-    found = await request.app[DASHBOARD].providers.get()
-    return web.json_response({"providers": found}, headers=NO_STORE)
+    return _json(await request.app[DASHBOARD].providers.get())
 
 
 async def _tags(request: web.Request) -> web.StreamResponse:
-    found = await request.app[DASHBOARD].tags.get()
-    return web.json_response({"tags": found}, headers=NO_STORE)
+    return _json(await request.app[DASHBOARD].tags.get())
 
 
-def _report_query(request: web.Request):
+def _json(text: str) -> web.Response:
+    return web.Response(text=text, content_type="application/json", headers=NO_STORE)
+
+
+def providers_json(conn) -> dict:
+    return {"providers": providers(conn)}
+
+
+def tags_json(conn) -> dict:
+    return {"tags": top_tags(conn)}
+
+
+def _report_query(request: web.Request, shape) -> partial:
+    """The report the request asks for, as a read the worker runs: parsed here (a bad view is
+    a 400 at once), read and shaped (`shape`: JSON or CSV text) in the worker."""
     query = request.query
     dims = parse_dimensions(query.get("by", "provider,model"))
     window = resolve_window(query.get("since") or None, query.get("until") or None)
@@ -214,36 +229,37 @@ def _report_query(request: web.Request):
         query.getall("key", []),
         query.getall("tag", []),
     )
-
-    def read(conn):
-        return (
-            build_report(conn, dims, window, filters)
-            if _recorded(conn)
-            else empty_report(dims, window, filters)
-        )
-
-    return read
+    return partial(report_text, dims=dims, window=window, filters=filters, shape=shape)
 
 
-def _recorded(conn) -> bool:
-    return conn.execute("SELECT 1 FROM requests LIMIT 1").fetchone() is not None
+def report_text(conn, dims, window, filters, shape) -> tuple[str, str]:
+    """The report's dimensions (for a file name) and its text."""
+    recorded = conn.execute("SELECT 1 FROM requests LIMIT 1").fetchone() is not None
+    report = (
+        build_report(conn, dims, window, filters)
+        if recorded
+        else empty_report(dims, window, filters)
+    )
+    return "-".join(d.replace(":", "_") for d in report.dimensions), shape(report)
 
 
 async def _report(request: web.Request) -> web.StreamResponse:
-    report = await request.app[DASHBOARD].reader.read(_report_query(request))
-    return web.Response(text=report_json(report), content_type="application/json", headers=NO_STORE)
+    _, text = await request.app[DASHBOARD].reader.read(_report_query(request, report_json))
+    return _json(text)
 
 
 async def _report_csv(request: web.Request) -> web.StreamResponse:
-    report = await request.app[DASHBOARD].reader.read(_report_query(request))
-    name = "meterfox-" + "-".join(d.replace(":", "_") for d in report.dimensions) + ".csv"
-    headers = {**NO_STORE, "Content-Disposition": f'attachment; filename="{name}"'}
-    return web.Response(text=to_csv(report), content_type="text/csv", headers=headers)
+    dims, csv = await request.app[DASHBOARD].reader.read(_report_query(request, to_csv))
+    headers = {**NO_STORE, "Content-Disposition": f'attachment; filename="meterfox-{dims}.csv"'}
+    return web.Response(text=csv, content_type="text/csv", headers=headers)
 
 
 async def _keys(request: web.Request) -> web.StreamResponse:
-    listings = await request.app[DASHBOARD].reader.read(list_keys)
-    return web.json_response({"keys": [key_json(item) for item in listings]}, headers=NO_STORE)
+    return _json(await request.app[DASHBOARD].reader.read(partial(json_text, keys_json)))
+
+
+def keys_json(conn) -> dict:
+    return {"keys": [key_json(item) for item in list_keys(conn)]}
 
 
 async def _create_key(request: web.Request) -> web.StreamResponse:

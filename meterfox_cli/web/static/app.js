@@ -116,7 +116,10 @@ function route() {
 
 // --- Overview --------------------------------------------------------------------------------
 
+let overviewShown = 0; // as for Explore: only the latest stacking asked for is drawn
+
 async function showOverview(params) {
+  const asked = ++overviewShown;
   const by = params.get("by") || "provider";
   for (const b of document.querySelectorAll("[data-by]")) b.setAttribute("aria-pressed", String(b.dataset.by === by));
   // The three reads go out together (the headline figures first); the daemon answers them on
@@ -128,9 +131,11 @@ async function showOverview(params) {
   try {
     data = await overview;
   } catch (error) {
+    if (asked !== overviewShown) return;
     fill("spend", h("p", { class: "tag-bad" }, error.message));
     return;
   }
+  if (asked !== overviewShown) return;
   const s = data.spend, m = data.month;
   const card = (label, money, note, id, cls) => h("div", { class: "card " + (cls || "") },
     h("div", { class: "label" }, label), h("div", { class: "value", id }, money.text), note ? h("div", { class: "note" }, note) : null);
@@ -220,8 +225,10 @@ function drawChart(daily) {
 // --- Explore ---------------------------------------------------------------------------------
 
 const EXPLORE_FIELDS = ["by", "since", "until", "provider", "model", "key", "tag"];
+let exploreShown = 0; // the latest view asked for: an older view's answer arriving late is dropped
 
 async function showExplore(params) {
+  const asked = ++exploreShown;
   const form = document.getElementById("explore-form");
   for (const name of EXPLORE_FIELDS) form.elements[name].value = params.getAll(name).join(name === "by" ? "" : ",") || (name === "by" ? "provider,model" : "");
   const query = exploreQuery(form);
@@ -231,10 +238,12 @@ async function showExplore(params) {
   try {
     report = await api("report?" + query);
   } catch (error) {
+    if (asked !== exploreShown) return;
     fill("explore-status", h("span", { class: "tag-bad" }, error.message));
     fill("explore-table");
     return;
   }
+  if (asked !== exploreShown) return;
   const dims = report.dimensions;
   const rows = report.rows.map((row, i) => ({ ...row, _text: report.texts[i], _class: row.unpriced_requests ? "unpriced" : null }));
   const columns = [
