@@ -128,7 +128,8 @@ def _dashboard(settings: Settings, host: str, login: bool):
             "behind a login token."
         )
         click.secho(line, err=True, fg="red", bold=True)
-    return dashboard_mount(settings.paths.database, access_for(loopback, token))
+    tolerance = settings.config.reconcile_tolerance
+    return dashboard_mount(settings.paths.database, access_for(loopback, token), tolerance)
 
 
 def _key_authorizer(settings: Settings, require: bool, book: PriceBook) -> KeyAuthorizer:

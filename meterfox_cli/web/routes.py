@@ -9,6 +9,7 @@ import asyncio
 import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import partial
 from importlib import resources
 from pathlib import Path
@@ -19,15 +20,17 @@ from meterfox_cli.errors import MeterFoxError
 from meterfox_cli.keys.proxy_keys import create_key, key_spec, list_keys, revoke_key
 from meterfox_cli.proxy.state import STATE
 from meterfox_cli.report.formats import to_csv
+from meterfox_cli.report.reconcile import parse_by
 from meterfox_cli.store.dimensions import parse_dimensions
 from meterfox_cli.store.queries import build_report, empty_report
 from meterfox_cli.store.select import parse_filters
+from meterfox_cli.sync.reconcile import DEFAULT_TOLERANCE
 from meterfox_cli.timewindow import resolve_window
 from meterfox_cli.web.guard import LOGIN_PARAM, Access, guarded, login_cookie, prepare_secure
 from meterfox_cli.web.live import LiveFeed
 from meterfox_cli.web.overview import STACK_BY, overview, providers, top_tags
 from meterfox_cli.web.reader import Reader
-from meterfox_cli.web.shapes import key_json, report_json
+from meterfox_cli.web.shapes import key_json, reconcile_text, report_json
 from meterfox_cli.web.worker import json_text
 
 BASE = "/_meterfox/"
@@ -81,6 +84,7 @@ class Dashboard:
     tags: Recent
     overviews: dict[str, Recent]  # by stacking dimension
     providers: Recent
+    reconcile_tolerance: Decimal
 
 
 DASHBOARD = web.AppKey("meterfox_dashboard", Dashboard)
@@ -92,8 +96,11 @@ def static_files() -> dict[str, bytes]:
     return {item.name: item.read_bytes() for item in root.iterdir() if item.is_file()}
 
 
-def dashboard_mount(database: Path, access: Access) -> Callable[[web.Application], None]:
-    """The hook that adds the dashboard to the proxy app."""
+def dashboard_mount(
+    database: Path, access: Access, reconcile_tolerance: Decimal = DEFAULT_TOLERANCE
+) -> Callable[[web.Application], None]:
+    """The hook that adds the dashboard to the proxy app (`reconcile_tolerance`: the config's
+    `[reconcile] tolerance`, as `meterfox reconcile` uses it)."""
 
     def mount(app: web.Application) -> None:
         reader = Reader(database)
@@ -110,6 +117,7 @@ def dashboard_mount(database: Path, access: Access) -> Callable[[web.Application
             tags,
             overviews,
             Recent(reader, partial(json_text, providers_json), OVERVIEW_FRESH_S),
+            reconcile_tolerance,
         )
         app.cleanup_ctx.append(_dashboard_ctx)
         routes = [
@@ -122,6 +130,7 @@ def dashboard_mount(database: Path, access: Access) -> Callable[[web.Application
             ("GET", API + "overview/tags", _tags, False),
             ("GET", API + "report", _report, False),
             ("GET", API + "report.csv", _report_csv, False),
+            ("GET", API + "reconcile", _reconcile, False),
             ("GET", API + "keys", _keys, False),
             ("POST", API + "keys", _create_key, True),
             ("POST", API + "keys/{name}/revoke", _revoke_key, True),
@@ -252,6 +261,21 @@ async def _report_csv(request: web.Request) -> web.StreamResponse:
     dims, csv = await request.app[DASHBOARD].reader.read(_report_query(request, to_csv))
     headers = {**NO_STORE, "Content-Disposition": f'attachment; filename="meterfox-{dims}.csv"'}
     return web.Response(text=csv, content_type="text/csv", headers=headers)
+
+
+async def _reconcile(request: web.Request) -> web.StreamResponse:
+    """`meterfox reconcile --format json`'s rows (the same read, in the worker), with the
+    totals line and the providers synced so far."""
+    dashboard = request.app[DASHBOARD]
+    query = partial(
+        reconcile_text,
+        since=request.query.get("since") or "30d",
+        until=request.query.get("until") or None,
+        by=parse_by(request.query.get("by") or "day,provider,model"),
+        tolerance=dashboard.reconcile_tolerance,
+        pricing_ids=tuple(request.app[STATE].registry.pricing_ids().items()),
+    )
+    return _json(await dashboard.reader.read(query))
 
 
 async def _keys(request: web.Request) -> web.StreamResponse:
