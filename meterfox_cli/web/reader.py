@@ -44,7 +44,7 @@ class _Worker:
 
     @property
     def alive(self) -> bool:
-        return not self._answers.done()
+        return not self._answers.done() and self.process.poll() is None
 
     async def call(self, query: Callable[[sqlite3.Connection], T]) -> T:
         ident = next(self._idents)
@@ -100,9 +100,12 @@ class Reader:
 
     async def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         """`query(conn)` in the worker; `query` must pickle (a module-level function, or a
-        `functools.partial` of one) and should return plain, already-shaped data."""
-        worker = await self._running()
-        return await worker.call(query)
+        `functools.partial` of one) and should return plain, already-shaped data. A read the
+        worker died under is asked once more of a new one (reads change nothing)."""
+        try:
+            return await (await self._running()).call(query)
+        except WorkerGone:
+            return await (await self._running()).call(query)
 
     async def write(self, change: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()

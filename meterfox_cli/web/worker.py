@@ -1,7 +1,8 @@
 """The dashboard's read process: `python -m meterfox_cli.web.worker FD DATABASE THREADS`, started
 by `web/reader.Reader` on the first dashboard read. It runs each read on one of its own threads
 (each with its own read-only connection) and sends back the already-shaped result, so the
-dashboard's Python work never takes the daemon's GIL. It exits when the daemon closes its end
+dashboard's Python work never takes the daemon's GIL; it runs at a lower CPU priority (`NICE`),
+so when the CPUs are busy the proxy comes first and the dashboard waits. It exits when the daemon closes its end
 of the socket, or dies (even by SIGKILL: the socket ends, and the parent pid changes).
 
 Frames on the socket, both ways: a 4-byte big-endian length, then a pickle. A request is
@@ -10,6 +11,7 @@ or a `functools.partial` of one); an answer is `(ident, ok, result_or_exception)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -25,6 +27,7 @@ from typing import Any
 
 _HEADER = struct.Struct(">I")
 PARENT_CHECK_S = 1.0
+NICE = 10  # below the daemon's priority: under load a read waits, the proxy does not
 
 
 def frame(message: object) -> bytes:
@@ -92,6 +95,8 @@ def _watch_parent(parent: int) -> None:
 def main(argv: list[str]) -> None:
     fd, database, threads = int(argv[0]), Path(argv[1]), int(argv[2])
     sock = socket.socket(fileno=fd)
+    with contextlib.suppress(OSError):
+        os.nice(NICE)
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     answering = _Answering(sock, database)
     pool = ThreadPoolExecutor(threads, thread_name_prefix="meterfox-dashboard")

@@ -18,6 +18,7 @@ from meterfox_cli.errors import MeterFoxError
 from meterfox_cli.paths import resolve_paths
 from meterfox_cli.store.db import connect
 from meterfox_cli.web.reader import Reader
+from meterfox_cli.web.worker import NICE
 from tests.cli.conftest import launch_serve
 
 
@@ -115,3 +116,15 @@ async def test_stopping_the_daemon_stops_the_worker():
         [worker] = children(served.pid)
         assert await served.stop() == 0
         assert await gone(worker)
+
+
+def niceness(conn: sqlite3.Connection) -> int:
+    return os.nice(0)
+
+
+async def test_the_worker_runs_below_the_daemons_priority(database):
+    reader = Reader(database)
+    try:
+        assert await reader.read(niceness) == min(os.nice(0) + NICE, 19)
+    finally:
+        await reader.close()
