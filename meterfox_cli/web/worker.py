@@ -1,8 +1,9 @@
 """The dashboard's read process: `python -m meterfox_cli.web.worker FD DATABASE THREADS`, started
 by `web/reader.Reader` on the first dashboard read. It runs each read on one of its own threads
 (each with its own read-only connection) and sends back the already-shaped result, so the
-dashboard's Python work never takes the daemon's GIL; it runs at a lower CPU priority (`NICE`),
-so when the CPUs are busy the proxy comes first and the dashboard waits. It exits when the daemon closes its end
+dashboard's Python work never takes the daemon's GIL; it runs at the idle CPU priority
+(`lower_priority`), so when the CPUs are busy the proxy comes first and the dashboard waits. It
+exits when the daemon closes its end
 of the socket, or dies (even by SIGKILL: the socket ends, and the parent pid changes).
 
 Frames on the socket, both ways: a 4-byte big-endian length, then a pickle. A request is
@@ -27,7 +28,7 @@ from typing import Any
 
 _HEADER = struct.Struct(">I")
 PARENT_CHECK_S = 1.0
-NICE = 10  # below the daemon's priority: under load a read waits, the proxy does not
+NICE = 19  # where the idle scheduling class is not available
 
 
 def frame(message: object) -> bytes:
@@ -92,11 +93,20 @@ def _watch_parent(parent: int) -> None:
     os._exit(0)
 
 
+def lower_priority() -> None:
+    """SCHED_IDLE where the OS has it (Linux): the worker runs only on a CPU nothing else wants,
+    and any proxy thread that wakes takes the CPU from it at once; else the lowest nice."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        with contextlib.suppress(OSError):
+            os.nice(NICE)
+
+
 def main(argv: list[str]) -> None:
     fd, database, threads = int(argv[0]), Path(argv[1]), int(argv[2])
     sock = socket.socket(fileno=fd)
-    with contextlib.suppress(OSError):
-        os.nice(NICE)
+    lower_priority()
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     answering = _Answering(sock, database)
     pool = ThreadPoolExecutor(threads, thread_name_prefix="meterfox-dashboard")

@@ -18,7 +18,6 @@ from meterfox_cli.errors import MeterFoxError
 from meterfox_cli.paths import resolve_paths
 from meterfox_cli.store.db import connect
 from meterfox_cli.web.reader import Reader
-from meterfox_cli.web.worker import NICE
 from tests.cli.conftest import launch_serve
 
 
@@ -118,13 +117,14 @@ async def test_stopping_the_daemon_stops_the_worker():
         assert await gone(worker)
 
 
-def niceness(conn: sqlite3.Connection) -> int:
-    return os.nice(0)
+def policy(conn: sqlite3.Connection) -> int:
+    return os.sched_getscheduler(0)
 
 
-async def test_the_worker_runs_below_the_daemons_priority(database):
+async def test_the_worker_runs_only_on_cpu_time_nothing_else_wants(database):
     reader = Reader(database)
     try:
-        assert await reader.read(niceness) == min(os.nice(0) + NICE, 19)
+        assert os.sched_getscheduler(0) != os.SCHED_IDLE
+        assert await reader.read(policy) == os.SCHED_IDLE
     finally:
         await reader.close()
