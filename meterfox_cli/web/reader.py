@@ -34,10 +34,12 @@ class WorkerGone(RuntimeError):
 class _Worker:
     """One running read process and the reads waiting for its answers."""
 
-    def __init__(self, process: subprocess.Popen, reader, writer) -> None:
+    def __init__(
+        self, process: subprocess.Popen, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self.process = process
-        self._reader: asyncio.StreamReader = reader
-        self._writer: asyncio.StreamWriter = writer
+        self._reader = reader
+        self._writer = writer
         self._waiting: dict[int, asyncio.Future] = {}
         self._idents = itertools.count()
         self._answers = asyncio.get_running_loop().create_task(self._receive())

@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import pickle
+import signal
 import socket
 import struct
 import sys
@@ -106,6 +107,7 @@ def lower_priority() -> None:
 def main(argv: list[str]) -> None:
     fd, database, threads = int(argv[0]), Path(argv[1]), int(argv[2])
     sock = socket.socket(fileno=fd)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the daemon, and the daemon us
     lower_priority()
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     answering = _Answering(sock, database)
