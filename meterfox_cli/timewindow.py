@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import time
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from meterfox_cli.errors import MeterFoxError
 from meterfox_cli.store.select import TimeRange
 
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 FORMS = "7d, 24h, 30m, 2w, today, month, all, or a date/time (2026-11-01, 2026-11-01T09:00)"
 
 
@@ -31,6 +33,14 @@ def parse_when(value: str | None, now: float | None = None) -> float | None:
         return datetime.fromisoformat(value.strip()).timestamp()
     except ValueError as exc:
         raise MeterFoxError(f"cannot read time {value!r}: use {FORMS}") from exc
+
+
+def utc_when(value: str | None, now: float) -> float | None:
+    """A time as typed; a bare date is that UTC day's midnight (the providers' days are UTC:
+    `meterfox sync` and `reconcile`)."""
+    if value is not None and _DATE.match(value.strip()):
+        return datetime.fromisoformat(value.strip()).replace(tzinfo=UTC).timestamp()
+    return parse_when(value, now)
 
 
 def month_start(now: float | None = None) -> float:

@@ -149,7 +149,8 @@ def _dashboard(settings: Settings, host: str, login: bool):
             "behind a login token."
         )
         click.secho(line, err=True, fg="red", bold=True)
-    return dashboard_mount(settings.paths.database, access_for(loopback, token))
+    tolerance = settings.config.reconcile_tolerance
+    return dashboard_mount(settings.paths.database, access_for(loopback, token), tolerance)
 
 
 def _refuse_budgets_off_the_ledger(settings: Settings) -> None:

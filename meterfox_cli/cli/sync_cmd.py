@@ -7,7 +7,6 @@ commands, so `meterfox --help` stays fast.
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 
@@ -16,7 +15,6 @@ import click
 from meterfox_cli.cli.filters import TIME_HELP
 
 RECONCILE_FORMATS = ("table", "json", "csv")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @click.command()
@@ -49,6 +47,7 @@ def sync(providers: tuple[str, ...], since: str | None, until: str | None, base_
     from meterfox_cli.store.db import connect
     from meterfox_cli.sync.prices import computed_price
     from meterfox_cli.sync.sources import SOURCES, admin_key, configured, source
+    from meterfox_cli.timewindow import utc_when
 
     settings = load_settings()
     settings.paths.ensure()
@@ -175,47 +174,30 @@ def reconcile(since: str, until: str | None, by: str, fmt: str, strict: bool) ->
 
     from meterfox_cli.cli.common import load_settings, price_book
     from meterfox_cli.errors import MeterFoxError
-    from meterfox_cli.report.reconcile import render, to_csv, to_json
-    from meterfox_cli.store.billed import proxied_by_utc_day, read_buckets, sync_states
+    from meterfox_cli.report.reconcile import parse_by, reconciled, render, to_csv, to_json
     from meterfox_cli.store.db import connect
-    from meterfox_cli.sync.pages import day_floor, utc_day
+    from meterfox_cli.sync.pages import utc_day
     from meterfox_cli.sync.prices import canonical_model
-    from meterfox_cli.sync.reconcile import DIMENSIONS
-    from meterfox_cli.sync.reconcile import reconcile as compare
 
-    dims = tuple(d.strip() for d in by.split(",") if d.strip())
-    if not dims or set(dims) - set(DIMENSIONS):
-        raise MeterFoxError(f"--by {by!r}: use one or more of {', '.join(DIMENSIONS)}")
+    dims = parse_by(by)
     settings = load_settings()
     settings.paths.ensure()
-    now = time.time()
-    start = utc_when(since, now)
-    start = None if start is None else day_floor(start)
-    end = utc_when(until, now)
     conn = connect(settings.paths.database)
     try:
-        spans = sync_states(conn)
-        synced = tuple(sorted(spans))
-        if not synced:
-            raise MeterFoxError("nothing synced yet: run `meterfox sync` first")
-        # each provider from the first day its syncs covered (before it, nothing is known);
-        # later days stay in: a day the provider has not published yet is `proxy_only`
-        proxied = [
-            p
-            for p in proxied_by_utc_day(conn, start, end, synced)
-            if utc_day(spans[p.provider][0]) <= p.day
-        ]
-        billed = read_buckets(conn, start, end, synced)
+        found = reconciled(
+            conn,
+            since,
+            until,
+            dims,
+            tolerance=settings.config.reconcile_tolerance,
+            now=time.time(),
+            canonical=canonical_model(price_book(settings)),
+        )
     finally:
         conn.close()
-    rows = compare(
-        proxied,
-        billed,
-        by=dims,
-        tolerance=settings.config.reconcile_tolerance,
-        now=now,
-        canonical=canonical_model(price_book(settings)),
-    )
+    if not found.synced:
+        raise MeterFoxError("nothing synced yet: run `meterfox sync` first")
+    rows, synced, start, end = found.rows, found.synced, found.since, found.until
     if fmt == "json":
         click.echo(to_json(rows))
     elif fmt == "csv":
@@ -234,17 +216,6 @@ def reconcile(since: str, until: str | None, by: str, fmt: str, strict: bool) ->
     if strict and off:
         click.echo(f"meterfox: {len(off)} of {len(rows)} rows do not match (--strict)", err=True)
         sys.exit(1)
-
-
-def utc_when(value: str | None, now: float) -> float | None:
-    """A time as typed; a bare date is that UTC day's midnight (the providers' days are UTC)."""
-    from datetime import UTC, datetime
-
-    from meterfox_cli.timewindow import parse_when
-
-    if value is not None and _DATE.match(value.strip()):
-        return datetime.fromisoformat(value.strip()).replace(tzinfo=UTC).timestamp()
-    return parse_when(value, now)
 
 
 COMMANDS = [sync, reconcile]

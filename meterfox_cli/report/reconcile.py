@@ -1,18 +1,26 @@
-"""`meterfox reconcile`'s rows for people and programs: a rich table (most money at stake
-first, a totals line), JSON and CSV with the issue's field names and exact numbers."""
+"""`meterfox reconcile`'s rows, for the terminal and the dashboard alike: read (`reconciled`:
+each synced provider's proxied sums and billed buckets over a window of UTC days, compared by
+the pure `sync/reconcile`), and shown for people and programs: a rich table (most money at
+stake first, a totals line), JSON and CSV with the issue's field names and exact numbers."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import sqlite3
+from dataclasses import dataclass
 from decimal import Decimal
 
 from rich.console import Console
 from rich.table import Table
 
+from meterfox_cli.errors import MeterFoxError
 from meterfox_cli.money import decimal_text, format_usd, from_nanousd
-from meterfox_cli.sync.reconcile import Row, by_stake, totals
+from meterfox_cli.store.billed import proxied_by_utc_day, read_buckets, sync_states
+from meterfox_cli.sync.pages import day_floor, utc_day
+from meterfox_cli.sync.reconcile import DIMENSIONS, Canonical, Row, by_stake, reconcile, totals
+from meterfox_cli.timewindow import utc_when
 
 FIELDS = (
     "day",
@@ -30,6 +38,56 @@ FIELDS = (
     "status",
     "note",
 )
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """The providers ever synced, the window (UTC; None: open), and the compared rows."""
+
+    synced: tuple[str, ...]
+    since: float | None
+    until: float | None
+    rows: list[Row]
+
+
+def parse_by(by: str) -> tuple[str, ...]:
+    dims = tuple(d.strip() for d in by.split(",") if d.strip())
+    if not dims or set(dims) - set(DIMENSIONS):
+        raise MeterFoxError(f"--by {by!r}: use one or more of {', '.join(DIMENSIONS)}")
+    return dims
+
+
+def reconciled(
+    conn: sqlite3.Connection,
+    since: str | None,
+    until: str | None,
+    by: tuple[str, ...],
+    *,
+    tolerance: Decimal,
+    now: float,
+    canonical: Canonical,
+) -> Reconciled:
+    """Proxied vs billed over [since, until) as typed (a bare date is a UTC day), for the
+    providers synced so far (none: no rows)."""
+    start = utc_when(since, now)
+    start = None if start is None else day_floor(start)
+    end = utc_when(until, now)
+    spans = sync_states(conn)
+    synced = tuple(sorted(spans))
+    if not synced:
+        return Reconciled(synced, start, end, [])
+    # each provider from the first day its syncs covered (before it, nothing is known);
+    # later days stay in: a day the provider has not published yet is `proxy_only`
+    proxied = [
+        p
+        for p in proxied_by_utc_day(conn, start, end, synced)
+        if utc_day(spans[p.provider][0]) <= p.day
+    ]
+    billed = read_buckets(conn, start, end, synced)
+    rows = reconcile(proxied, billed, by=by, tolerance=tolerance, now=now, canonical=canonical)
+    return Reconciled(synced, start, end, rows)
+
+
 _STYLE = {"match": "green", "bypassed": "red", "proxy_only": "yellow", "price_mismatch": "magenta"}
 
 

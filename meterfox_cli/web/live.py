@@ -1,7 +1,7 @@
 """Live: finished requests pushed to every open page as Server-Sent Events. One poller reads
-rows committed after the last one seen (`store/feed.after`) and writes them as one event on
-the dashboard's thread, every `interval` seconds and only while a page listens; the proxy's
-loop only passes the text on, and its hot path is untouched."""
+rows committed after the last one seen (`store/feed.after`) and writes them as one event in
+the dashboard's read process (`web/reader`), every `interval` seconds and only while a page
+listens; the proxy's loop only passes the text on, and its hot path is untouched."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
+from functools import partial
 
 from meterfox_cli.store.feed import after, last_rowid, latest
 from meterfox_cli.store.rows import RequestLine
@@ -42,7 +43,7 @@ class LiveFeed:
                 await self._task
 
     async def backlog(self) -> str:
-        return await self._reader.read(lambda conn: _event(latest(conn, BACKLOG)))
+        return await self._reader.read(backlog_event)
 
     async def listen(self) -> asyncio.Queue[str | None]:
         """A queue of events for one page. When this returns the poller has its starting row,
@@ -68,7 +69,7 @@ class LiveFeed:
             if rowid is None:
                 rowid = await self._reader.read(last_rowid)
                 self._watching.set()
-            rowid, event = await self._reader.read(lambda conn, since=rowid: _new(conn, since))
+            rowid, event = await self._reader.read(partial(new_event, rowid=rowid))
             if event:
                 self._publish(event)
             await asyncio.sleep(self._interval)
@@ -84,9 +85,13 @@ class LiveFeed:
                 queue.put_nowait(None)  # too slow: this page is closed, it reconnects
 
 
-def _new(conn: sqlite3.Connection, rowid: int) -> tuple[int, str | None]:
-    """The rows after `rowid` as one event, and the last rowid read (on the reader's thread:
-    the proxy's loop only hands the text on)."""
+def backlog_event(conn: sqlite3.Connection) -> str:
+    return _event(latest(conn, BACKLOG))
+
+
+def new_event(conn: sqlite3.Connection, rowid: int) -> tuple[int, str | None]:
+    """The rows after `rowid` as one event, and the last rowid read (in the read process: the
+    proxy's loop only hands the text on)."""
     batch = after(conn, rowid)
     return (batch[-1].rowid, _event(batch)) if batch else (rowid, None)
 

@@ -1,55 +1,156 @@
-"""The dashboard's own threads, each with its own read connection: every dashboard query runs
-there, never on the proxy's event loop; the rare writes (revoke, create) open a connection of
-their own. Three threads, so the Overview's three reads run in parallel (SQLite releases the
-GIL while it reads) and a slow one (top tags) never holds up the others or Live."""
+"""Where the dashboard's queries run: every read in one long-lived worker process of its own
+(`web/worker.py`, started on the first read, stopped with the app), so neither its SQLite nor
+its Python work takes the proxy's GIL; the daemon only sends a picklable query and hands on
+the already-shaped answer. The rare writes (revoke, create) run on a thread of the daemon with
+a connection of their own."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
+import pickle
+import socket
 import sqlite3
-import threading
+import subprocess
+import sys
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
 from meterfox_cli.store.db import connect
+from meterfox_cli.web.worker import frame
 
 T = TypeVar("T")
 
+THREADS = 4  # the Overview's three reads and Live's poll run side by side in the worker
+STOP_WAIT_S = 2.0
 
-THREADS = 3
+
+class WorkerGone(RuntimeError):
+    """The read process ended while a read was waiting (the next read starts a new one)."""
+
+
+class _Worker:
+    """One running read process and the reads waiting for its answers."""
+
+    def __init__(
+        self, process: subprocess.Popen, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.process = process
+        self._reader = reader
+        self._writer = writer
+        self._waiting: dict[int, asyncio.Future] = {}
+        self._idents = itertools.count()
+        self._answers = asyncio.get_running_loop().create_task(self._receive())
+
+    @property
+    def alive(self) -> bool:
+        return not self._answers.done() and self.process.poll() is None
+
+    async def call(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        ident = next(self._idents)
+        answer = self._waiting[ident] = asyncio.get_running_loop().create_future()
+        try:
+            self._writer.write(frame((ident, query)))
+            await self._writer.drain()
+            return await answer
+        except (ConnectionError, OSError) as exc:
+            raise WorkerGone("the dashboard's read process is gone") from exc
+        finally:
+            self._waiting.pop(ident, None)
+
+    async def _receive(self) -> None:
+        try:
+            while True:
+                size = int.from_bytes(await self._reader.readexactly(4), "big")
+                ident, ok, value = pickle.loads(await self._reader.readexactly(size))
+                answer = self._waiting.get(ident)
+                if answer is not None and not answer.done():
+                    answer.set_result(value) if ok else answer.set_exception(value)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        finally:
+            for answer in self._waiting.values():
+                if not answer.done():
+                    answer.set_exception(WorkerGone("the dashboard's read process ended"))
+
+    async def stop(self) -> None:
+        self._writer.close()  # the worker reads EOF and exits
+        with contextlib.suppress(ConnectionError, OSError):
+            await self._writer.wait_closed()
+        for _ in range(int(STOP_WAIT_S / 0.05)):
+            if self.process.poll() is not None:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            self.process.kill()
+            self.process.wait()
+        self._answers.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._answers
 
 
 class Reader:
-    """Worker threads, each holding one read-only connection (opened on its first use)."""
+    """The dashboard's reads, in a worker process started on the first one."""
 
     def __init__(self, database: Path, threads: int = THREADS) -> None:
         self.database = database
-        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="meterfox-dashboard")
-        self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        self._threads = threads
+        self._worker: _Worker | None = None
+        self._starting: asyncio.Lock | None = None
 
     async def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._read, query)
+        """`query(conn)` in the worker; `query` must pickle (a module-level function, or a
+        `functools.partial` of one) and should return plain, already-shaped data. A read the
+        worker died under is asked once more of a new one (reads change nothing)."""
+        try:
+            return await (await self._running()).call(query)
+        except WorkerGone:
+            return await (await self._running()).call(query)
 
     async def write(self, change: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._write, change)
+        return await loop.run_in_executor(None, self._write, change)
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
-        for conn in self._conns:
-            conn.close()
-        self._conns.clear()
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id while one runs."""
+        return self._worker.process.pid if self._worker and self._worker.alive else None
 
-    def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = connect(self.database, readonly=True)
-            self._conns.append(conn)
-        return query(conn)
+    async def close(self) -> None:
+        if self._worker is not None:
+            worker, self._worker = self._worker, None
+            await worker.stop()
+
+    async def _running(self) -> _Worker:
+        if self._worker is not None and self._worker.alive:
+            return self._worker
+        self._starting = self._starting or asyncio.Lock()
+        async with self._starting:
+            if self._worker is None or not self._worker.alive:
+                if self._worker is not None:
+                    await self._worker.stop()
+                self._worker = await self._start()
+        return self._worker
+
+    async def _start(self) -> _Worker:
+        ours, theirs = socket.socketpair()
+        with theirs:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "meterfox_cli.web.worker",
+                    str(theirs.fileno()),
+                    str(self.database),
+                    str(self._threads),
+                ],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+            reader, writer = await asyncio.open_unix_connection(sock=ours)
+        return _Worker(process, reader, writer)
 
     def _write(self, change: Callable[[sqlite3.Connection], T]) -> T:
         conn = connect(self.database)

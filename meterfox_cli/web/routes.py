@@ -1,6 +1,7 @@
 """The dashboard's routes under `/_meterfox/`: the page, its static files, and the JSON API
 (docs/dashboard.md). `dashboard_mount` returns the hook `proxy.app.make_app(mounts=...)` calls;
-every handler is behind `guard.guarded`, every query runs on the `Reader`'s thread."""
+every handler is behind `guard.guarded`, every query runs in the `Reader`'s process and comes
+back as the text the handler sends."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import partial
 from importlib import resources
 from pathlib import Path
@@ -18,15 +20,18 @@ from meterfox_cli.errors import MeterFoxError
 from meterfox_cli.keys.proxy_keys import create_key, key_spec, list_keys, revoke_key
 from meterfox_cli.proxy.state import STATE
 from meterfox_cli.report.formats import to_csv
+from meterfox_cli.report.reconcile import parse_by
 from meterfox_cli.store.dimensions import parse_dimensions
 from meterfox_cli.store.queries import build_report, empty_report
 from meterfox_cli.store.select import parse_filters
+from meterfox_cli.sync.reconcile import DEFAULT_TOLERANCE
 from meterfox_cli.timewindow import resolve_window
 from meterfox_cli.web.guard import LOGIN_PARAM, Access, guarded, login_cookie, prepare_secure
 from meterfox_cli.web.live import LiveFeed
 from meterfox_cli.web.overview import STACK_BY, overview, providers, top_tags
 from meterfox_cli.web.reader import Reader
-from meterfox_cli.web.shapes import key_json, report_json
+from meterfox_cli.web.shapes import key_json, reconcile_text, report_json
+from meterfox_cli.web.worker import json_text
 
 BASE = "/_meterfox/"
 API = BASE + "api/"
@@ -79,6 +84,7 @@ class Dashboard:
     tags: Recent
     overviews: dict[str, Recent]  # by stacking dimension
     providers: Recent
+    reconcile_tolerance: Decimal
 
 
 DASHBOARD = web.AppKey("meterfox_dashboard", Dashboard)
@@ -90,14 +96,18 @@ def static_files() -> dict[str, bytes]:
     return {item.name: item.read_bytes() for item in root.iterdir() if item.is_file()}
 
 
-def dashboard_mount(database: Path, access: Access) -> Callable[[web.Application], None]:
-    """The hook that adds the dashboard to the proxy app."""
+def dashboard_mount(
+    database: Path, access: Access, reconcile_tolerance: Decimal = DEFAULT_TOLERANCE
+) -> Callable[[web.Application], None]:
+    """The hook that adds the dashboard to the proxy app (`reconcile_tolerance`: the config's
+    `[reconcile] tolerance`, as `meterfox reconcile` uses it)."""
 
     def mount(app: web.Application) -> None:
         reader = Reader(database)
-        tags = Recent(reader, top_tags, TAGS_FRESH_S)
+        tags = Recent(reader, partial(json_text, tags_json), TAGS_FRESH_S)
         overviews = {
-            by: Recent(reader, partial(overview, by=by), OVERVIEW_FRESH_S) for by in STACK_BY
+            by: Recent(reader, partial(json_text, overview, by=by), OVERVIEW_FRESH_S)
+            for by in STACK_BY
         }
         app[DASHBOARD] = Dashboard(
             reader,
@@ -106,7 +116,8 @@ def dashboard_mount(database: Path, access: Access) -> Callable[[web.Application
             static_files(),
             tags,
             overviews,
-            Recent(reader, providers, OVERVIEW_FRESH_S),
+            Recent(reader, partial(json_text, providers_json), OVERVIEW_FRESH_S),
+            reconcile_tolerance,
         )
         app.cleanup_ctx.append(_dashboard_ctx)
         routes = [
@@ -119,6 +130,7 @@ def dashboard_mount(database: Path, access: Access) -> Callable[[web.Application
             ("GET", API + "overview/tags", _tags, False),
             ("GET", API + "report", _report, False),
             ("GET", API + "report.csv", _report_csv, False),
+            ("GET", API + "reconcile", _reconcile, False),
             ("GET", API + "keys", _keys, False),
             ("POST", API + "keys", _create_key, True),
             ("POST", API + "keys/{name}/revoke", _revoke_key, True),
@@ -135,7 +147,7 @@ async def _dashboard_ctx(app: web.Application) -> AsyncIterator[None]:
     dashboard.live.start()
     yield
     await dashboard.live.close()
-    await asyncio.get_running_loop().run_in_executor(None, dashboard.reader.close)
+    await dashboard.reader.close()
 
 
 def _errors(handler):
@@ -190,21 +202,33 @@ async def _session(request: web.Request) -> web.StreamResponse:
 
 async def _overview(request: web.Request) -> web.StreamResponse:
     overviews = request.app[DASHBOARD].overviews
-    figures = await overviews.get(request.query.get("by", ""), overviews["provider"]).get()
-    return web.json_response(figures, headers=NO_STORE)
+    text = await overviews.get(request.query.get("by", ""), overviews["provider"]).get()
+    return _json(text)
 
 
 async def _providers(request: web.Request) -> web.StreamResponse:
-    found = await request.app[DASHBOARD].providers.get()
-    return web.json_response({"providers": found}, headers=NO_STORE)
+    return _json(await request.app[DASHBOARD].providers.get())
 
 
 async def _tags(request: web.Request) -> web.StreamResponse:
-    found = await request.app[DASHBOARD].tags.get()
-    return web.json_response({"tags": found}, headers=NO_STORE)
+    return _json(await request.app[DASHBOARD].tags.get())
 
 
-def _report_query(request: web.Request):
+def _json(text: str) -> web.Response:
+    return web.Response(text=text, content_type="application/json", headers=NO_STORE)
+
+
+def providers_json(conn) -> dict:
+    return {"providers": providers(conn)}
+
+
+def tags_json(conn) -> dict:
+    return {"tags": top_tags(conn)}
+
+
+def _report_query(request: web.Request, shape) -> partial:
+    """The report the request asks for, as a read the worker runs: parsed here (a bad view is
+    a 400 at once), read and shaped (`shape`: JSON or CSV text) in the worker."""
     query = request.query
     dims = parse_dimensions(query.get("by", "provider,model"))
     window = resolve_window(query.get("since") or None, query.get("until") or None)
@@ -214,36 +238,52 @@ def _report_query(request: web.Request):
         query.getall("key", []),
         query.getall("tag", []),
     )
-
-    def read(conn):
-        return (
-            build_report(conn, dims, window, filters)
-            if _recorded(conn)
-            else empty_report(dims, window, filters)
-        )
-
-    return read
+    return partial(report_text, dims=dims, window=window, filters=filters, shape=shape)
 
 
-def _recorded(conn) -> bool:
-    return conn.execute("SELECT 1 FROM requests LIMIT 1").fetchone() is not None
+def report_text(conn, dims, window, filters, shape) -> tuple[str, str]:
+    """The report's dimensions (for a file name) and its text."""
+    recorded = conn.execute("SELECT 1 FROM requests LIMIT 1").fetchone() is not None
+    report = (
+        build_report(conn, dims, window, filters)
+        if recorded
+        else empty_report(dims, window, filters)
+    )
+    return "-".join(d.replace(":", "_") for d in report.dimensions), shape(report)
 
 
 async def _report(request: web.Request) -> web.StreamResponse:
-    report = await request.app[DASHBOARD].reader.read(_report_query(request))
-    return web.Response(text=report_json(report), content_type="application/json", headers=NO_STORE)
+    _, text = await request.app[DASHBOARD].reader.read(_report_query(request, report_json))
+    return _json(text)
 
 
 async def _report_csv(request: web.Request) -> web.StreamResponse:
-    report = await request.app[DASHBOARD].reader.read(_report_query(request))
-    name = "meterfox-" + "-".join(d.replace(":", "_") for d in report.dimensions) + ".csv"
-    headers = {**NO_STORE, "Content-Disposition": f'attachment; filename="{name}"'}
-    return web.Response(text=to_csv(report), content_type="text/csv", headers=headers)
+    dims, csv = await request.app[DASHBOARD].reader.read(_report_query(request, to_csv))
+    headers = {**NO_STORE, "Content-Disposition": f'attachment; filename="meterfox-{dims}.csv"'}
+    return web.Response(text=csv, content_type="text/csv", headers=headers)
+
+
+async def _reconcile(request: web.Request) -> web.StreamResponse:
+    """`meterfox reconcile --format json`'s rows (the same read, in the worker), with the
+    totals line and the providers synced so far."""
+    dashboard = request.app[DASHBOARD]
+    query = partial(
+        reconcile_text,
+        since=request.query.get("since") or "30d",
+        until=request.query.get("until") or None,
+        by=parse_by(request.query.get("by") or "day,provider,model"),
+        tolerance=dashboard.reconcile_tolerance,
+        pricing_ids=tuple(request.app[STATE].registry.pricing_ids().items()),
+    )
+    return _json(await dashboard.reader.read(query))
 
 
 async def _keys(request: web.Request) -> web.StreamResponse:
-    listings = await request.app[DASHBOARD].reader.read(list_keys)
-    return web.json_response({"keys": [key_json(item) for item in listings]}, headers=NO_STORE)
+    return _json(await request.app[DASHBOARD].reader.read(partial(json_text, keys_json)))
+
+
+def keys_json(conn) -> dict:
+    return {"keys": [key_json(item) for item in list_keys(conn)]}
 
 
 async def _create_key(request: web.Request) -> web.StreamResponse:

@@ -1,18 +1,26 @@
 """What the dashboard's JSON API says: money as exact nano-USD, exact USD and the CLI's own
 human text (so the page never formats money itself), report rows exactly as
 `meterfox report --format json` writes them, keys as `meterfox keys list --format json` does,
-and a finished request as Live shows it."""
+reconcile rows as `meterfox reconcile --format json` does, and a finished request as Live
+shows it."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
+from decimal import Decimal
 
 from meterfox_cli.keys.proxy_keys import KeyListing, listing_fields
 from meterfox_cli.money import decimal_text, format_usd, from_nanousd
+from meterfox_cli.pricing.book import PriceBook
 from meterfox_cli.pricing.quote import UNPRICED_SOURCE
+from meterfox_cli.report import reconcile as reconcile_rows
 from meterfox_cli.report.formats import CONTRACT_FIELDS, EXTRA_FIELDS, to_json
 from meterfox_cli.store.queries import Report
 from meterfox_cli.store.rows import RequestLine
+from meterfox_cli.sync.prices import canonical_model
+from meterfox_cli.sync.reconcile import totals
 
 
 def money(nanousd: int | None) -> dict[str, object]:
@@ -79,4 +87,47 @@ def line_json(line: RequestLine) -> dict[str, object]:
         "input_tokens": line.input_tokens,
         "output_tokens": line.output_tokens,
         "cost": money(line.cost_nanousd),
+    }
+
+
+def reconcile_text(
+    conn: sqlite3.Connection,
+    since: str | None,
+    until: str | None,
+    by: tuple[str, ...],
+    tolerance: Decimal,
+    pricing_ids: tuple[tuple[str, str], ...],
+) -> str:
+    """`meterfox reconcile`'s read (`report/reconcile.reconciled`), its rows as its JSON writes
+    them (in key order: day, provider, model), the totals line the same way, the money texts
+    for the page, the window and the providers synced so far (none: run `meterfox sync`).
+    `pricing_ids` are the registry's, the only part of a price book a model's one name needs."""
+    found = reconcile_rows.reconciled(
+        conn,
+        since,
+        until,
+        by,
+        tolerance=tolerance,
+        now=time.time(),
+        canonical=canonical_model(PriceBook(pricing_ids=pricing_ids)),
+    )
+    total = totals(found.rows)
+    head = {
+        "dimensions": [d for d in ("day", "provider", "model") if d in by],
+        "synced": list(found.synced),
+        "window": {"since": found.since, "until": found.until},
+        "texts": [_reconcile_texts(row) for row in found.rows],
+        "total_texts": _reconcile_texts(total),
+    }
+    rows = reconcile_rows.to_json(found.rows)
+    total_json = reconcile_rows.to_json([total])[1:-1].strip()
+    return f'{json.dumps(head)[:-1]}, "rows": {rows}, "total": {total_json}}}'
+
+
+def _reconcile_texts(row) -> dict[str, str]:
+    return {
+        "proxied_cost": format_usd(row.proxied_cost_nanousd),
+        "billed_cost": "—"
+        if row.billed_cost_nanousd is None
+        else format_usd(row.billed_cost_nanousd),
     }

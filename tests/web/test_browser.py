@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
+import aiohttp
 import openai
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from bench.seed_db import seed
-from meterfox_cli.money import format_usd
+from meterfox_cli.money import format_usd, from_nanousd, to_nanousd
 from meterfox_cli.paths import resolve_paths
 from tests.cli.conftest import ROOT, launch_serve, run_meterfox
+from tests.fakes.admin_apis import DAY, Billed, FakeAdminAPIs
+from tests.fakes.admin_apis import serve as serve_admin
 from tests.fakes.upstream import Reply
 from tests.fixtures.openai_style import chat
 
@@ -251,3 +256,93 @@ async def test_an_explore_view_survives_a_reload_from_its_url(open_page):
         csv = await fresh.page.locator("#csv").get_attribute("href")
         assert csv and csv.startswith("api/report.csv?by=day%2Cprovider")
         await fresh.shot("explore")
+
+
+async def test_the_reconcile_page_is_meterfox_reconcile(open_page, upstream_server):
+    """Before any sync the page says to run `meterfox sync`; after a sync from the fake admin
+    APIs, its rows and totals are `meterfox reconcile --format json`'s, status coloured."""
+    fake, server = upstream_server
+    admin = FakeAdminAPIs()
+    with serve_admin(admin) as admin_url:
+        paths = resolve_paths()
+        paths.ensure()
+        paths.config_file.write_text(f'[providers.openai]\nbase_url = "{admin_url}"\n')
+        async with launch_serve(upstreams={"openai": server}) as served:
+            page = await open_page(f"{served.url}/_meterfox/#/reconcile?since=3d")
+            await expect(page.page.locator("#reconcile-none")).to_contain_text("meterfox sync")
+            for model, (prompt, completion) in (
+                ("gpt-4o-mini", (1200, 300)),
+                ("gpt-4o", (2000, 500)),
+            ):
+                usage = {"prompt_tokens": prompt, "completion_tokens": completion}
+                fake.reply = Reply(json_body=chat(model, usage))
+                await ask(served, "sk-caller-own-key", model=model)
+            records = await wait_for_records(served, 2)
+            today = int(time.time()) // DAY * DAY
+            mini, big = records["gpt-4o-mini"], records["gpt-4o"]
+            admin.ledger += [
+                # match: the dated snapshot of the model the proxy saw, same tokens and money
+                Billed("openai", today, "gpt-4o-mini-2024-07-18", 1200, 300, 1, mini, Decimal(0)),
+                # price_mismatch: the same tokens for twice the money
+                Billed("openai", today, "gpt-4o", 2000, 500, 1, big, big),
+                # bypassed: billed yesterday, nothing of it proxied
+                Billed(
+                    "openai", today - DAY, "gpt-4.1-nano", 10_000, 1_000, 4, Decimal("0.0016"), 0
+                ),
+            ]
+            env = {"OPENAI_ADMIN_KEY": admin.admin_keys["openai"]}
+            synced = await run_meterfox("sync", "openai", "--since", "3d", env=env)
+            assert synced.returncode == 0, synced.stderr
+            terminal = json.loads(await meterfox("reconcile", "--since", "3d", "--format", "json"))
+            assert {r["status"] for r in terminal} == {"match", "price_mismatch", "bypassed"}
+            async with aiohttp.ClientSession() as session:
+                url = f"{served.url}/_meterfox/api/reconcile?since=3d"
+                async with session.get(url) as response:
+                    api = json.loads(await response.text(), parse_float=Decimal)
+            exact = json.loads(
+                await meterfox("reconcile", "--since", "3d", "--format", "json"),
+                parse_float=Decimal,
+            )
+            assert api["rows"] == exact and api["synced"] == ["openai"]  # every field, exact
+
+            await page.page.reload()
+            rows = page.page.locator("#reconcile-table tbody tr")
+            await expect(rows).to_have_count(len(terminal))
+            shown = [await row.locator("td").all_text_contents() for row in await rows.all()]
+            for cells, row in zip(shown, terminal, strict=True):
+                assert cells[:3] == [row["day"], row["provider"], row["model"]]
+                assert cells[3] == f"{row['proxied_requests']:,}"
+                assert cells[6] == format_usd(usd_nanos(row["proxied_cost_usd"]))
+                assert cells[7] == f"{row['billed_requests']:,}"
+                assert cells[10] == format_usd(usd_nanos(row["billed_cost_usd"]))
+                assert cells[12:] == [row["status"], row["note"]]
+            bypassed = page.page.locator("#reconcile-table tbody .status-bypassed")
+            colour = await bypassed.evaluate("e => getComputedStyle(e).color")
+            match = page.page.locator("#reconcile-table tbody .status-match")
+            assert colour != await match.evaluate("e => getComputedStyle(e).color")
+            total = page.page.locator("#reconcile-total td")
+            proxied = sum(usd_nanos(r["proxied_cost_usd"]) for r in terminal)
+            billed = sum(usd_nanos(r["billed_cost_usd"]) for r in terminal)
+            await expect(total.nth(6)).to_have_text(format_usd(proxied))
+            await expect(total.nth(10)).to_have_text(format_usd(billed))
+            await page.shot("reconcile")
+            await page.close()
+
+
+def usd_nanos(value) -> int:
+    return to_nanousd(Decimal(str(value)))
+
+
+async def wait_for_records(served, count: int) -> dict[str, Decimal]:
+    """model → the cost the proxy recorded for it (USD), once `count` records are committed."""
+    deadline = time.monotonic() + 5
+    while True:
+        conn = sqlite3.connect(resolve_paths().database)
+        try:
+            rows = conn.execute("SELECT model, cost_nanousd FROM requests").fetchall()
+        finally:
+            conn.close()
+        if len(rows) >= count:
+            return {model: from_nanousd(cost) for model, cost in rows}
+        assert time.monotonic() < deadline, f"{len(rows)} of {count} records after 5 s"
+        await asyncio.sleep(0.05)

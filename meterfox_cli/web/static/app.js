@@ -1,10 +1,10 @@
-// MeterFox dashboard: four views over the daemon's JSON API (docs/dashboard.md). No framework,
+// MeterFox dashboard: five views over the daemon's JSON API (docs/dashboard.md). No framework,
 // no build step, no network beyond this daemon. Money texts come from the API (the CLI's own
 // formatter); this script never formats dollars itself.
 "use strict";
 
 const TOKEN = document.querySelector('meta[name="meterfox-token"]').content;
-const VIEWS = ["overview", "explore", "live", "keys"];
+const VIEWS = ["overview", "explore", "live", "keys", "reconcile"];
 const PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948",
   "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
 const MAX_LIVE_ROWS = 200;
@@ -111,12 +111,15 @@ function route() {
   }
   if (view !== "live" && live) { live.close(); live = null; }
   const params = new URLSearchParams(query || "");
-  ({ overview: showOverview, explore: showExplore, live: showLive, keys: showKeys })[view](params);
+  ({ overview: showOverview, explore: showExplore, live: showLive, keys: showKeys, reconcile: showReconcile })[view](params);
 }
 
 // --- Overview --------------------------------------------------------------------------------
 
+let overviewShown = 0; // as for Explore: only the latest stacking asked for is drawn
+
 async function showOverview(params) {
+  const asked = ++overviewShown;
   const by = params.get("by") || "provider";
   for (const b of document.querySelectorAll("[data-by]")) b.setAttribute("aria-pressed", String(b.dataset.by === by));
   // The three reads go out together (the headline figures first); the daemon answers them on
@@ -128,9 +131,11 @@ async function showOverview(params) {
   try {
     data = await overview;
   } catch (error) {
+    if (asked !== overviewShown) return;
     fill("spend", h("p", { class: "tag-bad" }, error.message));
     return;
   }
+  if (asked !== overviewShown) return;
   const s = data.spend, m = data.month;
   const card = (label, money, note, id, cls) => h("div", { class: "card " + (cls || "") },
     h("div", { class: "label" }, label), h("div", { class: "value", id }, money.text), note ? h("div", { class: "note" }, note) : null);
@@ -220,8 +225,10 @@ function drawChart(daily) {
 // --- Explore ---------------------------------------------------------------------------------
 
 const EXPLORE_FIELDS = ["by", "since", "until", "provider", "model", "key", "tag"];
+let exploreShown = 0; // the latest view asked for: an older view's answer arriving late is dropped
 
 async function showExplore(params) {
+  const asked = ++exploreShown;
   const form = document.getElementById("explore-form");
   for (const name of EXPLORE_FIELDS) form.elements[name].value = params.getAll(name).join(name === "by" ? "" : ",") || (name === "by" ? "provider,model" : "");
   const query = exploreQuery(form);
@@ -231,10 +238,12 @@ async function showExplore(params) {
   try {
     report = await api("report?" + query);
   } catch (error) {
+    if (asked !== exploreShown) return;
     fill("explore-status", h("span", { class: "tag-bad" }, error.message));
     fill("explore-table");
     return;
   }
+  if (asked !== exploreShown) return;
   const dims = report.dimensions;
   const rows = report.rows.map((row, i) => ({ ...row, _text: report.texts[i], _class: row.unpriced_requests ? "unpriced" : null }));
   const columns = [
@@ -272,6 +281,59 @@ function exploreQuery(form) {
     else for (const part of value.split(",")) if (part.trim()) query.append(name, part.trim());
   }
   return query.toString();
+}
+
+// --- Reconcile -------------------------------------------------------------------------------
+
+let reconcileShown = 0;
+
+async function showReconcile(params) {
+  const asked = ++reconcileShown;
+  const form = document.getElementById("reconcile-form");
+  for (const name of ["since", "until"]) form.elements[name].value = params.get(name) || "";
+  fill("reconcile-status", "Loading…");
+  let found;
+  try {
+    found = await api("reconcile?" + params.toString());
+  } catch (error) {
+    if (asked !== reconcileShown) return;
+    fill("reconcile-status", h("span", { class: "tag-bad" }, error.message));
+    fill("reconcile-table");
+    return;
+  }
+  if (asked !== reconcileShown) return;
+  if (!found.synced.length) {
+    fill("reconcile-status");
+    fill("reconcile-table", h("p", { id: "reconcile-none", class: "note-box" },
+      "Nothing has been synced yet: run ", h("code", {}, "meterfox sync"),
+      " (with an admin key: openai-admin, anthropic-admin or openrouter-admin) to fetch what the providers billed, then come back."));
+    return;
+  }
+  const count = (n) => n === null ? "—" : int(n);
+  const share = (r) => r.coverage === null ? "—" : (100 * r.coverage).toFixed(1) + "%";
+  const rows = found.rows.map((row, i) => ({ ...row, _texts: found.texts[i], _class: "row-" + row.status }));
+  const columns = [
+    ...found.dimensions.map((d) => ({ title: d, cell: (r) => r[d] === null ? "" : r[d] })),
+    { title: "proxied req", num: true, cell: (r) => count(r.proxied_requests) },
+    { title: "proxied in", num: true, cell: (r) => tokens(r.proxied_input_tokens) },
+    { title: "proxied out", num: true, cell: (r) => tokens(r.proxied_output_tokens) },
+    { title: "proxied $", num: true, cell: (r) => r._texts.proxied_cost },
+    { title: "billed req", num: true, cell: (r) => count(r.billed_requests) },
+    { title: "billed in", num: true, cell: (r) => tokens(r.billed_input_tokens) },
+    { title: "billed out", num: true, cell: (r) => tokens(r.billed_output_tokens) },
+    { title: "billed $", num: true, cell: (r) => r._texts.billed_cost },
+    { title: "coverage", num: true, cell: share },
+    { title: "status", cell: (r) => h("span", { class: "status-" + r.status }, r.status) },
+    { title: "why", cell: (r) => r.note },
+  ];
+  const t = { ...found.total, _texts: found.total_texts };
+  const foot = (c) => c === columns[0] ? "total" : (c.num ? c.cell(t) : "");
+  const off = found.rows.filter((r) => r.status !== "match").length;
+  fill("reconcile-status", `${int(rows.length)} rows, ${int(off)} not matching · synced: ${found.synced.join(", ")}`);
+  fill("reconcile-table", rows.length ? table(columns, rows, foot)
+    : h("p", { class: "muted" }, "Nothing proxied or billed in that window for " + found.synced.join(", ") + "."));
+  const total = document.querySelector("#reconcile-table tfoot");
+  if (total) total.id = "reconcile-total";
 }
 
 // --- Live ------------------------------------------------------------------------------------
@@ -376,6 +438,15 @@ document.addEventListener("DOMContentLoaded", () => {
     location.hash = "#/explore?" + exploreQuery(event.target);
   });
   document.getElementById("create-form").addEventListener("submit", createKey);
+  document.getElementById("reconcile-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const query = new URLSearchParams();
+    for (const name of ["since", "until"]) {
+      const value = event.target.elements[name].value.trim();
+      if (value) query.set(name, value);
+    }
+    location.hash = "#/reconcile?" + query.toString();
+  });
   document.getElementById("copy-secret").addEventListener("click", () => {
     navigator.clipboard.writeText(document.getElementById("new-value").textContent).catch(() => {});
   });

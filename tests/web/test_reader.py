@@ -1,0 +1,130 @@
+"""The dashboard's read process (web/reader.py, web/worker.py): reads run in a process of their
+own, started on the first read; it stops with the app, a new one replaces one that died, and
+it never outlives the daemon, not even a SIGKILLed one."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+from functools import partial
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from meterfox_cli.errors import MeterFoxError
+from meterfox_cli.paths import resolve_paths
+from meterfox_cli.store.db import connect
+from meterfox_cli.web.reader import Reader
+from tests.cli.conftest import launch_serve
+
+
+def process_id(conn: sqlite3.Connection) -> int:
+    return os.getpid()
+
+
+def count_requests(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+
+
+def refuse(conn: sqlite3.Connection, why: str) -> None:
+    raise MeterFoxError(why)
+
+
+@pytest.fixture
+def database() -> Path:
+    paths = resolve_paths()
+    paths.ensure()
+    connect(paths.database).close()  # migrated
+    return paths.database
+
+
+def running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def gone(pid: int, within: float = 5.0) -> bool:
+    for _ in range(int(within / 0.05)):
+        if not running(pid):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_reads_run_in_a_process_started_on_the_first_read_and_stopped_on_close(database):
+    reader = Reader(database)
+    assert reader.pid is None  # nothing started until a page asks
+    worker = await reader.read(process_id)
+    assert worker != os.getpid() and worker == reader.pid
+    assert await reader.read(count_requests) == 0
+    with pytest.raises(MeterFoxError, match="no such view"):
+        await reader.read(partial(refuse, why="no such view"))  # its errors come back as raised
+    assert await reader.read(process_id) == worker  # one long-lived process
+    await reader.close()
+    assert await gone(worker)
+
+
+async def test_a_worker_that_died_is_replaced_on_the_next_read(database):
+    reader = Reader(database)
+    try:
+        first = await reader.read(process_id)
+        os.kill(first, signal.SIGKILL)
+        assert await gone(first)
+        second = await reader.read(process_id)
+        assert second != first and running(second)
+    finally:
+        await reader.close()
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(") ", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+async def test_the_worker_dies_with_a_sigkilled_daemon():
+    async with launch_serve() as served:
+        assert children(served.pid) == []  # not started before the dashboard is opened
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{served.url}/_meterfox/api/overview") as response:
+                assert response.status == 200
+                assert (await response.json())["month"]["requests"] == 0
+        [worker] = children(served.pid)
+        served.send_signal(signal.SIGKILL)
+        assert await gone(worker), "the dashboard's read process outlived its daemon"
+
+
+async def test_stopping_the_daemon_stops_the_worker():
+    async with launch_serve() as served:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{served.url}/_meterfox/api/keys") as response:
+                assert response.status == 200
+        [worker] = children(served.pid)
+        assert await served.stop() == 0
+        assert await gone(worker)
+
+
+def policy(conn: sqlite3.Connection) -> int:
+    return os.sched_getscheduler(0)
+
+
+async def test_the_worker_runs_only_on_cpu_time_nothing_else_wants(database):
+    reader = Reader(database)
+    try:
+        assert os.sched_getscheduler(0) != os.SCHED_IDLE
+        assert await reader.read(policy) == os.SCHED_IDLE
+    finally:
+        await reader.close()
