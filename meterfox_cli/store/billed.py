@@ -13,7 +13,7 @@ from meterfox_cli.money import from_nanousd
 from meterfox_cli.store.db import transaction
 from meterfox_cli.store.dimensions import label
 from meterfox_cli.store.queries import Report, ReportRow
-from meterfox_cli.store.select import Filters, TimeRange
+from meterfox_cli.store.select import Filters, TimeRange, filter_sql, window_sql
 
 # Where a bucket's cost came from.
 COST_API = "cost_api"  # the provider's cost report (OpenAI Costs, Anthropic cost_report)
@@ -174,17 +174,10 @@ def proxied_by_utc_day(
 ) -> list[ProxiedSum]:
     """The proxy's side of `reconcile`: requests with usage, summed per UTC day (the providers
     bucket by UTC day; the `day` column is local), provider and model."""
-    clauses = ["r.usage_known = 1"]
-    params: list[object] = []
-    if since is not None:
-        clauses.append("r.ts >= ?")
-        params.append(since)
-    if until is not None:
-        clauses.append("r.ts < ?")
-        params.append(until)
-    if providers:
-        clauses.append(f"r.provider IN ({', '.join('?' * len(providers))})")
-        params.extend(providers)
+    window, params = window_sql(TimeRange(since, until))
+    clauses, filter_params = filter_sql(Filters(providers=providers))
+    clauses = ["r.usage_known = 1", *([window] if window else []), *clauses]
+    params += filter_params
     rows = conn.execute(
         "SELECT date(r.ts, 'unixepoch') AS d, r.provider, IFNULL(r.model, ''), COUNT(*), "
         "SUM(r.input_tokens), SUM(r.output_tokens), SUM(IFNULL(r.cost_nanousd, 0)) "
