@@ -272,6 +272,9 @@ async def relay(request: web.Request, state: ProxyState, target: Target) -> web.
     return client
 
 
+_Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+
+
 async def _pump(
     session: Session, client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse
 ) -> None:
@@ -294,19 +297,11 @@ async def _client_to_upstream(
     tap = session.tap
     while True:
         message = await client.receive()
-        if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-            session.end(Outcome.CLIENT_CLOSED)
-            if message.type is WSMsgType.CLOSE:
-                await upstream.close(code=_code(message.data), message=_reason(message.extra))
-            return
-        if _refused(session):
+        if await _ended(session, message, upstream, Outcome.CLIENT_CLOSED) or _refused(session):
             return
         if tap is not None:
             tap.from_client(message.data)
-        if message.type is WSMsgType.TEXT:
-            await upstream.send_str(message.data)
-        else:
-            await upstream.send_bytes(message.data)
+        await _send(upstream, message)
 
 
 async def _upstream_to_client(
@@ -315,15 +310,9 @@ async def _upstream_to_client(
     tap = session.tap
     while True:
         message = await upstream.receive()
-        if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-            session.end(Outcome.UPSTREAM_ERROR)
-            if message.type is WSMsgType.CLOSE:
-                await client.close(code=_code(message.data), message=_reason(message.extra))
+        if await _ended(session, message, client, Outcome.UPSTREAM_ERROR):
             return
-        if message.type is WSMsgType.TEXT:
-            await client.send_str(message.data)
-        else:
-            await client.send_bytes(message.data)
+        await _send(client, message)
         if tap is not None:
             news = tap.from_server(message.data)
             refusal = session.start_units(news.started) if news.started else None
@@ -335,6 +324,25 @@ async def _upstream_to_client(
                 return
         if _refused(session):
             return
+
+
+async def _ended(
+    session: Session, message: aiohttp.WSMessage, other: _Socket, outcome: Outcome
+) -> bool:
+    """A frame that is not data ends the session (as `outcome`); a close crosses to `other`."""
+    if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+        return False
+    session.end(outcome)
+    if message.type is WSMsgType.CLOSE:
+        await other.close(code=_code(message.data), message=_reason(message.extra))
+    return True
+
+
+async def _send(to: _Socket, message: aiohttp.WSMessage) -> None:
+    if message.type is WSMsgType.TEXT:
+        await to.send_str(message.data)
+    else:
+        await to.send_bytes(message.data)
 
 
 async def _watch_key(session: Session) -> None:
