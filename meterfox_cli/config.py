@@ -113,6 +113,26 @@ class SyncConfig:
 
 
 @dataclass(frozen=True)
+class TlsFiles:
+    """The PEM certificate (chain) and private key `serve` speaks HTTPS with."""
+
+    cert: Path
+    key: Path
+
+
+def tls_files(cert: object, key: object, where: str) -> TlsFiles | None:
+    """Both files, or neither (plain HTTP); one without the other is an error."""
+    if cert is None and key is None:
+        return None
+    if not isinstance(cert, str | Path) or not isinstance(key, str | Path):
+        raise ConfigError(
+            f"{where}: HTTPS needs both a certificate and its key "
+            "(tls_cert and tls_key, or --tls-cert and --tls-key)"
+        )
+    return TlsFiles(Path(cert).expanduser(), Path(key).expanduser())
+
+
+@dataclass(frozen=True)
 class Config:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
@@ -126,6 +146,7 @@ class Config:
     store_url: str | None = None  # [store] url: a PostgreSQL ledger; None: the local SQLite file
     store_host: str | None = None  # [store] host: this daemon's name on its records
     sync: SyncConfig = SyncConfig()
+    tls: TlsFiles | None = None  # [server] tls_cert + tls_key: serve HTTPS (and wss://)
     unknown: tuple[str, ...] = ()  # names in the file MeterFox does not know (see unknown_names)
 
 
@@ -187,6 +208,7 @@ def config_from_dict(data: Mapping[str, object], source: str = "config") -> Conf
             store_url=_store_url(_table(data, "store", source), source),
             store_host=_store_host(_table(data, "store", source), source),
             sync=_sync(data, source),
+            tls=tls_files(server.get("tls_cert"), server.get("tls_key"), f"{source}: [server]"),
             unknown=tuple(unknown),
         )
     except (TypeError, ValueError) as exc:
@@ -200,7 +222,15 @@ _ANY = "*"
 _TIMEOUTS = tuple(field.name for field in fields(Timeouts))
 _SCHEMA: dict[str, object] = {
     "server": dict.fromkeys(
-        ("host", "port", "max_body_bytes", "require_proxy_key", "max_connections")
+        (
+            "host",
+            "port",
+            "max_body_bytes",
+            "require_proxy_key",
+            "max_connections",
+            "tls_cert",
+            "tls_key",
+        )
     ),
     "timeouts": dict.fromkeys(_TIMEOUTS),
     "providers": {_ANY: dict.fromkeys(("base_url", "format"))},

@@ -3,7 +3,9 @@ they print; the passphrase prompt that unlocks the encrypted key file (keys and 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import ssl
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -75,7 +77,20 @@ def default_base(settings: Settings) -> str:
     host = f"[{host}]" if ":" in host else host
     if host in ("0.0.0.0", "[::]"):
         host = "127.0.0.1"
-    return f"http://{host}:{settings.config.port}"
+    scheme = "https" if settings.config.tls else "http"
+    return f"{scheme}://{host}:{settings.config.port}"
+
+
+def daemon_tls(settings: Settings) -> ssl.SSLContext | None:
+    """How this CLI trusts its own daemon on HTTPS: the system's CAs and the configured
+    certificate itself (self-signed or not); None on plain HTTP."""
+    if settings.config.tls is None:
+        return None
+    context = ssl.create_default_context()
+    with contextlib.suppress(OSError, ssl.SSLError):  # unreadable: the system's CAs decide
+        context.load_verify_locations(cafile=settings.config.tls.cert)
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return context
 
 
 def prompt_passphrase(new: bool) -> str:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import click
 
 
@@ -17,7 +19,7 @@ def dashboard(url_only: bool, port: int | None) -> None:
     """
     import webbrowser
 
-    from meterfox_cli.cli.common import default_base, load_settings
+    from meterfox_cli.cli.common import daemon_tls, default_base, load_settings
     from meterfox_cli.web.login import read_login
 
     settings = load_settings()
@@ -29,7 +31,7 @@ def dashboard(url_only: bool, port: int | None) -> None:
     if url_only:
         click.echo(url)
         return
-    if not _running(base):
+    if not _running(base, daemon_tls(settings)):
         click.echo(f"MeterFox is not running at {base}.", err=True)
         click.echo("Start it with `meterfox serve` (in another terminal), then run", err=True)
         click.echo(f"`meterfox dashboard` again, or open {url}", err=True)
@@ -40,14 +42,15 @@ def dashboard(url_only: bool, port: int | None) -> None:
     click.echo(f"Opened {base}/_meterfox/ in your browser.", err=True)
 
 
-def _running(base: str) -> bool:
+def _running(base: str, tls: ssl.SSLContext | None) -> bool:
     """Whether a MeterFox daemon answers its health check at `base` (within a second)."""
     import json
     import urllib.request
     from urllib.error import URLError
 
     try:
-        with urllib.request.urlopen(f"{base}/_meterfox/health", timeout=1.0) as response:
+        health = f"{base}/_meterfox/health"
+        with urllib.request.urlopen(health, timeout=1.0, context=tls) as response:
             return response.status == 200 and "version" in json.loads(response.read())
     except (URLError, OSError, ValueError):
         return False

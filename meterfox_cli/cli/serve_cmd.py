@@ -51,19 +51,30 @@ if TYPE_CHECKING:
     "the URL carrying it): needed to turn it on beyond loopback; on a machine shared with "
     "other users, it keeps them out of it on loopback too.",
 )
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Serve HTTPS (and wss://) with this PEM certificate; needs --tls-key.",
+)
+@click.option(
+    "--tls-key", type=click.Path(dir_okay=False), default=None, help="The certificate's key (PEM)."
+)
 def serve(
     host: str | None,
     port: int | None,
     upstreams: tuple[str, ...],
     require_proxy_key: bool | None,
     dashboard_login: bool,
+    tls_cert: str | None,
+    tls_key: str | None,
 ) -> None:
     """Run the proxy in the foreground until Ctrl-C (or SIGTERM).
 
     Every call passes through unchanged; MeterFox records only metadata: provider, model,
     tokens, latency, status, cost and your tags. Prompts and responses are never stored.
     """
-    from meterfox_cli.config import ledger_url, recording_host
+    from meterfox_cli.config import ledger_url, recording_host, tls_files
     from meterfox_cli.keys.authorizer import KeyAuthorizer
     from meterfox_cli.logs import configure_logging
     from meterfox_cli.proxy.app import make_app
@@ -72,6 +83,7 @@ def serve(
         is_loopback,
         requires_proxy_key,
         run_event_loop,
+        tls_context,
     )
     from meterfox_cli.proxy.server import serve as run_server
     from meterfox_cli.store.writer import RecordWriter
@@ -84,6 +96,8 @@ def serve(
         )
     host = host or config.host
     port = port if port is not None else config.port
+    tls_wanted = tls_files(tls_cert, tls_key, "serve") if tls_cert or tls_key else config.tls
+    tls = tls_context(tls_wanted) if tls_wanted else None
     configure_logging()
     settings.paths.ensure()
     ledger = current_ledger(settings)
@@ -93,7 +107,7 @@ def serve(
     book = price_book(settings)
     book.warm()  # load the price data now, not while the first requests are in flight
     require = requires_proxy_key(host, require_proxy_key, config.require_proxy_key)
-    for line in exposure_warning(host, port, require):
+    for line in exposure_warning(host, port, require, tls=tls is not None):
         click.secho(line, err=True, fg="red", bold=True)
     mount = _dashboard(settings, host, dashboard_login)
     store = _key_store(settings)
@@ -124,7 +138,7 @@ def serve(
         click.echo("Press Ctrl-C to stop.", err=True)
 
     run_event_loop(
-        run_server(app, host, port, on_ready=ready, max_connections=config.max_connections)
+        run_server(app, host, port, on_ready=ready, max_connections=config.max_connections, tls=tls)
     )
 
 

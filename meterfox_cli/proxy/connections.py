@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -171,15 +172,23 @@ class _Counted(asyncio.Protocol):
 class CappedSite(web.BaseSite):
     """aiohttp's TCP site, with every connection passing through a ConnectionCap."""
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, cap: ConnectionCap) -> None:
-        super().__init__(runner, backlog=cap.budget.backlog)
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        cap: ConnectionCap,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(runner, backlog=cap.budget.backlog, ssl_context=tls)
         self._host = host
         self._port = port
         self._cap = cap
 
     @property
     def name(self) -> str:
-        return f"http://{self._host}:{self._port}"
+        scheme = "https" if self._ssl_context else "http"
+        return f"{scheme}://{self._host}:{self._port}"
 
     async def start(self) -> None:
         await super().start()
@@ -189,6 +198,7 @@ class CappedSite(web.BaseSite):
             self._cap.protocol_factory(server),
             self._host,
             self._port,
+            ssl=self._ssl_context,
             backlog=self._backlog,
             reuse_address=True,
         )

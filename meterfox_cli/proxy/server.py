@@ -7,10 +7,12 @@ import errno
 import ipaddress
 import logging
 import signal
+import ssl
 from collections.abc import Callable, Coroutine
 
 from aiohttp import web
 
+from meterfox_cli.config import TlsFiles
 from meterfox_cli.errors import MeterFoxError
 from meterfox_cli.proxy.connections import (
     CappedSite,
@@ -39,8 +41,9 @@ async def serve(
     port: int,
     on_ready: Callable[[str], None] = lambda url: None,
     max_connections: int | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
-    """Serve `app` until a stop signal. In-flight requests finish (up to SHUTDOWN_TIMEOUT_S) and
+    """Serve `app` (over HTTPS when `tls` is given) until a stop signal. In-flight requests finish (up to SHUTDOWN_TIMEOUT_S) and
     the app's cleanup commits every queued record before this returns.
 
     Client limits: the soft open-file limit is raised to the hard one and the connections are
@@ -59,7 +62,7 @@ async def serve(
     )
     await runner.setup()
     try:
-        site = CappedSite(runner, host, port, cap)
+        site = CappedSite(runner, host, port, cap, tls)
         try:
             await site.start()
         except OSError as exc:
@@ -69,11 +72,29 @@ async def serve(
                     f"stop it or pass --port"
                 ) from exc
             raise MeterFoxError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-        on_ready(f"http://{_url_host(host)}:{port}")
+        scheme = "https" if tls else "http"
+        on_ready(f"{scheme}://{_url_host(host)}:{port}")
         await _wait_for_stop_signal()
         log.info("stopping: finishing in-flight requests and writing records")
     finally:
         await runner.cleanup()
+
+
+def tls_context(files: TlsFiles) -> ssl.SSLContext:
+    """A server context from a PEM certificate (chain) and its key; MeterFoxError, in one
+    sentence, when they cannot be read or do not match."""
+    for path in (files.cert, files.key):
+        if not path.is_file():
+            raise MeterFoxError(f"cannot serve HTTPS: no such file {path}")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(files.cert, files.key)
+    except (OSError, ssl.SSLError) as exc:
+        raise MeterFoxError(
+            f"cannot serve HTTPS with {files.cert} and {files.key}: {exc.strerror or exc} "
+            "(both PEM; the key must be unencrypted and match the certificate)"
+        ) from exc
+    return context
 
 
 async def _wait_for_stop_signal() -> None:
@@ -107,7 +128,7 @@ def requires_proxy_key(host: str, flag: bool | None, configured: bool | None) ->
     return not is_loopback(host)
 
 
-def exposure_warning(host: str, port: int, require_proxy_key: bool) -> list[str]:
+def exposure_warning(host: str, port: int, require_proxy_key: bool, tls: bool = False) -> list[str]:
     """What `serve` prints when it binds beyond loopback (nothing on loopback)."""
     if is_loopback(host):
         return []
@@ -122,10 +143,11 @@ def exposure_warning(host: str, port: int, require_proxy_key: bool) -> list[str]
             "  Callers' own keys are passed through (--allow-passthrough): anyone who reaches "
             "the port can use MeterFox as a relay to your providers."
         )
-    lines.append(
-        "  MeterFox speaks plain HTTP: keys cross the network readable. Bind to 127.0.0.1, or "
-        "put it behind a private network or a TLS reverse proxy."
-    )
+    if not tls:
+        lines.append(
+            "  MeterFox speaks plain HTTP: keys cross the network readable. Bind to 127.0.0.1, "
+            "serve HTTPS (--tls-cert/--tls-key), or put it behind a private network."
+        )
     return lines
 
 

@@ -100,7 +100,8 @@ def change_refusal(request: web.Request, access: Access) -> web.Response | None:
     if not _same(request.headers.get(TOKEN_HEADER), access.csrf_token):
         return _refuse(403, f"missing or wrong {TOKEN_HEADER}")
     origin = request.headers.get("Origin")
-    if origin is None or origin.lower() != f"http://{request.headers.get('Host', '')}".lower():
+    own_origin = f"{request.scheme}://{request.headers.get('Host', '')}"
+    if origin is None or origin.lower() != own_origin.lower():
         return _refuse(403, "cross-origin request refused")
     if request.content_type != "application/json":
         return _refuse(415, "send a JSON body (Content-Type: application/json)")

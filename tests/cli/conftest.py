@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -134,15 +135,17 @@ async def _drain(stream: asyncio.StreamReader | None, into: bytearray) -> None:
 
 
 class Served(Launched):
-    """A running `meterfox serve` on 127.0.0.1:`port`."""
+    """A running `meterfox serve` on 127.0.0.1:`port` (over HTTPS when `tls`, a client context
+    that trusts its certificate, is given)."""
 
-    def __init__(self, process: Process, port: int) -> None:
+    def __init__(self, process: Process, port: int, tls: ssl.SSLContext | None = None) -> None:
         super().__init__(process)
         self.port = port
+        self.tls = tls
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def base(self, slug: str) -> str:
         """The base URL an SDK uses for provider `slug` (add the SDK's path, e.g. /v1)."""
@@ -150,7 +153,7 @@ class Served(Launched):
 
     async def health(self) -> dict:
         async with aiohttp.ClientSession() as session:
-            async with session.get(self.url + "/_meterfox/health") as response:
+            async with session.get(self.url + "/_meterfox/health", ssl=self.tls) as response:
                 return await response.json()
 
     async def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
@@ -161,7 +164,8 @@ class Served(Launched):
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
                 with contextlib.suppress(aiohttp.ClientError):
-                    async with session.get(self.url + "/_meterfox/health") as response:
+                    health = self.url + "/_meterfox/health"
+                    async with session.get(health, ssl=self.tls) as response:
                         if response.status == 200:
                             return
                 await asyncio.sleep(0.05)
@@ -199,10 +203,12 @@ async def launch_serve(
     env: Env | None = None,
     port: int | None = None,
     ready: bool = True,
+    tls: ssl.SSLContext | None = None,
     **popen: object,
 ) -> AsyncIterator[Served]:
     """`meterfox serve` on a free loopback port (or `port`), healthy before the block starts
-    (unless `ready=False`: then call `wait_ready`), stopped with SIGTERM when it ends.
+    (unless `ready=False`: then call `wait_ready`), stopped with SIGTERM when it ends. Pass
+    `tls` (a client context trusting the certificate `args` give it) for a daemon on HTTPS.
 
     `upstreams` sends each provider slug to a fake (a TestServer or an origin URL); `args` are
     any other `serve` options; `env` adds to or removes from the test's environment; `popen`
@@ -214,7 +220,7 @@ async def launch_serve(
         options += ["--upstream", f"{slug}={_origin(upstream)}"]
     command = meterfox_command("serve", "--port", str(port), *options, *args)
     process = await _spawn(command, meterfox_env(env), stdin=asyncio.subprocess.DEVNULL, **popen)
-    served = Served(process, port)
+    served = Served(process, port, tls)
     try:
         if ready:
             await served.wait_ready()

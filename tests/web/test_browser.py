@@ -42,6 +42,10 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 PROVIDER_KEY = "sk-proj-TESTONLY-browser-4444"
 SEEDED_ROWS = 20_000
+# The dashboard's reads run in a SCHED_IDLE worker (it must never slow the proxy): on a machine
+# busy with other work it waits for an idle core, so the page is given more than Playwright's
+# default 5 s to show what these tests check (a wait, not a speed bar: bench/ measures speed).
+expect.set_options(timeout=30_000)
 # Bytes the page moved: the document and every resource (its files and API reads), as sent.
 TRANSFERRED = """() => [...performance.getEntriesByType("navigation"),
     ...performance.getEntriesByType("resource")]
@@ -163,7 +167,7 @@ async def test_a_request_made_while_live_is_open_appears_without_a_reload(
         await expect(page.page.locator("#live-state")).to_contain_text("connected")
         await ask(served, "sk-caller-own-key", model="gpt-4o")
         row = page.page.locator("#live-table tbody tr").first
-        await expect(row).to_contain_text("gpt-4o", timeout=5000)
+        await expect(row).to_contain_text("gpt-4o")
         await expect(row).to_contain_text("42")
         await expect(page.page.locator("#live-count")).to_have_text("1")
         await page.shot("live")

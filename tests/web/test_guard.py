@@ -123,6 +123,32 @@ async def test_a_change_needs_the_token_a_same_origin_origin_and_json(served, co
     assert list_keys(conn)[0].status == "revoked"
 
 
+async def test_over_https_the_same_origin_is_the_https_one(upstream_server, conn, tmp_path):
+    from meterfox_cli.keys.proxy_keys import KeySpec, create_key, list_keys
+    from tests.fakes.tls import loopback_contexts
+
+    create_key(conn, KeySpec("app"))
+    access = access_for(True, None)
+    server_tls, client_tls = loopback_contexts(tmp_path)
+    fake, upstream = upstream_server
+    mount = dashboard_mount(resolve_paths().database, access)
+    proxy, proxy_server = await start_proxy(fake, upstream, mounts=(mount,), ssl=server_tls)
+    url = f"{proxy.url}/_meterfox/api/keys/app/revoke"
+    headers = {TOKEN_HEADER: access.csrf_token, "Content-Type": "application/json"}
+    try:
+        async with aiohttp.ClientSession() as session:
+            for origin, status in (
+                (f"http://127.0.0.1:{proxy_server.port}", 403),  # not the page's scheme
+                (f"https://127.0.0.1:{proxy_server.port}", 200),
+            ):
+                with_origin = {**headers, "Origin": origin}
+                async with session.post(url, headers=with_origin, data=b"{}", ssl=client_tls) as r:
+                    assert r.status == status, origin
+    finally:
+        await proxy_server.close()
+    assert list_keys(conn)[0].status == "revoked"
+
+
 async def test_beyond_loopback_the_dashboard_is_off_by_default(served):
     proxy, port = await served(access_for(False, None))
     for host in (f"127.0.0.1:{port}", f"192.0.2.7:{port}"):
