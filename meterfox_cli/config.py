@@ -97,6 +97,8 @@ class PricingConfig:
     overrides: tuple[PriceOverride, ...] = ()
     hardware: tuple[tuple[str, Decimal], ...] = ()
     prices_file: str | None = None  # a local genai-prices data.json (offline refresh)
+    # `[pricing.cache_storage]`: model → USD per 1M tokens per hour a Gemini cache is kept
+    cache_storage: tuple[tuple[str, Decimal], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -235,7 +237,7 @@ _SCHEMA: dict[str, object] = {
     "timeouts": dict.fromkeys(_TIMEOUTS),
     "providers": {_ANY: dict.fromkeys(("base_url", "format"))},
     "prices": [dict.fromkeys(_PRICE_FIELDS)],
-    "pricing": {"hardware": {_ANY: None}, "prices_file": None},
+    "pricing": {"hardware": {_ANY: None}, "cache_storage": {_ANY: None}, "prices_file": None},
     "reconcile": {"tolerance": None},
     "store": {"url": None, "host": None},
     "sync": dict.fromkeys(("every", "providers")),
@@ -327,7 +329,7 @@ def _positive_int(value: object, name: str) -> int | None:
 
 
 def pricing_from_dict(data: Mapping[str, object], source: str = "config") -> PricingConfig:
-    """`[[prices]]` entries and the `[pricing.hardware]` table."""
+    """`[[prices]]` entries and the `[pricing.hardware]` and `[pricing.cache_storage]` tables."""
     entries = data.get("prices", [])
     if not isinstance(entries, list):
         raise ConfigError(f"{source}: prices must be an array of tables: [[prices]]")
@@ -338,16 +340,27 @@ def pricing_from_dict(data: Mapping[str, object], source: str = "config") -> Pri
     prices_file = pricing.get("prices_file")
     if prices_file is not None and not isinstance(prices_file, str):
         raise ConfigError(f"{source}: [pricing] prices_file must be a path string")
-    hardware = _table(pricing, "hardware", f"{source} [pricing]")
-    rows = tuple(
-        (name, _money(value, f"{source} [pricing.hardware] {name}"))
-        for name, value in hardware.items()
-    )
+    rows = _rate_rows(pricing, "hardware", source)
     known = {name for name, _ in rows}
     for override in overrides:
         if override.hardware and override.hardware not in known:
             _check_builtin_hardware(override, source)
-    return PricingConfig(overrides=overrides, hardware=rows, prices_file=prices_file)
+    return PricingConfig(
+        overrides=overrides,
+        hardware=rows,
+        prices_file=prices_file,
+        cache_storage=_rate_rows(pricing, "cache_storage", source),
+    )
+
+
+def _rate_rows(
+    pricing: Mapping[str, object], table: str, source: str
+) -> tuple[tuple[str, Decimal], ...]:
+    """A `[pricing.TABLE]` of name = USD rate, in file order."""
+    return tuple(
+        (name, _money(value, f"{source} [pricing.{table}] {name}"))
+        for name, value in _table(pricing, table, f"{source} [pricing]").items()
+    )
 
 
 def _price_override(entry: object, position: int, source: str) -> PriceOverride:

@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "meterfox_cli.logs",
             "meterfox_cli.config",
             "meterfox_cli.replicate_prices",
+            "meterfox_cli.cache_storage_prices",
         ),
     ),
     ("pricing", ("meterfox_cli.pricing",)),

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from meterfox_cli import replicate_prices
+from meterfox_cli import cache_storage_prices, replicate_prices
 from meterfox_cli.config import PriceOverride, PricingConfig
 from meterfox_cli.money import decimal_text
 from meterfox_cli.pricing.genai import UsageMismatch, genai_price, genai_quote, pricing_id
@@ -56,7 +56,9 @@ class PriceBook:
     overrides: tuple[PriceOverride, ...] = ()
     extra_hardware: tuple[tuple[str, Decimal], ...] = ()
     pricing_ids: tuple[tuple[str, str], ...] = ()  # (our slug, genai-prices provider id)
+    extra_cache_storage: tuple[tuple[str, Decimal], ...] = ()  # [pricing.cache_storage]
     hardware: Mapping[str, Decimal] = field(init=False, repr=False, compare=False)
+    cache_storage: Mapping[str, Decimal] = field(init=False, repr=False, compare=False)
     _ids: Mapping[str, str] = field(init=False, repr=False, compare=False)
     _matched: dict[tuple[str, str | None], PriceOverride | None] = field(
         init=False, repr=False, compare=False
@@ -66,6 +68,9 @@ class PriceBook:
         table = dict(replicate_prices.HARDWARE_USD_PER_SECOND)
         table.update(dict(self.extra_hardware))
         object.__setattr__(self, "hardware", table)
+        storage = dict(cache_storage_prices.USD_PER_MTOK_HOUR)
+        storage.update(dict(self.extra_cache_storage))
+        object.__setattr__(self, "cache_storage", storage)
         object.__setattr__(self, "_ids", dict(self.pricing_ids))
         object.__setattr__(self, "_matched", {})
 
@@ -78,6 +83,7 @@ class PriceBook:
             overrides=pricing.overrides,
             extra_hardware=pricing.hardware,
             pricing_ids=tuple((pricing_ids or {}).items()),
+            extra_cache_storage=pricing.cache_storage,
         )
 
     def pricing_id(self, slug: str) -> str | None:
@@ -104,6 +110,16 @@ class PriceBook:
         if name in dict(self.extra_hardware):
             return "config.toml [pricing.hardware]"
         return replicate_prices.HARDWARE_SOURCE
+
+    def storage_rate(self, model: str) -> tuple[Decimal, str] | None:
+        """USD per 1M tokens per hour a Gemini cache of `model` is kept, and where it comes from."""
+        found = cache_storage_prices.storage_rate(model, self.cache_storage)
+        if found is None:
+            return None
+        row, rate = found
+        if row in dict(self.extra_cache_storage):
+            return rate, f"{row} at ${decimal_text(rate)} from config.toml [pricing.cache_storage]"
+        return rate, f"{row} at ${decimal_text(rate)} from {cache_storage_prices.SOURCE}"
 
     @classmethod
     def load(
@@ -163,7 +179,9 @@ def price_reading(
     at_text = at.isoformat().replace("+00:00", "Z")
     override = book.override_for(provider, model)
     provider_id = book.pricing_id(provider)
-    if fast and override is None and reading.reported_cost_usd is None and model is not None:
+    storage_hours = usage.unit(cache_storage_prices.STORAGE_UNIT)
+    plain = override is None and reading.reported_cost_usd is None and not storage_hours
+    if fast and plain and model is not None:
         price = fast_price(provider, provider_id, model, reading.price_context, usage, at, at_text)
         if price is not None:
             return price
@@ -178,8 +196,36 @@ def price_reading(
     if reading.reported_cost_usd is not None:
         return _reported(base, reading.reported_cost_usd, usage, at, fast).price()
     if override is not None:
-        return _overridden(base, override, usage, at, book, fast).price()
-    return _computed(base, usage, at, fast).price()
+        quote = _overridden(base, override, usage, at, book, fast)
+    else:
+        quote = _computed(base, usage, at, fast)
+    return _with_storage(quote, storage_hours, book).price()
+
+
+def _with_storage(quote: Quote, token_hours: float, book: PriceBook) -> Quote:
+    """A Gemini cache's storage for its TTL, one more bucket of a priced quote. Without a
+    storage price for the model the whole record is unpriced, with the reason: a cost without
+    its storage would pass for complete."""
+    if not token_hours or quote.source not in (COMPUTED, OVERRIDE) or quote.model is None:
+        return quote
+    found = book.storage_rate(quote.model)
+    if found is None:
+        return revised(
+            quote,
+            source=UNPRICED_SOURCE,
+            buckets=(),
+            discount=None,
+            reason=f"no cache-storage price for {quote.model!r} (the cache is kept for "
+            f"{decimal_text(usage_decimal(token_hours))} token-hours): add it to "
+            "[pricing.cache_storage] in config.toml, then `meterfox reprice`",
+        )
+    rate, source = found
+    bucket = Bucket(cache_storage_prices.STORAGE_UNIT, usage_decimal(token_hours), rate)
+    return revised(
+        quote,
+        buckets=(*quote.buckets, bucket),
+        rates_from=f"{quote.rates_from}; cache storage per 1M tokens per hour: {source}",
+    )
 
 
 def _reported(base: Quote, reported: Decimal, usage: Usage, at: datetime, fast: bool) -> Quote:

@@ -179,6 +179,7 @@ _KEY_LABELS = {
     "output_reasoning_tokens": "reasoning",
     "requests": "requests",
     "seconds": "run time",
+    "cache_storage_token_hours": "cache storage",  # per 1M tokens per hour kept
 }
 
 

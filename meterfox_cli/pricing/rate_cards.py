@@ -132,8 +132,13 @@ def _genai_card(slug: str, model: str, book: PriceBook, at: datetime) -> RateCar
     provider, info = found
     standard = info.get_prices(at)
     notes = tuple(_variant_notes(info, at))
+    rates = tuple(model_rates(standard))
+    storage = book.storage_rate(model) if slug == "gemini" else None
+    if storage is not None:
+        rates += (Rate("cache_storage_token_hours", storage[0]),)
+        notes += (f"cache storage is per 1M tokens per hour kept: {storage[1]}",)
     source = f"genai-prices {genai_version()} {data_label()}: {provider.id}/{info.id}"
-    return RateCard(slug, model, "computed", source, info.id, tuple(model_rates(standard)), notes)
+    return RateCard(slug, model, "computed", source, info.id, rates, notes)
 
 
 def _genai_model(pid: str, model: str) -> tuple[Any, Any] | None:

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from meterfox_cli.config import PriceOverride, PricingConfig, ProviderConfig
+from meterfox_cli.config import PriceOverride, PricingConfig, ProviderConfig, config_from_dict
 from meterfox_cli.money import to_nanousd
 from meterfox_cli.pricing.book import PriceBook, price_reading, price_record
 from meterfox_cli.pricing.quote import NO_USAGE, Quote
@@ -287,6 +287,57 @@ def test_user_hardware_row_and_per_second_price():
     ) == D("0.025")
     assert usd(price_record(record("modal", "whatever", seconds), overrides).cost_nanousd) == D(
         "0.00583"
+    )
+
+
+# --- Gemini cache storage (not in genai-prices: MeterFox's small table) ---------------------
+
+CACHE_TOKENS = 40_000
+STORED = Usage(input_tokens=CACHE_TOKENS, units=(("cache_storage_token_hours", 80_000.0),))
+
+
+def test_a_gemini_cache_creation_is_its_tokens_at_the_input_rate_plus_its_storage():
+    # ai.google.dev/gemini-api/docs/pricing: 2.5 Flash input $0.30/MTok (text), cache storage
+    # $1.00 per 1M tokens per hour; 40,000 tokens kept 2 h = 80,000 token-hours.
+    price = price_record(record("gemini", "gemini-2.5-flash", STORED, utc(2026, 11, 1, 12)))
+    expected = D(CACHE_TOKENS) * D("0.30") / MTOK + D(80_000) * D("1.00") / MTOK
+    assert (price.source, usd(price.cost_nanousd)) == ("computed", expected)
+    quote = Quote.from_json(price.detail)
+    assert quote.buckets[-1].key == "cache_storage_token_hours"
+    assert "cache storage" in quote.rates_from and "ai.google.dev" in quote.rates_from
+
+
+def test_a_dated_model_takes_its_familys_storage_price_and_lite_is_not_flash():
+    at = utc(2026, 11, 1, 12)
+    pro = Quote.from_json(price_record(record("gemini", "gemini-2.5-pro", STORED, at)).detail)
+    assert pro.buckets[-1].rate == D("4.50")
+    lite = price_record(record("gemini", "gemini-2.5-flash-lite", STORED, at))
+    assert Quote.from_json(lite.detail).buckets[-1].rate == D("1.00")
+    assert "gemini-2.5-flash-lite at" in Quote.from_json(lite.detail).rates_from
+
+
+def test_a_cache_of_a_model_without_a_storage_price_is_unpriced_not_half_priced():
+    at = utc(2026, 11, 1, 12)
+    price = price_record(record("gemini", "gemini-1.5-pro", STORED, at))
+    assert (price.cost_nanousd, price.source) == (None, "unpriced")
+    assert "[pricing.cache_storage]" in Quote.from_json(price.detail).reason
+
+
+def test_a_storage_row_from_config_prices_a_model_the_table_lacks():
+    data = {"pricing": {"cache_storage": {"gemini-1.5-pro": "4.50"}}}
+    own = PriceBook.from_config(config_from_dict(data).pricing)
+    price = price_record(record("gemini", "gemini-1.5-pro", STORED, utc(2026, 11, 1, 12)), own)
+    assert price.source == "computed"
+    quote = Quote.from_json(price.detail)
+    assert quote.buckets[-1].cost == D(80_000) * D("4.50") / MTOK
+    assert "config.toml [pricing.cache_storage]" in quote.rates_from
+
+
+def test_a_cache_creation_prices_the_same_on_the_fast_and_the_reference_path():
+    reading = Reading(model="gemini-2.5-flash", usage=STORED)
+    at = utc(2026, 11, 1, 12).timestamp()
+    assert price_reading("gemini", "gemini-2.5-flash", at, reading) == price_reading(
+        "gemini", "gemini-2.5-flash", at, reading, fast=False
     )
 
 

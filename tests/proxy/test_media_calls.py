@@ -4,6 +4,7 @@ each is recorded with its model and the usage it bills, priced as genai-prices p
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 import genai_prices
 import openai
@@ -200,8 +201,12 @@ async def test_a_gemini_cache_creation_records_its_tokens_and_storage(proxy):
     row = await proxy.record()
     assert row["endpoint"].endswith("/cachedContents") and row["model"] == "gemini-2.5-flash"
     assert row["input_tokens"] == 40_000 and row["output_tokens"] == 0
-    assert units(row) == {"cache_storage_token_hours": 80_000}  # stored, not priced
-    assert row["cost_nanousd"] == cost("gemini-2.5-flash", "google", input_tokens=40_000)
+    assert units(row) == {"cache_storage_token_hours": 80_000}  # 40,000 tokens kept 2 h
+    # Creation at the input rate (genai-prices) plus storage at $1.00 per 1M tokens per hour
+    # (ai.google.dev/gemini-api/docs/pricing, 2.5 Flash), which genai-prices does not carry.
+    storage = to_nanousd(Decimal(80_000) * Decimal("1.00") / 1_000_000)
+    creation = cost("gemini-2.5-flash", "google", input_tokens=40_000)
+    assert row["cost_nanousd"] == creation + storage and row["cost_source"] == "computed"
 
 
 async def test_a_streamed_transcription_reads_the_done_event_usage(proxy):
