@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
@@ -101,7 +100,7 @@ async def test_tail_shows_a_request_made_through_a_running_proxy(upstream_server
     async with launch_serve(upstreams={"openai": server}) as served:
         tail_args = ("--limit", "0", "--count", "1", "--timeout", "30", "--interval", "0.1")
         async with launch("tail", *tail_args) as tail:
-            await asyncio.sleep(0.5)  # let tail open the database before the request
+            await tail.expect("running total", 30)  # its header: it has opened the database
             client = openai.AsyncOpenAI(
                 base_url=f"{served.url}/openai/v1", api_key="sk-caller", max_retries=0
             )
