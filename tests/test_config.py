@@ -39,7 +39,7 @@ def test_unknown_sections_and_keys_are_named_with_the_closest_valid_name():
         "[timeouts] has an unknown key 'first_bite'; did you mean 'first_byte'?",
         "[providers.vllm] has an unknown key 'formt'; did you mean 'format'?",
         "unknown section [zzz]; known: server, timeouts, providers, prices, pricing, reconcile, "
-        "store, sync",
+        "store, sync, metrics, otel",
     )
     # Everything else is read as usual; the unknown names are ignored.
     assert config.port == Config().port
