@@ -190,9 +190,9 @@ def _observability(
             metrics_mount(metrics, loopback=is_loopback(host), token=config.metrics.token)
         )
     if config.otel.enabled:
-        from meterfox_cli.metrics.otel import OtelExporter
+        from meterfox_cli.metrics.otel import OtelObserver
 
-        observers.append(OtelExporter(config.otel, tags=config.metrics.tag_labels))
+        observers.append(OtelObserver(config.otel, tags=config.metrics.tag_labels))
     return observers, mounts
 
 

@@ -1,105 +1,77 @@
-"""OpenTelemetry export (the `[otel]` extra): one CLIENT span per finished request and the
-GenAI client histograms, sent over OTLP/HTTP by the official SDK's batching exporters on
-their own threads. Off unless `[otel] endpoint` is set; the names are in semconv.py.
+"""OpenTelemetry export, daemon side (off unless `[otel] endpoint` is set): a RecordObserver
+that hands each committed batch to the export process (otel_worker.py), where the official
+SDK makes the spans and histograms (otel_sdk.py) and sends them over OTLP/HTTP.
 
-Runs as a RecordObserver on the writer's thread, after the record is stored: a span starts at
-the request's arrival and lasts its latency, as recorded. Never any prompt or response text.
+On the writer's thread, a batch costs one queue put; a thread of this observer pickles it into
+the process's pipe. The SDK's work per span never takes the proxy's GIL. If the export process
+falls behind (the machine saturated), batches past the queue's bound are dropped and counted:
+telemetry never holds back a record or a request.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import queue
+import subprocess
+import sys
+import threading
 from collections.abc import Sequence
 
-from meterfox_cli import __version__
 from meterfox_cli.config import OtelConfig
-from meterfox_cli.errors import ConfigError
-from meterfox_cli.metrics import semconv
+from meterfox_cli.metrics.otel_sdk import check_installed
+from meterfox_cli.metrics.otel_worker import frame
 from meterfox_cli.store.observers import Row
 
-INSTALL_HINT = "pip install 'meterfox-cli[otel]'"
+log = logging.getLogger("meterfox.otel")
+
+MAX_BATCHES = 1000  # queued for the export process; a batch is up to the writer's batch size
+CLOSE_WAIT_S = 20.0  # for the process to flush at shutdown (the SDK's export timeout is 10 s)
 
 
-class OtelExporter:
-    """A RecordObserver that exports spans and metrics to `config.endpoint`."""
-
+class OtelObserver:
     def __init__(self, config: OtelConfig, tags: Sequence[str] = ()) -> None:
-        if config.endpoint is None:
-            raise ConfigError("[otel] endpoint is not set")
-        try:
-            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-                OTLPMetricExporter,
-            )
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-            from opentelemetry.sdk.metrics import MeterProvider
-            from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-            from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
-            from opentelemetry.sdk.resources import Resource
-            from opentelemetry.sdk.trace import TracerProvider
-            from opentelemetry.sdk.trace.export import BatchSpanProcessor
-            from opentelemetry.trace import SpanKind, Status, StatusCode
-        except ImportError as exc:
-            raise ConfigError(
-                f"[otel] endpoint is set but the OpenTelemetry SDK is missing ({exc.name}): "
-                f"{INSTALL_HINT}"
-            ) from exc
-        self._kind, self._error = SpanKind.CLIENT, Status(StatusCode.ERROR)
-        self._tags = frozenset(tags)
-        resource = Resource.create(
-            {"service.name": config.service_name, "service.version": __version__}
+        check_installed()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "meterfox_cli.metrics.otel_worker"],
+            stdin=subprocess.PIPE,
         )
-        headers = dict(config.headers)
-        self._traces = TracerProvider(resource=resource)
-        self._traces.add_span_processor(
-            BatchSpanProcessor(
-                OTLPSpanExporter(endpoint=f"{config.endpoint}/v1/traces", headers=headers)
-            )
+        self._pipe = self._process.stdin
+        self._queue: queue.Queue[list[Row] | None] = queue.Queue(MAX_BATCHES)
+        self._thread = threading.Thread(
+            target=self._send, args=(frame((config, tuple(tags))),), name="meterfox-otel"
         )
-        self._tracer = self._traces.get_tracer("meterfox", __version__)
-        reader = PeriodicExportingMetricReader(
-            OTLPMetricExporter(endpoint=f"{config.endpoint}/v1/metrics", headers=headers),
-            export_interval_millis=config.export_every_s * 1000,
-        )
-        views = [
-            View(
-                instrument_name=semconv.TOKEN_USAGE,
-                aggregation=ExplicitBucketHistogramAggregation(semconv.TOKEN_BUCKETS),
-            ),
-            View(
-                instrument_name=semconv.OPERATION_DURATION,
-                aggregation=ExplicitBucketHistogramAggregation(semconv.DURATION_BUCKETS),
-            ),
-        ]
-        self._meters = MeterProvider(resource=resource, metric_readers=[reader], views=views)
-        meter = self._meters.get_meter("meterfox", __version__)
-        self._tokens = meter.create_histogram(
-            semconv.TOKEN_USAGE,
-            unit="{token}",
-            description="Number of input and output tokens used.",
-        )
-        self._duration = meter.create_histogram(
-            semconv.OPERATION_DURATION, unit="s", description="GenAI operation duration."
-        )
+        self._thread.daemon = True
+        self._thread.start()
+        self.dropped = 0
 
     def observe(self, rows: Sequence[Row]) -> None:
-        for record, price in rows:
-            start_ns = int(record.started_at * 1e9)
-            span = self._tracer.start_span(
-                semconv.span_name(record),
-                kind=self._kind,
-                start_time=start_ns,
-                attributes=semconv.span_attributes(record, price, self._tags),
-            )
-            if semconv.is_error(record):
-                span.set_status(self._error)
-            span.end(end_time=start_ns + int(record.latency_ms * 1e6))
-            common = semconv.common_attributes(record)
-            self._duration.record(record.latency_ms / 1000, common)
-            usage = record.reading.usage
-            if usage is not None:
-                self._tokens.record(usage.input_tokens, {**common, "gen_ai.token.type": "input"})
-                self._tokens.record(usage.output_tokens, {**common, "gen_ai.token.type": "output"})
+        try:
+            self._queue.put_nowait(list(rows))
+        except queue.Full:
+            self.dropped += len(rows)
+            if self.dropped == len(rows) or self.dropped % 10_000 < len(rows):
+                log.warning("OpenTelemetry export is behind: %d records not exported", self.dropped)
 
     def close(self) -> None:
-        """Export what is batched, then stop the exporters' threads (blocks: off the loop)."""
-        self._traces.shutdown()
-        self._meters.shutdown()
+        """Send what is queued, close the pipe, wait for the process to flush (blocks)."""
+        self._queue.put(None)
+        self._thread.join(CLOSE_WAIT_S)
+        try:
+            self._process.wait(CLOSE_WAIT_S)
+        except subprocess.TimeoutExpired:
+            log.error("the OpenTelemetry export process did not finish; stopping it")
+            self._process.kill()
+            self._process.wait()
+
+    def _send(self, first: bytes) -> None:
+        try:
+            self._pipe.write(first)
+            while (batch := self._queue.get()) is not None:
+                self._pipe.write(frame(batch))
+                self._pipe.flush()
+        except (BrokenPipeError, OSError) as exc:
+            log.error("the OpenTelemetry export process is gone (%s); export stopped", exc)
+        finally:
+            with contextlib.suppress(OSError):
+                self._pipe.close()

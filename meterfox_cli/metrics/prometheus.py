@@ -3,17 +3,25 @@ latency and time to first byte, gauges of budgets and of the writer's queue (doc
 
 Counts are kept as exact integers (cost in nano-USD) by the writer's thread, one dict update
 per label set per record, and turned into Prometheus families only when scraped, so the
-counters equal `meterfox report` over the daemon's lifetime to the last nano-dollar.
+counters equal `meterfox report` over the daemon's lifetime to the last nano-dollar. The two
+histograms are kept the same way (a bucket found by bisection), not with prometheus_client's
+per-observation objects: a quarter of the cost on the writer's thread.
 """
 
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 from meterfox_cli.config import MetricsConfig
 from meterfox_cli.metrics.labels import UNKNOWN_MODEL, Capped, tag_label
@@ -56,6 +64,43 @@ class _Sums:
         self.cost_nanousd = 0
 
 
+class _Timing:
+    """One histogram's figures for one label set: counts per bucket (the last one +Inf, not
+    cumulative until scraped) and the sum."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self, buckets: int) -> None:
+        self.counts = [0] * (buckets + 1)
+        self.total = 0.0
+
+
+class _Histogram:
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...]) -> None:
+        self.name, self.documentation, self.buckets = name, documentation, buckets
+        self.timings: dict[tuple[str, ...], _Timing] = {}
+
+    def observe(self, labels: tuple[str, ...], seconds: float) -> None:
+        """Under the caller's lock."""
+        timing = self.timings.get(labels)
+        if timing is None:
+            timing = self.timings[labels] = _Timing(len(self.buckets))
+        timing.counts[bisect_left(self.buckets, seconds)] += 1  # le: a bound counts itself
+        timing.total += seconds
+
+    def family(self) -> HistogramMetricFamily:
+        """Under the caller's lock."""
+        family = HistogramMetricFamily(self.name, self.documentation, labels=TIMED_LABELS)
+        bounds = [*(f"{b:g}" for b in self.buckets), "+Inf"]
+        for labels, timing in self.timings.items():
+            running, cumulative = 0, []
+            for bound, count in zip(bounds, timing.counts, strict=True):
+                running += count
+                cumulative.append((bound, running))
+            family.add_metric(labels, cumulative, timing.total)
+        return family
+
+
 class PrometheusMetrics:
     """A RecordObserver that keeps the daemon's Prometheus figures; `render()` is the page."""
 
@@ -74,21 +119,17 @@ class PrometheusMetrics:
         self._queued, self._dropped, self._budgets = queued, dropped, budgets
         self._lock = threading.Lock()
         self._sums: dict[tuple[str, ...], _Sums] = {}
-        self.registry = CollectorRegistry()
-        self._latency = Histogram(
+        self._latency = _Histogram(
             "meterfox_request_duration_seconds",
             "Time from a request's arrival to the end of its response.",
-            TIMED_LABELS,
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            LATENCY_BUCKETS,
         )
-        self._ttfb = Histogram(
+        self._ttfb = _Histogram(
             "meterfox_time_to_first_byte_seconds",
             "Time from a request's arrival to the first byte of the upstream's response.",
-            TIMED_LABELS,
-            buckets=TTFB_BUCKETS,
-            registry=self.registry,
+            TTFB_BUCKETS,
         )
+        self.registry = CollectorRegistry()
         self.registry.register(_Families(self))
 
     def observe(self, rows: Sequence[Row]) -> None:
@@ -110,9 +151,9 @@ class PrometheusMetrics:
                         tokens[i] += getattr(usage, field)
                 if price.cost_nanousd is not None:
                     sums.cost_nanousd += price.cost_nanousd
-            self._latency.labels(*timed).observe(record.latency_ms / 1000)
-            if record.ttfb_ms is not None:
-                self._ttfb.labels(*timed).observe(record.ttfb_ms / 1000)
+                self._latency.observe(timed, record.latency_ms / 1000)
+                if record.ttfb_ms is not None:
+                    self._ttfb.observe(timed, record.ttfb_ms / 1000)
 
     def close(self) -> None:
         """Nothing to flush: a scrape reads the figures as they are."""
@@ -133,6 +174,7 @@ class PrometheusMetrics:
                 (labels, s.requests, dict(s.errors), list(s.tokens), s.cost_nanousd)
                 for labels, s in self._sums.items()
             ]
+            histograms = [self._latency.family(), self._ttfb.family()]
         requests = CounterMetricFamily(
             "meterfox_requests", "Proxied requests, as recorded.", labels=self.labels
         )
@@ -159,7 +201,7 @@ class PrometheusMetrics:
             for (kind, _), n in zip(TOKEN_TYPES, counts, strict=True):
                 tokens.add_metric((*labels, kind), n)
             cost.add_metric(labels, _usd(nanousd))
-        yield from (requests, errors, tokens, cost)
+        yield from (requests, errors, tokens, cost, *histograms)
         yield from self._budget_families()
         queued = GaugeMetricFamily(
             "meterfox_writer_queued_records", "Records accepted but not yet committed."

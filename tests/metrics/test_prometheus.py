@@ -93,3 +93,16 @@ def test_budgets_and_the_writer_queue_are_gauges_read_at_scrape_time():
     found = parsed(metrics)
     assert found["meterfox_writer_queued_records"][0].value == 0
     assert found["meterfox_key_budget_remaining_usd"][0].value == 15.0
+
+
+def test_histogram_buckets_are_cumulative_and_a_bound_counts_itself():
+    metrics = PrometheusMetrics()
+    fast = usage_record(latency_ms=100.0, ttfb_ms=None)
+    slow = usage_record(latency_ms=3000.0, ttfb_ms=None)
+    metrics.observe([(fast, NO_USAGE), (slow, NO_USAGE)])
+    found = parsed(metrics)
+    buckets = {s.labels["le"]: s.value for s in found["meterfox_request_duration_seconds_bucket"]}
+    assert (buckets["0.05"], buckets["0.1"], buckets["2.5"], buckets["5"]) == (0, 1, 1, 2)
+    assert buckets["+Inf"] == 2
+    assert found["meterfox_request_duration_seconds_sum"][0].value == 3.1
+    assert "meterfox_time_to_first_byte_seconds_count" not in found  # no first byte: none
