@@ -24,6 +24,7 @@ from prometheus_client.core import (
 )
 
 from meterfox_cli.config import MetricsConfig
+from meterfox_cli.errors import ConfigError
 from meterfox_cli.metrics.labels import UNKNOWN_MODEL, Capped, tag_label
 from meterfox_cli.money import from_nanousd
 from meterfox_cli.records import Outcome
@@ -116,6 +117,11 @@ class PrometheusMetrics:
         self._models = Capped(config.max_models)
         self._tags = tuple((tag, Capped(config.max_tag_values)) for tag in config.tag_labels)
         self.labels = LABELS + tuple(tag_label(tag) for tag, _ in self._tags)
+        if len(set(self.labels)) < len(self.labels):
+            raise ConfigError(
+                f"[metrics] tag_labels {list(config.tag_labels)}: two tags would share the "
+                f"label {self._shared()!r}"
+            )
         self._queued, self._dropped, self._budgets = queued, dropped, budgets
         self._lock = threading.Lock()
         self._sums: dict[tuple[str, ...], _Sums] = {}
@@ -131,6 +137,9 @@ class PrometheusMetrics:
         )
         self.registry = CollectorRegistry()
         self.registry.register(_Families(self))
+
+    def _shared(self) -> str:
+        return next(label for label in self.labels if self.labels.count(label) > 1)
 
     def observe(self, rows: Sequence[Row]) -> None:
         for record, price in rows:

@@ -4,9 +4,11 @@ only configured tags become labels; budgets and the writer's queue are gauges.""
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from meterfox_cli.config import MetricsConfig
+from meterfox_cli.errors import ConfigError
 from meterfox_cli.metrics.prometheus import KeyBudget, PrometheusMetrics
 from meterfox_cli.pricing.quote import NO_USAGE, Price
 from meterfox_cli.records import Outcome
@@ -106,3 +108,8 @@ def test_histogram_buckets_are_cumulative_and_a_bound_counts_itself():
     assert buckets["+Inf"] == 2
     assert found["meterfox_request_duration_seconds_sum"][0].value == 3.1
     assert "meterfox_time_to_first_byte_seconds_count" not in found  # no first byte: none
+
+
+def test_two_tags_that_would_share_a_label_are_refused_at_start():
+    with pytest.raises(ConfigError, match="tag_a_b"):
+        PrometheusMetrics(MetricsConfig(tag_labels=("a-b", "a_b")))
