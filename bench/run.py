@@ -1,6 +1,7 @@
 """The proxy benchmark: direct vs a bare aiohttp relay vs MeterFox, in one run on one machine.
 
     python -m bench.run [--seconds 5] [--runs 3] [--litellm] [--dashboard [--database DB]]
+                        [--observability]
 
 Starts a fake OpenAI upstream, the bare relay and `meterfox serve` (recording on, in a temp
 METERFOX_HOME) as separate processes on loopback, then drives each with wrk (POST, keep-alive)
@@ -13,6 +14,11 @@ With --dashboard, one more target, `meterfox+dash`, is the same daemon measured 
 dashboard is open and refreshing (bench/dashboard_viewer.py: Live's stream held open, the
 Overview, Explore and Keys reads repeated every second), interleaved with the plain `meterfox`
 runs; --database copies a seeded database (bench/seed_db.py) in first, so those reads are big.
+
+With --observability, one more target, `meterfox+obs`: a second daemon with Prometheus metrics
+on and OpenTelemetry exporting to a stand-in collector on loopback (bench/otlp_sink.py, which
+also scrapes its /_meterfox/metrics every second), while the plain `meterfox` runs with
+`[metrics] enabled = false`; the ratio `meterfox+obs vs meterfox` is the cost of both.
 """
 
 from __future__ import annotations
@@ -218,12 +224,22 @@ def main() -> None:
     parser.add_argument(
         "--viewer-explore", action="store_true", help="the dashboard re-runs an Explore report too"
     )
+    parser.add_argument("--only", help="measure only these targets (comma-separated names)")
+    parser.add_argument("--modes", default="json,stream", help="comma-separated: json, stream")
+    parser.add_argument("--concurrency", default="1,32", help="comma-separated levels")
+    parser.add_argument(
+        "--observability",
+        action="store_true",
+        help="also measure a daemon with metrics and OpenTelemetry on (the plain one: off)",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
 
     home = Path(tempfile.mkdtemp(prefix="meterfox-bench-"))
-    ports = {name: free_port() for name in ("upstream", "relay", "meterfox", "litellm")}
+    obs_home = Path(tempfile.mkdtemp(prefix="meterfox-bench-obs-"))
+    names = ("upstream", "relay", "meterfox", "litellm", "meterfox_obs", "sink")
+    ports = {name: free_port() for name in names}
     upstream_url = f"http://127.0.0.1:{ports['upstream']}"
     processes: list[subprocess.Popen] = []
     try:
@@ -248,6 +264,8 @@ def main() -> None:
         if args.database:
             shutil.copyfile(args.database, home / "meterfox.db")
         proxy_key = mint_proxy_key(home)
+        if args.observability:
+            (home / "config.toml").write_text("[metrics]\nenabled = false\n")
         meterfox = start(
             [
                 sys.executable,
@@ -276,15 +294,24 @@ def main() -> None:
         ]
         if args.dashboard:
             targets.append(Target("meterfox+dash", meterfox_url, CALLER_KEY, ports["meterfox"]))
+        if args.observability:
+            processes += start_observed(obs_home, ports, upstream_url)
+            obs_url = f"http://127.0.0.1:{ports['meterfox_obs']}/openai{CHAT_PATH}"
+            targets.append(Target("meterfox+obs", obs_url, CALLER_KEY))
         if args.litellm:
             processes.append(start_litellm(args.litellm, ports["litellm"], upstream_url, home))
             wait_listening(ports["litellm"], timeout=120)
             targets.append(
                 Target("litellm", f"http://127.0.0.1:{ports['litellm']}{CHAT_PATH}", CALLER_KEY)
             )
+        if args.only:
+            wanted = set(args.only.split(","))
+            targets = [t for t in targets if t.name in wanted]
         results, ttfb = measure(targets, home, args)
         rss_after = rss_mb(meterfox.pid)
         summary = summarise(results, ttfb, startup_s, rss_idle, rss_after)
+        if args.observability:
+            summary["collector"] = sink_counts(ports["sink"])
         print_summary(summary)
         if args.json_out:
             Path(args.json_out).write_text(json.dumps(summary, indent=2))
@@ -293,7 +320,10 @@ def main() -> None:
             stop(process)
         records = count_records(home)
         print(f"\nrecords written by meterfox during the run: {records}")
+        if args.observability:
+            print(f"records written by meterfox+obs during the run: {count_records(obs_home)}")
         shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(obs_home, ignore_errors=True)
 
 
 def measure(targets: list[Target], home: Path, args) -> tuple[dict, dict]:
@@ -301,7 +331,9 @@ def measure(targets: list[Target], home: Path, args) -> tuple[dict, dict]:
     ttfb: dict[str, list[float]] = {t.name: [] for t in targets}
     for run in range(args.runs):
         for mode, body in (("json", JSON_BODY), ("stream", STREAM_BODY)):
-            for concurrency in (1, 32):
+            if mode not in args.modes.split(","):
+                continue
+            for concurrency in (int(c) for c in args.concurrency.split(",")):
                 for target in targets:
                     script = lua_script(body, home, target.headers)
                     with dashboard_open(target, args.seconds, args):
@@ -348,6 +380,48 @@ def dashboard_open(target: Target, seconds: float, args):
         yield
     finally:
         stop(viewer)
+
+
+def start_observed(home: Path, ports: dict[str, int], upstream_url: str) -> list[subprocess.Popen]:
+    """The stand-in collector (scraping the daemon's metrics every second) and a daemon with
+    metrics on and OpenTelemetry exporting to it; healthy and listening when this returns."""
+    sink = f"http://127.0.0.1:{ports['sink']}"
+    (home / "config.toml").write_text(f'[otel]\nendpoint = "{sink}"\nexport_every = "10s"\n')
+    metrics_url = f"http://127.0.0.1:{ports['meterfox_obs']}/_meterfox/metrics"
+    collector = start(
+        [
+            sys.executable,
+            "-m",
+            "bench.otlp_sink",
+            "--port",
+            str(ports["sink"]),
+            "--scrape",
+            metrics_url,
+        ]
+    )
+    wait_listening(ports["sink"])
+    daemon = start(
+        [
+            sys.executable,
+            "-m",
+            "meterfox_cli",
+            "serve",
+            "--port",
+            str(ports["meterfox_obs"]),
+            "--upstream",
+            f"openai={upstream_url}",
+        ],
+        env={"METERFOX_HOME": str(home), **KEY_ENV},
+    )
+    wait_healthy(ports["meterfox_obs"])
+    return [collector, daemon]
+
+
+def sink_counts(port: int) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/count", timeout=5) as response:
+        return json.loads(response.read())
 
 
 def mint_proxy_key(home: Path) -> str:
@@ -439,8 +513,9 @@ def summarise(results, ttfb, startup_s, rss_idle, rss_after) -> dict:
         )
     ratios = {}
     names = {name for name, _, _ in results}
-    for mode in ("json", "stream"):
-        for c in (1, 32):
+    measured = {(mode, c) for _, mode, c in results}
+    for mode, c in sorted(measured):
+        if {"direct", "bare relay"} <= names:
             direct, relay = (med(n, mode, c, "rps") for n in ("direct", "bare relay"))
             for name in sorted(names - {"direct"}):
                 rps = med(name, mode, c, "rps")
@@ -450,11 +525,23 @@ def summarise(results, ttfb, startup_s, rss_idle, rss_after) -> dict:
                 for q in ("p50", "p99"):
                     added = med(name, mode, c, f"{q}_ms") - med("direct", mode, c, f"{q}_ms")
                     ratios[f"{mode} c={c} {name} added {q} ms"] = added
-            if "litellm" in names:
-                ratios[f"{mode} c={c} meterfox throughput vs litellm"] = med(
-                    "meterfox", mode, c, "rps"
-                ) / med("litellm", mode, c, "rps")
-    for name in sorted(names - {"direct"}):
+        if {"meterfox", "meterfox+obs"} <= names:
+            ratios[f"{mode} c={c} meterfox+obs throughput vs meterfox"] = med(
+                "meterfox+obs", mode, c, "rps"
+            ) / med("meterfox", mode, c, "rps")
+            # Each run's pair was measured back to back: the median of their ratios drifts less
+            # with a shared machine's load than the ratio of the two medians.
+            pairs = zip(
+                results[("meterfox+obs", mode, c)], results[("meterfox", mode, c)], strict=True
+            )
+            ratios[f"{mode} c={c} meterfox+obs vs meterfox, paired runs"] = median(
+                [obs.rps / plain.rps for obs, plain in pairs]
+            )
+        if {"litellm", "meterfox"} <= names:
+            ratios[f"{mode} c={c} meterfox throughput vs litellm"] = med(
+                "meterfox", mode, c, "rps"
+            ) / med("litellm", mode, c, "rps")
+    for name in sorted(names - {"direct"}) if "direct" in names else ():
         ratios[f"stream ttfb {name} added p50 ms"] = median(ttfb[name]) - median(ttfb["direct"])
     return {
         "table": table,
@@ -483,6 +570,8 @@ def print_summary(summary: dict) -> None:
     print("\nratios")
     for key, value in summary["ratios"].items():
         print(f"  {key:52} {value:9.3f}")
+    if "collector" in summary:
+        print(f"\nstand-in collector (meterfox+obs): {summary['collector']}")
     print(f"\nstart-up to healthy: {summary['startup_to_healthy_s']:.3f} s")
     print(
         f"meterfox RSS: idle {summary['rss_idle_mb']:.1f} MB, after the run {summary['rss_after_mb']:.1f} MB"

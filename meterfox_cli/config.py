@@ -135,6 +135,37 @@ def tls_files(cert: object, key: object, where: str) -> TlsFiles | None:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """`[metrics]`: `/_meterfox/metrics` for Prometheus (docs/observability.md). On unless
+    `enabled = false`. At most `max_models` model names (and `max_tag_values` values of each
+    tag) become label values, later ones count under `other`; only the tags named in
+    `tag_labels` become labels. With `token` set, a scrape must send `Authorization: Bearer`
+    it, from any Host (so beyond loopback too); without, only at the loopback names."""
+
+    enabled: bool = True
+    max_models: int = 100
+    max_tag_values: int = 100
+    tag_labels: tuple[str, ...] = ()
+    token: str | None = None
+
+
+@dataclass(frozen=True)
+class OtelConfig:
+    """`[otel]`: export a span per request and the GenAI metrics over OTLP/HTTP to
+    `endpoint` (the collector's base URL; None: off), as `service_name`, metrics every
+    `export_every_s`, with `headers` on each export (a hosted collector's key)."""
+
+    endpoint: str | None = None
+    service_name: str = "meterfox"
+    export_every_s: float = 10.0
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return self.endpoint is not None
+
+
+@dataclass(frozen=True)
 class Config:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
@@ -149,6 +180,8 @@ class Config:
     store_host: str | None = None  # [store] host: this daemon's name on its records
     sync: SyncConfig = SyncConfig()
     tls: TlsFiles | None = None  # [server] tls_cert + tls_key: serve HTTPS (and wss://)
+    metrics: MetricsConfig = MetricsConfig()
+    otel: OtelConfig = OtelConfig()
     unknown: tuple[str, ...] = ()  # names in the file MeterFox does not know (see unknown_names)
 
 
@@ -211,6 +244,8 @@ def config_from_dict(data: Mapping[str, object], source: str = "config") -> Conf
             store_host=_store_host(_table(data, "store", source), source),
             sync=_sync(data, source),
             tls=tls_files(server.get("tls_cert"), server.get("tls_key"), f"{source}: [server]"),
+            metrics=_metrics(data, source),
+            otel=_otel(data, source),
             unknown=tuple(unknown),
         )
     except (TypeError, ValueError) as exc:
@@ -241,6 +276,11 @@ _SCHEMA: dict[str, object] = {
     "reconcile": {"tolerance": None},
     "store": {"url": None, "host": None},
     "sync": dict.fromkeys(("every", "providers")),
+    "metrics": dict.fromkeys(("enabled", "max_models", "max_tag_values", "tag_labels", "token")),
+    "otel": {
+        **dict.fromkeys(("endpoint", "service_name", "export_every")),
+        "headers": {_ANY: None},
+    },
 }
 _PRICE_TABLES = ("[pricing", "[[prices]]")
 _MISSING = object()
@@ -475,6 +515,59 @@ def _sync(data: Mapping[str, object], source: str) -> SyncConfig:
     return SyncConfig(
         every_s=None if every is None else parse_duration(every, f"{source}: [sync] every"),
         providers=None if providers is None else tuple(p.strip().lower() for p in providers),
+    )
+
+
+def _metrics(data: Mapping[str, object], source: str) -> MetricsConfig:
+    """`[metrics]`: see MetricsConfig."""
+    table = _table(data, "metrics", source)
+    enabled = table.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{source}: [metrics] enabled must be true or false")
+    tags = table.get("tag_labels", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) and t.strip() for t in tags):
+        raise ConfigError(
+            f'{source}: [metrics] tag_labels must be a list of tag names, e.g. ["feature"]'
+        )
+    token = table.get("token")
+    if token is not None and (not isinstance(token, str) or len(token) < 16):
+        raise ConfigError(f"{source}: [metrics] token must be a string of 16 characters or more")
+    caps = {}
+    for name in ("max_models", "max_tag_values"):
+        value = table.get(name, getattr(MetricsConfig, name))
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{source}: [metrics] {name} must be a whole number above zero")
+        caps[name] = value
+    return MetricsConfig(
+        enabled=enabled,
+        tag_labels=tuple(dict.fromkeys(t.strip() for t in tags)),
+        token=token,
+        **caps,
+    )
+
+
+def _otel(data: Mapping[str, object], source: str) -> OtelConfig:
+    """`[otel]`: see OtelConfig. The endpoint must be an http(s) URL."""
+    table = _table(data, "otel", source)
+    endpoint = table.get("endpoint")
+    if endpoint is not None and (
+        not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://"))
+    ):
+        raise ConfigError(f'{source}: [otel] endpoint must be a URL, e.g. "http://127.0.0.1:4318"')
+    service = table.get("service_name", "meterfox")
+    if not isinstance(service, str) or not service.strip():
+        raise ConfigError(f"{source}: [otel] service_name must be a name")
+    headers = _table(table, "headers", f"{source}: [otel]")
+    if not all(isinstance(value, str) for value in headers.values()):
+        raise ConfigError(f"{source}: [otel.headers] values must be strings")
+    every = table.get("export_every")
+    return OtelConfig(
+        endpoint=None if endpoint is None else endpoint.rstrip("/"),
+        service_name=service.strip(),
+        export_every_s=10.0
+        if every is None
+        else parse_duration(every, f"{source}: [otel] export_every"),
+        headers=tuple((str(k), str(v)) for k, v in headers.items()),
     )
 
 

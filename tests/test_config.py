@@ -39,7 +39,7 @@ def test_unknown_sections_and_keys_are_named_with_the_closest_valid_name():
         "[timeouts] has an unknown key 'first_bite'; did you mean 'first_byte'?",
         "[providers.vllm] has an unknown key 'formt'; did you mean 'format'?",
         "unknown section [zzz]; known: server, timeouts, providers, prices, pricing, reconcile, "
-        "store, sync",
+        "store, sync, metrics, otel",
     )
     # Everything else is read as usual; the unknown names are ignored.
     assert config.port == Config().port
@@ -222,3 +222,31 @@ def test_a_typo_in_sync_is_named():
         "unknown section [sinc]; did you mean [sync]?",
     )
     assert config.sync == SyncConfig()  # misspelt: off, and serve says why
+
+
+def test_metrics_and_otel_sections_are_read_and_checked():
+    config = config_from_dict(
+        {
+            "metrics": {"tag_labels": ["team", " team"], "max_models": 5, "token": "t" * 16},
+            "otel": {
+                "endpoint": "http://127.0.0.1:4318/",
+                "export_every": "30s",
+                "headers": {"x-api-key": "abc"},
+            },
+        }
+    )
+    assert config.metrics.enabled and config.metrics.tag_labels == ("team",)
+    assert (config.metrics.max_models, config.metrics.token) == (5, "t" * 16)
+    assert config.otel.endpoint == "http://127.0.0.1:4318" and config.otel.enabled
+    assert config.otel.export_every_s == 30 and config.otel.headers == (("x-api-key", "abc"),)
+    assert not Config().otel.enabled and Config().metrics.enabled
+    for bad in (
+        {"metrics": {"enabled": "yes"}},
+        {"metrics": {"max_models": 0}},
+        {"metrics": {"tag_labels": "team"}},
+        {"metrics": {"token": "short"}},
+        {"otel": {"endpoint": "127.0.0.1:4318"}},
+        {"otel": {"endpoint": "http://x", "export_every": "soon"}},
+    ):
+        with pytest.raises(ConfigError):
+            config_from_dict(bad)

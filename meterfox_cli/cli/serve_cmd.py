@@ -21,8 +21,12 @@ if TYPE_CHECKING:
 
     from aiohttp import web
 
+    from meterfox_cli.keys.authorizer import KeyAuthorizer
     from meterfox_cli.keys.provider_keys import StoreChoice
+    from meterfox_cli.metrics.prometheus import KeyBudget
     from meterfox_cli.pricing.book import PriceBook
+    from meterfox_cli.store.observers import RecordObserver
+    from meterfox_cli.store.writer import RecordWriter
 
     Mount = Callable[[web.Application], None]
     HealthSections = dict[str, Callable[[], object]]
@@ -112,16 +116,18 @@ def serve(
     mount = _dashboard(settings, host, dashboard_login)
     store = _key_store(settings)
     sync_mounts, health_sections = _background_sync(settings, store, book)
+    writer = RecordWriter(ledger, pricer=book, host=recording_host(config))
+    authorizer = KeyAuthorizer(settings.paths.database, store, require_proxy_key=require, book=book)
+    observers, metric_mounts = _observability(settings, host, writer, authorizer)
     app = make_app(
         registry=settings.registry,
-        writer=RecordWriter(ledger, pricer=book, host=recording_host(config)),
-        authorizer=KeyAuthorizer(
-            settings.paths.database, store, require_proxy_key=require, book=book
-        ),
+        writer=writer,
+        authorizer=authorizer,
         timeouts=config.timeouts,
         max_body_bytes=config.max_body_bytes,
-        mounts=[mount, *sync_mounts],
+        mounts=[*metric_mounts, mount, *sync_mounts],
         health_sections=health_sections,
+        observers=observers,
     )
 
     def ready(base: str) -> None:
@@ -131,6 +137,10 @@ def serve(
             click.echo(f"  dashboard    {base}/_meterfox/  (or: meterfox dashboard){login}")
         for provider in settings.registry:
             click.echo(f"  {provider.slug:<12} {base}/{provider.slug}{provider.sdk_path}")
+        if metric_mounts and (is_loopback(host) or config.metrics.token):
+            click.echo(f"  metrics      {base}/_meterfox/metrics  (Prometheus)")
+        if config.otel.enabled:
+            click.echo(f"Exporting OpenTelemetry to {config.otel.endpoint}.", err=True)
         if config.sync.enabled:
             click.echo(f"Syncing billed usage every {_duration(config.sync.every_s)}.", err=True)
         if require:
@@ -165,6 +175,50 @@ def _dashboard(settings: Settings, host: str, login: bool):
         click.secho(line, err=True, fg="red", bold=True)
     tolerance = settings.config.reconcile_tolerance
     return dashboard_mount(settings.paths.database, access_for(loopback, token), tolerance)
+
+
+def _observability(
+    settings: Settings, host: str, writer: RecordWriter, authorizer: KeyAuthorizer
+) -> tuple[list[RecordObserver], list[Mount]]:
+    """`[metrics]` (on unless disabled): the Prometheus observer and its route; `[otel]`
+    (off unless an endpoint is set): the OpenTelemetry exporter (docs/observability.md)."""
+    from functools import partial
+
+    from meterfox_cli.proxy.server import is_loopback
+
+    config = settings.config
+    observers: list[RecordObserver] = []
+    mounts: list[Mount] = []
+    if config.metrics.enabled:
+        from meterfox_cli.metrics.prometheus import PrometheusMetrics
+        from meterfox_cli.web.metrics_route import metrics_mount
+
+        metrics = PrometheusMetrics(
+            config.metrics,
+            queued=lambda: writer.queued,
+            dropped=lambda: writer.dropped,
+            budgets=partial(_key_budgets, authorizer),
+        )
+        observers.append(metrics)
+        mounts.append(
+            metrics_mount(metrics, loopback=is_loopback(host), token=config.metrics.token)
+        )
+    if config.otel.enabled:
+        from meterfox_cli.metrics.otel import OtelObserver
+
+        observers.append(OtelObserver(config.otel, tags=config.metrics.tag_labels))
+    return observers, mounts
+
+
+def _key_budgets(authorizer: KeyAuthorizer) -> list[KeyBudget]:
+    """Each live budgeted key's budget and spend now (what admission compares)."""
+    from meterfox_cli.metrics.prometheus import KeyBudget
+
+    return [
+        KeyBudget(name, str(key.budget.period), key.budget.nanousd, authorizer.ledger.spent(name))
+        for name, key in authorizer.snapshot.budgeted.items()
+        if key.budget is not None
+    ]
 
 
 def _refuse_budgets_off_the_ledger(settings: Settings) -> None:

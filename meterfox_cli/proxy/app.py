@@ -15,6 +15,7 @@ from meterfox_cli.providers.registry import Registry
 from meterfox_cli.proxy import forward, websocket
 from meterfox_cli.proxy.auth import Authorizer
 from meterfox_cli.proxy.state import STATE, ProxyState
+from meterfox_cli.store.observers import RecordObserver
 from meterfox_cli.store.writer import RecordWriter
 
 HEALTH_SECTIONS = web.AppKey("health_sections", dict[str, Callable[[], object]])
@@ -29,12 +30,17 @@ def make_app(
     max_body_bytes: int = 32 * 1024 * 1024,
     mounts: Sequence[Callable[[web.Application], None]] = (),
     health_sections: Mapping[str, Callable[[], object]] | None = None,
+    observers: Sequence[RecordObserver] = (),
 ) -> web.Application:
     """The proxy app. Each of `mounts` may add routes under `/_meterfox/` and cleanup contexts
     before the catch-all routes are added (`cli/serve_cmd.py` mounts the dashboard this way:
     the proxy knows nothing of it). Each of `health_sections` adds a field to
     `/_meterfox/health`: its name, and what the callable returns (called on the loop, so it
-    must be quick; `serve` adds the background sync's state this way)."""
+    must be quick; `serve` adds the background sync's state this way). Each of `observers`
+    sees every record the writer commits, on the writer's thread (never on the loop), and is
+    closed after the writer's last batch (`serve` passes metrics and OpenTelemetry this way)."""
+    for observer in observers:
+        writer.add_observer(observer)
     app = web.Application(client_max_size=max_body_bytes)
     app[STATE] = ProxyState(
         registry=registry,
@@ -72,11 +78,13 @@ async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _writer_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Start the record writer; at shutdown, wait for it to commit every queued record."""
+    """Start the record writer; at shutdown, wait for it to commit every queued record, then
+    let its observers flush."""
     writer = app[STATE].writer
     await asyncio.get_running_loop().run_in_executor(None, writer.start)
     yield
     await asyncio.get_running_loop().run_in_executor(None, writer.close)
+    await asyncio.get_running_loop().run_in_executor(None, writer.close_observers)
 
 
 async def _authorizer_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -24,6 +24,7 @@ from meterfox_cli.records import UsageRecord
 from meterfox_cli.store.backend import Ledger, as_ledger
 from meterfox_cli.store.db import BUSY_TIMEOUT_MS
 from meterfox_cli.store.dialect import LedgerConnection
+from meterfox_cli.store.observers import Observers, RecordObserver
 from meterfox_cli.store.rows import insert_records
 
 log = logging.getLogger("meterfox.writer")
@@ -73,6 +74,7 @@ class RecordWriter:
         # A deque, not a queue.Queue: append and popleft are atomic under the GIL, so submitting
         # takes no lock and wakes no thread; the writer looks every batch interval instead.
         self._pending: deque[UsageRecord] = deque()
+        self._observers = Observers()
         self._thread = threading.Thread(target=self._run, name="meterfox-writer", daemon=True)
         self._closing = threading.Event()
         self._deadline: float | None = None
@@ -115,6 +117,15 @@ class RecordWriter:
         except StoreError as exc:
             self._failing(exc, 0)
         self._thread.start()
+
+    def add_observer(self, observer: RecordObserver) -> None:
+        """Show `observer` every batch committed from now on (on this writer's thread).
+        Register before `start`."""
+        self._observers.add(observer)
+
+    def close_observers(self) -> None:
+        """Let each observer flush and stop; after `close`, so it has seen every record."""
+        self._observers.close()
 
     def submit(self, record: UsageRecord) -> None:
         """Queue a record without blocking. A full queue (the disk has refused writes for a
@@ -168,7 +179,7 @@ class RecordWriter:
                 try:
                     if self._conn is None:
                         self._conn = self._connect()
-                    self._commit(self._conn, rows)
+                    committed = self._commit(self._conn, rows)
                 except Exception as exc:
                     if not self._ledger.is_passing(exc):
                         self._commit_each(rows, exc)
@@ -183,6 +194,7 @@ class RecordWriter:
                 self._recovered()
                 self.written += len(rows)
                 self._note_batch(rows)
+                self._observers.notify(committed)
                 return True
         finally:
             self._in_hand = 0
@@ -201,12 +213,13 @@ class RecordWriter:
         log.error("a batch of %d records failed (%r); writing them one by one", len(rows), exc)
         for row in rows:
             try:
-                self._commit(self._conn, [row])
+                committed = self._commit(self._conn, [row])
             except Exception as each:
                 self.dropped += 1
                 log.error("record %s dropped: the database refused it (%r)", row[0].id, each)
             else:
                 self.written += 1
+                self._observers.notify(committed)
 
     def _connect(self) -> LedgerConnection:
         conn = self._ledger.open_writer(self._busy_timeout_ms)
@@ -263,9 +276,14 @@ class RecordWriter:
             log.exception("pricing failed for %s; recorded as unpriced", record.id)
             return UNPRICED
 
-    def _commit(self, conn: LedgerConnection, rows: list[tuple[UsageRecord, Price]]) -> None:
+    def _commit(
+        self, conn: LedgerConnection, rows: list[tuple[UsageRecord, Price]]
+    ) -> list[tuple[UsageRecord, Price]]:
+        """Insert `rows` in one transaction; the rows as stored (for the observers)."""
         with self._ledger.transaction(conn):
-            insert_records(conn, counted_once(conn, rows), self._host)
+            stored = counted_once(conn, rows)
+            insert_records(conn, stored, self._host)
+        return stored
 
 
 def counted_once(

@@ -1,0 +1,61 @@
+"""The one place finished records are observed: the `RecordObserver` port, and how the writer
+tells its observers about each committed batch (metrics and OpenTelemetry both listen here).
+
+Observers run on the writer's thread after a batch commits, never on the event loop: the
+proxy's hot path does not know they exist. Each sees exactly the rows the ledger took (a
+deduplicated record with its usage removed, as stored), so what they count equals what
+`meterfox report` reads. A failing observer is logged and skipped; it never stops a write.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from meterfox_cli.pricing.quote import Price
+from meterfox_cli.records import UsageRecord
+
+log = logging.getLogger("meterfox.observers")
+
+Row = tuple[UsageRecord, Price]
+
+
+class RecordObserver(Protocol):
+    def observe(self, rows: Sequence[Row]) -> None:
+        """One committed batch, in commit order. Called on the writer's thread: be quick."""
+
+    def close(self) -> None:
+        """Flush and stop, after the writer's last batch (blocking is fine: off the loop)."""
+
+
+class Observers:
+    """The writer's observers: each batch goes to every one; one that raises is logged once
+    per kind of failure and the others still see the batch."""
+
+    def __init__(self) -> None:
+        self._observers: list[RecordObserver] = []
+        self._failed: set[tuple[int, str]] = set()
+
+    def add(self, observer: RecordObserver) -> None:
+        self._observers.append(observer)
+
+    def __bool__(self) -> bool:
+        return bool(self._observers)
+
+    def notify(self, rows: Sequence[Row]) -> None:
+        for observer in self._observers:
+            try:
+                observer.observe(rows)
+            except Exception as exc:
+                failure = (id(observer), type(exc).__name__)
+                if failure not in self._failed:
+                    self._failed.add(failure)
+                    log.exception("record observer %r failed; its figures lag", observer)
+
+    def close(self) -> None:
+        for observer in self._observers:
+            try:
+                observer.close()
+            except Exception:
+                log.exception("record observer %r failed to close", observer)
