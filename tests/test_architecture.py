@@ -39,6 +39,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("sync", ("meterfox_cli.sync",)),
     ("report", ("meterfox_cli.report", "meterfox_cli.timewindow", "meterfox_cli.doctor")),
     ("web", ("meterfox_cli.web",)),
+    ("service", ("meterfox_cli.service",)),
     ("cli", ("meterfox_cli.cli", "meterfox_cli.__main__")),
 )
 
