@@ -122,14 +122,14 @@ def _database_checks(db_path: Path) -> list[Check]:
                 f"{db_path} does not exist yet; `meterfox serve` or `meterfox keys` creates it",
             )
         ]
-    from meterfox_cli.store.db import refuse_newer
+    from meterfox_cli.store.db import open_untouched, refuse_newer
 
     try:
         refuse_newer(db_path)  # read without writing a byte
     except MeterFoxError as exc:
         return [Check("database", Level.FAIL, str(exc), "upgrade meterfox; the file is untouched")]
     try:
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+        conn = open_untouched(db_path, timeout_s=5)
         try:
             integrity = conn.execute("PRAGMA quick_check").fetchone()[0]
             applied = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
@@ -251,11 +251,12 @@ def _file_check(
 
 def _stored(db_path: Path) -> list[StoredKey]:
     from meterfox_cli.keys.provider_keys import stored_keys
+    from meterfox_cli.store.db import open_untouched
 
     if not db_path.exists():
         return []
     try:
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+        conn = open_untouched(db_path, timeout_s=5)
         try:
             return stored_keys(conn)
         finally:
