@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import signal
 import sys
 import time
@@ -80,3 +81,18 @@ async def healthy(port: int, timeout: float = READY_TIMEOUT_S) -> dict:
                         return await response.json()
             assert time.monotonic() < deadline, f"nothing healthy on port {port}"
             await asyncio.sleep(0.1)
+
+
+def unit_path(env: Mapping[str, str]) -> Path:
+    """Where `meterfox service install` writes the unit for the user of `env`."""
+    return Path(env["XDG_CONFIG_HOME"]) / "systemd" / "user" / "meterfox.service"
+
+
+def environment_of(unit: str) -> dict[str, str]:
+    """The unit's Environment= settings."""
+    settings = [
+        shlex.split(line.removeprefix("Environment="))[0]
+        for line in unit.splitlines()
+        if line.startswith("Environment=")
+    ]
+    return dict(setting.split("=", 1) for setting in settings)

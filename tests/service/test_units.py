@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import plistlib
-import shlex
 import shutil
 import signal
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,10 +20,18 @@ from meterfox_cli.service.units import (
     launchd_plist,
     serve_spec,
     systemd_unit,
+    this_meterfox,
     unit_argv,
 )
 from tests.cli.conftest import free_port
-from tests.service.conftest import INSTALLED, healthy, run_installed, running
+from tests.service.conftest import (
+    INSTALLED,
+    environment_of,
+    healthy,
+    run_installed,
+    running,
+    unit_path,
+)
 
 
 def verify(unit: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -37,19 +45,6 @@ def verify(unit: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
-
-
-def unit_path(env: dict[str, str]) -> Path:
-    return Path(env["XDG_CONFIG_HOME"]) / "systemd" / "user" / "meterfox.service"
-
-
-def environment_of(unit: str) -> dict[str, str]:
-    pairs = [
-        shlex.split(line.removeprefix("Environment="))[0]
-        for line in unit.splitlines()
-        if line.startswith("Environment=")
-    ]
-    return dict(pair.split("=", 1) for pair in pairs)
 
 
 async def test_install_writes_a_unit_systemd_verifies_running_this_meterfox(user_env):
@@ -159,15 +154,13 @@ async def test_uninstall_removes_the_unit_and_keeps_the_data(user_env):
     assert again.stdout.strip() == "No MeterFox service is installed here."
 
 
-@pytest.mark.parametrize("argv0", ["/opt/x/bin/meterfox", "meterfox-not-on-path"])
-def test_this_meterfox_is_the_absolute_command_that_ran(argv0, monkeypatch):
-    import sys
-
-    from meterfox_cli.service.units import this_meterfox
-
-    got = this_meterfox(argv0)
-    if "/" in argv0:
-        assert got == (argv0,)
-    else:
-        assert got == (sys.executable, "-m", "meterfox_cli")
-    assert this_meterfox("/x/meterfox_cli/__main__.py") == (sys.executable, "-m", "meterfox_cli")
+@pytest.mark.parametrize(
+    ("argv0", "command"),
+    [
+        ("/opt/venv/bin/meterfox", ("/opt/venv/bin/meterfox",)),  # a venv's script, as called
+        ("meterfox-not-on-any-path", (sys.executable, "-m", "meterfox_cli")),
+        ("/x/meterfox_cli/__main__.py", (sys.executable, "-m", "meterfox_cli")),  # python -m
+    ],
+)
+def test_the_service_runs_the_absolute_command_that_installed_it(argv0, command):
+    assert this_meterfox(argv0) == command
