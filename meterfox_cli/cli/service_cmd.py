@@ -49,13 +49,7 @@ def service() -> None:
 def install(port: int | None) -> None:
     """Write and enable the service: it runs this meterfox (`serve`), with your METERFOX_HOME,
     at every login, and again after a crash. Never writes a passphrase into it."""
-    from meterfox_cli.errors import MeterFoxError
-    from meterfox_cli.service.manager import (
-        ManagerError,
-        prepare_log,
-        this_machine,
-        write_definition,
-    )
+    from meterfox_cli.service.manager import prepare_log, this_machine, write_definition
     from meterfox_cli.service.units import by_hand, serve_spec, this_meterfox
 
     settings = load_settings()
@@ -75,10 +69,7 @@ def install(port: int | None) -> None:
         click.echo(f"Once one runs:  {manager.enable_line()}")
         click.echo(f"Meanwhile, start MeterFox by hand:\n  {by_hand(spec)}")
         return
-    try:
-        manager.enable()
-    except ManagerError as exc:
-        raise MeterFoxError(str(exc)) from exc
+    manager.enable()  # a failure is a ManagerError: one line, exit 2
     base = _base(settings, port)
     answered = _wait_for(base)
     state = "answers" if answered else "does not answer yet (see `meterfox service logs`)"
@@ -88,18 +79,14 @@ def install(port: int | None) -> None:
 @service.command()
 def uninstall() -> None:
     """Stop the service and remove it (the database and config stay)."""
-    from meterfox_cli.errors import MeterFoxError
-    from meterfox_cli.service.manager import ManagerError, this_machine
+    from meterfox_cli.service.manager import this_machine
 
     manager = this_machine()
     if manager is None or not manager.definition.exists():
         click.echo("No MeterFox service is installed here.")
         return
     if manager.answers():
-        try:
-            manager.disable()
-        except ManagerError as exc:
-            raise MeterFoxError(str(exc)) from exc
+        manager.disable()
     manager.definition.unlink()
     manager.forget()
     click.echo(f"removed {manager.definition}; the database and config stay")

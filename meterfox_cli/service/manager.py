@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from meterfox_cli.errors import MeterFoxError
 from meterfox_cli.service.units import (
     LAUNCHD_LABEL,
     UNIT_NAME,
@@ -68,7 +69,7 @@ class Manager(Protocol):
         ...
 
 
-class ManagerError(Exception):
+class ManagerError(MeterFoxError):
     """A `systemctl` or `launchctl` command failed: its words."""
 
 
