@@ -1,7 +1,8 @@
 """`meterfox doctor`: what MeterFox would use here, and what is wrong with it, as checks.
 
 Never prints a key. Reads the database read-only; reads the encrypted key file only when
-METERFOX_PASSPHRASE is set (it never prompts).
+METERFOX_PASSPHRASE or METERFOX_PASSPHRASE_FILE is set (it never prompts). Says when the last
+`meterfox db backup` was.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def run_checks(environ: Mapping[str, str] | None = None) -> list[Check]:
     url = ledger_url(config, env)
     if url is not None:
         checks.append(_ledger_check(url))
+    elif paths.database.exists():
+        checks.append(_backup_check(paths.state_dir, time.time()))
     checks += _key_store_checks(paths.data_dir, paths.database, env)
     return checks
 
@@ -119,8 +122,14 @@ def _database_checks(db_path: Path) -> list[Check]:
                 f"{db_path} does not exist yet; `meterfox serve` or `meterfox keys` creates it",
             )
         ]
+    from meterfox_cli.store.db import open_untouched, refuse_newer
+
     try:
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+        refuse_newer(db_path)  # read without writing a byte
+    except MeterFoxError as exc:
+        return [Check("database", Level.FAIL, str(exc), "upgrade meterfox; the file is untouched")]
+    try:
+        conn = open_untouched(db_path, timeout_s=5)
         try:
             integrity = conn.execute("PRAGMA quick_check").fetchone()[0]
             applied = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
@@ -158,6 +167,27 @@ def _database_checks(db_path: Path) -> list[Check]:
             )
         ]
     return [Check("database", Level.OK, detail)]
+
+
+BACKUP_STALE_S = 7 * 86400
+
+
+def _backup_check(state_dir: Path, now: float) -> Check:
+    """When the last `meterfox db backup` was: a warning if never, or over a week ago."""
+    from meterfox_cli.report.cells import elapsed
+    from meterfox_cli.store.backup import last_backup
+
+    last = last_backup(state_dir)
+    hint = "meterfox db backup PATH (safe while serve runs)"
+    if last is None:
+        return Check("backup", Level.WARN, "the database was never backed up", hint)
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(last.at))
+    detail = f"last {when} ({elapsed(now - last.at)} ago): {last.records:,} records to {last.path}"
+    if now - last.at > BACKUP_STALE_S:
+        return Check("backup", Level.WARN, detail, hint)
+    if not Path(last.path).exists():
+        return Check("backup", Level.WARN, f"{detail}, since moved or deleted", hint)
+    return Check("backup", Level.OK, detail)
 
 
 def _count_live_keys(conn: sqlite3.Connection) -> int:
@@ -202,27 +232,31 @@ def _file_check(
     path = file_store.path
     if not path.exists():
         return Check("key file", Level.INFO, f"{path} (created by the first `meterfox keys set`)")
-    if not env.get(passphrase_env):
+    from meterfox_cli.keys.provider_keys import PASSPHRASE_FILE_ENV, has_env_passphrase
+
+    if not has_env_passphrase(env):
         return Check(
             "key file",
             Level.INFO,
-            f"{path} exists; not opened (no {passphrase_env})",
+            f"{path} exists; not opened (no {passphrase_env} or {PASSPHRASE_FILE_ENV})",
             f"serve and `keys set` ask for the passphrase, or read {passphrase_env}",
         )
     try:
         count = len(file_store.providers())
     except MeterFoxError as exc:
         return Check("key file", Level.FAIL, str(exc), f"check {passphrase_env}")
-    return Check("key file", Level.OK, f"{path} opens with {passphrase_env}: {count} keys")
+    given = passphrase_env if env.get(passphrase_env) else PASSPHRASE_FILE_ENV
+    return Check("key file", Level.OK, f"{path} opens with {given}: {count} keys")
 
 
 def _stored(db_path: Path) -> list[StoredKey]:
     from meterfox_cli.keys.provider_keys import stored_keys
+    from meterfox_cli.store.db import open_untouched
 
     if not db_path.exists():
         return []
     try:
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+        conn = open_untouched(db_path, timeout_s=5)
         try:
             return stored_keys(conn)
         finally:

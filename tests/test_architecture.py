@@ -41,6 +41,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("metrics", ("meterfox_cli.metrics",)),
     ("report", ("meterfox_cli.report", "meterfox_cli.timewindow", "meterfox_cli.doctor")),
     ("web", ("meterfox_cli.web",)),
+    ("service", ("meterfox_cli.service",)),
     ("cli", ("meterfox_cli.cli", "meterfox_cli.__main__")),
 )
 

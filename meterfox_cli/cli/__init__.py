@@ -10,6 +10,7 @@ import click
 
 from meterfox_cli import __version__
 from meterfox_cli.cli import (
+    completion,
     dashboard_cmd,
     db_cmd,
     doctor_cmd,
@@ -19,6 +20,7 @@ from meterfox_cli.cli import (
     pricing_cmd,
     report_cmd,
     serve_cmd,
+    service_cmd,
     sync_cmd,
 )
 from meterfox_cli.errors import MeterFoxError
@@ -56,5 +58,7 @@ for command in (
     *doctor_cmd.COMMANDS,
     *sync_cmd.COMMANDS,
     *db_cmd.COMMANDS,
+    *service_cmd.COMMANDS,
+    *completion.COMMANDS,
 ):
     main.add_command(command)

@@ -94,10 +94,11 @@ def daemon_tls(settings: Settings) -> ssl.SSLContext | None:
 
 
 def prompt_passphrase(new: bool) -> str:
-    """METERFOX_PASSPHRASE, else a hidden prompt when there is a terminal, else a clear error."""
-    from meterfox_cli.keys.provider_keys import PASSPHRASE_ENV, env_passphrase
+    """METERFOX_PASSPHRASE or METERFOX_PASSPHRASE_FILE, else a hidden prompt when there is a
+    terminal, else a clear error."""
+    from meterfox_cli.keys.provider_keys import env_passphrase, has_env_passphrase
 
-    if os.environ.get(PASSPHRASE_ENV) or not sys.stdin.isatty():
+    if has_env_passphrase(os.environ) or not sys.stdin.isatty():
         return env_passphrase()(new)
     if new:
         click.echo("No OS keyring here: provider keys go in an encrypted file.", err=True)

@@ -1,7 +1,11 @@
 """`meterfox db migrate`: bring the ledger's schema (SQLite or PostgreSQL) up to this version;
-`meterfox db copy`: move a ledger's records to another store."""
+`meterfox db copy`: move a ledger's records to another store; `meterfox db backup`: a consistent
+copy of the SQLite file, even while `serve` writes."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import click
 
@@ -10,7 +14,7 @@ from meterfox_cli.cli.common import current_ledger
 
 @click.group()
 def db() -> None:
-    """The ledger's database: its schema."""
+    """The ledger's database: its schema, copies and backups."""
 
 
 @db.command()
@@ -59,6 +63,29 @@ def copy(to: str) -> None:
         f"copied {copied.read:,} records from {source.describe()} to {target.describe()}: "
         f"{copied.added:,} new, {copied.read - copied.added:,} already there"
     )
+
+
+@db.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace PATH if it exists.")
+def backup(path: Path, force: bool) -> None:
+    """Copy the SQLite ledger to PATH (owner-only), consistent even while `serve` writes; the
+    copy holds every record committed before it began. `doctor` says when the last one was."""
+    from meterfox_cli.cli.common import load_settings
+    from meterfox_cli.config import ledger_url, masked_url
+    from meterfox_cli.errors import StoreError
+    from meterfox_cli.store.backup import backup_sqlite, record_backup
+
+    settings = load_settings()
+    url = ledger_url(settings.config, os.environ)
+    if url is not None:
+        raise StoreError(
+            f"the ledger is the PostgreSQL database {masked_url(url)}: back it up with pg_dump"
+        )
+    made = backup_sqlite(settings.paths.database, path.expanduser(), force=force)
+    record_backup(settings.paths.state_dir, made)
+    size_mb = made.size_bytes / 1_000_000
+    click.echo(f"backed up {made.records:,} records to {made.path} ({size_mb:.1f} MB)")
 
 
 COMMANDS = [db]

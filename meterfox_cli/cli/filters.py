@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from meterfox_cli.cli.completion import complete_key_names, complete_providers
+
 if TYPE_CHECKING:
     from meterfox_cli.store.select import Filters
 
@@ -20,9 +22,21 @@ TIME_HELP = "7d, 24h, 30m, 2w, today, month, all, or a date/time (2026-11-01)"
 def filter_options(command: Callable) -> Callable:
     """--provider / --model / --key / --tag, shared by report, chart, tail and export."""
     options = [
-        click.option("--provider", "providers", multiple=True, help="Only this provider."),
+        click.option(
+            "--provider",
+            "providers",
+            multiple=True,
+            help="Only this provider.",
+            shell_complete=complete_providers,
+        ),
         click.option("--model", "models", multiple=True, help="Only this model."),
-        click.option("--key", "keys", multiple=True, help="Only this proxy key name."),
+        click.option(
+            "--key",
+            "keys",
+            multiple=True,
+            help="Only this proxy key name.",
+            shell_complete=complete_key_names,
+        ),
         click.option(
             "--tag", "tags", multiple=True, metavar="NAME=VALUE", help="Only requests so tagged."
         ),

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from meterfox_cli.cli.common import Settings, default_base, load_settings, prompt_passphrase
+from meterfox_cli.cli.completion import complete_key_names, complete_providers
 from meterfox_cli.errors import KeyError_
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def keys() -> None:
 
 
 @keys.command("set", section=PROVIDER_KEYS)
-@click.argument("provider")
+@click.argument("provider", shell_complete=complete_providers)
 def set_key(provider: str) -> None:
     """Store PROVIDER's API key: typed at a hidden prompt, or piped in.
 
@@ -93,7 +94,7 @@ def set_key(provider: str) -> None:
 
 
 @keys.command("unset", section=PROVIDER_KEYS)
-@click.argument("provider")
+@click.argument("provider", shell_complete=complete_providers)
 def unset_key(provider: str) -> None:
     """Delete PROVIDER's stored API key."""
     from meterfox_cli.keys.provider_keys import ProviderKeys
@@ -126,6 +127,7 @@ def list_providers() -> None:
     "providers",
     multiple=True,
     help="A provider the key may call (repeatable; default: every provider).",
+    shell_complete=complete_providers,
 )
 @click.option("--expires", default=None, help="Lifetime: 30d, 12h, 2w (default: never).")
 @click.option("--budget", default=None, help="Spend limit: 25/month, 2/day, 10/week (USD).")
@@ -185,7 +187,7 @@ def list_keys(fmt: str) -> None:
 
 
 @keys.command("revoke", section=PROXY_KEYS)
-@click.argument("name")
+@click.argument("name", shell_complete=complete_key_names)
 def revoke(name: str) -> None:
     """Revoke the key NAME: a running `meterfox serve` refuses it within a second."""
     from meterfox_cli.keys.proxy_keys import revoke_key
@@ -196,7 +198,7 @@ def revoke(name: str) -> None:
 
 
 @keys.command("rotate", section=PROXY_KEYS)
-@click.argument("name")
+@click.argument("name", shell_complete=complete_key_names)
 @click.option("--expires", default=None, help="Lifetime of the new key (default: the old one's).")
 def rotate(name: str, expires: str | None) -> None:
     """Mint a new key under NAME (same rules) and revoke the old one."""
@@ -208,7 +210,7 @@ def rotate(name: str, expires: str | None) -> None:
 
 
 @keys.command("budget", section=PROXY_KEYS)
-@click.argument("name")
+@click.argument("name", shell_complete=complete_key_names)
 @click.argument("budget")
 @click.option(
     "--allow-unpriced/--refuse-unpriced",

@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from meterfox_cli.cli.completion import complete_dimensions
 from meterfox_cli.cli.filters import TIME_HELP, filter_options, make_filters
 
 FORMATS = ("table", "json", "csv", "markdown")
@@ -18,6 +19,7 @@ FORMATS = ("table", "json", "csv", "markdown")
 @click.command()
 @click.option(
     "--by",
+    shell_complete=complete_dimensions,
     default="provider,model",
     show_default=True,
     help="One or more of provider, model, key, endpoint, host, day, week, month, tag:NAME "
@@ -102,6 +104,7 @@ def report(
 @click.option("--days", default=30, show_default=True, type=click.IntRange(1, 366))
 @click.option(
     "--by",
+    shell_complete=complete_dimensions,
     default="provider",
     show_default=True,
     help="Stack each day's bar by provider, model, key, endpoint or tag:NAME.",

@@ -13,7 +13,8 @@ Where a key goes is decided once per process (`choose_store`), in keyring's own 
 
 The encrypted file (`provider-keys.enc` in the data dir, 0600) holds every provider key as one
 AES-256-GCM message. Its key comes from scrypt (N=2**17, r=8, p=1, a random 16-byte salt) over
-a passphrase from `METERFOX_PASSPHRASE` or an interactive prompt. The header (format, KDF
+a passphrase from `METERFOX_PASSPHRASE`, the owner-only file `METERFOX_PASSPHRASE_FILE` names
+(how a service started at login reads it: docs/service.md), or an interactive prompt. The header (format, KDF
 parameters, salt) is authenticated as associated data, so it cannot be altered unnoticed; a
 fresh 96-bit nonce is drawn for every write.
 
@@ -43,6 +44,7 @@ from meterfox_cli.store.db import transaction
 SERVICE = "meterfox"
 KEY_FILE_NAME = "provider-keys.enc"
 PASSPHRASE_ENV = "METERFOX_PASSPHRASE"
+PASSPHRASE_FILE_ENV = "METERFOX_PASSPHRASE_FILE"
 KEYRING_ENV = "PYTHON_KEYRING_BACKEND"
 FILE_STORE = "file"
 KEYRING_STORE_PREFIX = "keyring:"
@@ -93,19 +95,45 @@ class StoredKey:
 
 
 def env_passphrase(environ: Mapping[str, str] | None = None) -> PassphraseSource:
-    """A passphrase source that reads METERFOX_PASSPHRASE and never prompts."""
+    """A passphrase source that reads METERFOX_PASSPHRASE, else the file METERFOX_PASSPHRASE_FILE
+    names, and never prompts."""
     env = os.environ if environ is None else environ
 
     def source(new: bool) -> str:
         value = env.get(PASSPHRASE_ENV)
-        if not value:
-            raise KeyError_(
-                f"the provider keys are in an encrypted file and no passphrase was given: "
-                f"set {PASSPHRASE_ENV} (or run the command in a terminal to be asked)"
-            )
-        return value
+        if value:
+            return value
+        if env.get(PASSPHRASE_FILE_ENV):
+            return read_passphrase_file(Path(env[PASSPHRASE_FILE_ENV]))
+        raise KeyError_(
+            f"the provider keys are in an encrypted file and no passphrase was given: "
+            f"set {PASSPHRASE_ENV} or {PASSPHRASE_FILE_ENV} (or run the command in a terminal "
+            "to be asked)"
+        )
 
     return source
+
+
+def has_env_passphrase(environ: Mapping[str, str]) -> bool:
+    """Whether a passphrase is given without a prompt (METERFOX_PASSPHRASE or its file)."""
+    return bool(environ.get(PASSPHRASE_ENV) or environ.get(PASSPHRASE_FILE_ENV))
+
+
+def read_passphrase_file(path: Path) -> str:
+    """The passphrase in `path` (its first line), which only its owner may read."""
+    try:
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            raise KeyError_(
+                f"{PASSPHRASE_FILE_ENV}: {path} is readable by others (mode {mode & 0o777:o}): "
+                f"chmod 600 {path}"
+            )
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise KeyError_(f"{PASSPHRASE_FILE_ENV}: cannot read {path}: {exc.strerror}") from exc
+    if not lines or not lines[0]:
+        raise KeyError_(f"{PASSPHRASE_FILE_ENV}: {path} is empty: put the passphrase in it")
+    return lines[0]
 
 
 # --- the OS keyring -------------------------------------------------------------------------

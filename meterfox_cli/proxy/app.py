@@ -106,6 +106,7 @@ async def health(request: web.Request) -> web.Response:
             "status": "ok" if writer.failing_since is None else "degraded",
             "version": __version__,
             "uptime_s": round(time.monotonic() - state.started_at, 3),
+            "started_at": round(state.started_wall, 3),
             "records_written": writer.written,
             "records_queued": writer.queued,
             "records_dropped": writer.dropped,

@@ -24,6 +24,7 @@ class ProxyState:
     max_body_bytes: int
     session: aiohttp.ClientSession = field(init=False)
     started_at: float = field(default_factory=time.monotonic)
+    started_wall: float = field(default_factory=time.time)  # for people: since when it runs
     refused: Counter[str] = field(default_factory=Counter)  # refusals by reason (error kind)
 
 

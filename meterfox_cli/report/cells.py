@@ -23,6 +23,16 @@ def duration(ms: float | None) -> str:
     return f"{ms / 1000:.2f} s" if ms < 10_000 else f"{ms / 1000:.1f} s"
 
 
+def elapsed(seconds: float) -> str:
+    """A span people read at a glance: `40 s`, `12 min`, `5 h`, `3 days`."""
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.0f} days"
+    for size, unit in ((3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{max(seconds, 0):.0f} s"
+
+
 def percent(share: float) -> str:
     value = share * 100
     if value not in (0, 100) and (value > 99.9 or value < 0.1):

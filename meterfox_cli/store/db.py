@@ -1,5 +1,6 @@
 """Connections to the database: opening one (owner-only file, WAL, busy timeout, migrated to
-the latest schema), and the write transaction every writer of it uses."""
+the latest schema; a database from a newer meterfox refused before a byte of it is written),
+and the write transaction every writer of it uses."""
 
 from __future__ import annotations
 
@@ -22,10 +23,16 @@ def connect(
     """A connection to the MeterFox database at `path`, created owner-only and migrated.
 
     Any failure to open it (a directory in its place, no permission, a full disk, a lock held
-    through the migration) is a StoreError.
+    through the migration) is a StoreError, and so is a database a newer meterfox migrated
+    (refused before anything is written to it). A read-only open of a database behind this
+    version migrates it first: a newer meterfox brings the file forward on first use.
     """
     if readonly and not path.exists():
         raise StoreError(f"no database at {path}: start `meterfox serve` and send a request first")
+    if path.exists():
+        applied = refuse_newer(path)
+        if readonly and applied and any(name not in applied for name, _ in MIGRATIONS):
+            connect(path, busy_timeout_ms=busy_timeout_ms).close()  # opening migrates
     try:
         if not readonly:
             _create_owner_only(path)
@@ -49,6 +56,46 @@ def connect(
     except sqlite3.Error as exc:
         conn.close()
         raise StoreError(f"cannot open the database {path}: {exc}") from exc
+
+
+def refuse_newer(path: Path) -> set[str]:
+    """The migrations recorded in the database at `path`; a StoreError, in one sentence, when
+    it has one this version does not know (a newer meterfox wrote it)."""
+    from meterfox_cli.store.backend import schema_problem
+
+    applied = applied_migrations(path)
+    unknown = sorted(applied - {name for name, _ in MIGRATIONS})
+    problem = schema_problem(str(path), [], unknown)
+    if problem is not None:
+        raise StoreError(problem)
+    return applied
+
+
+def open_untouched(path: Path, timeout_s: float = BUSY_TIMEOUT_MS / 1000) -> sqlite3.Connection:
+    """A read connection that writes nothing, not even a -wal or -shm file (which a `mode=ro`
+    connection creates and leaves behind). Without a -wal beside it the file is whole (a WAL
+    database's last connection folds the log in and removes it), so it is read as immutable,
+    which opens neither; with one, the -wal and -shm are there already. sqlite3.Error if the
+    file cannot be opened."""
+    wal = path.with_name(f"{path.name}-wal")
+    flags = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+    return sqlite3.connect(f"file:{path}?{flags}", uri=True, timeout=timeout_s)
+
+
+def applied_migrations(path: Path) -> set[str]:
+    """The migrations recorded in the database at `path`, read without writing a byte."""
+    try:
+        conn = open_untouched(path)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the database {path}: {exc}") from exc
+    try:
+        return {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+    except sqlite3.DatabaseError as exc:
+        if "no such table" in str(exc):  # blank, or created but never migrated
+            return set()
+        raise StoreError(f"cannot open the database {path}: {exc}") from exc
+    finally:
+        conn.close()
 
 
 def _create_owner_only(path: Path) -> None:

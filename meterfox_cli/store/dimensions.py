@@ -22,6 +22,7 @@ _COLUMN_DIMENSIONS = {
     "week": "{week}",  # the Monday that starts the ISO week (the dialect's SQL)
     "month": "substr({t}.day, 1, 7)",
 }
+DIMENSION_NAMES = tuple(_COLUMN_DIMENSIONS)  # and tag:NAME
 TIME_DIMENSIONS = frozenset({"day", "week", "month"})
 # Dimensions the hourly rollup does not keep: a report grouped by one reads `requests`.
 RAW_DIMENSIONS = frozenset({"host"})

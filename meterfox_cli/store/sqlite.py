@@ -56,11 +56,5 @@ class SqliteLedger:
         known = [name for name, _ in MIGRATIONS]
         if not self.path.exists():
             return known, []
-        conn = db.connect(self.path, readonly=True)
-        try:
-            applied = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
-        except sqlite3.OperationalError:  # never migrated
-            applied = set()
-        finally:
-            conn.close()
+        applied = db.applied_migrations(self.path)
         return [n for n in known if n not in applied], sorted(applied - set(known))
