@@ -40,6 +40,11 @@ class Dialect:
     utc_day_sql: str  # the UTC day (YYYY-MM-DD) of unix seconds {ts}
     # a request's tags as one JSON object text, compact and by name, over tag rows {t}
     tags_object_sql: str
+    # latency percentiles: taken by the database (PostgreSQL's percentile_disc, so rows never
+    # cross the wire), or by Python over the rows read (SQLite, in-process: cheap to read)
+    percentiles_in_sql: bool
+    # after `requests r`: about {percent}% of its rows, whole pages at a time ('' if none)
+    sample_sql: str
 
     def insert_ignoring(self, table: str, columns: Sequence[str]) -> str:
         values = ", ".join("?" * len(columns))
@@ -74,6 +79,8 @@ SQLITE = Dialect(
     begin_write_sql="BEGIN IMMEDIATE",
     utc_day_sql="date({ts}, 'unixepoch')",
     tags_object_sql="json_group_object({t}.name, {t}.value)",  # read by the (request, name) key
+    percentiles_in_sql=False,
+    sample_sql="",  # SQLite samples one row in n by rowid instead (store/latency.py)
 )
 
 POSTGRES = Dialect(
@@ -93,6 +100,8 @@ POSTGRES = Dialect(
         "'{{' || string_agg(to_json({t}.name)::text || ':' || to_json({t}.value)::text, ',' "
         "ORDER BY {t}.name COLLATE \"C\") || '}}'"
     ),
+    percentiles_in_sql=True,
+    sample_sql="TABLESAMPLE SYSTEM ({percent}) REPEATABLE (0)",
 )
 
 

@@ -15,7 +15,7 @@ import pytest
 from meterfox_cli.errors import MeterFoxError
 from meterfox_cli.pricing.book import PriceBook
 from meterfox_cli.records import Outcome, UsageRecord
-from meterfox_cli.store import feed
+from meterfox_cli.store import feed, latency
 from meterfox_cli.store.backend import Ledger
 from meterfox_cli.store.billed import (
     BilledBucket,
@@ -370,3 +370,19 @@ def test_reconcile_reads_the_same_proxied_sums_on_both(both) -> None:
     ]
     assert sums[0] == sums[1] and sums[0]
     assert all(type(s.cost_nanousd) is int and type(s.requests) is int for s in sums[1])
+
+
+def test_a_sampled_latency_pass_tops_up_thin_groups_to_the_exact_values(
+    both, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over a window larger than the sample limit each store samples its own way (SQLite by
+    rowid, PostgreSQL by pages, in the database); groups left thin are read in full, and then
+    match the exact percentiles on both."""
+    exact = [read_report(ledger, ("model",), ALL) for ledger in both]
+    monkeypatch.setattr(latency, "LATENCY_SAMPLE_MAX", 4)
+    monkeypatch.setattr(latency, "LATENCY_MIN_SAMPLES", 2)
+    for ledger, unsampled in zip(both, exact, strict=True):
+        sampled = read_report(ledger, ("model",), ALL)
+        assert sampled is not None and unsampled is not None
+        assert sampled.sample_every == 3 and sampled.total.latency_sample_every == 3
+        assert sampled.rows == unsampled.rows  # every group topped up: exact, as before
