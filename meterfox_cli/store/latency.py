@@ -129,15 +129,15 @@ def _measured_in_sql(
     overall_flag = f"GROUPING({key_names}) > 0" if keys else "TRUE"
     sql = (
         f"SELECT {key_names + ', ' if keys else ''}{overall_flag}, "
-        "percentile_disc(0.5) WITHIN GROUP (ORDER BY x.latency_ms), "
-        "percentile_disc(0.95) WITHIN GROUP (ORDER BY x.latency_ms), "
+        "percentile_disc(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY x.latency_ms), "
         "percentile_disc(0.5) WITHIN GROUP (ORDER BY x.ttfb_ms) "
         f"FROM (SELECT {columns} {source}) x {sets}"
     )
     groups: dict[Key, dict[str, float | None]] = {}
     overall = _percentiles([], [])
     for row in conn.execute(sql, params):
-        *key, is_overall, p50, p95, ttfb50 = row
+        *key, is_overall, ranks, ttfb50 = row  # one sort gives both latency ranks
+        p50, p95 = ranks or (None, None)  # no request: NULL
         values = {"latency_p50_ms": p50, "latency_p95_ms": p95, "ttfb_p50_ms": ttfb50}
         if is_overall:
             overall = values
