@@ -255,7 +255,7 @@ def _reading(ledger):
     conn = ledger.read_connection()
     if conn is None:
         raise StoreError(
-            f"no ledger at {ledger.describe()}: start `meterfox serve` and send a request first"
+            f"no database at {ledger.describe()}: start `meterfox serve` and send a request first"
         )
     return conn
 
