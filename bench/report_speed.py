@@ -8,6 +8,11 @@ median and the range of wall-clock times, and the machine's load average (other 
 2-core machine shows up directly in these numbers). `--before` copies the database, drops what
 migration 002_report_rollup added (the rollup table, its triggers, the latency index) and
 times the report commands again: the same code then reads the requests table alone.
+
+    python bench/report_speed.py --url postgresql://meterfox@127.0.0.1:5432/bench --repeat 5
+
+times the report commands over a PostgreSQL ledger instead (METERFOX_DATABASE_URL; seed it
+first with bench/seed_pg.py), in the 90-day window a team's report reads.
 """
 
 from __future__ import annotations
@@ -43,6 +48,18 @@ COMMANDS: list[tuple[str, list[str], float | None]] = [
         ["report", "--by", "tag:feature", "--since", "all"],
         None,
     ),
+]
+
+
+PG_COMMANDS: list[tuple[str, list[str], float | None]] = [
+    ("meterfox report --by model --since 90d", ["report", "--by", "model", "--since", "90d"], 1.0),
+    ("meterfox report --by day --since 90d", ["report", "--by", "day", "--since", "90d"], 1.0),
+    (
+        "meterfox report --by provider,model --since 90d",
+        ["report", "--by", "provider,model", "--since", "90d"],
+        None,
+    ),
+    ("meterfox chart --days 30", ["chart", "--days", "30"], None),
 ]
 
 
@@ -83,8 +100,10 @@ class Timing:
     cpu: list[float] = field(default_factory=list)  # user + system time of the process
 
 
-def time_command(argv: list[str], home: Path, repeat: int) -> Timing:
+def time_command(argv: list[str], home: Path, repeat: int, url: str | None = None) -> Timing:
     env = {**os.environ, "METERFOX_HOME": str(home), "COLUMNS": "120"}
+    if url is not None:
+        env["METERFOX_DATABASE_URL"] = url
     timing = Timing()
     for attempt in range(repeat + 1):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -187,7 +206,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--accuracy", action="store_true", help="compare sampled latency percentiles with exact"
     )
+    parser.add_argument("--url", default=None, help="time a PostgreSQL ledger (seed_pg.py)")
     args = parser.parse_args(argv)
+    if args.url is not None:
+        time_ledger(args.url, args.repeat)
+        return
     home = args.home or Path(f"/tmp/meterfox-bench-{args.rows}")
     ensure_seeded(home, args.rows)
     base = meterfox_argv()
@@ -207,6 +230,33 @@ def main(argv: list[str] | None = None) -> None:
     if args.accuracy:
         print("\nlatency percentiles, sampled vs exact\n")
         print(accuracy(home))
+
+
+def time_ledger(url: str, repeat: int) -> None:
+    """The report commands over the PostgreSQL ledger at `url`, as real processes."""
+    sys.path.insert(0, str(HERE.parent))
+    from meterfox_cli.store.postgres import PostgresLedger
+
+    conn = PostgresLedger(url).connect()
+    try:
+        rows = conn.execute("SELECT count(*) FROM requests").fetchone()[0]
+        rollup = conn.execute("SELECT count(*) FROM request_rollup").fetchone()[0]
+        size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+    finally:
+        conn.close()
+    home = Path(f"/tmp/meterfox-bench-pg-home-{os.getpid()}")
+    base = meterfox_argv()
+    results = [
+        (label, time_command([*base, *command], home, repeat, url), target)
+        for label, command, target in PG_COMMANDS
+    ]
+    shutil.rmtree(home, ignore_errors=True)
+    load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"PostgreSQL ledger: {rows:,} requests, {rollup:,} rollup rows, database "
+        f"{size / 1e9:.1f} GB, {os.cpu_count()} CPUs — median of {repeat} runs; load {load}\n"
+    )
+    print(table(results))
 
 
 if __name__ == "__main__":

@@ -50,25 +50,27 @@ def tail(
     """Follow requests live as they pass through a running `meterfox serve`.
 
     One line per request (time, key, provider, model, tokens, cost, latency, status) and a
-    running total. It only reads the database, so it never slows the proxy down.
+    running total. It only reads the ledger, so it never slows the proxy down.
     """
     import time
 
-    from meterfox_cli.cli.common import default_base, load_settings
+    from meterfox_cli.cli.common import current_ledger, default_base, load_settings
     from meterfox_cli.report.empty import getting_started
     from meterfox_cli.report.tail import TAIL_HEADER, RunningTotal, tail_line
     from meterfox_cli.store import feed
-    from meterfox_cli.store.db import connect
 
     filters = make_filters(providers, models, keys, tags)
     settings = load_settings()
-    path = settings.paths.database
+    ledger = current_ledger(settings)
     deadline = None if timeout is None else time.monotonic() + timeout
-    if not path.exists():
+    conn = ledger.read_connection()
+    if conn is None:
         click.echo(getting_started(default_base(settings)), err=True)
-        if once or not _wait_for(path, deadline, interval):
+        if once:
             return
-    conn = connect(path, readonly=True)
+        conn = _wait_for(ledger, deadline, interval)
+        if conn is None:
+            return
     try:
         totals = RunningTotal()
         click.echo(TAIL_HEADER)
@@ -101,15 +103,17 @@ def _styled(line, text: str) -> str:
     return text
 
 
-def _wait_for(path, deadline: float | None, interval: float) -> bool:
-    """Wait for the database to appear (the first `meterfox serve` creates it)."""
+def _wait_for(ledger, deadline: float | None, interval: float):
+    """Wait for the ledger to appear (the first `meterfox serve` creates it); a connection to
+    it, or None when the deadline passed first."""
     import time
 
     while deadline is None or time.monotonic() < deadline:
-        if path.exists():
-            return True
+        conn = ledger.read_connection()
+        if conn is not None:
+            return conn
         time.sleep(interval)
-    return path.exists()
+    return ledger.read_connection()
 
 
 @click.command()
@@ -140,15 +144,14 @@ def export(
 
     Streams: rows are read and written one batch at a time, whatever the database's size.
     """
-    from meterfox_cli.cli.common import load_settings
+    from meterfox_cli.cli.common import current_ledger
     from meterfox_cli.report.export import write_export
     from meterfox_cli.store import feed
-    from meterfox_cli.store.db import open_readonly
     from meterfox_cli.timewindow import parse_window
 
     window = parse_window(since, until)
     filters = make_filters(providers, models, keys, tags)
-    conn = open_readonly(load_settings().paths.database)
+    conn = current_ledger().open_reader()
     if conn is None:
         write_export((), sys.stdout if output is None else _open(output), fmt)
         return

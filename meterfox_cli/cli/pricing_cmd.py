@@ -131,12 +131,10 @@ def explain(request_id: str) -> None:
 
     REQUEST_ID is the X-MeterFox-Request-Id response header (a unique prefix will do).
     """
-    from meterfox_cli.cli.common import load_settings
+    from meterfox_cli.cli.common import current_ledger
     from meterfox_cli.store.costs import find_request
-    from meterfox_cli.store.db import connect
 
-    settings = load_settings()
-    conn = connect(settings.paths.database, readonly=True)
+    conn = _reading(current_ledger())
     try:
         stored = find_request(conn, request_id)
     finally:
@@ -224,15 +222,15 @@ def reprice(since: str | None, until: str | None, dry_run: bool) -> None:
     stay as reported. Restart `meterfox serve` too, so new requests use the new prices.
     """
 
-    from meterfox_cli.cli.common import load_settings, price_book
+    from meterfox_cli.cli.common import current_ledger, load_settings, price_book
     from meterfox_cli.store.costs import reprice as run_reprice
-    from meterfox_cli.store.db import connect
     from meterfox_cli.timewindow import parse_window
 
     settings = load_settings()
     book = price_book(settings)
     window = parse_window(since, until)
-    conn = connect(settings.paths.database, readonly=dry_run)
+    ledger = current_ledger(settings)
+    conn = _reading(ledger) if dry_run else ledger.open_writer()
     try:
         result = run_reprice(conn, book, window, dry_run=dry_run)
     finally:
@@ -248,6 +246,18 @@ def reprice(since: str | None, until: str | None, dry_run: bool) -> None:
     click.echo(
         f"Total cost: {exact_usd(before)} → {exact_usd(after)} ({sign}{exact_usd(abs(delta))})"
     )
+
+
+def _reading(ledger):
+    """A read connection to the ledger; StoreError, saying how to start, when there is none."""
+    from meterfox_cli.errors import StoreError
+
+    conn = ledger.read_connection()
+    if conn is None:
+        raise StoreError(
+            f"no database at {ledger.describe()}: start `meterfox serve` and send a request first"
+        )
+    return conn
 
 
 COMMANDS = [prices, explain, reprice]

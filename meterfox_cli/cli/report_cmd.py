@@ -1,6 +1,6 @@
 """`meterfox report` and `meterfox chart`.
 
-Only click is imported at module level: rich, SQLite and the query code load inside the
+Only click is imported at module level: rich, the store and the query code load inside the
 commands, so `meterfox --help` and `meterfox report --help` stay fast.
 """
 
@@ -143,14 +143,15 @@ def chart(
 
 def _billed(dims, window, filters):
     """The billed buckets as a report (None when nothing was ever synced)."""
-    from meterfox_cli.paths import resolve_paths
+    from meterfox_cli.cli.common import current_ledger
     from meterfox_cli.store.billed import billed_report, sync_states
-    from meterfox_cli.store.db import connect
 
-    path = resolve_paths().database
-    if not path.exists():
+    ledger = current_ledger()
+    existing = ledger.read_connection()
+    if existing is None:  # no ledger yet: nothing synced (and none is made here)
         return None
-    conn = connect(path)
+    existing.close()
+    conn = ledger.open_writer()  # the schema current (SQLite migrates; PostgreSQL is checked)
     try:
         if not sync_states(conn):
             return None

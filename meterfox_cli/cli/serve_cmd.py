@@ -174,7 +174,12 @@ def _dashboard(settings: Settings, host: str, login: bool):
         )
         click.secho(line, err=True, fg="red", bold=True)
     tolerance = settings.config.reconcile_tolerance
-    return dashboard_mount(settings.paths.database, access_for(loopback, token), tolerance)
+    return dashboard_mount(
+        settings.paths.database,
+        access_for(loopback, token),
+        tolerance,
+        ledger=current_ledger(settings),
+    )
 
 
 def _observability(
@@ -324,6 +329,7 @@ def _background_sync(
         store_choice=store if callable(store) else lambda: store,
         providers=chosen,
         price=computed_price(book),
+        ledger=current_ledger(settings),
     )
 
     async def running(app: web.Application):

@@ -1,8 +1,9 @@
 """`meterfox sync` (what the providers billed, from their admin APIs) and `meterfox reconcile`
 (that, beside what the proxy recorded).
 
-Only click is imported at module level: the sync package, rich and SQLite load inside the
-commands, so `meterfox --help` stays fast.
+Only click is imported at module level: the sync package, rich and the store load inside the
+commands, so `meterfox --help` stays fast. Admin keys are read from this machine (its keyring,
+or its SQLite file); what was billed is written to and read from the ledger (either store).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def sync(providers: tuple[str, ...], since: str | None, until: str | None, base_
     OPENROUTER_MANAGEMENT_KEY. Syncing a window again replaces it; proxy records are never
     touched. Then `meterfox reconcile` compares.
     """
-    from meterfox_cli.cli.common import load_settings, price_book, prompt_passphrase
+    from meterfox_cli.cli.common import current_ledger, load_settings, price_book, prompt_passphrase
     from meterfox_cli.errors import MeterFoxError
     from meterfox_cli.keys.provider_keys import choose_store
     from meterfox_cli.store.db import connect
@@ -53,7 +54,8 @@ def sync(providers: tuple[str, ...], since: str | None, until: str | None, base_
     settings.paths.ensure()
     now = time.time()
     since_ts, until_ts = utc_when(since, now), utc_when(until, now)
-    conn = connect(settings.paths.database)
+    conn = connect(settings.paths.database)  # this machine's admin keys
+    books = None
     try:
         if providers:
             chosen = []
@@ -90,9 +92,12 @@ def sync(providers: tuple[str, ...], since: str | None, until: str | None, base_
             provider = settings.registry.get(src.name)
             url = base_url or (provider.base_url if provider else "")
             jobs.append((src, src.client(url, key)))
-        failed = _run(conn, jobs, since_ts, until_ts, now, computed_price(price_book(settings)))
+        books = current_ledger(settings).open_writer()
+        failed = _run(books, jobs, since_ts, until_ts, now, computed_price(price_book(settings)))
     finally:
         conn.close()
+        if books is not None:
+            books.close()
     if failed:
         sys.exit(2)
 
@@ -172,17 +177,16 @@ def reconcile(since: str, until: str | None, by: str, fmt: str, strict: bool) ->
     """
     from rich.console import Console
 
-    from meterfox_cli.cli.common import load_settings, price_book
+    from meterfox_cli.cli.common import current_ledger, load_settings, price_book
     from meterfox_cli.errors import MeterFoxError
     from meterfox_cli.report.reconcile import parse_by, reconciled, render, to_csv, to_json
-    from meterfox_cli.store.db import connect
     from meterfox_cli.sync.pages import utc_day
     from meterfox_cli.sync.prices import canonical_model
 
     dims = parse_by(by)
     settings = load_settings()
     settings.paths.ensure()
-    conn = connect(settings.paths.database)
+    conn = current_ledger(settings).open_writer()
     try:
         found = reconciled(
             conn,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -18,6 +17,7 @@ from rich.table import Table
 from meterfox_cli.errors import MeterFoxError
 from meterfox_cli.money import decimal_text, format_usd, from_nanousd
 from meterfox_cli.store.billed import proxied_by_utc_day, read_buckets, sync_states
+from meterfox_cli.store.dialect import LedgerConnection
 from meterfox_cli.sync.pages import day_floor, utc_day
 from meterfox_cli.sync.reconcile import DIMENSIONS, Canonical, Row, by_stake, reconcile, totals
 from meterfox_cli.timewindow import utc_when
@@ -58,7 +58,7 @@ def parse_by(by: str) -> tuple[str, ...]:
 
 
 def reconciled(
-    conn: sqlite3.Connection,
+    conn: LedgerConnection,
     since: str | None,
     until: str | None,
     by: tuple[str, ...],

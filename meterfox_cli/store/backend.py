@@ -27,6 +27,12 @@ class Ledger(Protocol):
         """A connection for reports; None when nothing has been recorded yet."""
         ...
 
+    def read_connection(self) -> LedgerConnection | None:
+        """A connection for reading, recorded into yet or not (`tail` follows an empty ledger,
+        the dashboard reads one); None when there is no ledger yet (no SQLite file, or one
+        never migrated; a PostgreSQL database never migrated)."""
+        ...
+
     def transaction(self, conn: LedgerConnection) -> AbstractContextManager[None]:
         """A write transaction: committed at the end, rolled back on any error."""
         ...

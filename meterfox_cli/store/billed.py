@@ -4,13 +4,12 @@ provider's window at a time in one transaction, the per-provider `sync_state`, a
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import astuple, dataclass, fields
 from datetime import UTC, datetime, timedelta
 
 from meterfox_cli.errors import MeterFoxError
 from meterfox_cli.money import from_nanousd
-from meterfox_cli.store.db import transaction
+from meterfox_cli.store.dialect import LedgerConnection, dialect_of, write_transaction
 from meterfox_cli.store.dimensions import label
 from meterfox_cli.store.queries import Report, ReportRow
 from meterfox_cli.store.select import Filters, TimeRange, filter_sql, window_sql
@@ -71,7 +70,7 @@ _INSERT = (
 
 
 def replace_window(
-    conn: sqlite3.Connection,
+    conn: LedgerConnection,
     provider: str,
     start: int,
     end: int,
@@ -85,7 +84,7 @@ def replace_window(
     outside = [b for b in buckets if not (start <= b.bucket_start < end) or b.provider != provider]
     if outside:
         raise ValueError(f"bucket outside the window being replaced: {outside[0]}")
-    with transaction(conn):
+    with write_transaction(conn):
         conn.execute(
             "DELETE FROM billed_buckets WHERE provider = ? AND bucket_start >= ? "
             "AND bucket_start < ?",
@@ -95,14 +94,16 @@ def replace_window(
         conn.execute(
             "INSERT INTO sync_state (provider, synced_from, synced_until, synced_at) "
             "VALUES (?, ?, ?, ?) ON CONFLICT (provider) DO UPDATE SET "
-            "synced_from = MIN(synced_from, excluded.synced_from), "
-            "synced_until = MAX(synced_until, excluded.synced_until), "
+            "synced_from = CASE WHEN excluded.synced_from < sync_state.synced_from "
+            "THEN excluded.synced_from ELSE sync_state.synced_from END, "
+            "synced_until = CASE WHEN excluded.synced_until > sync_state.synced_until "
+            "THEN excluded.synced_until ELSE sync_state.synced_until END, "
             "synced_at = excluded.synced_at",
             (provider, start, end, synced_at),
         )
 
 
-def synced_until(conn: sqlite3.Connection, provider: str) -> int | None:
+def synced_until(conn: LedgerConnection, provider: str) -> int | None:
     """The end of `provider`'s last window synced in full, or None if never synced."""
     row = conn.execute(
         "SELECT synced_until FROM sync_state WHERE provider = ?", (provider,)
@@ -110,14 +111,14 @@ def synced_until(conn: sqlite3.Connection, provider: str) -> int | None:
     return None if row is None else int(row[0])
 
 
-def sync_states(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
+def sync_states(conn: LedgerConnection) -> dict[str, tuple[int, int]]:
     """provider → (synced_from, synced_until): the span its syncs have covered."""
     rows = conn.execute("SELECT provider, synced_from, synced_until FROM sync_state")
     return {p: (int(f), int(u)) for p, f, u in rows}
 
 
 def read_buckets(
-    conn: sqlite3.Connection,
+    conn: LedgerConnection,
     since: int | None = None,
     until: int | None = None,
     providers: tuple[str, ...] = (),
@@ -150,7 +151,7 @@ def _where(
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def snapshot(conn: sqlite3.Connection) -> list[tuple[object, ...]]:
+def snapshot(conn: LedgerConnection) -> list[tuple[object, ...]]:
     """Every billed row without its sync time: what two equal syncs must leave alike."""
     return [astuple(b) for b in read_buckets(conn)]
 
@@ -170,7 +171,7 @@ class ProxiedSum:
 
 
 def proxied_by_utc_day(
-    conn: sqlite3.Connection, since: float | None, until: float | None, providers: tuple[str, ...]
+    conn: LedgerConnection, since: float | None, until: float | None, providers: tuple[str, ...]
 ) -> list[ProxiedSum]:
     """The proxy's side of `reconcile`: requests with usage, summed per UTC day (the providers
     bucket by UTC day; the `day` column is local), provider and model."""
@@ -179,19 +180,21 @@ def proxied_by_utc_day(
     clauses = ["r.usage_known = 1", *([window] if window else []), *clauses]
     params += filter_params
     rows = conn.execute(
-        "SELECT date(r.ts, 'unixepoch') AS d, r.provider, IFNULL(r.model, ''), COUNT(*), "
-        "SUM(r.input_tokens), SUM(r.output_tokens), SUM(IFNULL(r.cost_nanousd, 0)) "
+        f"SELECT {dialect_of(conn).utc_day('r.ts')} AS d, r.provider, COALESCE(r.model, ''), "
+        "COUNT(*), SUM(r.input_tokens), SUM(r.output_tokens), "
+        "SUM(COALESCE(r.cost_nanousd, 0)) "
         f"FROM requests r WHERE {' AND '.join(clauses)} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
         params,
     )
-    return [ProxiedSum(*row) for row in rows]
+    # int(): PostgreSQL sums integers as numeric (a Decimal here); SQLite's are ints.
+    return [ProxiedSum(d, p, m, *(int(n) for n in sums)) for d, p, m, *sums in rows]
 
 
 BILLED_DIMENSIONS = ("provider", "model", "day", "week", "month")
 
 
 def billed_report(
-    conn: sqlite3.Connection, dimensions: tuple[str, ...], window: TimeRange, filters: Filters
+    conn: LedgerConnection, dimensions: tuple[str, ...], window: TimeRange, filters: Filters
 ) -> Report:
     """`report --source billed`: the billed buckets in the shape of a proxy report, so the same
     tables and exports render them. Days are the buckets' UTC days; a bucket without a request

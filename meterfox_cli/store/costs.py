@@ -6,13 +6,12 @@ the provider's reported cost), so any row can be priced again with today's overr
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from meterfox_cli.errors import MeterFoxError
 from meterfox_cli.pricing.book import PriceBook, price_reading
-from meterfox_cli.store.db import transaction
+from meterfox_cli.store.dialect import LedgerConnection, write_transaction
 from meterfox_cli.store.rows import STORED_COLUMNS, StoredRequest, named_rows, stored_request
 from meterfox_cli.store.select import TimeRange, window_sql
 
@@ -22,7 +21,7 @@ ALL_TIME = TimeRange()
 _HEX = frozenset("0123456789abcdef")
 
 
-def find_request(conn: sqlite3.Connection, request_id: str) -> StoredRequest:
+def find_request(conn: LedgerConnection, request_id: str) -> StoredRequest:
     """The request with this id (from `X-MeterFox-Request-Id`), or a unique id prefix."""
     request_id = request_id.strip()
     sql = f"SELECT {STORED_COLUMNS} FROM requests"
@@ -53,7 +52,7 @@ class RepriceResult:
 
 
 def reprice(
-    conn: sqlite3.Connection,
+    conn: LedgerConnection,
     book: PriceBook,
     window: TimeRange = ALL_TIME,
     *,
@@ -62,8 +61,9 @@ def reprice(
 ) -> RepriceResult:
     """Price every stored request in the window again; write back what changed.
 
-    Each batch is written in its own short transaction, so a running proxy's writer is held
-    up for milliseconds at a time, not for the whole run.
+    Each batch is written in its own short transaction, on either backend: a batch is
+    stored whole or not at all, and a running proxy's writer (which takes the same rollup rows
+    on PostgreSQL) is held up for milliseconds at a time, not for the whole run.
     """
     examined = changed = newly_priced = newly_unpriced = before = after = 0
     for rows in _batches(conn, window, batch):
@@ -81,14 +81,12 @@ def reprice(
             if (*old, stored.price_detail) != (price.cost_nanousd, price.source, price.detail):
                 updates.append((price.cost_nanousd, price.source, price.detail, stored.id))
         if updates and not dry_run:
-            with transaction(conn):
+            with write_transaction(conn):
                 conn.executemany(_UPDATE, updates)
     return RepriceResult(examined, changed, newly_priced, newly_unpriced, before, after)
 
 
-def _batches(
-    conn: sqlite3.Connection, window: TimeRange, size: int
-) -> Iterator[list[StoredRequest]]:
+def _batches(conn: LedgerConnection, window: TimeRange, size: int) -> Iterator[list[StoredRequest]]:
     """Rows in (ts, id) order, fetched by keyset so updates between batches are safe."""
     window_clause, params = window_sql(window)
     last: StoredRequest | None = None

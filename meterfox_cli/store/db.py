@@ -7,11 +7,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from meterfox_cli.errors import StoreError
+from meterfox_cli.store.dialect import write_transaction
 from meterfox_cli.store.migrations import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 5000
@@ -135,22 +135,10 @@ def has_requests(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1 FROM requests LIMIT 1").fetchone() is not None
 
 
-@contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE … COMMIT on an autocommit connection; ROLLBACK on any error.
-
-    A failed COMMIT (disk full, I/O error) rolls back too. SQLite may already have rolled the
-    transaction back itself (SQLITE_FULL does): then there is nothing to undo, and the
-    original error is the one raised, not "cannot rollback - no transaction is active".
-    """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+def transaction(conn: sqlite3.Connection) -> AbstractContextManager[None]:
+    """BEGIN IMMEDIATE … COMMIT on an autocommit connection; ROLLBACK on any error
+    (store/dialect.write_transaction, which both backends share)."""
+    return write_transaction(conn)
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

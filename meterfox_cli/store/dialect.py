@@ -6,7 +6,8 @@ PostgreSQL one shaped like it (store/postgres.py). `dialect_of(conn)` tells whic
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,6 +36,15 @@ class Dialect:
     char_sql: str  # the character with code {code}
     table_exists_sql: str  # one row when the table named by the parameter exists
     begin_snapshot_sql: str  # a read transaction whose statements all see one snapshot
+    begin_write_sql: str  # a write transaction, its write lock taken at once where it matters
+    utc_day_sql: str  # the UTC day (YYYY-MM-DD) of unix seconds {ts}
+    # a request's tags as one JSON object text, compact and by name, over tag rows {t}
+    tags_object_sql: str
+    # latency percentiles: taken by the database (PostgreSQL's percentile_disc, so rows never
+    # cross the wire), or by Python over the rows read (SQLite, in-process: cheap to read)
+    percentiles_in_sql: bool
+    # after `requests r`: about {percent}% of its rows, whole pages at a time ('' if none)
+    sample_sql: str
 
     def insert_ignoring(self, table: str, columns: Sequence[str]) -> str:
         values = ", ".join("?" * len(columns))
@@ -51,6 +61,12 @@ class Dialect:
     def char(self, code: int) -> str:
         return self.char_sql.format(code=int(code))
 
+    def utc_day(self, ts: str) -> str:
+        return self.utc_day_sql.format(ts=ts)
+
+    def tags_object(self, t: str) -> str:
+        return self.tags_object_sql.format(t=t)
+
 
 SQLITE = Dialect(
     name="sqlite",
@@ -60,6 +76,11 @@ SQLITE = Dialect(
     char_sql="char({code})",
     table_exists_sql="SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
     begin_snapshot_sql="BEGIN",  # under WAL a read transaction is one snapshot
+    begin_write_sql="BEGIN IMMEDIATE",
+    utc_day_sql="date({ts}, 'unixepoch')",
+    tags_object_sql="json_group_object({t}.name, {t}.value)",  # read by the (request, name) key
+    percentiles_in_sql=False,
+    sample_sql="",  # SQLite samples one row in n by rowid instead (store/latency.py)
 )
 
 POSTGRES = Dialect(
@@ -72,6 +93,15 @@ POSTGRES = Dialect(
     char_sql="chr({code})",
     table_exists_sql="SELECT 1 WHERE to_regclass(?) IS NOT NULL",
     begin_snapshot_sql="BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    begin_write_sql="BEGIN",
+    utc_day_sql="to_char(to_timestamp({ts}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    # SQLite's text exactly: no spaces, names in byte order
+    tags_object_sql=(
+        "'{{' || string_agg(to_json({t}.name)::text || ':' || to_json({t}.value)::text, ',' "
+        "ORDER BY {t}.name COLLATE \"C\") || '}}'"
+    ),
+    percentiles_in_sql=True,
+    sample_sql="TABLESAMPLE SYSTEM ({percent}) REPEATABLE (0)",
 )
 
 
@@ -81,3 +111,29 @@ def dialect_of(conn: LedgerConnection) -> Dialect:
     if isinstance(conn, sqlite3.Connection):
         return SQLITE
     return conn.dialect  # type: ignore[attr-defined]
+
+
+@contextmanager
+def write_transaction(conn: LedgerConnection) -> Iterator[None]:
+    """BEGIN … COMMIT on an autocommit connection of either backend; ROLLBACK on any error.
+
+    A failed COMMIT rolls back too. The database may already have rolled the transaction back
+    itself (SQLite's SQLITE_FULL does): then there is nothing to undo, and the original error
+    is the one raised, not "cannot rollback - no transaction is active"."""
+    conn.execute(dialect_of(conn).begin_write_sql)
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def streamed(conn: LedgerConnection, sql: str, parameters: Sequence[Any] = ()) -> Any:
+    """A cursor over `sql` whose rows come from the database as they are fetched (fetchmany),
+    never all at once: SQLite steps its statement; PostgreSQL reads through a server-side
+    cursor (store/postgres.py). Close it when done."""
+    if isinstance(conn, sqlite3.Connection):
+        return conn.execute(sql, parameters)
+    return conn.stream(sql, parameters)  # type: ignore[attr-defined]

@@ -1,15 +1,16 @@
 """Reading requests one by one, in the order they were recorded: `meterfox tail` and
-`meterfox export`. Both only read (a read-only connection works while `serve` writes, thanks to
-WAL), and both stream: rows are fetched as they are used, never all held in memory.
+`meterfox export`, on either backend. Both only read (a read-only connection works while
+`serve` writes, thanks to WAL or PostgreSQL's MVCC), and both stream: rows are fetched as they
+are used, never all held in memory.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 
-from meterfox_cli.store.rows import LINE_COLUMNS, TAGS_COLUMN, RequestLine, request_lines
+from meterfox_cli.store.dialect import LedgerConnection, dialect_of, streamed
+from meterfox_cli.store.rows import LINE_COLUMNS, RequestLine, request_lines, tags_column
 from meterfox_cli.store.select import NO_FILTERS, Filters, TimeRange, filter_sql, window_sql
 
 
@@ -19,9 +20,7 @@ def _where(filters: Filters, extra: list[str], params: list[object]) -> tuple[st
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), [*filter_params, *params]
 
 
-def latest(
-    conn: sqlite3.Connection, limit: int, filters: Filters = NO_FILTERS
-) -> list[RequestLine]:
+def latest(conn: LedgerConnection, limit: int, filters: Filters = NO_FILTERS) -> list[RequestLine]:
     """The last `limit` requests recorded, oldest first."""
     if limit <= 0:
         return []
@@ -31,12 +30,12 @@ def latest(
     return lines[::-1]
 
 
-def last_rowid(conn: sqlite3.Connection) -> int:
-    return conn.execute("SELECT IFNULL(MAX(rowid), 0) FROM requests").fetchone()[0]
+def last_rowid(conn: LedgerConnection) -> int:
+    return conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM requests").fetchone()[0]
 
 
 def after(
-    conn: sqlite3.Connection, rowid: int, filters: Filters = NO_FILTERS, limit: int = 1000
+    conn: LedgerConnection, rowid: int, filters: Filters = NO_FILTERS, limit: int = 1000
 ) -> list[RequestLine]:
     """Requests recorded after `rowid` (rowids grow as records are committed), oldest first."""
     where, params = _where(filters, ["r.rowid > ?"], [rowid])
@@ -45,7 +44,7 @@ def after(
 
 
 def follow(
-    conn: sqlite3.Connection,
+    conn: LedgerConnection,
     rowid: int,
     filters: Filters = NO_FILTERS,
     *,
@@ -67,13 +66,14 @@ def follow(
 
 
 def export_rows(
-    conn: sqlite3.Connection, window: TimeRange, filters: Filters = NO_FILTERS
+    conn: LedgerConnection, window: TimeRange, filters: Filters = NO_FILTERS
 ) -> Iterator[RequestLine]:
     """Every request in the window with its tags, oldest first, fetched as iterated."""
     window_clause, window_params = window_sql(window)
     where, params = _where(filters, [window_clause] if window_clause else [], window_params)
-    sql = f"SELECT {LINE_COLUMNS}, {TAGS_COLUMN} FROM requests r {where} ORDER BY r.ts, r.rowid"
-    cursor = conn.execute(sql, params)
+    tags = tags_column(dialect_of(conn))
+    sql = f"SELECT {LINE_COLUMNS}, {tags} FROM requests r {where} ORDER BY r.ts, r.rowid"
+    cursor = streamed(conn, sql, params)
     try:
         yield from request_lines(cursor)
     finally:

@@ -1,10 +1,12 @@
 """Latency percentiles per report group: p50/p95 latency and p50 time to first byte.
 
 Percentiles (nearest rank) need the individual requests: this pass reads them from the narrow
-covering index `requests_latency`. Reading a request costs about a microsecond in Python
-(sorting a million in SQLite costs far more), so a window of more than LATENCY_SAMPLE_MAX
-requests is sampled one in m by rowid, and the groups that sample leaves thin are read in full
-(see `latency_percentiles`); each group says how its percentiles were taken.
+covering index `requests_latency`. On SQLite, reading a request costs about a microsecond in
+Python (sorting a million in SQLite costs far more); on PostgreSQL every row would cross the
+wire, so the server takes the percentiles itself (percentile_disc). Either way a window of
+more than LATENCY_SAMPLE_MAX requests is sampled about one in m, and the groups that sample
+leaves thin are read in full (see `latency_percentiles`); each group says how its percentiles
+were taken.
 """
 
 from __future__ import annotations
@@ -38,35 +40,110 @@ def latency_percentiles(
     """p50/p95 latency and p50 time to first byte per group (key None: all groups).
 
     Every request is read when the window holds at most LATENCY_SAMPLE_MAX; else one in
-    `every` by rowid (a systematic sample, spread evenly over the recording order), and then
+    `every` (SQLite: by rowid, a systematic sample spread evenly over the recording order;
+    PostgreSQL: that share of the table's pages, TABLESAMPLE SYSTEM, repeatable), and then
     every request of the groups that sample leaves with fewer than LATENCY_MIN_SAMPLES, as far
-    as LATENCY_TOP_UP_MAX allows and the grouping can be filtered on indexed columns.
+    as LATENCY_TOP_UP_MAX allows and the grouping can be filtered on indexed columns. Over every
+    request both backends give the same values (nearest rank: percentile_disc's definition).
     """
     every = max(1, math.ceil(sum(counts.values()) / LATENCY_SAMPLE_MAX))
-    sample = ("r.rowid % ? = 0", [every]) if every > 1 else None
-    latencies, ttfbs = _read_latencies(conn, dims, window, filters, sample)
-    overall = _percentiles(
-        [v for values in latencies.values() for v in values],
-        [v for values in ttfbs.values() for v in values],
-    )
+    measure = _measured_in_sql if dialect_of(conn).percentiles_in_sql else _measured
+    groups, overall = measure(conn, dims, window, filters, every, None)
     exact: set[Key] = set(counts) if every == 1 else set()
     small = _small_groups(counts, every) if every > 1 else []
     narrowing = _group_filter(dims, small) if small else None
     if narrowing is not None:
-        full, full_ttfbs = _read_latencies(conn, dims, window, filters, narrowing)
+        full, _ = measure(conn, dims, window, filters, 1, narrowing)
         for key in small:  # the narrowing filter may match more than these groups
-            latencies[key] = full.get(key, [])
-            ttfbs[key] = full_ttfbs.get(key, [])
+            groups[key] = full.get(key, _percentiles([], []))
         exact.update(small)
     result: dict[Key | None, dict[str, object]] = {
-        key: {
-            **_percentiles(values, ttfbs.get(key, [])),
-            "latency_sample_every": 1 if key in exact else every,
-        }
-        for key, values in latencies.items()
+        key: {**values, "latency_sample_every": 1 if key in exact else every}
+        for key, values in groups.items()
     }
     result[None] = {**overall, "latency_sample_every": every}
     return every, result
+
+
+Measured = tuple[dict[Key, dict[str, float | None]], dict[str, float | None]]
+
+
+def _source(
+    conn: LedgerConnection,
+    dims: tuple[str, ...],
+    window: TimeRange,
+    filters: Filters,
+    extra: tuple[str, list[object]] | None,
+    sample: str = "",
+) -> tuple[list[str], str, list[object]]:
+    """The dimension keys, and `FROM … WHERE …` over the requests to measure."""
+    keys = [dimension_sql(dim, i, "r", dialect=dialect_of(conn)) for i, dim in enumerate(dims)]
+    joins, params, _ = tag_joins(dims)
+    clauses, filter_params = filter_sql(filters, "r")
+    window_clause, window_params = window_sql(window)
+    clauses += [window_clause] if window_clause else []
+    params += [*filter_params, *window_params]
+    if extra is not None:
+        clauses.append(extra[0])
+        params += extra[1]
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    return keys, f"FROM requests r {sample} {joins} {where}", params
+
+
+def _measured(
+    conn: LedgerConnection,
+    dims: tuple[str, ...],
+    window: TimeRange,
+    filters: Filters,
+    every: int,
+    narrowing: tuple[str, list[object]] | None,
+) -> Measured:
+    """Percentiles per group and overall, from the rows read (one in `every` by rowid)."""
+    sample = ("r.rowid % ? = 0", [every]) if every > 1 else None
+    latencies, ttfbs = _read_latencies(conn, dims, window, filters, narrowing or sample)
+    overall = _percentiles(
+        [v for values in latencies.values() for v in values],
+        [v for values in ttfbs.values() for v in values],
+    )
+    groups = {key: _percentiles(values, ttfbs.get(key, [])) for key, values in latencies.items()}
+    return groups, overall
+
+
+def _measured_in_sql(
+    conn: LedgerConnection,
+    dims: tuple[str, ...],
+    window: TimeRange,
+    filters: Filters,
+    every: int,
+    narrowing: tuple[str, list[object]] | None,
+) -> Measured:
+    """Percentiles per group and overall taken by the database, one row each (GROUPING SETS):
+    only those cross the wire, however many requests they summarise."""
+    dialect = dialect_of(conn)
+    sample = dialect.sample_sql.format(percent=100 / every) if every > 1 else ""
+    keys, source, params = _source(conn, dims, window, filters, narrowing, sample)
+    named = [f"{key} AS k{i}" for i, key in enumerate(keys)]
+    columns = ", ".join([*named, "r.latency_ms", "r.ttfb_ms"])
+    key_names = ", ".join(f"x.k{i}" for i in range(len(keys)))
+    sets = f"GROUP BY GROUPING SETS (({key_names}), ())" if keys else ""
+    overall_flag = f"GROUPING({key_names}) > 0" if keys else "TRUE"
+    sql = (
+        f"SELECT {key_names + ', ' if keys else ''}{overall_flag}, "
+        "percentile_disc(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY x.latency_ms), "
+        "percentile_disc(0.5) WITHIN GROUP (ORDER BY x.ttfb_ms) "
+        f"FROM (SELECT {columns} {source}) x {sets}"
+    )
+    groups: dict[Key, dict[str, float | None]] = {}
+    overall = _percentiles([], [])
+    for row in conn.execute(sql, params):
+        *key, is_overall, ranks, ttfb50 = row  # one sort gives both latency ranks
+        p50, p95 = ranks or (None, None)  # no request: NULL
+        values = {"latency_p50_ms": p50, "latency_p95_ms": p95, "ttfb_p50_ms": ttfb50}
+        if is_overall:
+            overall = values
+        else:
+            groups[tuple(key)] = values
+    return groups, overall
 
 
 def _read_latencies(
@@ -79,16 +156,7 @@ def _read_latencies(
     """Latencies and times to first byte per group. The loop runs once per request read,
     so it is kept minimal: SQLite joins a multi-dimension key into one string."""
     dialect = dialect_of(conn)
-    keys = [dimension_sql(dim, i, "r", dialect=dialect) for i, dim in enumerate(dims)]
-    joins, params, _ = tag_joins(dims)
-    clauses, filter_params = filter_sql(filters, "r")
-    window_clause, window_params = window_sql(window)
-    clauses += [window_clause] if window_clause else []
-    params += [*filter_params, *window_params]
-    if extra is not None:
-        clauses.append(extra[0])
-        params += extra[1]
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    keys, source, params = _source(conn, dims, window, filters, extra)
     if len(keys) == 1:
         key_sql = keys[0]
     else:
@@ -96,7 +164,7 @@ def _read_latencies(
         key_sql = between.join(f"COALESCE({key}, {none})" for key in keys) or "''"
     latencies: defaultdict[object, list[float]] = defaultdict(list)
     ttfbs: defaultdict[object, list[float]] = defaultdict(list)
-    sql = f"SELECT {key_sql}, r.latency_ms, r.ttfb_ms FROM requests r {joins} {where}"
+    sql = f"SELECT {key_sql}, r.latency_ms, r.ttfb_ms {source}"
     for key, latency, ttfb in conn.execute(sql, params):
         latencies[key].append(latency)
         if ttfb is not None:

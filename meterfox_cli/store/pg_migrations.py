@@ -93,6 +93,18 @@ def _rollup_prune(row: str) -> str:
     return f"DELETE FROM request_rollup WHERE {match} AND requests = 0;"
 
 
+def _rollup_fill() -> str:
+    """The rollup's rows computed from every request (the rollup must be empty)."""
+    key_exprs = ", ".join(expr.format(r="requests") for _, expr in PG_ROLLUP_KEYS)
+    sum_exprs = ", ".join(f"SUM({expr.format(r='requests')})" for _, expr in PG_ROLLUP_SUMS)
+    groups = ", ".join(str(i + 1) for i in range(len(PG_ROLLUP_KEYS)))
+    return f"INSERT INTO request_rollup SELECT {key_exprs}, {sum_exprs} FROM requests GROUP BY {groups};"
+
+
+# The rollup rebuilt from `requests` (bench/seed_pg.py, after a bulk load with the trigger off).
+ROLLUP_REBUILD = f"DELETE FROM request_rollup; {_rollup_fill()}"
+
+
 def _m002_report_rollup() -> str:
     """The report rollup, kept in step with `requests` by one row trigger in the writing
     transaction, whoever writes (as SQLite's three triggers do)."""
@@ -101,12 +113,9 @@ def _m002_report_rollup() -> str:
     )
     sums = ", ".join(f"{name} BIGINT NOT NULL" for name, _ in PG_ROLLUP_SUMS)
     key_names = ", ".join(name for name, _ in PG_ROLLUP_KEYS)
-    key_exprs = ", ".join(expr.format(r="requests") for _, expr in PG_ROLLUP_KEYS)
-    sum_exprs = ", ".join(f"SUM({expr.format(r='requests')})" for _, expr in PG_ROLLUP_SUMS)
-    groups = ", ".join(str(i + 1) for i in range(len(PG_ROLLUP_KEYS)))
     return f"""
 CREATE TABLE request_rollup ({keys}, {sums}, PRIMARY KEY ({key_names}));
-INSERT INTO request_rollup SELECT {key_exprs}, {sum_exprs} FROM requests GROUP BY {groups};
+{_rollup_fill()}
 CREATE FUNCTION request_rollup_step() RETURNS trigger LANGUAGE plpgsql AS $step$
 BEGIN
     IF TG_OP IN ('DELETE', 'UPDATE') THEN
@@ -129,8 +138,44 @@ CREATE TRIGGER request_rollup_step AFTER INSERT OR UPDATE OR DELETE ON requests
 # Which daemon recorded each request (as SQLite's 007_request_host).
 M003_REQUEST_HOST = "ALTER TABLE requests ADD COLUMN host TEXT NOT NULL DEFAULT ''"
 
+# What the providers billed (`meterfox sync`) and the span synced per provider, as SQLite's
+# 006_billed_buckets. Text keys compare byte by byte ("C"), as SQLite's do, so a read in key
+# order comes back in the same order from either store.
+M004_BILLED_BUCKETS = """
+CREATE TABLE billed_buckets (
+    provider TEXT COLLATE "C" NOT NULL,
+    bucket_start BIGINT NOT NULL,
+    bucket_end BIGINT NOT NULL,
+    model TEXT COLLATE "C" NOT NULL DEFAULT '',
+    project_id TEXT COLLATE "C" NOT NULL DEFAULT '',
+    workspace_id TEXT COLLATE "C" NOT NULL DEFAULT '',
+    api_key_id TEXT COLLATE "C" NOT NULL DEFAULT '',
+    service_tier TEXT COLLATE "C" NOT NULL DEFAULT '',
+    batch TEXT COLLATE "C" NOT NULL DEFAULT '',
+    requests BIGINT,
+    input_tokens BIGINT NOT NULL DEFAULT 0,
+    cached_tokens BIGINT NOT NULL DEFAULT 0,
+    cache_write_tokens BIGINT NOT NULL DEFAULT 0,
+    cache_write_1h_tokens BIGINT NOT NULL DEFAULT 0,
+    output_tokens BIGINT NOT NULL DEFAULT 0,
+    reasoning_tokens BIGINT NOT NULL DEFAULT 0,
+    cost_nanousd BIGINT,
+    cost_source TEXT NOT NULL,
+    synced_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (provider, bucket_start, model, project_id, workspace_id, api_key_id,
+                 service_tier, batch)
+);
+CREATE TABLE sync_state (
+    provider TEXT COLLATE "C" PRIMARY KEY,
+    synced_from BIGINT NOT NULL,
+    synced_until BIGINT NOT NULL,
+    synced_at DOUBLE PRECISION NOT NULL
+);
+"""
+
 PG_MIGRATIONS: list[tuple[str, str]] = [
     ("001_requests", M001_REQUESTS),
     ("002_report_rollup", _m002_report_rollup()),
     ("003_request_host", M003_REQUEST_HOST),
+    ("004_billed_buckets", M004_BILLED_BUCKETS),
 ]

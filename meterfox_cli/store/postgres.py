@@ -58,8 +58,40 @@ class PgConnection:
         with self.raw.cursor() as cursor:
             cursor.executemany(_translated(sql), list(parameters))
 
+    def stream(self, sql: str, parameters: Sequence[Any] = ()) -> _Streamed:
+        """A server-side cursor over `sql` in a read-only snapshot (store/dialect.streamed)."""
+        return _Streamed(self.raw, _translated(sql) if parameters else sql, parameters)
+
     def close(self) -> None:
         self.raw.close()
+
+
+class _Streamed:
+    """A server-side cursor in its own read-only transaction: rows cross the wire as they are
+    fetched. Closing it ends the transaction."""
+
+    def __init__(self, raw: psycopg.Connection, sql: str, parameters: Sequence[Any]) -> None:
+        self._raw = raw
+        raw.execute(POSTGRES.begin_snapshot_sql)
+        try:
+            self._cursor = raw.cursor(name="meterfox_stream")
+            self._cursor.execute(sql, parameters or None)
+        except BaseException:
+            raw.execute("ROLLBACK")
+            raise
+
+    @property
+    def description(self) -> Any:
+        return self._cursor.description
+
+    def fetchmany(self, size: int) -> list[tuple[Any, ...]]:
+        return self._cursor.fetchmany(size)
+
+    def close(self) -> None:
+        if self._raw.closed:
+            return
+        self._cursor.close()
+        self._raw.execute("COMMIT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +139,18 @@ class PostgresLedger:
         except BaseException:
             conn.close()
             raise
+        return conn
+
+    def read_connection(self) -> PgConnection | None:
+        conn = self.connect()
+        try:
+            missing, _ = _pending(conn)
+        except BaseException:
+            conn.close()
+            raise
+        if missing and len(missing) == len(PG_MIGRATIONS):  # never migrated: no ledger yet
+            conn.close()
+            return None
         return conn
 
     def transaction(self, conn: PgConnection) -> AbstractContextManager[None]:

@@ -5,7 +5,6 @@ pricing needs) or a RequestLine (what `tail` and `export` show). The only place 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import date
@@ -16,7 +15,7 @@ from typing import Any
 from meterfox_cli.money import from_nanousd
 from meterfox_cli.pricing.quote import Price, Quote
 from meterfox_cli.records import UsageRecord
-from meterfox_cli.store.dialect import POSTGRES, SQLITE, LedgerConnection, dialect_of
+from meterfox_cli.store.dialect import POSTGRES, SQLITE, Dialect, LedgerConnection, dialect_of
 from meterfox_cli.usage import Reading, Usage
 
 INT64_MAX = 2**63 - 1
@@ -131,7 +130,7 @@ def _int64(value: int) -> int:
 # --- row → what reads get back --------------------------------------------------------------
 
 
-def named_rows(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+def named_rows(cursor: Any) -> list[dict[str, Any]]:
     """The rows of an executed query, each as {column name: value}."""
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -244,15 +243,17 @@ _STREAMED, _USAGE_KNOWN, _TAGS = (
     _LINE_FIELDS.index(n) for n in ("streamed", "usage_known", "tags")
 )
 # The columns a RequestLine is read from, over a `requests` row named `r`: its fields, and
-# with TAGS_COLUMN its tags as a JSON object.
+# with `tags_column` its tags as a JSON object.
 LINE_COLUMNS = ", ".join(f"r.{name}" for name in _LINE_FIELDS if name != "tags")
-TAGS_COLUMN = (
-    "(SELECT json_group_object(t.name, t.value) FROM request_tags t WHERE t.request_id = r.id) "
-    "AS tags"
-)
 
 
-def request_lines(cursor: sqlite3.Cursor) -> Iterator[RequestLine]:
+def tags_column(dialect: Dialect) -> str:
+    """The tags of request `r` as a JSON object's text (the same text on both backends)."""
+    tags = dialect.tags_object("t")
+    return f"(SELECT {tags} FROM request_tags t WHERE t.request_id = r.id) AS tags"
+
+
+def request_lines(cursor: Any) -> Iterator[RequestLine]:
     """The rows of a query selecting LINE_COLUMNS (maybe with TAGS_COLUMN) as RequestLines,
     fetched as they are used. Columns are matched to fields by name once per query (a
     missing one fails here), not per row: an export reads millions."""

@@ -33,6 +33,9 @@ class SqliteLedger:
             return None
         return conn
 
+    def read_connection(self) -> sqlite3.Connection | None:
+        return db.open_readonly(self.path)
+
     def transaction(self, conn: sqlite3.Connection) -> AbstractContextManager[None]:
         return db.transaction(conn)
 

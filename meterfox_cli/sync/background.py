@@ -1,11 +1,10 @@
-"""`serve`'s background sync (`[sync] every`): on its own thread, with its own SQLite connection,
-the incremental `meterfox sync` of each provider (sync/run.py), then again every interval; what
+"""`serve`'s background sync (`[sync] every`): on its own thread, with its own connections (the
+local SQLite file for admin keys, the ledger for what was billed), the incremental `meterfox sync` of each provider (sync/run.py), then again every interval; what
 happened, for `/_meterfox/health`. A failure is logged once and shown there, never raised."""
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -14,7 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from meterfox_cli.keys.provider_keys import StoreChoice
+from meterfox_cli.store.backend import Ledger, as_ledger
 from meterfox_cli.store.db import connect
+from meterfox_cli.store.dialect import LedgerConnection
 from meterfox_cli.sync.buckets import PriceFn
 from meterfox_cli.sync.run import Window, sync_provider, sync_window
 from meterfox_cli.sync.sources import Source, admin_key, configured
@@ -61,12 +62,14 @@ class BackgroundSync:
         price: PriceFn | None = None,
         first_delay_s: float | None = None,
         clock: Callable[[], float] = time.time,
+        ledger: Ledger | None = None,
     ) -> None:
         self.every_s = every_s
         self.first_delay_s = (
             min(FIRST_RUN_DELAY_S, every_s) if first_delay_s is None else first_delay_s
         )
         self._database = database
+        self._ledger = as_ledger(database) if ledger is None else ledger
         self._base_urls = base_urls
         self._store_choice = store_choice
         self._providers = providers
@@ -116,13 +119,14 @@ class BackgroundSync:
             self._running = True
             self._last_run_at = self._clock()
             self._error = None
-        conn: sqlite3.Connection | None = None
+        conn = books = None
         try:
             conn = connect(self._database)
+            books = self._ledger.open_writer()
             for src in self._chosen(conn):
                 if self._stop.is_set():
                     break
-                self._sync_one(conn, src)
+                self._sync_one(conn, books, src)
         except _Stopped:
             log.info("background sync: stopped by shutdown")
         except Exception as exc:  # the proxy must never see it
@@ -130,15 +134,17 @@ class BackgroundSync:
             with self._lock:
                 self._error = str(exc) or type(exc).__name__
         finally:
-            if conn is not None:
-                conn.close()
+            for opened in (conn, books):
+                if opened is not None:
+                    opened.close()
             with self._lock:
                 self._running = False
 
-    def _chosen(self, conn: sqlite3.Connection) -> Sequence[Source]:
+    def _chosen(self, conn: LedgerConnection) -> Sequence[Source]:
         return self._providers if self._providers is not None else configured(conn)
 
-    def _sync_one(self, conn: sqlite3.Connection, src: Source) -> None:
+    def _sync_one(self, conn: LedgerConnection, books: LedgerConnection, src: Source) -> None:
+        """`conn`: the local file (admin keys); `books`: the ledger (what was billed)."""
         started = self._clock()
         window: Window | None = None
         try:
@@ -150,8 +156,8 @@ class BackgroundSync:
                 )
             api = src.client(self._base_urls.get(src.name, ""), key)
             api.sleep = self._pause
-            window = sync_window(conn, src, None, None, started)
-            sync_provider(conn, src, api, window, on_page=self._check, price=self._price)
+            window = sync_window(books, src, None, None, started)
+            sync_provider(books, src, api, window, on_page=self._check, price=self._price)
         except _Stopped:
             raise
         except Exception as exc:  # logged and shown in health, never raised

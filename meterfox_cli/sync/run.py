@@ -5,12 +5,12 @@ window left."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from meterfox_cli.store.billed import BilledBucket, replace_window, synced_until
+from meterfox_cli.store.dialect import LedgerConnection
 from meterfox_cli.sync.buckets import PriceFn
 from meterfox_cli.sync.http import AdminClient, AdminKeyRefused, SyncError
 from meterfox_cli.sync.pages import DAY, chunks, day_floor, utc_day
@@ -46,7 +46,7 @@ class Summary:
 
 
 def sync_window(
-    conn: sqlite3.Connection, source: Source, since: float | None, until: float | None, now: float
+    conn: LedgerConnection, source: Source, since: float | None, until: float | None, now: float
 ) -> Window:
     """From `since` (else the last synced end minus the margin, else 30 days ago) to `until`
     (else now), the start moved back to its UTC midnight; kept inside what the API publishes
@@ -69,7 +69,7 @@ def sync_window(
 
 
 def sync_provider(
-    conn: sqlite3.Connection,
+    conn: LedgerConnection,
     source: Source,
     api: AdminClient,
     window: Window,

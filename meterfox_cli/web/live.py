@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sqlite3
 from functools import partial
 
+from meterfox_cli.store.dialect import LedgerConnection
 from meterfox_cli.store.feed import after, last_rowid, latest
 from meterfox_cli.store.rows import RequestLine
 from meterfox_cli.web.reader import Reader
@@ -85,11 +85,11 @@ class LiveFeed:
                 queue.put_nowait(None)  # too slow: this page is closed, it reconnects
 
 
-def backlog_event(conn: sqlite3.Connection) -> str:
+def backlog_event(conn: LedgerConnection) -> str:
     return _event(latest(conn, BACKLOG))
 
 
-def new_event(conn: sqlite3.Connection, rowid: int) -> tuple[int, str | None]:
+def new_event(conn: LedgerConnection, rowid: int) -> tuple[int, str | None]:
     """The rows after `rowid` as one event, and the last rowid read (in the read process: the
     proxy's loop only hands the text on)."""
     batch = after(conn, rowid)

@@ -1,8 +1,9 @@
 """Where the dashboard's queries run: every read in one long-lived worker process of its own
-(`web/worker.py`, started on the first read, stopped with the app), so neither its SQLite nor
-its Python work takes the proxy's GIL; the daemon only sends a picklable query and hands on
-the already-shaped answer. The rare writes (revoke, create) run on a thread of the daemon with
-a connection of their own."""
+(`web/worker.py`, started on the first read, stopped with the app), so neither its database
+nor its Python work takes the proxy's GIL; the daemon only sends a picklable query and hands on
+the already-shaped answer. The reads go to the ledger (either store: the worker is sent which
+as its first message, so a PostgreSQL URL never shows in a process list). The rare writes
+(revoke, create) run on a thread of the daemon with a connection of their own."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import contextlib
 import itertools
 import pickle
 import socket
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from meterfox_cli.store.backend import Ledger, as_ledger
 from meterfox_cli.store.db import connect
 from meterfox_cli.web.worker import frame
 
@@ -48,7 +49,7 @@ class _Worker:
     def alive(self) -> bool:
         return not self._answers.done() and self.process.poll() is None
 
-    async def call(self, query: Callable[[sqlite3.Connection], T]) -> T:
+    async def call(self, query: Callable[[Any], T]) -> T:
         ident = next(self._idents)
         answer = self._waiting[ident] = asyncio.get_running_loop().create_future()
         try:
@@ -92,15 +93,17 @@ class _Worker:
 
 
 class Reader:
-    """The dashboard's reads, in a worker process started on the first one."""
+    """The dashboard's reads, in a worker process started on the first one: from `ledger`
+    (default: the SQLite file `database`, where the writes go)."""
 
-    def __init__(self, database: Path, threads: int = THREADS) -> None:
+    def __init__(self, database: Path, threads: int = THREADS, ledger: Ledger | None = None):
         self.database = database
+        self.ledger = as_ledger(database) if ledger is None else ledger
         self._threads = threads
         self._worker: _Worker | None = None
         self._starting: asyncio.Lock | None = None
 
-    async def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+    async def read(self, query: Callable[[Any], T]) -> T:
         """`query(conn)` in the worker; `query` must pickle (a module-level function, or a
         `functools.partial` of one) and should return plain, already-shaped data. A read the
         worker died under is asked once more of a new one (reads change nothing)."""
@@ -109,7 +112,7 @@ class Reader:
         except WorkerGone:
             return await (await self._running()).call(query)
 
-    async def write(self, change: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(self, change: Callable[[Any], T]) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self._write, change)
 
@@ -150,9 +153,10 @@ class Reader:
                 stdin=subprocess.DEVNULL,
             )
             reader, writer = await asyncio.open_unix_connection(sock=ours)
+        writer.write(frame(self.ledger))  # where to read: the worker's first message
         return _Worker(process, reader, writer)
 
-    def _write(self, change: Callable[[sqlite3.Connection], T]) -> T:
+    def _write(self, change: Callable[[Any], T]) -> T:
         conn = connect(self.database)
         try:
             return change(conn)

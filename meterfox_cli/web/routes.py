@@ -21,6 +21,7 @@ from meterfox_cli.keys.proxy_keys import create_key, key_spec, list_keys, revoke
 from meterfox_cli.proxy.state import STATE
 from meterfox_cli.report.formats import to_csv
 from meterfox_cli.report.reconcile import parse_by
+from meterfox_cli.store.backend import Ledger
 from meterfox_cli.store.dimensions import parse_dimensions
 from meterfox_cli.store.queries import build_report, empty_report
 from meterfox_cli.store.select import parse_filters
@@ -97,13 +98,17 @@ def static_files() -> dict[str, bytes]:
 
 
 def dashboard_mount(
-    database: Path, access: Access, reconcile_tolerance: Decimal = DEFAULT_TOLERANCE
+    database: Path,
+    access: Access,
+    reconcile_tolerance: Decimal = DEFAULT_TOLERANCE,
+    ledger: Ledger | None = None,
 ) -> Callable[[web.Application], None]:
     """The hook that adds the dashboard to the proxy app (`reconcile_tolerance`: the config's
-    `[reconcile] tolerance`, as `meterfox reconcile` uses it)."""
+    `[reconcile] tolerance`, as `meterfox reconcile` uses it), reading from `ledger` (default:
+    the SQLite file `database`)."""
 
     def mount(app: web.Application) -> None:
-        reader = Reader(database)
+        reader = Reader(database, ledger=ledger)
         tags = Recent(reader, partial(json_text, tags_json), TAGS_FRESH_S)
         overviews = {
             by: Recent(reader, partial(json_text, overview, by=by), OVERVIEW_FRESH_S)

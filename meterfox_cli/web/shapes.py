@@ -7,7 +7,6 @@ shows it."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from decimal import Decimal
 
@@ -17,6 +16,7 @@ from meterfox_cli.pricing.book import PriceBook
 from meterfox_cli.pricing.quote import UNPRICED_SOURCE
 from meterfox_cli.report import reconcile as reconcile_rows
 from meterfox_cli.report.formats import CONTRACT_FIELDS, EXTRA_FIELDS, to_json
+from meterfox_cli.store.dialect import LedgerConnection
 from meterfox_cli.store.queries import Report
 from meterfox_cli.store.rows import RequestLine
 from meterfox_cli.sync.prices import canonical_model
@@ -91,7 +91,7 @@ def line_json(line: RequestLine) -> dict[str, object]:
 
 
 def reconcile_text(
-    conn: sqlite3.Connection,
+    conn: LedgerConnection,
     since: str | None,
     until: str | None,
     by: tuple[str, ...],

@@ -1,14 +1,15 @@
 """The dashboard's read process: `python -m meterfox_cli.web.worker FD DATABASE THREADS`, started
 by `web/reader.Reader` on the first dashboard read. It runs each read on one of its own threads
-(each with its own read-only connection) and sends back the already-shaped result, so the
-dashboard's Python work never takes the daemon's GIL; it runs at the idle CPU priority
-(`lower_priority`), so when the CPUs are busy the proxy comes first and the dashboard waits. It
-exits when the daemon closes its end
-of the socket, or dies (even by SIGKILL: the socket ends, and the parent pid changes).
+(each with its own read connection to the ledger, either store) and sends back the
+already-shaped result, so the dashboard's Python work never takes the daemon's GIL; it runs at
+the idle CPU priority (`lower_priority`), so when the CPUs are busy the proxy comes first and
+the dashboard waits. It exits when the daemon closes its end of the socket, or dies (even by
+SIGKILL: the socket ends, and the parent pid changes).
 
-Frames on the socket, both ways: a 4-byte big-endian length, then a pickle. A request is
-`(ident, query)`, `query` a picklable callable taking the connection (a module-level function
-or a `functools.partial` of one); an answer is `(ident, ok, result_or_exception)`."""
+Frames on the socket, both ways: a 4-byte big-endian length, then a pickle. The first frame
+from the daemon is the ledger to read (store/backend.Ledger). A request is `(ident, query)`,
+`query` a picklable callable taking the connection (a module-level function or a
+`functools.partial` of one); an answer is `(ident, ok, result_or_exception)`."""
 
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 _HEADER = struct.Struct(">I")
@@ -59,9 +59,9 @@ def _exactly(sock: socket.socket, size: int) -> bytes:
 
 
 class _Answering:
-    def __init__(self, sock: socket.socket, database: Path) -> None:
+    def __init__(self, sock: socket.socket, ledger: Any) -> None:
         self._sock = sock
-        self._database = database
+        self._ledger = ledger
         self._local = threading.local()
         self._sending = threading.Lock()
 
@@ -81,10 +81,15 @@ class _Answering:
 
     def _conn(self):
         conn = getattr(self._local, "conn", None)
+        if conn is not None and self._ledger.is_lost(conn):  # the server dropped it
+            conn = self._local.conn = None
         if conn is None:
-            from meterfox_cli.store.db import connect
+            from meterfox_cli.errors import StoreError
 
-            conn = self._local.conn = connect(self._database, readonly=True)
+            conn = self._ledger.read_connection()
+            if conn is None:
+                raise StoreError(f"no ledger at {self._ledger.describe()} yet")
+            self._local.conn = conn
         return conn
 
 
@@ -105,12 +110,16 @@ def lower_priority() -> None:
 
 
 def main(argv: list[str]) -> None:
-    fd, database, threads = int(argv[0]), Path(argv[1]), int(argv[2])
+    fd, threads = int(argv[0]), int(argv[2])  # argv[1]: the database, for a process list
     sock = socket.socket(fileno=fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the daemon, and the daemon us
     lower_priority()
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
-    answering = _Answering(sock, database)
+    try:
+        ledger = _receive(sock)
+    except (EOFError, OSError):
+        os._exit(0)
+    answering = _Answering(sock, ledger)
     pool = ThreadPoolExecutor(threads, thread_name_prefix="meterfox-dashboard")
     while True:
         try:

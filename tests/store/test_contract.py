@@ -6,16 +6,32 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import astuple, replace
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from meterfox_cli.errors import MeterFoxError
+from meterfox_cli.pricing.book import PriceBook
 from meterfox_cli.records import Outcome, UsageRecord
+from meterfox_cli.store import feed, latency
 from meterfox_cli.store.backend import Ledger
+from meterfox_cli.store.billed import (
+    BilledBucket,
+    proxied_by_utc_day,
+    read_buckets,
+    replace_window,
+    snapshot,
+    sync_states,
+    synced_until,
+)
+from meterfox_cli.store.costs import find_request, reprice
+from meterfox_cli.store.dialect import write_transaction
 from meterfox_cli.store.dimensions import parse_dimensions
 from meterfox_cli.store.postgres import PostgresLedger
 from meterfox_cli.store.queries import Report, read_report
+from meterfox_cli.store.rows import RequestLine, insert_records
 from meterfox_cli.store.select import Filters, TimeRange
 from meterfox_cli.store.sqlite import SqliteLedger
 from meterfox_cli.store.writer import RecordWriter
@@ -23,6 +39,7 @@ from meterfox_cli.usage import Reading, Usage
 from tests.fakes.records import Req, at, usage_record
 
 BACKENDS = ("sqlite", "postgresql")
+DAY_S = 86400
 ALL = TimeRange()
 # Across a day boundary and partial hours at both edges (the rollup plus raw edge rows).
 EDGES = TimeRange(at("2026-11-02 09:20"), at("2026-11-04 13:40"))
@@ -235,3 +252,137 @@ def _wait(done, timeout_s: float = 10.0) -> None:
     while not done():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+# --- reads one by one, stored costs, billed buckets (tail, export, explain, reprice, sync) ---
+
+
+def on(ledger: Ledger, read):
+    """`read(conn)` on a read connection to the ledger."""
+    conn = ledger.read_connection()
+    assert conn is not None
+    try:
+        return read(conn)
+    finally:
+        conn.close()
+
+
+def unnamed(lines: list[RequestLine]) -> list[RequestLine]:
+    """Lines without their ids and row ids (each store numbers its own rows)."""
+    return [replace(line, id="", rowid=0) for line in lines]
+
+
+def test_an_unmigrated_ledger_has_nothing_to_read(tmp_path: Path, pg_url: str) -> None:
+    assert SqliteLedger(tmp_path / "none.db").read_connection() is None
+    assert PostgresLedger(pg_url).read_connection() is None
+
+
+def test_tail_reads_lines_in_recording_order(ledger: Ledger) -> None:
+    assert on(ledger, feed.last_rowid) == 0  # a migrated, empty ledger can be followed
+    record_all(ledger)
+    lines = on(ledger, lambda conn: feed.after(conn, 0))
+    assert [line.ts for line in lines] == [req.ts for req in REQUESTS]
+    assert on(ledger, feed.last_rowid) == lines[-1].rowid
+    assert on(ledger, lambda conn: feed.after(conn, lines[5].rowid)) == lines[6:]
+    assert on(ledger, lambda conn: feed.latest(conn, 3)) == lines[-3:]
+    ci = on(ledger, lambda conn: feed.latest(conn, 10, Filters(keys=("ci",))))
+    assert [line.provider for line in ci] == ["anthropic", "anthropic", "mistral", "gemini"]
+
+
+def test_export_gives_the_same_lines_and_tag_texts_on_both(both) -> None:
+    exported = [
+        on(ledger, lambda conn: list(feed.export_rows(conn, EDGES, Filters(keys=("passthrough",)))))
+        for ledger in both
+    ]
+    assert unnamed(exported[0]) == unnamed(exported[1])
+    assert [(line.model, line.tags) for line in exported[1]] == [
+        ("gpt-4o", '{"team":"search"}'),
+        (None, "{}"),
+        ("mini", '{"feature":"chat","team":"search"}'),  # by name, whatever the order given
+        ("mini", '{"team":"ads"}'),
+    ]
+
+
+def test_explain_finds_a_request_by_id_or_a_unique_prefix(ledger: Ledger) -> None:
+    record_all(ledger)
+    lines = on(ledger, lambda conn: feed.after(conn, 0))
+    target = lines[6]
+    assert on(ledger, lambda conn: find_request(conn, target.id)).model == "small"
+    assert on(ledger, lambda conn: find_request(conn, target.id[:-2])).id == target.id
+    with pytest.raises(MeterFoxError, match="no request with id"):
+        on(ledger, lambda conn: find_request(conn, "ffffffffffff"))
+
+
+def test_reprice_writes_the_same_costs_on_both_and_the_rollup_follows(both) -> None:
+    results = []
+    for ledger in both:
+        conn = ledger.open_writer()
+        try:
+            results.append(reprice(conn, PriceBook(), batch=3))
+            again = reprice(conn, PriceBook(), dry_run=True)
+        finally:
+            conn.close()
+        assert again.changed == 0  # every batch was kept
+        report = read_report(ledger, ("model",), ALL)
+        assert report is not None and report.total.cost_nanousd == results[-1].after_nanousd
+    assert results[0] == results[1] and results[0].changed > 0
+
+
+def test_a_failed_write_transaction_leaves_nothing(ledger: Ledger) -> None:
+    conn = ledger.open_writer()
+    try:
+        with pytest.raises(ZeroDivisionError), write_transaction(conn):
+            insert_records(conn, [(REQUESTS[0].record(), REQUESTS[0].price())])
+            _ = 1 / 0
+        assert not conn.in_transaction
+    finally:
+        conn.close()
+    assert count(ledger) == 0
+
+
+def bucket(provider: str, start: int, model: str, cost: int | None) -> BilledBucket:
+    return BilledBucket(provider, start, start + DAY_S, model, requests=2, input_tokens=10,
+                        output_tokens=3, cost_nanousd=cost, cost_source="cost_api")  # fmt: skip
+
+
+def test_billed_windows_replace_alike_on_both(ledger: Ledger) -> None:
+    day = int(at("2026-11-03 00:00")) // DAY_S * DAY_S
+    first = [bucket("openai", day, "gpt-4o", 7), bucket("openai", day + DAY_S, "mini", None)]
+    conn = ledger.open_writer()
+    try:
+        for _ in range(2):  # syncing a window twice leaves it once
+            replace_window(conn, "openai", day, day + 2 * DAY_S, first, 1.0)
+        assert snapshot(conn) == [astuple(b) for b in first]
+        replace_window(conn, "openai", day - DAY_S, day, [], 2.0)  # an older window
+        assert sync_states(conn) == {"openai": (day - DAY_S, day + 2 * DAY_S)}
+        assert synced_until(conn, "openai") == day + 2 * DAY_S
+        revised = [bucket("openai", day, "gpt-4o", 9)]
+        replace_window(conn, "openai", day, day + DAY_S, revised, 3.0)
+        assert [b.cost_nanousd for b in read_buckets(conn)] == [9, None]
+    finally:
+        conn.close()
+
+
+def test_reconcile_reads_the_same_proxied_sums_on_both(both) -> None:
+    sums = [
+        on(ledger, lambda conn: proxied_by_utc_day(conn, None, None, ("openai", "anthropic")))
+        for ledger in both
+    ]
+    assert sums[0] == sums[1] and sums[0]
+    assert all(type(s.cost_nanousd) is int and type(s.requests) is int for s in sums[1])
+
+
+def test_a_sampled_latency_pass_tops_up_thin_groups_to_the_exact_values(
+    both, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over a window larger than the sample limit each store samples its own way (SQLite by
+    rowid, PostgreSQL by pages, in the database); groups left thin are read in full, and then
+    match the exact percentiles on both."""
+    exact = [read_report(ledger, ("model",), ALL) for ledger in both]
+    monkeypatch.setattr(latency, "LATENCY_SAMPLE_MAX", 4)
+    monkeypatch.setattr(latency, "LATENCY_MIN_SAMPLES", 2)
+    for ledger, unsampled in zip(both, exact, strict=True):
+        sampled = read_report(ledger, ("model",), ALL)
+        assert sampled is not None and unsampled is not None
+        assert sampled.sample_every == 3 and sampled.total.latency_sample_every == 3
+        assert sampled.rows == unsampled.rows  # every group topped up: exact, as before

@@ -30,11 +30,22 @@ EXPECTED = {
         **{name: BIGINT if name == "hour" else TEXT for name, _ in ROLLUP_KEYS},
         **{name: BIGINT for name, _ in ROLLUP_SUMS},
     },
-}
+    "billed_buckets": {
+        "provider": TEXT, "bucket_start": BIGINT, "bucket_end": BIGINT, "model": TEXT,
+        "project_id": TEXT, "workspace_id": TEXT, "api_key_id": TEXT, "service_tier": TEXT,
+        "batch": TEXT, "requests": BIGINT, "input_tokens": BIGINT, "cached_tokens": BIGINT,
+        "cache_write_tokens": BIGINT, "cache_write_1h_tokens": BIGINT, "output_tokens": BIGINT,
+        "reasoning_tokens": BIGINT, "cost_nanousd": BIGINT, "cost_source": TEXT,
+        "synced_at": REAL,
+    },
+    "sync_state": {
+        "provider": TEXT, "synced_from": BIGINT, "synced_until": BIGINT, "synced_at": REAL,
+    },
+}  # fmt: skip
 EXPECTED_INDEXES = {
     "requests_pkey", "requests_rowid_key", "requests_ts", "requests_day", "requests_key_ts",
     "requests_latency", "requests_dedupe", "request_tags_pkey", "request_tags_name",
-    "request_rollup_pkey", "_migrations_pkey",
+    "request_rollup_pkey", "_migrations_pkey", "billed_buckets_pkey", "sync_state_pkey",
 }  # fmt: skip
 
 

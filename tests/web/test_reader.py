@@ -17,8 +17,26 @@ import pytest
 from meterfox_cli.errors import MeterFoxError
 from meterfox_cli.paths import resolve_paths
 from meterfox_cli.store.db import connect
+from meterfox_cli.store.postgres import PostgresLedger
+from meterfox_cli.store.rows import insert_records
+from meterfox_cli.store.select import NO_FILTERS, TimeRange
+from meterfox_cli.web.live import new_event
 from meterfox_cli.web.reader import Reader
+from meterfox_cli.web.routes import report_text
+from meterfox_cli.web.shapes import report_json
 from tests.cli.conftest import launch_serve
+from tests.fakes.records import Req, at
+
+LEDGER_REQUESTS = (
+    Req(at("2026-11-03 10:00"), provider="openai", model="gpt-4o"),
+    Req(at("2026-11-03 11:00"), provider="groq", model="llama", cost_nano=5),
+)
+REPORT_ARGS = {
+    "dims": ("provider",),
+    "window": TimeRange(),
+    "filters": NO_FILTERS,
+    "shape": report_json,
+}
 
 
 def process_id(conn: sqlite3.Connection) -> int:
@@ -128,3 +146,32 @@ async def test_the_worker_runs_only_on_cpu_time_nothing_else_wants(database):
         assert await reader.read(policy) == os.SCHED_IDLE
     finally:
         await reader.close()
+
+
+async def test_reads_go_to_the_ledger_the_reader_is_given(database, pg_url):
+    """A team's ledger: the worker reads PostgreSQL (told so in its first message, never on its
+    command line), while the local file stays empty; Live's and the report's reads work there."""
+    ledger = PostgresLedger(pg_url)
+    ledger.migrate()
+    conn = ledger.connect()
+    with ledger.transaction(conn):
+        insert_records(conn, [(req.record(), req.price()) for req in LEDGER_REQUESTS])
+    conn.close()
+    reader = Reader(database, ledger=ledger)
+    try:
+        assert await reader.read(count_requests) == len(LEDGER_REQUESTS)
+        worker = reader.pid
+        with open(f"/proc/{worker}/cmdline", "rb") as cmdline:
+            assert b"postgresql" not in cmdline.read()
+        rowid, event = await reader.read(partial(new_event, rowid=0))
+        assert event is not None and '"provider": "groq"' in event and rowid > 0
+        assert await reader.read(partial(new_event, rowid=rowid)) == (rowid, None)
+        text = await reader.read(partial(report_text, **REPORT_ARGS))
+        assert '"requests": 2' in text[1]
+    finally:
+        await reader.close()
+    local = connect(database)
+    try:
+        assert count_requests(local) == 0
+    finally:
+        local.close()
