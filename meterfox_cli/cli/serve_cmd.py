@@ -88,8 +88,10 @@ def serve(
     settings.paths.ensure()
     ledger = current_ledger(settings)
     ledger.check()  # a PostgreSQL ledger behind or ahead of this version: refused, in a sentence
+    outbox = None  # a PostgreSQL ledger: records wait in the local outbox (store/outbox.py)
     if ledger_url(config, os.environ) is not None:
         _refuse_budgets_off_the_ledger(settings)
+        outbox = settings.paths.outbox
     book = price_book(settings)
     book.warm()  # load the price data now, not while the first requests are in flight
     require = requires_proxy_key(host, require_proxy_key, config.require_proxy_key)
@@ -100,7 +102,7 @@ def serve(
     sync_mounts, health_sections = _background_sync(settings, store, book)
     app = make_app(
         registry=settings.registry,
-        writer=RecordWriter(ledger, pricer=book, host=recording_host(config)),
+        writer=RecordWriter(ledger, pricer=book, host=recording_host(config), outbox=outbox),
         authorizer=KeyAuthorizer(
             settings.paths.database, store, require_proxy_key=require, book=book
         ),

@@ -28,7 +28,7 @@ def connect(
         raise StoreError(f"no database at {path}: start `meterfox serve` and send a request first")
     try:
         if not readonly:
-            _create_owner_only(path)
+            create_owner_only(path)
         uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
         conn = sqlite3.connect(
             uri,
@@ -51,7 +51,7 @@ def connect(
         raise StoreError(f"cannot open the database {path}: {exc}") from exc
 
 
-def _create_owner_only(path: Path) -> None:
+def create_owner_only(path: Path) -> None:
     """Create the file owner-only before SQLite opens it (SQLite gives its -wal and -shm files
     the same mode).
 
