@@ -13,6 +13,10 @@ With --dashboard, one more target, `meterfox+dash`, is the same daemon measured 
 dashboard is open and refreshing (bench/dashboard_viewer.py: Live's stream held open, the
 Overview, Explore and Keys reads repeated every second), interleaved with the plain `meterfox`
 runs; --database copies a seeded database (bench/seed_db.py) in first, so those reads are big.
+
+With --ledger postgresql://…, one more target, `meterfox+pg`, is a second daemon recording into
+that PostgreSQL ledger (migrated first; its records go through the outbox, store/outbox.py),
+measured in the same run as `meterfox` on the SQLite file: the added latency side by side.
 """
 
 from __future__ import annotations
@@ -218,12 +222,15 @@ def main() -> None:
     parser.add_argument(
         "--viewer-explore", action="store_true", help="the dashboard re-runs an Explore report too"
     )
+    parser.add_argument(
+        "--ledger", help="also measure a daemon recording into this PostgreSQL ledger's URL"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
 
     home = Path(tempfile.mkdtemp(prefix="meterfox-bench-"))
-    ports = {name: free_port() for name in ("upstream", "relay", "meterfox", "litellm")}
+    ports = {name: free_port() for name in ("upstream", "relay", "meterfox", "pg", "litellm")}
     upstream_url = f"http://127.0.0.1:{ports['upstream']}"
     processes: list[subprocess.Popen] = []
     try:
@@ -276,6 +283,11 @@ def main() -> None:
         ]
         if args.dashboard:
             targets.append(Target("meterfox+dash", meterfox_url, CALLER_KEY, ports["meterfox"]))
+        if args.ledger:
+            processes.append(start_on_ledger(args.ledger, ports["pg"], upstream_url, home))
+            wait_healthy(ports["pg"])
+            pg_url = f"http://127.0.0.1:{ports['pg']}/openai{CHAT_PATH}"
+            targets.append(Target("meterfox+pg", pg_url, CALLER_KEY))
         if args.litellm:
             processes.append(start_litellm(args.litellm, ports["litellm"], upstream_url, home))
             wait_listening(ports["litellm"], timeout=120)
@@ -293,6 +305,8 @@ def main() -> None:
             stop(process)
         records = count_records(home)
         print(f"\nrecords written by meterfox during the run: {records}")
+        if args.ledger:
+            print(f"records in the PostgreSQL ledger after the run: {count_pg(args.ledger)}")
         shutil.rmtree(home, ignore_errors=True)
 
 
@@ -372,6 +386,25 @@ def mint_proxy_key(home: Path) -> str:
         timeout=60,
     )
     return created.stdout.split()[0]
+
+
+def start_on_ledger(url: str, port: int, upstream_url: str, home: Path) -> subprocess.Popen:
+    """A second `meterfox serve`, recording into the PostgreSQL ledger at `url` (migrated
+    first), in its own METERFOX_HOME beside `home` (its outbox apart from the other's files)."""
+    own = home / "pg-daemon"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "METERFOX_HOME": str(own), **KEY_ENV}
+    env["METERFOX_DATABASE_URL"] = url
+    cli = [sys.executable, "-m", "meterfox_cli"]
+    subprocess.run([*cli, "db", "migrate"], env=env, check=True, capture_output=True, timeout=60)
+    serve = [*cli, "serve", "--port", str(port), "--upstream", f"openai={upstream_url}"]
+    return start(serve, env={"METERFOX_HOME": str(own), "METERFOX_DATABASE_URL": url, **KEY_ENV})
+
+
+def count_pg(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
 
 
 def start_litellm(executable: str, port: int, upstream_url: str, home: Path) -> subprocess.Popen:
