@@ -160,21 +160,20 @@ class Outbox:
         self._closing = threading.Event()
         self._deadline = float("inf")
         self._conn: LedgerConnection | None = None
-        # `waiting` = found at start + put since - removed since; each count has one writer.
+        # `waiting` = found at start + put since - removed since (put and found: under the lock).
         self._found = 0
         self._put = 0
         self._removed = 0
         self.drained = 0
         self.dropped = 0
         self.caught_up = True
-        self.faults = Faults(log, "write records to the ledger", "draining the outbox", self._count)
+        self.faults = Faults(
+            log, "write records to the ledger", "draining the outbox", lambda: self.waiting
+        )
 
     @property
     def waiting(self) -> int:
         return self._found + self._put - self._removed
-
-    def _count(self) -> int:
-        return self.waiting
 
     def start(self) -> None:
         self._thread.start()
