@@ -20,6 +20,7 @@ Guarantees (tests/store/test_outbox.py, tests/cli/test_outbox_serve.py):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -67,7 +68,9 @@ class OutboxFile:
         self.path = path
         try:
             create_owner_only(path)
-            self._conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
+            self._conn = sqlite3.connect(  # made by `start`, used by the drain's thread
+                path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
+            )
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute(OUTBOX_SCHEMA)
@@ -155,6 +158,7 @@ class Outbox:
         self._on_connect = on_connect  # a test hook: runs on each new ledger connection
         self._thread = threading.Thread(target=self._run, name="meterfox-drain", daemon=True)
         self._spool: OutboxFile | None = None  # the record writer's connection
+        self._file: OutboxFile | None = None  # the drain's
         self._counting = threading.Lock()
         self._more = threading.Event()
         self._closing = threading.Event()
@@ -176,6 +180,13 @@ class Outbox:
         return self._found + self._put - self._removed
 
     def start(self) -> None:
+        """Open the file (created, in WAL mode, before the record writer's first batch: two
+        connections setting it up at once may find it locked) and start the drain. A file that
+        cannot be opened yet is logged; the drain keeps trying."""
+        try:
+            self._file = self._open_file()
+        except StoreError as exc:
+            self.faults.failing(exc)
         self._thread.start()
 
     def put(self, records: Sequence[tuple[Row, Sequence[tuple[str, str]]]]) -> None:
@@ -205,9 +216,10 @@ class Outbox:
             self._thread.join(max(0.0, deadline - time.monotonic()) + 1)
 
     def _run(self) -> None:
-        outbox = None
+        outbox = self._file
         try:
-            outbox = self._open()
+            if outbox is None:
+                outbox = self._open()
             if outbox is not None:
                 self._drain(outbox)
         except Exception as exc:  # a bug, or an outbox file that is not one: said, not hidden
@@ -223,17 +235,27 @@ class Outbox:
                 self._conn.close()
 
     def _open(self) -> OutboxFile | None:
-        """The outbox, retried while it cannot be opened; None if closing first."""
-        while True:
+        """The outbox, retried while it cannot be opened; None if the close deadline passes
+        first."""
+        delay = RETRY_FIRST_S
+        while time.monotonic() < self._deadline:
             try:
-                outbox = OutboxFile(self.path, self._busy_timeout_ms)
-                with self._counting:  # what is put so far is in the file
-                    self._found = outbox.count() - self._put
-                return outbox
+                return self._open_file()
             except StoreError as exc:
                 self.faults.failing(exc)
-                if self._closing.wait(self._retry_max_s):
-                    return None
+            time.sleep(delay)
+            delay = min(delay * 2, self._retry_max_s)
+        return None
+
+    def _open_file(self) -> OutboxFile:
+        outbox = OutboxFile(self.path, self._busy_timeout_ms)
+        try:
+            with self._counting:  # what is put so far is in the file
+                self._found = outbox.count() - self._put
+        except sqlite3.Error as exc:
+            outbox.close()
+            raise StoreError(f"cannot read the outbox {self.path}: {exc}") from exc
+        return outbox
 
     def _drain(self, outbox: OutboxFile) -> None:
         delay = RETRY_FIRST_S
@@ -247,7 +269,7 @@ class Outbox:
                     raise
                 self.caught_up = False
                 self.faults.failing(exc)
-                self._drop_if_lost()
+                self._reconnect()
                 if closing or self._closing.wait(delay):
                     return  # stopping: what is left stays in the outbox
                 delay = min(delay * 2, self._retry_max_s)
@@ -307,7 +329,10 @@ class Outbox:
         """A fault of the ledger or of the outbox file that may pass."""
         return self._ledger.is_passing(exc) or is_passing_sqlite(exc)
 
-    def _drop_if_lost(self) -> None:
-        if self._conn is not None and self._ledger.is_lost(self._conn):
-            self._conn.close()
+    def _reconnect(self) -> None:
+        """After a fault the next batch goes on a new connection: one the fault left half-way
+        (a pipeline the server hung up on in the middle) is never reused."""
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
             self._conn = None

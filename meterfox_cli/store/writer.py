@@ -280,7 +280,8 @@ class RecordWriter:
                 self._dropped += 1
                 log.error("record %s dropped: the database refused it (%r)", row[0].id, each)
             else:
-                self._written += self._outbox is None
+                if self._outbox is None:  # else the drain counts it, once in the ledger
+                    self._written += 1
 
     def _connect(self) -> LedgerConnection:
         conn = self._ledger.open_writer(self._busy_timeout_ms)
