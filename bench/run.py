@@ -19,6 +19,10 @@ With --observability, one more target, `meterfox+obs`: a second daemon with Prom
 on and OpenTelemetry exporting to a stand-in collector on loopback (bench/otlp_sink.py, which
 also scrapes its /_meterfox/metrics every second), while the plain `meterfox` runs with
 `[metrics] enabled = false`; the ratio `meterfox+obs vs meterfox` is the cost of both.
+
+With --ledger postgresql://…, one more target, `meterfox+pg`, is a second daemon recording into
+that PostgreSQL ledger (migrated first; its records go through the outbox, store/outbox.py),
+measured in the same run as `meterfox` on the SQLite file: the added latency side by side.
 """
 
 from __future__ import annotations
@@ -232,13 +236,16 @@ def main() -> None:
         action="store_true",
         help="also measure a daemon with metrics and OpenTelemetry on (the plain one: off)",
     )
+    parser.add_argument(
+        "--ledger", help="also measure a daemon recording into this PostgreSQL ledger's URL"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
 
     home = Path(tempfile.mkdtemp(prefix="meterfox-bench-"))
     obs_home = Path(tempfile.mkdtemp(prefix="meterfox-bench-obs-"))
-    names = ("upstream", "relay", "meterfox", "litellm", "meterfox_obs", "sink")
+    names = ("upstream", "relay", "meterfox", "litellm", "meterfox_obs", "sink", "pg")
     ports = {name: free_port() for name in names}
     upstream_url = f"http://127.0.0.1:{ports['upstream']}"
     processes: list[subprocess.Popen] = []
@@ -298,6 +305,11 @@ def main() -> None:
             processes += start_observed(obs_home, ports, upstream_url)
             obs_url = f"http://127.0.0.1:{ports['meterfox_obs']}/openai{CHAT_PATH}"
             targets.append(Target("meterfox+obs", obs_url, CALLER_KEY))
+        if args.ledger:
+            processes.append(start_on_ledger(args.ledger, ports["pg"], upstream_url, home))
+            wait_healthy(ports["pg"])
+            pg_url = f"http://127.0.0.1:{ports['pg']}/openai{CHAT_PATH}"
+            targets.append(Target("meterfox+pg", pg_url, CALLER_KEY))
         if args.litellm:
             processes.append(start_litellm(args.litellm, ports["litellm"], upstream_url, home))
             wait_listening(ports["litellm"], timeout=120)
@@ -322,6 +334,8 @@ def main() -> None:
         print(f"\nrecords written by meterfox during the run: {records}")
         if args.observability:
             print(f"records written by meterfox+obs during the run: {count_records(obs_home)}")
+        if args.ledger:
+            print(f"records in the PostgreSQL ledger after the run: {count_pg(args.ledger)}")
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(obs_home, ignore_errors=True)
 
@@ -446,6 +460,25 @@ def mint_proxy_key(home: Path) -> str:
         timeout=60,
     )
     return created.stdout.split()[0]
+
+
+def start_on_ledger(url: str, port: int, upstream_url: str, home: Path) -> subprocess.Popen:
+    """A second `meterfox serve`, recording into the PostgreSQL ledger at `url` (migrated
+    first), in its own METERFOX_HOME beside `home` (its outbox apart from the other's files)."""
+    own = home / "pg-daemon"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "METERFOX_HOME": str(own), **KEY_ENV}
+    env["METERFOX_DATABASE_URL"] = url
+    cli = [sys.executable, "-m", "meterfox_cli"]
+    subprocess.run([*cli, "db", "migrate"], env=env, check=True, capture_output=True, timeout=60)
+    serve = [*cli, "serve", "--port", str(port), "--upstream", f"openai={upstream_url}"]
+    return start(serve, env={"METERFOX_HOME": str(own), "METERFOX_DATABASE_URL": url, **KEY_ENV})
+
+
+def count_pg(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
 
 
 def start_litellm(executable: str, port: int, upstream_url: str, home: Path) -> subprocess.Popen:

@@ -61,6 +61,7 @@ def run_checks(environ: Mapping[str, str] | None = None) -> list[Check]:
         checks.append(_ledger_check(url))
     elif paths.database.exists():
         checks.append(_backup_check(paths.state_dir, time.time()))
+    checks += _outbox_checks(paths.outbox, url)
     checks += _key_store_checks(paths.data_dir, paths.database, env)
     return checks
 
@@ -109,6 +110,24 @@ def _ledger_check(url: str) -> Check:
     return Check(
         "ledger", Level.OK, f"{where}: schema current, connect + query {elapsed_ms:.0f} ms"
     )
+
+
+def _outbox_checks(path: Path, url: str | None) -> list[Check]:
+    """Records waiting in the local outbox for the PostgreSQL ledger (store/outbox.py)."""
+    from meterfox_cli.store.outbox import waiting_in
+
+    try:
+        waiting = waiting_in(path)
+    except sqlite3.Error as exc:
+        return [Check("outbox", Level.FAIL, f"{path}: {exc}", "move it aside and tell us")]
+    if waiting == 0:
+        return [] if url is None else [Check("outbox", Level.OK, f"{path}: empty")]
+    detail = f"{waiting} records wait in {path} for the ledger"
+    if url is None:
+        hint = "no ledger is set: set [store] url (or METERFOX_DATABASE_URL) again to send them"
+    else:
+        hint = "`meterfox serve` sends them when the ledger answers; see docs/team.md"
+    return [Check("outbox", Level.WARN, detail, hint)]
 
 
 def _database_checks(db_path: Path) -> list[Check]:

@@ -24,6 +24,11 @@ class Paths:
         return self.data_dir / "meterfox.db"
 
     @property
+    def outbox(self) -> Path:
+        """Where records wait for a PostgreSQL ledger (store/outbox.py)."""
+        return self.data_dir / "outbox.sqlite"
+
+    @property
     def log_file(self) -> Path:
         return self.state_dir / "meterfox.log"
 

@@ -1,6 +1,8 @@
 """A real PostgreSQL server for the tests, started by the suite itself: `initdb` and `pg_ctl`
 from Debian's `postgresql` package (scripts/test installs it) in a temp dir, on a free loopback
-port, as an unprivileged user (`nobody` when the suite runs as root), stopped by its PID."""
+port, as an unprivileged user (`nobody` when the suite runs as root), stopped by its PID.
+`pg_server` is the session's; `pg_restartable` is a module's own, which its tests may `stop`
+and `start` again (the database away and back) without disturbing anyone else's."""
 
 from __future__ import annotations
 
@@ -33,6 +35,21 @@ class PgServer:
 
     port: int
     data_dir: Path
+    bin_dir: Path
+    log: Path
+    options: str  # the postmaster's command-line options (the port, the socket dir…)
+
+    def start(self) -> None:
+        """Start the server (again), on the same port and data; returns once it accepts."""
+        _run([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-o", self.options,
+              "-l", str(self.log), "-w", "-t", str(int(START_TIMEOUT_S)), "start"])  # fmt: skip
+
+    def stop(self) -> None:
+        """A fast shutdown (sessions ended, as a server restart does); returns once it is gone."""
+        _stop(self.pid())
+
+    def pid(self) -> int:
+        return int((self.data_dir / "postmaster.pid").read_text().split()[0])
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
@@ -73,6 +90,17 @@ def _as_server_user(argv: list[str]) -> list[str]:
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     """One PostgreSQL server for the whole session, in its own temp dir."""
+    yield from _server()
+
+
+@pytest.fixture(scope="module")
+def pg_restartable() -> Iterator[PgServer]:
+    """A PostgreSQL server of the module's own, which its tests may stop and start."""
+    yield from _server()
+
+
+def _server() -> Iterator[PgServer]:
+    """A new server in its own temp dir, running until the generator ends."""
     bin_dir = server_bin_dir()
     root = Path(tempfile.mkdtemp(prefix="meterfox-pg-"))
     data, run = root / "data", root / "run"
@@ -83,13 +111,13 @@ def pg_server() -> Iterator[PgServer]:
     _run([str(bin_dir / "initdb"), "-D", str(data), "-U", SUPERUSER, "-A", "trust", "-E", "UTF8"])
     port = _free_port()
     options = f"-h 127.0.0.1 -p {port} -k {run} -c fsync=off -c full_page_writes=off"
-    log = root / "log"
-    _run([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w", "start"])
-    pid = int((data / "postmaster.pid").read_text().split()[0])
+    server = PgServer(port, data, bin_dir, root / "log", options)
+    server.start()
     try:
-        yield PgServer(port, data)
+        yield server
     finally:
-        _stop(pid)
+        if (data / "postmaster.pid").exists():
+            server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 

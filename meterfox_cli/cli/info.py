@@ -56,6 +56,7 @@ def paths() -> None:
     url = ledger_url(settings.config, os.environ)
     if url is not None:
         click.echo(f"ledger    {masked_url(url)}")
+        click.echo(f"outbox    {p.outbox}")
     click.echo(f"logs      {p.log_file}")
 
 

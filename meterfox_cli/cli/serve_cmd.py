@@ -106,8 +106,10 @@ def serve(
     settings.paths.ensure()
     ledger = current_ledger(settings)
     ledger.check()  # a PostgreSQL ledger behind or ahead of this version: refused, in a sentence
+    outbox = None  # a PostgreSQL ledger: records wait in the local outbox (store/outbox.py)
     if ledger_url(config, os.environ) is not None:
         _refuse_budgets_off_the_ledger(settings)
+        outbox = settings.paths.outbox
     book = price_book(settings)
     book.warm()  # load the price data now, not while the first requests are in flight
     require = requires_proxy_key(host, require_proxy_key, config.require_proxy_key)
@@ -116,7 +118,7 @@ def serve(
     mount = _dashboard(settings, host, dashboard_login)
     store = _key_store(settings)
     sync_mounts, health_sections = _background_sync(settings, store, book)
-    writer = RecordWriter(ledger, pricer=book, host=recording_host(config))
+    writer = RecordWriter(ledger, pricer=book, host=recording_host(config), outbox=outbox)
     authorizer = KeyAuthorizer(settings.paths.database, store, require_proxy_key=require, book=book)
     observers, metric_mounts = _observability(settings, host, writer, authorizer)
     app = make_app(

@@ -100,10 +100,12 @@ async def health(request: web.Request) -> web.Response:
     state = request.app[STATE]
     writer = state.writer
     sections = {name: section() for name, section in request.app[HEALTH_SECTIONS].items()}
+    if writer.waiting is not None:  # a PostgreSQL ledger: records wait in its outbox
+        sections["records_waiting"] = writer.waiting
     return web.json_response(
         {
             **sections,  # first: a section never hides the proxy's own fields
-            "status": "ok" if writer.failing_since is None else "degraded",
+            "status": "ok" if writer.healthy else "degraded",
             "version": __version__,
             "uptime_s": round(time.monotonic() - state.started_at, 3),
             "started_at": round(state.started_wall, 3),

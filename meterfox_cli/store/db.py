@@ -35,7 +35,7 @@ def connect(
             connect(path, busy_timeout_ms=busy_timeout_ms).close()  # opening migrates
     try:
         if not readonly:
-            _create_owner_only(path)
+            create_owner_only(path)
         uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
         conn = sqlite3.connect(
             uri,
@@ -98,7 +98,7 @@ def applied_migrations(path: Path) -> set[str]:
         conn.close()
 
 
-def _create_owner_only(path: Path) -> None:
+def create_owner_only(path: Path) -> None:
     """Create the file owner-only before SQLite opens it (SQLite gives its -wal and -shm files
     the same mode).
 

@@ -19,7 +19,7 @@ from meterfox_cli.store.pg_migrations import PG_MIGRATIONS
 
 try:
     import psycopg
-    from psycopg.pq import TransactionStatus
+    from psycopg.pq import PipelineStatus, TransactionStatus
 except ImportError:  # the `postgres` extra is not installed
     psycopg = None  # type: ignore[assignment]
 
@@ -162,7 +162,8 @@ class PostgresLedger:
         )
 
     def is_lost(self, conn: PgConnection) -> bool:
-        return conn.raw.closed or conn.raw.broken
+        raw = conn.raw  # or stuck in a pipeline the server hung up on in the middle
+        return raw.closed or raw.broken or raw.pgconn.pipeline_status != PipelineStatus.OFF
 
     def migrate(self) -> list[str]:
         conn = self.connect()

@@ -5,7 +5,7 @@ pricing needs) or a RequestLine (what `tail` and `export` show). The only place 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import date
 from decimal import Decimal
@@ -67,15 +67,77 @@ _in_column_order = itemgetter(*REQUEST_COLUMNS)  # a row's values as INSERT_REQU
 # --- record → row ---------------------------------------------------------------------------
 
 
+# A dedupe key whose usage is already stored: a record repeating it is stored without usage.
+ALREADY_COUNTED = Price(None, "no_usage", "usage already recorded under the same dedupe key")
+SEEN_DEDUPE_KEY = "SELECT 1 FROM requests WHERE dedupe_key = ? AND usage_known = 1 LIMIT 1"
+
+Row = dict[str, object]  # a `requests` row, column by column (as `request_row` builds it)
+Tag = tuple[str, str, str]  # a `request_tags` row: (request_id, name, value)
+
+
 def insert_records(
     conn: LedgerConnection, rows: Sequence[tuple[UsageRecord, Price]], host: str = ""
 ) -> None:
     """Insert each record with its price and its tags (in the caller's transaction), on
     either backend, as recorded by the daemon `host`; a record whose id is already stored is
     skipped."""
+    insert_rows(conn, [request_row(r, p, host) for r, p in rows], record_tags(r for r, _ in rows))
+
+
+def insert_rows(conn: LedgerConnection, rows: Sequence[Row], tags: Sequence[Tag]) -> None:
+    """Insert `requests` rows and their tags (in the caller's transaction); a row whose id is
+    already stored is skipped, its tags too."""
     insert_request, insert_tag = _INSERTS[dialect_of(conn).name]
-    conn.executemany(insert_request, [_in_column_order(request_row(r, p, host)) for r, p in rows])
-    conn.executemany(insert_tag, [(r.id, name, value) for r, _ in rows for name, value in r.tags])
+    conn.executemany(insert_request, [_in_column_order(row) for row in rows])
+    conn.executemany(insert_tag, tags)
+
+
+def record_tags(records: Iterable[UsageRecord]) -> list[Tag]:
+    """The `request_tags` rows of `records`."""
+    return [(r.id, name, value) for r in records for name, value in r.tags]
+
+
+def counted_once(conn: LedgerConnection, rows: Sequence[Row]) -> list[Row]:
+    """Rows whose dedupe key already has usage (stored, or earlier in these rows) lose theirs.
+
+    The request is still recorded, with `usage_known = 0`, zero tokens and no cost, so a
+    Replicate prediction polled twice is billed once. Runs inside the write transaction.
+    """
+    seen: set[object] = set()
+    out = []
+    for row in rows:
+        key = row["dedupe_key"]
+        if key is not None and row["usage_known"]:
+            if key in seen or conn.execute(SEEN_DEDUPE_KEY, (key,)).fetchone():
+                row = already_counted(row)
+            seen.add(key)
+        out.append(row)
+    return out
+
+
+def already_counted(row: Row) -> Row:
+    """`row` as `request_row` builds it for the same record without usage, priced
+    ALREADY_COUNTED."""
+    return {
+        **row,
+        **dict.fromkeys(_TOKEN_COLUMNS, 0),
+        "usage_known": 0,
+        "units": None,
+        "reported_cost_usd": None,
+        "cost_nanousd": None,
+        "cost_source": ALREADY_COUNTED.source,
+        "price_detail": ALREADY_COUNTED.detail,
+    }
+
+
+_TOKEN_COLUMNS = (
+    "input_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
 
 
 def request_row(record: UsageRecord, price: Price, host: str = "") -> dict[str, object]:

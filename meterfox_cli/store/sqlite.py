@@ -40,9 +40,7 @@ class SqliteLedger:
         return db.transaction(conn)
 
     def is_passing(self, exc: BaseException) -> bool:
-        return isinstance(exc, StoreError | sqlite3.OperationalError) or type(exc) is (
-            sqlite3.DatabaseError
-        )
+        return is_passing_sqlite(exc)
 
     def is_lost(self, conn: sqlite3.Connection) -> bool:
         return False
@@ -61,3 +59,11 @@ class SqliteLedger:
             return known, []
         applied = db.applied_migrations(self.path)
         return [n for n in known if n not in applied], sorted(applied - set(known))
+
+
+def is_passing_sqlite(exc: BaseException) -> bool:
+    """A fault of a SQLite file as a whole (cannot open, locked, full…) that may pass, as
+    opposed to one batch's data it will never take."""
+    return isinstance(exc, StoreError | sqlite3.OperationalError) or type(exc) is (
+        sqlite3.DatabaseError
+    )

@@ -1,10 +1,12 @@
-"""The record writer: one thread that commits records to the ledger in batches (the SQLite file,
-or a PostgreSQL ledger: it depends on store/backend.Ledger, never on a backend).
+"""The record writer: one thread that commits records in batches, to the ledger itself (the
+SQLite file) or, for a PostgreSQL ledger, to its local outbox (store/outbox.py), whose drain
+takes them on to the ledger. It depends on store/backend.Ledger, never on a backend.
 
-Guarantee: every record `submit`ted before `close()` returns is committed, unless the database
-refuses writes for longer than the close deadline (then the loss is logged with its count).
-While the database is locked or the disk is full, records wait in a bounded queue and the
-writer retries with backoff; the proxy never waits on disk.
+Guarantee: every record `submit`ted before `close()` returns is committed (to the ledger, or
+to the outbox, which keeps it until the ledger has it), unless the database refuses writes for
+longer than the close deadline (then the loss is logged with its count). While the database
+is locked or the disk is full, records wait in a bounded queue and the writer retries with
+backoff; the proxy never waits on disk, nor on a PostgreSQL server.
 """
 
 from __future__ import annotations
@@ -24,8 +26,17 @@ from meterfox_cli.records import UsageRecord
 from meterfox_cli.store.backend import Ledger, as_ledger
 from meterfox_cli.store.db import BUSY_TIMEOUT_MS
 from meterfox_cli.store.dialect import LedgerConnection
+from meterfox_cli.store.faults import Faults
 from meterfox_cli.store.observers import Observers, RecordObserver
-from meterfox_cli.store.rows import insert_records
+from meterfox_cli.store.outbox import Outbox
+from meterfox_cli.store.rows import (
+    ALREADY_COUNTED,
+    counted_once,
+    insert_rows,
+    record_tags,
+    request_row,
+)
+from meterfox_cli.store.sqlite import is_passing_sqlite
 
 log = logging.getLogger("meterfox.writer")
 
@@ -33,10 +44,6 @@ log = logging.getLogger("meterfox.writer")
 # far more than the insert; this (plus the commit itself, and any wait for a busy CPU) is the
 # longest a SIGKILL can take records with it: see docs/performance.md.
 BATCH_INTERVAL_S = 0.025
-REMINDER_S = 60.0  # while records cannot be written, the log says so again this often
-ALREADY_COUNTED = Price(None, "no_usage", "usage already recorded under the same dedupe key")
-
-SEEN_DEDUPE_KEY = "SELECT 1 FROM requests WHERE dedupe_key = ? AND usage_known = 1 LIMIT 1"
 
 
 class RecordWriter:
@@ -46,6 +53,10 @@ class RecordWriter:
     SIGKILL can lose (measured in docs/performance.md, "Load"). A database that cannot be
     opened, is locked or is full only delays records; `failing_since` and `last_error` say so
     (the health endpoint shows them), and the log says so when it starts and when it ends.
+
+    With `outbox` (the file's path; for a PostgreSQL ledger), batches commit to the outbox,
+    always (write-ahead: a record is as safe as in the SQLite file as soon as its batch is
+    there), and the outbox's own thread drains them into the ledger.
     """
 
     def __init__(
@@ -60,8 +71,10 @@ class RecordWriter:
         busy_timeout_s: float = BUSY_TIMEOUT_MS / 1000,
         on_connect: Callable[[LedgerConnection], None] | None = None,
         host: str = "",
+        outbox: Path | None = None,
     ) -> None:
-        """`host`: the name each record is stored with (`report --by host`)."""
+        """`host`: the name each record is stored with (`report --by host`); `outbox`: the
+        file records wait in for the ledger (None: they go to it directly)."""
         self._ledger = as_ledger(ledger)
         self._host = host
         self._pricer = pricer
@@ -74,17 +87,25 @@ class RecordWriter:
         # A deque, not a queue.Queue: append and popleft are atomic under the GIL, so submitting
         # takes no lock and wakes no thread; the writer looks every batch interval instead.
         self._pending: deque[UsageRecord] = deque()
-        self._observers = Observers()
         self._thread = threading.Thread(target=self._run, name="meterfox-writer", daemon=True)
         self._closing = threading.Event()
         self._deadline: float | None = None
         self._conn: LedgerConnection | None = None
         self._in_hand = 0  # records of the batch being written (retried while the DB refuses)
-        self._next_reminder = 0.0
-        self.written = 0
-        self.dropped = 0
-        self.failing_since: float | None = None
-        self.last_error: str | None = None
+        self._written = 0
+        self._dropped = 0
+        self._faults = Faults(log, "write records", "writing records again", lambda: self.queued)
+        self._observers = Observers()
+        self._outbox = None
+        if outbox is not None:
+            self._outbox = Outbox(
+                outbox,
+                self._ledger,
+                batch_size=batch_size,
+                retry_max_s=retry_max_s,
+                busy_timeout_ms=self._busy_timeout_ms,
+                on_connect=on_connect,
+            )
         self.max_batch = 0
         self.max_commit_lag_s = 0.0
 
@@ -102,8 +123,45 @@ class RecordWriter:
 
     @property
     def queued(self) -> int:
-        """Records accepted but not yet committed."""
+        """Records accepted but not yet committed (to the ledger, or to its outbox)."""
         return len(self._pending) + self._in_hand
+
+    @property
+    def waiting(self) -> int | None:
+        """Records in the outbox, not yet in the ledger; None without an outbox."""
+        return None if self._outbox is None else self._outbox.waiting
+
+    @property
+    def written(self) -> int:
+        """Records committed to the ledger."""
+        drained = 0 if self._outbox is None else self._outbox.drained
+        return self._written + drained
+
+    @property
+    def dropped(self) -> int:
+        """Records lost: the queue was full, or the ledger refused them for their data."""
+        refused = 0 if self._outbox is None else self._outbox.dropped
+        return self._dropped + refused
+
+    @property
+    def failing_since(self) -> float | None:
+        """Since when (monotonic) records cannot be written, to the ledger or its outbox."""
+        if self._faults.failing_since is not None or self._outbox is None:
+            return self._faults.failing_since
+        return self._outbox.faults.failing_since
+
+    @property
+    def last_error(self) -> str | None:
+        if self._faults.last_error is not None or self._outbox is None:
+            return self._faults.last_error
+        return self._outbox.faults.last_error
+
+    @property
+    def healthy(self) -> bool:
+        """Records reach the ledger as they come: no failure now, and no backlog left by one
+        in the outbox."""
+        caught_up = self._outbox is None or self._outbox.caught_up
+        return self.failing_since is None and caught_up
 
     @property
     def alive(self) -> bool:
@@ -111,11 +169,15 @@ class RecordWriter:
 
     def start(self) -> None:
         """Open (create, migrate) the database and start the thread. A database that cannot be
-        opened yet is logged, not fatal: the thread keeps trying while records queue."""
-        try:
-            self._conn = self._connect()
-        except StoreError as exc:
-            self._failing(exc, 0)
+        opened yet is logged, not fatal: the thread keeps trying while records queue. With an
+        outbox, its drain starts too (taking on what a previous run left)."""
+        if self._outbox is not None:
+            self._outbox.start()
+        else:
+            try:
+                self._conn = self._connect()
+            except StoreError as exc:
+                self._faults.failing(exc)
         self._thread.start()
 
     def add_observer(self, observer: RecordObserver) -> None:
@@ -131,21 +193,24 @@ class RecordWriter:
         """Queue a record without blocking. A full queue (the disk has refused writes for a
         long time) drops the record and counts it: forwarding never stops for storage."""
         if len(self._pending) >= self._max_queue:
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.error("record queue full: %d records dropped so far", self.dropped)
+            self._dropped += 1
+            if self._dropped == 1 or self._dropped % 1000 == 0:
+                log.error("record queue full: %d records dropped so far", self._dropped)
             return
         self._pending.append(record)
 
     def close(self, timeout: float = 30.0) -> None:
         """Commit everything queued, then stop. Blocks: call it off the event loop. Returns
-        within about `timeout` seconds even if the database refuses every write."""
+        within about `timeout` seconds even if the database refuses every write. With an
+        outbox: what the ledger has not taken by then stays there for the next start."""
         self._deadline = time.monotonic() + timeout
         self._closing.set()
         if self._thread.is_alive():
             self._thread.join(timeout + self._busy_timeout_ms / 1000 + 1)
         elif self._conn is not None:  # never started
             self._conn.close()
+        if self._outbox is not None:
+            self._outbox.close(self._deadline)
 
     def _run(self) -> None:
         try:
@@ -163,6 +228,8 @@ class RecordWriter:
         finally:
             if self._conn is not None:
                 self._conn.close()
+            if self._outbox is not None:
+                self._outbox.close_spool()
 
     def _take(self) -> list[UsageRecord]:
         pending = self._pending
@@ -177,24 +244,23 @@ class RecordWriter:
             delay = 0.05
             while True:
                 try:
-                    if self._conn is None:
-                        self._conn = self._connect()
-                    committed = self._commit(self._conn, rows)
+                    stored = self._store(rows)
                 except Exception as exc:
-                    if not self._ledger.is_passing(exc):
-                        self._commit_each(rows, exc)
+                    if not self._is_passing(exc):
+                        self._store_each(rows, exc)
                         return True
-                    self._failing(exc, self.queued)
+                    self._faults.failing(exc)
                     self._drop_if_lost()
                     if self._deadline is not None and time.monotonic() > self._deadline:
                         return False
                     time.sleep(delay)
                     delay = min(delay * 2, self._retry_max_s)
                     continue
-                self._recovered()
-                self.written += len(rows)
+                self._faults.recovered()
+                if self._outbox is None:
+                    self._written += len(rows)
                 self._note_batch(rows)
-                self._observers.notify(committed)
+                self._observers.notify(stored)
                 return True
         finally:
             self._in_hand = 0
@@ -206,20 +272,38 @@ class RecordWriter:
         self.max_commit_lag_s = max(self.max_commit_lag_s, time.time() - submitted)
         self.max_batch = max(self.max_batch, len(rows))
 
-    def _commit_each(self, rows: list[tuple[UsageRecord, Price]], exc: Exception) -> None:
+    def _store(self, rows: list[tuple[UsageRecord, Price]]) -> list[tuple[UsageRecord, Price]]:
+        """Commit `rows` to the outbox if there is one, else to the ledger; the rows as stored
+        (for the observers). Through the outbox, a duplicate keeps its usage here: the drain
+        removes it in the ledger."""
+        if self._outbox is not None:
+            self._outbox.put([(request_row(r, p, self._host), r.tags) for r, p in rows])
+            return rows
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._commit(self._conn, rows)
+
+    def _is_passing(self, exc: BaseException) -> bool:
+        """A fault of the outbox file or the ledger, as a whole, that may pass."""
+        if self._outbox is not None:
+            return is_passing_sqlite(exc)
+        return self._ledger.is_passing(exc)
+
+    def _store_each(self, rows: list[tuple[UsageRecord, Price]], exc: Exception) -> None:
         """A batch failed for its data, not the database: write its records one at a time and
         drop (count, log) only those the database cannot take. Never retried: it would fail
         forever and hold every later record back."""
         log.error("a batch of %d records failed (%r); writing them one by one", len(rows), exc)
         for row in rows:
             try:
-                committed = self._commit(self._conn, [row])
+                stored = self._store([row])
             except Exception as each:
-                self.dropped += 1
+                self._dropped += 1
                 log.error("record %s dropped: the database refused it (%r)", row[0].id, each)
             else:
-                self.written += 1
-                self._observers.notify(committed)
+                if self._outbox is None:  # else the drain counts it, once in the ledger
+                    self._written += 1
+                self._observers.notify(stored)
 
     def _connect(self) -> LedgerConnection:
         conn = self._ledger.open_writer(self._busy_timeout_ms)
@@ -233,36 +317,6 @@ class RecordWriter:
         if self._conn is not None and self._ledger.is_lost(self._conn):
             self._conn.close()
             self._conn = None
-
-    def _failing(self, exc: BaseException, waiting: int) -> None:
-        self.last_error = str(exc)
-        now = time.monotonic()
-        if self.failing_since is None:
-            self.failing_since = now
-            log.error(
-                "cannot write records (%s); %d waiting, forwarding continues, retrying",
-                exc,
-                waiting,
-            )
-            self._next_reminder = now + REMINDER_S
-        elif now >= self._next_reminder:
-            log.error(
-                "still cannot write records after %.0fs (%s); %d waiting",
-                now - self.failing_since,
-                exc,
-                waiting,
-            )
-            self._next_reminder = now + REMINDER_S
-
-    def _recovered(self) -> None:
-        if self.failing_since is not None:
-            log.warning(
-                "writing records again after %.1fs (%d waiting)",
-                time.monotonic() - self.failing_since,
-                self.queued,
-            )
-            self.failing_since = None
-            self.last_error = None
 
     def _discard_queue(self) -> int:
         count = len(self._pending)
@@ -281,27 +335,19 @@ class RecordWriter:
     ) -> list[tuple[UsageRecord, Price]]:
         """Insert `rows` in one transaction; the rows as stored (for the observers)."""
         with self._ledger.transaction(conn):
-            stored = counted_once(conn, rows)
-            insert_records(conn, stored, self._host)
-        return stored
+            built = [request_row(record, price, self._host) for record, price in rows]
+            stored = counted_once(conn, built)
+            insert_rows(conn, stored, record_tags(r for r, _ in rows))
+        return [_as_stored(pair, row) for pair, row in zip(rows, stored, strict=True)]
 
 
-def counted_once(
-    conn: LedgerConnection, rows: list[tuple[UsageRecord, Price]]
-) -> list[tuple[UsageRecord, Price]]:
-    """Rows whose dedupe key already has usage (stored, or earlier in this batch) lose theirs.
-
-    The request is still recorded, with `usage_known = 0`, zero tokens and no cost, so a
-    Replicate prediction polled twice is billed once. Runs inside the write transaction.
-    """
-    seen: set[str] = set()
-    out = []
-    for record, price in rows:
-        key = record.reading.dedupe_key
-        if key is not None and record.reading.usage is not None:
-            if key in seen or conn.execute(SEEN_DEDUPE_KEY, (key,)).fetchone():
-                reading = replace(record.reading, usage=None, reported_cost_usd=None)
-                record, price = replace(record, reading=reading), ALREADY_COUNTED
-            seen.add(key)
-        out.append((record, price))
-    return out
+def _as_stored(
+    pair: tuple[UsageRecord, Price], row: dict[str, object]
+) -> tuple[UsageRecord, Price]:
+    """A record as its stored row holds it: one whose usage was already counted (the same
+    dedupe key) without its usage, priced ALREADY_COUNTED."""
+    record = pair[0]
+    if row["usage_known"] or record.reading.usage is None:
+        return pair
+    reading = replace(record.reading, usage=None, reported_cost_usd=None)
+    return replace(record, reading=reading), ALREADY_COUNTED

@@ -66,6 +66,7 @@ def test_paths_shows_the_config_ledger_url_with_its_password_masked(meterfox_hom
     result = CliRunner().invoke(main, ["paths"])
     assert result.exit_code == 0, result.output
     assert "ledger    postgresql://team:***@db.example:5432/meterfox" in result.output
+    assert f"outbox    {meterfox_home / 'outbox.sqlite'}" in result.output  # records wait there
     assert SECRET not in result.output
 
 

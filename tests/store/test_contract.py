@@ -4,6 +4,7 @@ stores must give the same rows, so they cannot drift apart."""
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import astuple, replace
@@ -76,13 +77,18 @@ def write(
     ledger: Ledger, records: list[UsageRecord], prices: dict, host: str = "laptop-1"
 ) -> RecordWriter:
     """Records committed through a real RecordWriter (its batches, its dedupe, its pricer),
-    as the daemon named `host`."""
-    writer = RecordWriter(ledger, pricer=lambda record: prices[record.id], host=host)
-    writer.start()
-    for record in records:
-        writer.submit(record)
-    writer.close()
-    assert writer.dropped == 0 and writer.last_error is None
+    as the daemon named `host`; to PostgreSQL through the outbox, as `serve` writes them."""
+    with tempfile.TemporaryDirectory() as home:
+        outbox = None if isinstance(ledger, SqliteLedger) else Path(home) / "outbox.sqlite"
+        writer = RecordWriter(
+            ledger, pricer=lambda record: prices[record.id], host=host, outbox=outbox
+        )
+        writer.start()
+        for record in records:
+            writer.submit(record)
+        writer.close()
+        assert writer.dropped == 0 and writer.last_error is None
+        assert writer.waiting in (None, 0)  # the outbox drained at close
     return writer
 
 
