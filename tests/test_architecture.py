@@ -37,6 +37,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("proxy", ("meterfox_cli.proxy",)),
     ("keys", ("meterfox_cli.keys",)),
     ("sync", ("meterfox_cli.sync",)),
+    ("alerts", ("meterfox_cli.alerts",)),
     ("report", ("meterfox_cli.report", "meterfox_cli.timewindow", "meterfox_cli.doctor")),
     ("web", ("meterfox_cli.web",)),
     ("cli", ("meterfox_cli.cli", "meterfox_cli.__main__")),

@@ -10,6 +10,7 @@ import click
 
 from meterfox_cli import __version__
 from meterfox_cli.cli import (
+    alerts_cmd,
     dashboard_cmd,
     db_cmd,
     doctor_cmd,
@@ -56,5 +57,6 @@ for command in (
     *doctor_cmd.COMMANDS,
     *sync_cmd.COMMANDS,
     *db_cmd.COMMANDS,
+    *alerts_cmd.COMMANDS,
 ):
     main.add_command(command)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from meterfox_cli.keys.provider_keys import StoreChoice
     from meterfox_cli.pricing.book import PriceBook
+    from meterfox_cli.store.backend import Ledger
 
     Mount = Callable[[web.Application], None]
     HealthSections = dict[str, Callable[[], object]]
@@ -98,6 +99,7 @@ def serve(
     mount = _dashboard(settings, host, dashboard_login)
     store = _key_store(settings)
     sync_mounts, health_sections = _background_sync(settings, store, book)
+    alert_mounts, health_sections["alerts"] = _alerts(settings, ledger)
     app = make_app(
         registry=settings.registry,
         writer=RecordWriter(ledger, pricer=book, host=recording_host(config)),
@@ -106,7 +108,7 @@ def serve(
         ),
         timeouts=config.timeouts,
         max_body_bytes=config.max_body_bytes,
-        mounts=[mount, *sync_mounts],
+        mounts=[mount, *sync_mounts, *alert_mounts],
         health_sections=health_sections,
     )
 
@@ -264,6 +266,34 @@ def _background_sync(
         await asyncio.get_running_loop().run_in_executor(None, background.stop)
 
     return [lambda app: app.cleanup_ctx.append(running)], {"sync": background.health}
+
+
+def _alerts(settings: Settings, ledger: Ledger) -> tuple[list[Mount], Callable[[], object]]:
+    """The alert thread (alerts/watcher.py), started with the app and stopped at shutdown, and
+    its health section. Key budgets are read from the local file (a PostgreSQL ledger has none:
+    see _refuse_budgets_off_the_ledger)."""
+    import asyncio
+    import logging
+
+    from meterfox_cli.alerts.channels import channels_for
+    from meterfox_cli.alerts.watcher import AlertWatcher
+    from meterfox_cli.config import ledger_url
+
+    config = settings.config
+    channels, skipped = channels_for(config.alerts)
+    for line in skipped:
+        logging.getLogger("meterfox.alerts").info("%s", line)
+    local = ledger_url(config, os.environ) is None
+    watcher = AlertWatcher(
+        ledger, settings.paths.database if local else None, config.alerts, config.budget, channels
+    )
+
+    async def running(app: web.Application):
+        watcher.start()
+        yield
+        await asyncio.get_running_loop().run_in_executor(None, watcher.stop)
+
+    return [lambda app: app.cleanup_ctx.append(running)], watcher.health
 
 
 def _duration(seconds: float) -> str:

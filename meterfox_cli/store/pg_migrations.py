@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from meterfox_cli.pricing.quote import UNPRICED_SOURCE
 from meterfox_cli.store.dialect import POSTGRES
-from meterfox_cli.store.migrations import ROLLUP_KEYS, ROLLUP_SUMS
+from meterfox_cli.store.migrations import ALERTS_FIRED, ROLLUP_KEYS, ROLLUP_SUMS
 
 M001_REQUESTS = """
 CREATE TABLE requests (
@@ -133,4 +133,5 @@ PG_MIGRATIONS: list[tuple[str, str]] = [
     ("001_requests", M001_REQUESTS),
     ("002_report_rollup", _m002_report_rollup()),
     ("003_request_host", M003_REQUEST_HOST),
+    ("004_alerts_fired", ALERTS_FIRED),  # the same table as SQLite's 008_alerts_fired
 ]

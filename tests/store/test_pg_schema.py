@@ -30,11 +30,20 @@ EXPECTED = {
         **{name: BIGINT if name == "hour" else TEXT for name, _ in ROLLUP_KEYS},
         **{name: BIGINT for name, _ in ROLLUP_SUMS},
     },
+    "alerts_fired": {
+        "rule": TEXT,
+        "period_start": TEXT,
+        "threshold": INT,
+        "fired_at": REAL,
+        "spend_nanousd": BIGINT,
+        "budget_nanousd": BIGINT,
+        "message": TEXT,
+    },
 }
 EXPECTED_INDEXES = {
     "requests_pkey", "requests_rowid_key", "requests_ts", "requests_day", "requests_key_ts",
     "requests_latency", "requests_dedupe", "request_tags_pkey", "request_tags_name",
-    "request_rollup_pkey", "_migrations_pkey",
+    "request_rollup_pkey", "_migrations_pkey", "alerts_fired_pkey",
 }  # fmt: skip
 
 
