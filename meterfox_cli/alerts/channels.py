@@ -197,12 +197,14 @@ class _Retry(Exception):
 def desktop_command(
     text: str,
     *,
-    platform: str = sys.platform,
-    environ: Mapping[str, str] = os.environ,
+    platform: str | None = None,
+    environ: Mapping[str, str] | None = None,
     which: Callable[[str], str | None] = shutil.which,
 ) -> tuple[list[str] | None, str]:
     """The command that shows `text` on this desktop, or None and why there is none."""
     title = "MeterFox alert"
+    platform = sys.platform if platform is None else platform
+    environ = os.environ if environ is None else environ
     if platform == "darwin":
         if which("osascript") is None:
             return None, "no osascript"

@@ -45,8 +45,11 @@ def crossed(standing: Standing, thresholds: Sequence[int]) -> list[int]:
 def projected_nanousd(spend: int, start: float, end: float, now: float) -> int:
     """The spend at the period's end if it goes on at the rate so far (at least an hour in, so
     the first minutes of a month do not project a fortune)."""
-    elapsed = max(now - start, 3600.0)
-    return max(spend, round(spend * (end - start) / min(elapsed, end - start)))
+    length = end - start
+    if length <= 0:
+        return spend
+    elapsed = min(max(now - start, 3600.0), length)
+    return max(spend, round(spend * length / elapsed))
 
 
 @dataclass(frozen=True, slots=True)
