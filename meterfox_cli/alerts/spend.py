@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from meterfox_cli.alerts.rules import DaySpend, Standing
 from meterfox_cli.config import BudgetConfig
-from meterfox_cli.keys.budget import Period, next_period_start, period_start, spend_since
+from meterfox_cli.keys.budget import Period, SpendCounter, next_period_start, period_start
 from meterfox_cli.keys.proxy_keys import KeyStatus, all_keys
 from meterfox_cli.money import to_nanousd
 from meterfox_cli.store.dialect import LedgerConnection
@@ -19,18 +19,25 @@ from meterfox_cli.store.select import NO_FILTERS, Filters, TimeRange
 TRAILING_DAYS = 7
 
 
-def key_standings(conn: sqlite3.Connection, now: float) -> list[Standing]:
-    """Each live budgeted proxy key's spend this period (keys live in the local SQLite file)."""
+def key_standings(conn: sqlite3.Connection, counter: SpendCounter, now: float) -> list[Standing]:
+    """Each live budgeted proxy key's spend this period (keys live in the local SQLite file),
+    counted as the key watcher counts it: `counter` reads only the rows added since its last
+    refresh, so a check of a busy month costs little."""
+    live = [
+        key
+        for key in all_keys(conn)
+        if key.budget is not None and key.status(now) is KeyStatus.ACTIVE
+    ]
+    spend = counter.refresh(conn, {key.name: key.budget.period for key in live if key.budget}, now)
     found = []
-    for key in all_keys(conn):
-        if key.budget is None or key.status(now) is not KeyStatus.ACTIVE:
-            continue
+    for key in live:
+        assert key.budget is not None
         start = period_start(key.budget.period, now)
         found.append(
             Standing(
                 rule=f"key:{key.name}",
                 subject=f"proxy key {key.name!r}",
-                spend_nanousd=spend_since(conn, key.name, start),
+                spend_nanousd=spend.get(key.name, 0),
                 budget_nanousd=key.budget.nanousd,
                 period=str(key.budget.period),
                 period_start=start,

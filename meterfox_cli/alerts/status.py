@@ -10,6 +10,7 @@ from meterfox_cli.alerts.rules import DaySpend, Standing
 from meterfox_cli.alerts.spend import budget_standings, day_spend, key_standings
 from meterfox_cli.alerts.state import Fired, history
 from meterfox_cli.config import BudgetConfig
+from meterfox_cli.keys.budget import SpendCounter
 from meterfox_cli.store.backend import Ledger
 from meterfox_cli.store.db import connect
 
@@ -30,7 +31,7 @@ def read_status(
     if keys_db is not None and keys_db.exists():
         conn = connect(keys_db)
         try:
-            standings += key_standings(conn, now)
+            standings += key_standings(conn, SpendCounter(), now)
         finally:
             conn.close()
     reader = ledger.open_reader()

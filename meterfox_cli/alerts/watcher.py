@@ -22,6 +22,7 @@ from meterfox_cli.alerts.rules import Alert, Standing, budget_alert, crossed, is
 from meterfox_cli.alerts.spend import budget_standings, day_spend, key_standings
 from meterfox_cli.alerts.state import already_fired, claim
 from meterfox_cli.config import AlertsConfig, BudgetConfig
+from meterfox_cli.keys.budget import SpendCounter
 from meterfox_cli.store.backend import Ledger
 from meterfox_cli.store.db import connect
 from meterfox_cli.store.dialect import LedgerConnection
@@ -58,6 +59,7 @@ class AlertWatcher:
         self._conn: LedgerConnection | None = None
         self._keys_conn: sqlite3.Connection | None = None
         self._mark: tuple[object, ...] | None = None
+        self._key_spend = SpendCounter()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -115,7 +117,7 @@ class AlertWatcher:
             return []
         standings = budget_standings(conn, self.budget, now)
         if keys_conn is not None:
-            standings = key_standings(keys_conn, now) + standings
+            standings = key_standings(keys_conn, self._key_spend, now) + standings
         sent = [a for s in standings if (a := self._fire_budget(conn, s, now)) is not None]
         if self.alerts.spike_factor is not None:
             spike = spike_alert(day_spend(conn, now), self.alerts.spike_factor, now)
@@ -180,6 +182,7 @@ class AlertWatcher:
                     log.debug("closing an alert connection failed", exc_info=True)
         self._conn = self._keys_conn = None
         self._mark = None
+        self._key_spend = SpendCounter()
 
     # --- health -----------------------------------------------------------------------
 

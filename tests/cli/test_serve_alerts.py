@@ -255,3 +255,40 @@ async def test_a_webhook_that_hangs_or_fails_leaves_the_proxy_latency_unchanged(
         f"median latency with a hanging and a failing webhook {median_with * 1000:.2f} ms, "
         f"without alerts {median_without * 1000:.2f} ms"
     )
+
+
+async def test_two_daemons_on_one_postgresql_ledger_send_each_threshold_once(
+    upstream_server, pg_url, tmp_path
+):
+    """A team's shared ledger: each daemon watches the whole ledger, and the one that claims a
+    threshold first sends it (the claim is a row in the ledger's alerts_fired table)."""
+    fake, server = upstream_server
+    ledger = {"METERFOX_DATABASE_URL": pg_url}
+    assert (await run_meterfox("db", "migrate", env=ledger)).returncode == 0
+    other_home = tmp_path / "other"
+    other_home.mkdir()
+    async with webhook_receiver() as hook:
+        section = alerts_section((hook, "json")) + "[budget]\nmonthly = 1\n"
+        write_config(section)
+        (other_home / "config.toml").write_text(PRICES + section)
+        async with (
+            launch_serve(upstreams={"openai": server}, env=ledger) as first,
+            launch_serve(
+                upstreams={"openai": server}, env={**ledger, "METERFOX_HOME": str(other_home)}
+            ) as second,
+        ):
+            replying(fake, 600)
+            assert await ask(first.url, 600) == 200  # $0.60 of $1: 50 %
+            await hook.wait_for(1)
+            replying(fake, 300)
+            assert await ask(second.url, 300) == 200  # $0.90: 80 %, through the other daemon
+            await hook.wait_for(2)
+            await asyncio.sleep(SETTLE_S)
+            sent = [
+                (await first.health())["alerts"]["sent"],
+                (await second.health())["alerts"]["sent"],
+            ]
+    assert thresholds(hook) == [50, 80]
+    assert sum(sent) == 2
+    assert {body["rule"] for body in hook.bodies} == {"monthly"}
+    assert hook.bodies[1]["spend_usd"] == "0.9"
