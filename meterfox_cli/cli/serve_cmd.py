@@ -99,7 +99,7 @@ def serve(
     mount = _dashboard(settings, host, dashboard_login)
     store = _key_store(settings)
     sync_mounts, health_sections = _background_sync(settings, store, book)
-    alert_mounts, health_sections["alerts"] = _alerts(settings, ledger)
+    alert_mounts, health_sections["alerts"], alert_notes = _alerts(settings, ledger)
     app = make_app(
         registry=settings.registry,
         writer=RecordWriter(ledger, pricer=book, host=recording_host(config)),
@@ -121,6 +121,8 @@ def serve(
             click.echo(f"  {provider.slug:<12} {base}/{provider.slug}{provider.sdk_path}")
         if config.sync.enabled:
             click.echo(f"Syncing billed usage every {_duration(config.sync.every_s)}.", err=True)
+        for note in alert_notes:
+            click.echo(f"Alerts: {note}.", err=True)
         if require:
             click.echo("Requests must carry a MeterFox proxy key (mf-…).", err=True)
         click.echo("Press Ctrl-C to stop.", err=True)
@@ -268,12 +270,13 @@ def _background_sync(
     return [lambda app: app.cleanup_ctx.append(running)], {"sync": background.health}
 
 
-def _alerts(settings: Settings, ledger: Ledger) -> tuple[list[Mount], Callable[[], object]]:
-    """The alert thread (alerts/watcher.py), started with the app and stopped at shutdown, and
-    its health section. Key budgets are read from the local file (a PostgreSQL ledger has none:
-    see _refuse_budgets_off_the_ledger)."""
+def _alerts(
+    settings: Settings, ledger: Ledger
+) -> tuple[list[Mount], Callable[[], object], list[str]]:
+    """The alert thread (alerts/watcher.py), started with the app and stopped at shutdown, its
+    health section, and a line for each channel skipped (said once serve listens). Key budgets
+    are read from the local file (a PostgreSQL ledger has none: _refuse_budgets_off_the_ledger)."""
     import asyncio
-    import logging
 
     from meterfox_cli.alerts.channels import channels_for
     from meterfox_cli.alerts.watcher import AlertWatcher
@@ -281,8 +284,6 @@ def _alerts(settings: Settings, ledger: Ledger) -> tuple[list[Mount], Callable[[
 
     config = settings.config
     channels, skipped = channels_for(config.alerts)
-    for line in skipped:
-        logging.getLogger("meterfox.alerts").info("%s", line)
     local = ledger_url(config, os.environ) is None
     watcher = AlertWatcher(
         ledger, settings.paths.database if local else None, config.alerts, config.budget, channels
@@ -293,7 +294,7 @@ def _alerts(settings: Settings, ledger: Ledger) -> tuple[list[Mount], Callable[[
         yield
         await asyncio.get_running_loop().run_in_executor(None, watcher.stop)
 
-    return [lambda app: app.cleanup_ctx.append(running)], watcher.health
+    return [lambda app: app.cleanup_ctx.append(running)], watcher.health, skipped
 
 
 def _duration(seconds: float) -> str:
