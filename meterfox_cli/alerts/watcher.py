@@ -118,13 +118,15 @@ class AlertWatcher:
         standings = budget_standings(conn, self.budget, now)
         if keys_conn is not None:
             standings = key_standings(keys_conn, self._key_spend, now) + standings
-        sent = [a for s in standings if (a := self._fire_budget(conn, s, now)) is not None]
+        sent = []  # each alert goes out as soon as it is claimed: a later failure loses none
+        for standing in standings:
+            alert = self._fire_budget(conn, standing, now)
+            if alert is not None:
+                sent.append(self._send(alert))
         if self.alerts.spike_factor is not None:
             spike = spike_alert(day_spend(conn, now), self.alerts.spike_factor, now)
             if spike is not None and self._claim(conn, spike, [spike.threshold]):
-                sent.append(spike)
-        for alert in sent:
-            self._send(alert)
+                sent.append(self._send(spike))
         self._mark = mark
         return sent
 
@@ -143,12 +145,13 @@ class AlertWatcher:
         with self.ledger.transaction(conn):
             return claim(conn, alert, thresholds)
 
-    def _send(self, alert: Alert) -> None:
+    def _send(self, alert: Alert) -> Alert:
         for channel in self.channels:
             try:
                 channel.send(alert)
             except Exception:  # a channel's own fault must not keep the others from sending
                 log.exception("alert channel %s failed", channel.name)
+        return alert
 
     def _changes(
         self, conn: LedgerConnection, keys_conn: sqlite3.Connection | None, now: float
