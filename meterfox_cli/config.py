@@ -114,6 +114,41 @@ class SyncConfig:
         return self.every_s is not None
 
 
+DEFAULT_THRESHOLDS = (50, 80, 100)
+WEBHOOK_FORMATS = ("slack", "json")
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """One `[alerts] webhooks` entry: where to POST, and which body: `slack` (`{"text": …}`,
+    which Slack, Discord's /slack URL and Teams connectors take) or `json` (every figure)."""
+
+    url: str
+    format: str = "slack"
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """`[alerts]`: the percents of a budget that fire (`thresholds`), where alerts go beside the
+    daemon's log (`webhooks`, `desktop`), and the spike rule (`spike_factor`: today's spend over
+    that many times the trailing 7-day daily average; None: off)."""
+
+    thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS
+    webhooks: tuple[Webhook, ...] = ()
+    desktop: bool = True
+    spike_factor: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """`[budget]`: USD per calendar month (local time) for all spend (`monthly`), and per
+    provider (`[budget.providers]`) and per tag (`[budget.tags]`, `"NAME=VALUE" = USD`)."""
+
+    monthly: Decimal | None = None
+    providers: tuple[tuple[str, Decimal], ...] = ()
+    tags: tuple[tuple[tuple[str, str], Decimal], ...] = ()
+
+
 @dataclass(frozen=True)
 class TlsFiles:
     """The PEM certificate (chain) and private key `serve` speaks HTTPS with."""
@@ -182,6 +217,8 @@ class Config:
     tls: TlsFiles | None = None  # [server] tls_cert + tls_key: serve HTTPS (and wss://)
     metrics: MetricsConfig = MetricsConfig()
     otel: OtelConfig = OtelConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    budget: BudgetConfig = BudgetConfig()
     unknown: tuple[str, ...] = ()  # names in the file MeterFox does not know (see unknown_names)
 
 
@@ -207,12 +244,13 @@ def is_admin_key_name(name: str) -> bool:
 
 def config_from_dict(data: Mapping[str, object], source: str = "config") -> Config:
     """The config in `data`. A name it does not know is ignored and listed in `unknown` (for
-    `serve` to warn about and `doctor` to fail on), except in the price tables, where a
-    misspelt setting would price requests wrongly: there it is an error."""
+    `serve` to warn about and `doctor` to fail on), except in the price, alert and budget
+    tables, where a misspelt setting would price requests wrongly or keep an alert from
+    firing: there it is an error."""
     unknown = unknown_names(data)
-    priced = [message for message in unknown if message.startswith(_PRICE_TABLES)]
-    if priced:
-        raise ConfigError(f"{source}: {'; '.join(priced)}")
+    strict = [message for message in unknown if _is_strict(message)]
+    if strict:
+        raise ConfigError(f"{source}: {'; '.join(strict)}")
     server = _table(data, "server", source)
     timeouts = _table(data, "timeouts", source)
     providers: list[ProviderConfig] = []
@@ -246,6 +284,8 @@ def config_from_dict(data: Mapping[str, object], source: str = "config") -> Conf
             tls=tls_files(server.get("tls_cert"), server.get("tls_key"), f"{source}: [server]"),
             metrics=_metrics(data, source),
             otel=_otel(data, source),
+            alerts=_alerts(data, source),
+            budget=_budget(data, source),
             unknown=tuple(unknown),
         )
     except (TypeError, ValueError) as exc:
@@ -281,8 +321,21 @@ _SCHEMA: dict[str, object] = {
         **dict.fromkeys(("endpoint", "service_name", "export_every")),
         "headers": {_ANY: None},
     },
+    "alerts": dict.fromkeys(
+        ("thresholds", "webhooks", "webhook_format", "desktop", "spike_factor")
+    ),
+    "budget": {"monthly": None, "providers": {_ANY: None}, "tags": {_ANY: None}},
 }
-_PRICE_TABLES = ("[pricing", "[[prices]]")
+# Where an unknown name is an error, not a warning: the tables themselves, and a section
+# whose closest known name is one of them (`[alert]`, `[budgets]`).
+_STRICT_TABLES = ("[pricing", "[[prices]]", "[alerts", "[budget")
+_STRICT_HINTS = ("did you mean [alerts]?", "did you mean [budget]?")
+
+
+def _is_strict(message: str) -> bool:
+    return message.startswith(_STRICT_TABLES) or message.endswith(_STRICT_HINTS)
+
+
 _MISSING = object()
 
 
@@ -569,6 +622,89 @@ def _otel(data: Mapping[str, object], source: str) -> OtelConfig:
         else parse_duration(every, f"{source}: [otel] export_every"),
         headers=tuple((str(k), str(v)) for k, v in headers.items()),
     )
+
+
+def _alerts(data: Mapping[str, object], source: str) -> AlertsConfig:
+    """`[alerts]`: each setting checked, with the form it takes in the error."""
+    table = _table(data, "alerts", source)
+    where = f"{source}: [alerts]"
+    thresholds = table.get("thresholds", list(DEFAULT_THRESHOLDS))
+    if not isinstance(thresholds, list) or not all(
+        isinstance(t, int) and not isinstance(t, bool) and 0 < t <= 1000 for t in thresholds
+    ):
+        raise ConfigError(
+            f"{where} thresholds must be a list of percents of a budget (whole numbers from 1 "
+            "to 1000), e.g. [50, 80, 100]"
+        )
+    default_format = table.get("webhook_format", "slack")
+    if default_format not in WEBHOOK_FORMATS:
+        raise ConfigError(f'{where} webhook_format must be "slack" or "json"')
+    desktop = table.get("desktop", True)
+    if not isinstance(desktop, bool):
+        raise ConfigError(f"{where} desktop must be true or false")
+    factor = table.get("spike_factor")
+    spike = None if factor is None else _money(factor, f"{where} spike_factor")
+    if spike is not None and spike <= 1:
+        raise ConfigError(f"{where} spike_factor must be above 1, e.g. 3 (3 times the average)")
+    return AlertsConfig(
+        thresholds=tuple(sorted(set(thresholds))),
+        webhooks=_webhooks(table.get("webhooks", []), str(default_format), where),
+        desktop=desktop,
+        spike_factor=spike,
+    )
+
+
+def _webhooks(entries: object, default_format: str, where: str) -> tuple[Webhook, ...]:
+    """Each entry a URL (in `webhook_format`) or `{ url = "…", format = "slack" | "json" }`."""
+    usage = (
+        f'{where} webhooks must be a list of URLs or {{ url = "https://…", format = "json" }} '
+        "tables"
+    )
+    if not isinstance(entries, list):
+        raise ConfigError(usage)
+    hooks = []
+    for entry in entries:
+        if isinstance(entry, str):
+            entry = {"url": entry}
+        if not isinstance(entry, dict) or set(entry) - {"url", "format"}:
+            raise ConfigError(usage)
+        url, fmt = entry.get("url"), entry.get("format", default_format)
+        if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
+            raise ConfigError(f"{where} webhooks: {url!r} is not an http(s) URL")
+        if fmt not in WEBHOOK_FORMATS:
+            raise ConfigError(f'{where} webhooks: format must be "slack" or "json", got {fmt!r}')
+        hooks.append(Webhook(url, str(fmt)))
+    return tuple(hooks)
+
+
+def _budget(data: Mapping[str, object], source: str) -> BudgetConfig:
+    """`[budget] monthly`, `[budget.providers]` and `[budget.tags]`: USD per month."""
+    table = _table(data, "budget", source)
+    where = f"{source}: [budget]"
+    monthly = table.get("monthly")
+    providers = _table(table, "providers", where)
+    tags = _table(table, "tags", where)
+    tag_budgets = []
+    for tag, amount in tags.items():
+        name, sep, value = tag.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ConfigError(f'{where}.tags: {tag!r} must be "NAME=VALUE", e.g. "team=search"')
+        tag_budgets.append(((name.strip().lower(), value.strip()), _usd(amount, where, tag)))
+    return BudgetConfig(
+        monthly=None if monthly is None else _usd(monthly, where, "monthly"),
+        providers=tuple(
+            (name.lower(), _usd(amount, f"{where}.providers", name))
+            for name, amount in providers.items()
+        ),
+        tags=tuple(tag_budgets),
+    )
+
+
+def _usd(value: object, where: str, name: str) -> Decimal:
+    amount = _money(value, f"{where} {name}")
+    if amount == 0:
+        raise ConfigError(f"{where} {name}: a budget must be above zero (USD per month)")
+    return amount
 
 
 def _table(data: Mapping[str, object], name: str, source: str) -> dict[str, object]:

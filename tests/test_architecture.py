@@ -39,6 +39,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("keys", ("meterfox_cli.keys",)),
     ("sync", ("meterfox_cli.sync",)),
     ("metrics", ("meterfox_cli.metrics",)),
+    ("alerts", ("meterfox_cli.alerts",)),
     ("report", ("meterfox_cli.report", "meterfox_cli.timewindow", "meterfox_cli.doctor")),
     ("web", ("meterfox_cli.web",)),
     ("service", ("meterfox_cli.service",)),

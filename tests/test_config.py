@@ -4,16 +4,21 @@ warns and starts, `doctor` fails; in the price tables they are errors), and `[[p
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from click.testing import CliRunner
 
 from meterfox_cli.cli import main
 from meterfox_cli.config import (
+    AlertsConfig,
+    BudgetConfig,
     Config,
     PriceOverride,
     PricingConfig,
     SyncConfig,
     Timeouts,
+    Webhook,
     config_from_dict,
 )
 from meterfox_cli.errors import ConfigError
@@ -39,7 +44,7 @@ def test_unknown_sections_and_keys_are_named_with_the_closest_valid_name():
         "[timeouts] has an unknown key 'first_bite'; did you mean 'first_byte'?",
         "[providers.vllm] has an unknown key 'formt'; did you mean 'format'?",
         "unknown section [zzz]; known: server, timeouts, providers, prices, pricing, reconcile, "
-        "store, sync, metrics, otel",
+        "store, sync, metrics, otel, alerts, budget",
     )
     # Everything else is read as usual; the unknown names are ignored.
     assert config.port == Config().port
@@ -67,6 +72,14 @@ def test_a_config_of_known_names_has_nothing_to_say():
         "pricing": {"hardware": {"gpu-x": "0.001"}, "prices_file": "p.json"},
         "reconcile": {"tolerance": 0.05},
         "sync": {"every": "1h", "providers": ["openai"]},
+        "alerts": {
+            "thresholds": [50],
+            "webhooks": [],
+            "webhook_format": "json",
+            "desktop": True,
+            "spike_factor": 3,
+        },
+        "budget": {"monthly": 1, "providers": {"openai": 1}, "tags": {"a=b": 1}},
     }
     assert config_from_dict(every).unknown == ()
 
@@ -250,3 +263,77 @@ def test_metrics_and_otel_sections_are_read_and_checked():
     ):
         with pytest.raises(ConfigError):
             config_from_dict(bad)
+
+
+def test_alerts_and_budget_are_read_with_their_defaults():
+    assert config_from_dict({}).alerts == AlertsConfig(thresholds=(50, 80, 100), desktop=True)
+    assert config_from_dict({}).budget == BudgetConfig()
+    config = config_from_dict(
+        {
+            "alerts": {
+                "thresholds": [100, 25],
+                "webhooks": [
+                    "https://hooks.slack.com/services/T/B/x",
+                    {"url": "http://127.0.0.1:9/hook", "format": "json"},
+                ],
+                "desktop": False,
+                "spike_factor": 2.5,
+            },
+            "budget": {
+                "monthly": 200,
+                "providers": {"OpenAI": 120},
+                "tags": {"Team = search": "50.50"},
+            },
+        }
+    )
+    assert config.alerts == AlertsConfig(
+        thresholds=(25, 100),
+        webhooks=(
+            Webhook("https://hooks.slack.com/services/T/B/x", "slack"),
+            Webhook("http://127.0.0.1:9/hook", "json"),
+        ),
+        desktop=False,
+        spike_factor=Decimal("2.5"),
+    )
+    assert config.budget == BudgetConfig(
+        monthly=Decimal(200),
+        providers=(("openai", Decimal(120)),),
+        tags=((("team", "search"), Decimal("50.50")),),
+    )
+    assert config.unknown == ()
+
+
+def test_webhook_format_sets_the_body_of_plain_urls():
+    config = config_from_dict(
+        {"alerts": {"webhooks": ["http://127.0.0.1:9/a"], "webhook_format": "json"}}
+    )
+    assert config.alerts.webhooks == (Webhook("http://127.0.0.1:9/a", "json"),)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"alerts": {"treshold": [50]}}, r"\[alerts\] has an unknown key 'treshold'; did you mean"),
+        ({"alert": {"desktop": False}}, r"unknown section \[alert\]; did you mean \[alerts\]\?"),
+        ({"budget": {"monthy": 200}}, r"\[budget\] has an unknown key 'monthy'; did you mean"),
+        ({"budgets": {"monthly": 200}}, r"unknown section \[budgets\]; did you mean \[budget\]\?"),
+        ({"alerts": {"thresholds": [50, "80"]}}, r"thresholds must be a list of percents"),
+        ({"alerts": {"thresholds": 80}}, r"thresholds must be a list of percents"),
+        ({"alerts": {"webhooks": "https://x"}}, r"webhooks must be a list of URLs"),
+        ({"alerts": {"webhooks": ["hooks.slack.com/x"]}}, r"is not an http\(s\) URL"),
+        ({"alerts": {"webhooks": [{"url": "https://x", "fmt": "json"}]}}, r"must be a list"),
+        ({"alerts": {"webhooks": [{"url": "https://x", "format": "xml"}]}}, r'"slack" or "json"'),
+        ({"alerts": {"webhook_format": "teams"}}, r'webhook_format must be "slack" or "json"'),
+        ({"alerts": {"desktop": "yes"}}, r"desktop must be true or false"),
+        ({"alerts": {"spike_factor": 1}}, r"spike_factor must be above 1"),
+        ({"alerts": {"spike_factor": "x"}}, r"spike_factor: expected a number"),
+        ({"budget": {"monthly": 0}}, r"\[budget\] monthly: a budget must be above zero"),
+        ({"budget": {"monthly": -5}}, r"expected a non-negative number"),
+        ({"budget": {"tags": {"search": 5}}}, r"'search' must be \"NAME=VALUE\""),
+        ({"budget": {"providers": {"openai": "lots"}}}, r"providers openai: expected a number"),
+    ],
+)
+def test_a_mistake_in_alerts_or_budget_is_an_error_that_names_it(data, message):
+    """A misspelt alert or budget setting would keep an alert from ever firing: refused."""
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(data)

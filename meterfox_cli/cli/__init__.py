@@ -10,6 +10,7 @@ import click
 
 from meterfox_cli import __version__
 from meterfox_cli.cli import (
+    alerts_cmd,
     completion,
     dashboard_cmd,
     db_cmd,
@@ -60,5 +61,6 @@ for command in (
     *db_cmd.COMMANDS,
     *service_cmd.COMMANDS,
     *completion.COMMANDS,
+    *alerts_cmd.COMMANDS,
 ):
     main.add_command(command)

@@ -31,6 +31,13 @@ FORMATS = ("table", "json", "csv", "markdown")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--strict", is_flag=True, help="Exit 1 if any request in range is unpriced.")
 @click.option(
+    "--fail-over",
+    "fail_over",
+    default=None,
+    metavar="USD",
+    help="For CI: exit 1 with one line, and no report, when the spend in range is over USD.",
+)
+@click.option(
     "--source",
     type=click.Choice(["proxy", "billed"]),
     default="proxy",
@@ -48,6 +55,7 @@ def report(
     fmt: str,
     strict: bool,
     source: str,
+    fail_over: str | None,
 ) -> None:
     """Where the money goes: cost, tokens, errors and latency per group, most expensive first.
 
@@ -66,6 +74,7 @@ def report(
     dims = parse_dimensions(by)
     window = resolve_window(since, until)
     filters = make_filters(providers, models, keys, tags)
+    limit = _usd_limit(fail_over)
     if source == "billed":
         result = _billed(dims, window, filters)
         if result is None:
@@ -79,6 +88,8 @@ def report(
             return
         click.echo(directions, err=True)  # pipes still get a well-formed, empty result
         result = empty_report(dims, window, filters)
+    if limit is not None:
+        _fail_if_over(result, limit, describe(window))
     if not result.rows and fmt in ("table", "markdown"):
         click.echo(f"No requests match, {describe(window)}; try --since all or fewer filters.")
     elif fmt == "json":
@@ -139,6 +150,36 @@ def chart(
         click.echo(getting_started(default_base(load_settings())))
         return
     render_chart(result, _console(), first_day=first, last_day=last)
+
+
+def _usd_limit(text: str | None):
+    """`--fail-over 25` (or `$25`, `25.50`) as a Decimal of USD."""
+    from decimal import Decimal, InvalidOperation
+
+    if text is None:
+        return None
+    try:
+        amount = Decimal(text.strip().lstrip("$"))
+    except InvalidOperation:
+        amount = None
+    if amount is None or not amount.is_finite() or amount < 0:
+        raise click.BadParameter(
+            f"{text!r}: expected USD, e.g. 25 or 2.50", param_hint="--fail-over"
+        )
+    return amount
+
+
+def _fail_if_over(result, limit, window: str) -> None:
+    """One line and exit 1 when the report's priced spend is over `limit` USD."""
+    from meterfox_cli.money import exact_usd, human_usd
+
+    spend = result.total.cost_usd or 0
+    if spend > limit:
+        click.echo(
+            f"meterfox: spend {human_usd(spend)} is over --fail-over {exact_usd(limit)} ({window})",
+            err=True,
+        )
+        sys.exit(1)
 
 
 def _billed(dims, window, filters):

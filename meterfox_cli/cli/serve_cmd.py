@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from meterfox_cli.keys.provider_keys import StoreChoice
     from meterfox_cli.metrics.prometheus import KeyBudget
     from meterfox_cli.pricing.book import PriceBook
+    from meterfox_cli.store.backend import Ledger
     from meterfox_cli.store.observers import RecordObserver
     from meterfox_cli.store.writer import RecordWriter
 
@@ -121,13 +122,14 @@ def serve(
     writer = RecordWriter(ledger, pricer=book, host=recording_host(config), outbox=outbox)
     authorizer = KeyAuthorizer(settings.paths.database, store, require_proxy_key=require, book=book)
     observers, metric_mounts = _observability(settings, host, writer, authorizer)
+    alert_mounts, health_sections["alerts"], alert_notes = _alerts(settings, ledger)
     app = make_app(
         registry=settings.registry,
         writer=writer,
         authorizer=authorizer,
         timeouts=config.timeouts,
         max_body_bytes=config.max_body_bytes,
-        mounts=[*metric_mounts, mount, *sync_mounts],
+        mounts=[*metric_mounts, mount, *sync_mounts, *alert_mounts],
         health_sections=health_sections,
         observers=observers,
     )
@@ -145,6 +147,8 @@ def serve(
             click.echo(f"Exporting OpenTelemetry to {config.otel.endpoint}.", err=True)
         if config.sync.enabled:
             click.echo(f"Syncing billed usage every {_duration(config.sync.every_s)}.", err=True)
+        for note in alert_notes:
+            click.echo(f"Alerts: {note}.", err=True)
         if require:
             click.echo("Requests must carry a MeterFox proxy key (mf-…).", err=True)
         click.echo("Press Ctrl-C to stop.", err=True)
@@ -340,6 +344,33 @@ def _background_sync(
         await asyncio.get_running_loop().run_in_executor(None, background.stop)
 
     return [lambda app: app.cleanup_ctx.append(running)], {"sync": background.health}
+
+
+def _alerts(
+    settings: Settings, ledger: Ledger
+) -> tuple[list[Mount], Callable[[], object], list[str]]:
+    """The alert thread (alerts/watcher.py), started with the app and stopped at shutdown, its
+    health section, and a line for each channel skipped (said once serve listens). Key budgets
+    are read from the local file (a PostgreSQL ledger has none: _refuse_budgets_off_the_ledger)."""
+    import asyncio
+
+    from meterfox_cli.alerts.channels import channels_for
+    from meterfox_cli.alerts.watcher import AlertWatcher
+    from meterfox_cli.config import ledger_url
+
+    config = settings.config
+    channels, skipped = channels_for(config.alerts)
+    local = ledger_url(config, os.environ) is None
+    watcher = AlertWatcher(
+        ledger, settings.paths.database if local else None, config.alerts, config.budget, channels
+    )
+
+    async def running(app: web.Application):
+        watcher.start()
+        yield
+        await asyncio.get_running_loop().run_in_executor(None, watcher.stop)
+
+    return [lambda app: app.cleanup_ctx.append(running)], watcher.health, skipped
 
 
 def _duration(seconds: float) -> str:

@@ -256,6 +256,26 @@ def m007_request_host(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE requests ADD COLUMN host TEXT NOT NULL DEFAULT ''")
 
 
+ALERTS_FIRED = """
+CREATE TABLE alerts_fired (
+    rule TEXT NOT NULL,
+    period_start TEXT NOT NULL,
+    threshold INTEGER NOT NULL,
+    fired_at DOUBLE PRECISION NOT NULL,
+    spend_nanousd BIGINT NOT NULL,
+    budget_nanousd BIGINT NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (rule, period_start, threshold)
+)"""
+
+
+def m008_alerts_fired(conn: sqlite3.Connection) -> None:
+    """Each alert threshold that fired (alerts/state.py): a rule (`key:NAME`, `monthly`,
+    `provider:NAME`, `tag:NAME=VALUE`, `spike`), the start of its period, the percent, and what
+    was said. The key makes each fire once per period, across restarts and daemons."""
+    conn.execute(ALERTS_FIRED)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_requests", m001_requests),
     ("002_native_dedupe", m002_native_dedupe),
@@ -264,4 +284,5 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("005_key_allow_unpriced", m005_key_allow_unpriced),
     ("006_billed_buckets", m006_billed_buckets),
     ("007_request_host", m007_request_host),
+    ("008_alerts_fired", m008_alerts_fired),
 ]

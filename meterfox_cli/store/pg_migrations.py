@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from meterfox_cli.pricing.quote import UNPRICED_SOURCE
 from meterfox_cli.store.dialect import POSTGRES
-from meterfox_cli.store.migrations import ROLLUP_KEYS, ROLLUP_SUMS
+from meterfox_cli.store.migrations import ALERTS_FIRED, ROLLUP_KEYS, ROLLUP_SUMS
 
 M001_REQUESTS = """
 CREATE TABLE requests (
@@ -178,4 +178,5 @@ PG_MIGRATIONS: list[tuple[str, str]] = [
     ("002_report_rollup", _m002_report_rollup()),
     ("003_request_host", M003_REQUEST_HOST),
     ("004_billed_buckets", M004_BILLED_BUCKETS),
+    ("005_alerts_fired", ALERTS_FIRED),  # the same table as SQLite's 008_alerts_fired
 ]

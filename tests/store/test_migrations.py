@@ -48,3 +48,14 @@ def test_billed_tables_hold_every_bucket_field_and_no_secret(tmp_path):
     state = [row[1] for row in conn.execute("PRAGMA table_info(sync_state)")]
     assert state == ["provider", "synced_from", "synced_until", "synced_at"]
     assert not any("key" in name and name != "api_key_id" for name in columns + state)
+
+
+def test_alert_state_is_one_row_per_rule_period_and_threshold(tmp_path):
+    conn = connect(tmp_path / "m.db")
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(alerts_fired)")]
+    assert columns == [
+        "rule", "period_start", "threshold", "fired_at", "spend_nanousd", "budget_nanousd",
+        "message",
+    ]  # fmt: skip
+    key = [row[1] for row in conn.execute("PRAGMA table_info(alerts_fired)") if row[5]]
+    assert key == ["rule", "period_start", "threshold"]

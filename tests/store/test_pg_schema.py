@@ -41,11 +41,16 @@ EXPECTED = {
     "sync_state": {
         "provider": TEXT, "synced_from": BIGINT, "synced_until": BIGINT, "synced_at": REAL,
     },
+    "alerts_fired": {
+        "rule": TEXT, "period_start": TEXT, "threshold": INT, "fired_at": REAL,
+        "spend_nanousd": BIGINT, "budget_nanousd": BIGINT, "message": TEXT,
+    },
 }  # fmt: skip
 EXPECTED_INDEXES = {
     "requests_pkey", "requests_rowid_key", "requests_ts", "requests_day", "requests_key_ts",
     "requests_latency", "requests_dedupe", "request_tags_pkey", "request_tags_name",
     "request_rollup_pkey", "_migrations_pkey", "billed_buckets_pkey", "sync_state_pkey",
+    "alerts_fired_pkey",
 }  # fmt: skip
 
 
