@@ -96,7 +96,7 @@ def test_the_migration_rolls_up_requests_and_tags_recorded_before_it(tmp_path: P
             migration(conn)
             conn.execute("INSERT INTO _migrations VALUES (?, 0)", (name,))
     insert(conn, *MIX)  # …holding tagged requests recorded then
-    assert migrate(conn) == ["008_tag_rollup"]
+    assert "008_tag_rollup" in migrate(conn)
     assert tag_rollup(conn) == recomputed(conn)
     insert(conn, Req(at("2026-11-03 10:30"), tags=(("feature", "x"),)))  # it keeps up after
     assert tag_rollup(conn) == recomputed(conn)
