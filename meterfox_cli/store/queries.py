@@ -228,20 +228,40 @@ def _grouped_sums(
 def _source(
     conn: LedgerConnection, dims: tuple[str, ...], window: TimeRange, filters: Filters
 ) -> tuple[str, list[object]]:
-    """The rows to sum: rollup rows for whole hours, request rows for the rest (or alone,
-    for a tag or a dimension the rollup does not keep)."""
+    """The rows to sum: `day_rollup` rows for whole UTC days, `request_rollup` rows for the
+    whole hours around them, request rows for the partial hours at the edges (or request rows
+    alone, for a dimension the rollups do not keep)."""
     tagged = filters.tags or any(dim.startswith("tag:") for dim in dims)
     if tagged or RAW_DIMENSIONS.intersection(dims) or not has_rollup(conn):
         return _request_source(dims, filters, window_sql(window))
     first, end = _whole_buckets(window, HOUR_S)
-    if first is None or end is None or first < end:
-        rollup, rollup_params = _rollup_source(filters, first, end)
-        edges = _edge_sql(window, first, end, HOUR_S, dialect_of(conn).hour("r.ts"))
-        if edges is None:
-            return rollup, rollup_params
-        raw, raw_params = _request_source(dims, filters, edges)
-        return f"{rollup} UNION ALL {raw}", [*rollup_params, *raw_params]
-    return _request_source(dims, filters, window_sql(window))
+    if first is not None and end is not None and first >= end:
+        return _request_source(dims, filters, window_sql(window))
+    parts = _rolled_up_parts(conn, filters, first, end)
+    edges = _edge_sql(window, first, end, HOUR_S, dialect_of(conn).hour("r.ts"))
+    if edges is not None:
+        parts.append(_request_source(dims, filters, edges))
+    return " UNION ALL ".join(sql for sql, _ in parts), [p for _, ps in parts for p in ps]
+
+
+def _rolled_up_parts(
+    conn: LedgerConnection, filters: Filters, first: int | None, end: int | None
+) -> list[tuple[str, list[object]]]:
+    """Hours [first, end): the whole UTC days among them from `day_rollup` (when the database
+    has it), the rest from `request_rollup`. Day d holds hours [24d, 24d + 24)."""
+    days = 24
+    first_day = None if first is None else -(-first // days)
+    end_day = None if end is None else end // days
+    if (first_day is not None and end_day is not None and first_day >= end_day) or not has_rollup(
+        conn, "day_rollup"
+    ):
+        return [_rollup_source(filters, first, end)]
+    parts = [_rollup_source(filters, first_day, end_day, "day_rollup", "utc_day")]
+    if first is not None and first_day is not None and first < first_day * days:
+        parts.append(_rollup_source(filters, first, first_day * days))
+    if end is not None and end_day is not None and end_day * days < end:
+        parts.append(_rollup_source(filters, end_day * days, end))
+    return parts
 
 
 def _whole_buckets(window: TimeRange, size: int) -> tuple[int | None, int | None]:
@@ -253,19 +273,23 @@ def _whole_buckets(window: TimeRange, size: int) -> tuple[int | None, int | None
 
 
 def _rollup_source(
-    filters: Filters, first: int | None, end: int | None
+    filters: Filters,
+    first: int | None,
+    end: int | None,
+    table: str = "request_rollup",
+    bucket: str = "hour",
 ) -> tuple[str, list[object]]:
     clauses, params = filter_sql(replace(filters, tags=()), "x")
     if first is not None:
-        clauses.append("x.hour >= ?")
+        clauses.append(f"x.{bucket} >= ?")
         params.append(first)
     if end is not None:
-        clauses.append("x.hour < ?")
+        clauses.append(f"x.{bucket} < ?")
         params.append(end)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     columns = ", ".join(["x.day", "x.provider", "x.model", "x.key_name", "x.endpoint"])
     sums = ", ".join(f"x.{name}" for name in _SUMS)
-    return f"SELECT {columns}, {sums} FROM request_rollup x {where}", params
+    return f"SELECT {columns}, {sums} FROM {table} x {where}", params
 
 
 def _request_source(
