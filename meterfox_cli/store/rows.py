@@ -74,9 +74,18 @@ def insert_records(
     """Insert each record with its price and its tags (in the caller's transaction), on
     either backend, as recorded by the daemon `host`; a record whose id is already stored is
     skipped."""
-    insert_request, insert_tag = _INSERTS[dialect_of(conn).name]
-    conn.executemany(insert_request, [_in_column_order(request_row(r, p, host)) for r, p in rows])
-    conn.executemany(insert_tag, [(r.id, name, value) for r, _ in rows for name, value in r.tags])
+    dialect = dialect_of(conn)
+    insert_request, insert_tag = _INSERTS[dialect.name]
+    requests = [_in_column_order(request_row(r, p, host)) for r, p in rows]
+    tags = [(r.id, name, value) for r, _ in rows for name, value in r.tags]
+    if dialect is SQLITE:
+        # Tags first (SQLite does not enforce the foreign key): the tag rollup's trigger on the
+        # request row then sums it once under its whole tag set, instead of a move per tag.
+        conn.executemany(insert_tag, tags)
+        conn.executemany(insert_request, requests)
+    else:
+        conn.executemany(insert_request, requests)
+        conn.executemany(insert_tag, tags)
 
 
 def request_row(record: UsageRecord, price: Price, host: str = "") -> dict[str, object]:
