@@ -1,8 +1,9 @@
 """Report queries: sums per group, the Report and its rows. Grouping and sums happen in
 the database (SQLite, or a PostgreSQL ledger: store/backend.py); money stays in integer nano-USD.
 
-Sums come from `request_rollup` (exact per-hour sums kept by triggers, see migrations.py) for
-the whole hours of a window, and from `requests` only for the partial hours at its edges. A
+Sums come from the rollups (exact sums kept by triggers, see migrations.py): `day_rollup` for
+the whole UTC days of a window, `request_rollup` for the whole hours around them, and `requests`
+only for the partial hours at its edges. A
 grouping or filter on tags reads `tag_rollup` (per UTC day and whole tag set) the same way, for
 whole days, and the tags of each set are matched and grouped here. A grouping on a dimension no
 rollup keeps (`host`), or a database without the rollups (a PostgreSQL ledger today), reads
