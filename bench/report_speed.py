@@ -2,6 +2,8 @@
 
     python bench/report_speed.py --rows 1000000            # seeds once, then times
     python bench/report_speed.py --rows 1000000 --before   # also without migration 002
+    python bench/report_speed.py --rows 3000000 --home DIR --groupings --since 90d
+        # every kind of --by grouping (tags and combinations included), each < 1 s
 
 Each command runs once to warm the page cache, then `--repeat` times; the table gives the
 median and the range of wall-clock times, and the machine's load average (other work on a
@@ -63,6 +65,39 @@ PG_COMMANDS: list[tuple[str, list[str], float | None]] = [
 ]
 
 
+# `--groupings`: one of every kind of grouping `report --by` accepts, alone and combined,
+# and a tag filter; each is timed with `--since` (target: under 1 s).
+GROUPINGS: list[tuple[str, ...]] = [
+    ("--by", "provider"),
+    ("--by", "model"),
+    ("--by", "key"),
+    ("--by", "endpoint"),
+    ("--by", "day"),
+    ("--by", "week"),
+    ("--by", "month"),
+    ("--by", "provider,model"),
+    ("--by", "model,day"),
+    ("--by", "tag:feature"),
+    ("--by", "tag:env"),
+    ("--by", "tag:feature,model"),
+    ("--by", "day,tag:feature"),
+    ("--by", "tag:feature,tag:env"),
+    ("--by", "model", "--tag", "env=prod"),
+    ("--by", "host"),
+]
+
+
+def grouping_commands(since: str) -> list[tuple[str, list[str], float | None]]:
+    return [
+        (
+            f"meterfox report {' '.join(args)} --since {since}",
+            ["report", *args, "--since", since],
+            1.0,
+        )
+        for args in GROUPINGS
+    ]
+
+
 def meterfox_argv() -> list[str]:
     script = Path(sys.executable).with_name("meterfox")
     return [str(script)] if script.exists() else [sys.executable, "-m", "meterfox_cli"]
@@ -80,7 +115,7 @@ def row_count(db: Path) -> int:
         conn.close()
 
 
-def ensure_seeded(home: Path, rows: int) -> None:
+def ensure_seeded(home: Path, rows: int, days: float = 45) -> None:
     db = home / "meterfox.db"
     have = row_count(db)
     if have == rows:
@@ -90,7 +125,9 @@ def ensure_seeded(home: Path, rows: int) -> None:
         shutil.rmtree(home)
     env = {**os.environ, "METERFOX_HOME": str(home)}
     subprocess.run(
-        [sys.executable, str(HERE / "seed_db.py"), "--rows", str(rows)], env=env, check=True
+        [sys.executable, str(HERE / "seed_db.py"), "--rows", str(rows), "--days", str(days)],
+        env=env,
+        check=True,
     )
 
 
@@ -207,19 +244,25 @@ def main(argv: list[str] | None = None) -> None:
         "--accuracy", action="store_true", help="compare sampled latency percentiles with exact"
     )
     parser.add_argument("--url", default=None, help="time a PostgreSQL ledger (seed_pg.py)")
+    parser.add_argument("--days", type=float, default=45, help="span of a seeded database")
+    parser.add_argument(
+        "--groupings", action="store_true", help="time every kind of --by grouping instead"
+    )
+    parser.add_argument("--since", default="all", help="the window of --groupings")
     args = parser.parse_args(argv)
     if args.url is not None:
         time_ledger(args.url, args.repeat)
         return
     home = args.home or Path(f"/tmp/meterfox-bench-{args.rows}")
-    ensure_seeded(home, args.rows)
+    ensure_seeded(home, args.rows, args.days)
+    commands = grouping_commands(args.since) if args.groupings else COMMANDS
     base = meterfox_argv()
     runs = [("after", home)] + ([("before", without_rollup(home))] if args.before else [])
     size = (home / "meterfox.db").stat().st_size / 1e6
     print(f"{args.rows:,} requests, database {size:.0f} MB, {os.cpu_count()} CPUs")
     for name, where in runs:
         results = []
-        for label, command, target in COMMANDS:
+        for label, command, target in commands:
             if name == "before" and "help" in label:
                 continue
             results.append((label, time_command([*base, *command], where, args.repeat), target))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 HOUR_S = 3600
+DAY_S = 86400
 
 
 class LedgerConnection(Protocol):
@@ -53,7 +54,11 @@ class Dialect:
         )
 
     def hour(self, ts: str) -> str:
-        return self.hour_sql.format(ts=ts, seconds=HOUR_S)
+        return self.bucket(ts, HOUR_S)
+
+    def bucket(self, ts: str, seconds: int) -> str:
+        """The number of the `seconds`-long span (from the epoch) holding unix seconds `ts`."""
+        return self.hour_sql.format(ts=ts, seconds=seconds)
 
     def week(self, day: str) -> str:
         return self.week_sql.format(day=day)

@@ -7,6 +7,12 @@ wire, so the server takes the percentiles itself (percentile_disc). Either way a
 more than LATENCY_SAMPLE_MAX requests is sampled about one in m, and the groups that sample
 leaves thin are read in full (see `latency_percentiles`); each group says how its percentiles
 were taken.
+
+The dashboard's per-provider panel reads `latency_rollup` instead (migration 010, SQLite: a
+count of requests per UTC day, provider and latency bucket, kept by triggers):
+`provider_latency` gives each provider's p50/p95 from those counts, to within half a bucket
+(LATENCY_BUCKET_SQL: whole milliseconds below 100 ms, two significant digits above, so within
+5%), at a cost that grows with the days in the window, not the requests.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, timedelta
 
-from meterfox_cli.store.dialect import LedgerConnection, dialect_of
+from meterfox_cli.store.dialect import DAY_S, LedgerConnection, dialect_of
 from meterfox_cli.store.dimensions import TIME_DIMENSIONS, dimension_sql, tag_joins
 from meterfox_cli.store.select import Filters, TimeRange, filter_sql, window_sql
 
@@ -28,6 +34,101 @@ _NONE = "\x1e"  # a dimension value that is NULL, inside a joined latency-pass k
 _JOIN = "\x1f"  # between dimension values, inside a joined latency-pass key
 
 Key = tuple[str | None, ...]
+
+# A latency's bucket (the lower bound, whole ms) as the rollup's trigger computes it: exact
+# integer arithmetic, the same in latency_bucket below.
+_STEPS = ((100, 1), (1_000, 10), (10_000, 100), (100_000, 1_000), (1_000_000, 10_000))
+_WHOLE_MS = "CAST({ms} AS INTEGER)"
+LATENCY_BUCKET_SQL = (
+    "CASE "
+    + " ".join(
+        f"WHEN {_WHOLE_MS} < {below} THEN {_WHOLE_MS} - {_WHOLE_MS} % {step}"
+        for below, step in _STEPS
+    )
+    + f" ELSE {_WHOLE_MS} - {_WHOLE_MS} % 100000 END"
+)
+
+
+def latency_bucket(ms: float) -> tuple[int, int]:
+    """The bucket of a latency: its lower bound and width, in whole milliseconds."""
+    whole = int(ms)
+    step = next((step for below, step in _STEPS if whole < below), 100_000)
+    return whole - whole % step, step
+
+
+def provider_latency(
+    conn: LedgerConnection, window: TimeRange
+) -> dict[str, dict[str, float | None]]:
+    """p50/p95 latency per provider over the window, from `latency_rollup` for its whole UTC
+    days and from request rows for the partial days at its edges: each percentile is the
+    middle of the bucket holding the nearest-rank value."""
+    first = None if window.since is None else math.ceil(window.since / DAY_S)
+    end = None if window.until is None else math.floor(window.until / DAY_S)
+    counts: defaultdict[str, defaultdict[tuple[int, int], int]] = defaultdict(
+        lambda: defaultdict(int)
+    )
+    rolled_up = conn.execute(dialect_of(conn).table_exists_sql, ("latency_rollup",)).fetchone()
+    no_whole_day = first is not None and end is not None and first >= end
+    if no_whole_day or rolled_up is None:  # (a PostgreSQL ledger has no latency_rollup yet)
+        edges = [window_sql(window)]
+    else:
+        _rolled_up(conn, counts, first, end)
+        edges = _day_edges(window, first, end, dialect_of(conn).bucket("r.ts", DAY_S))
+    for clause, params in edges:
+        where = f"WHERE {clause}" if clause else ""
+        sql = f"SELECT r.provider, r.latency_ms FROM requests r {where}"
+        for provider, ms in conn.execute(sql, params):
+            counts[provider][latency_bucket(ms)] += 1
+    return {
+        provider: {
+            "latency_p50_ms": _bucket_rank(buckets, 0.50),
+            "latency_p95_ms": _bucket_rank(buckets, 0.95),
+        }
+        for provider, buckets in counts.items()
+    }
+
+
+def _rolled_up(conn: LedgerConnection, counts, first: int | None, end: int | None) -> None:
+    clauses, params = [], []
+    if first is not None:
+        clauses.append("utc_day >= ?")
+        params.append(first)
+    if end is not None:
+        clauses.append("utc_day < ?")
+        params.append(end)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    sql = f"SELECT provider, bucket, SUM(requests) FROM latency_rollup {where} GROUP BY 1, 2"
+    for provider, bucket, n in conn.execute(sql, params):
+        if n:
+            counts[provider][latency_bucket(bucket)] += int(n)
+
+
+def _day_edges(
+    window: TimeRange, first: int | None, end: int | None, day: str
+) -> list[tuple[str, list[object]]]:
+    """Clauses for the requests in the window's partial UTC days (the trigger's own `day`)."""
+    edges = []
+    if window.since is not None and first is not None:
+        edges.append(
+            (f"r.ts >= ? AND r.ts < ? AND {day} < ?", [window.since, first * DAY_S + 1, first])
+        )
+    if window.until is not None and end is not None:
+        edges.append(
+            (f"r.ts < ? AND r.ts >= ? AND {day} >= ?", [window.until, end * DAY_S - 1, end])
+        )
+    return edges
+
+
+def _bucket_rank(buckets: dict[tuple[int, int], int], p: float) -> float | None:
+    total = sum(buckets.values())
+    if not total:
+        return None
+    rank, seen = max(math.ceil(p * total), 1), 0
+    for (low, width), n in sorted(buckets.items()):
+        seen += n
+        if seen >= rank:
+            return low + width / 2
+    return None  # unreachable: the counts reach the total
 
 
 def latency_percentiles(

@@ -9,6 +9,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
+from meterfox_cli.store.latency import LATENCY_BUCKET_SQL
+from meterfox_cli.store.tagsets import request_tags_sql, tagset_sql
+
 Migration = Callable[[sqlite3.Connection], None]
 
 
@@ -276,6 +279,222 @@ def m008_alerts_fired(conn: sqlite3.Connection) -> None:
     conn.execute(ALERTS_FIRED)
 
 
+# The tag rollup: one row per (UTC day, local day, provider, model, key, endpoint, tag set) with
+# the same exact sums as request_rollup, where the tag set is the request's whole set of tags as
+# one string (store/tagsets.py; '' when untagged). A report grouped or filtered by tags reads it
+# for the whole UTC days of its window and `requests` for the partial days at the edges. Days,
+# not hours: a tag set multiplies the rows, and a day holds them to a few per combination.
+# Kept by triggers on both tables. The writer inserts a request and then its tags, so a tagged
+# request first lands under '' and each tag moves it to its larger set; the rows a move leaves at
+# zero requests stay (a read skips groups of zero requests); deletes prune them.
+TAG_ROLLUP_KEYS: tuple[tuple[str, str], ...] = (
+    ("utc_day", "CAST({r}.ts / 86400 AS INTEGER)"),
+    *((name, expr) for name, expr in ROLLUP_KEYS if name != "hour"),
+)
+_TAG_KEY_NAMES = ", ".join([*(name for name, _ in TAG_ROLLUP_KEYS), "tagset"])
+_TAG_SUM_NAMES = ", ".join(name for name, _ in ROLLUP_SUMS)
+_TAG_CONFLICT = (
+    f"ON CONFLICT ({_TAG_KEY_NAMES}) DO UPDATE SET "
+    + ", ".join(f"{name} = {name} + excluded.{name}" for name, _ in ROLLUP_SUMS)
+    + ";"
+)
+
+
+def _tag_values(row: str, tagset: str, sign: str) -> str:
+    return ", ".join(
+        [expr.format(r=row) for _, expr in TAG_ROLLUP_KEYS]
+        + [tagset]
+        + [f"{sign}{expr.format(r=row)}" for _, expr in ROLLUP_SUMS]
+    )
+
+
+def _tag_upsert(row: str, tagset: str, sign: str) -> str:
+    """Add or take away the sums of the request row `row` (NEW or OLD) under `tagset`."""
+    return (
+        f"INSERT INTO tag_rollup ({_TAG_KEY_NAMES}, {_TAG_SUM_NAMES}) "
+        f"VALUES ({_tag_values(row, tagset, sign)}) {_TAG_CONFLICT}"
+    )
+
+
+def _tag_move(request_id: str, tagset: str, sign: str) -> str:
+    """Add or take away the sums of the stored request `request_id` under `tagset`."""
+    return (
+        f"INSERT INTO tag_rollup ({_TAG_KEY_NAMES}, {_TAG_SUM_NAMES}) "
+        f"SELECT {_tag_values('r', tagset, sign)} FROM requests r WHERE r.id = {request_id} "
+        f"{_TAG_CONFLICT}"
+    )
+
+
+def _tag_prune(row: str, tagset: str) -> str:
+    match = " AND ".join(f"{name} = {expr.format(r=row)}" for name, expr in TAG_ROLLUP_KEYS)
+    return f"DELETE FROM tag_rollup WHERE {match} AND tagset = {tagset} AND requests = 0;"
+
+
+def _tag_prune_stored(request_id: str, tagset: str) -> str:
+    match = " AND ".join(
+        f"tag_rollup.{name} = {expr.format(r='r')}" for name, expr in TAG_ROLLUP_KEYS
+    )
+    return (
+        f"DELETE FROM tag_rollup WHERE requests = 0 AND tagset = {tagset} AND EXISTS "
+        f"(SELECT 1 FROM requests r WHERE r.id = {request_id} AND {match});"
+    )
+
+
+def m009_tag_rollup(conn: sqlite3.Connection) -> None:
+    keys = ", ".join(
+        f"{name} {'INTEGER' if name == 'utc_day' else 'TEXT'} NOT NULL"
+        for name, _ in TAG_ROLLUP_KEYS
+    )
+    sums = ", ".join(f"{name} INTEGER NOT NULL" for name, _ in ROLLUP_SUMS)
+    conn.execute(
+        f"CREATE TABLE tag_rollup ({keys}, tagset TEXT NOT NULL, {sums}, "
+        f"PRIMARY KEY ({_TAG_KEY_NAMES})) WITHOUT ROWID"
+    )
+    pair = "length(name) || ':' || name || length(value) || ':' || value"
+    sets = (
+        f"SELECT request_id, group_concat({pair}, '') AS tagset FROM "
+        "(SELECT request_id, name, value FROM request_tags ORDER BY request_id, name) "
+        "GROUP BY request_id"
+    )
+    key_exprs = ", ".join(expr.format(r="r") for _, expr in TAG_ROLLUP_KEYS)
+    sum_exprs = ", ".join(f"SUM({expr.format(r='r')})" for _, expr in ROLLUP_SUMS)
+    conn.execute(
+        f"INSERT INTO tag_rollup ({_TAG_KEY_NAMES}, {_TAG_SUM_NAMES}) "
+        f"SELECT {key_exprs}, IFNULL(s.tagset, ''), {sum_exprs} FROM requests r "
+        f"LEFT JOIN ({sets}) s ON s.request_id = r.id "
+        f"GROUP BY {', '.join(str(i + 1) for i in range(len(TAG_ROLLUP_KEYS) + 1))}"
+    )
+    new_set = tagset_sql(request_tags_sql("NEW.id"))
+    old_set = tagset_sql(request_tags_sql("OLD.id"))
+    conn.execute(
+        "CREATE TRIGGER tag_rollup_request_insert AFTER INSERT ON requests BEGIN "
+        f"{_tag_upsert('NEW', new_set, '+')} END"
+    )
+    conn.execute(
+        "CREATE TRIGGER tag_rollup_request_delete AFTER DELETE ON requests BEGIN "
+        f"{_tag_upsert('OLD', old_set, '-')} {_tag_prune('OLD', old_set)} END"
+    )
+    conn.execute(
+        "CREATE TRIGGER tag_rollup_request_update AFTER UPDATE ON requests BEGIN "
+        f"{_tag_upsert('OLD', old_set, '-')} {_tag_upsert('NEW', new_set, '+')} "
+        f"{_tag_prune('OLD', old_set)} END"
+    )
+    # A tag added or taken away moves its request from one tag set to another.
+    with_new = tagset_sql(request_tags_sql("NEW.request_id"))
+    before_new = tagset_sql(request_tags_sql("NEW.request_id", without="NEW.name"))
+    conn.execute(
+        "CREATE TRIGGER tag_rollup_tag_insert AFTER INSERT ON request_tags BEGIN "
+        f"{_tag_move('NEW.request_id', before_new, '-')} "
+        f"{_tag_move('NEW.request_id', with_new, '+')} END"
+    )
+    without_old = tagset_sql(request_tags_sql("OLD.request_id"))
+    with_old = tagset_sql(
+        f"{request_tags_sql('OLD.request_id')} UNION ALL SELECT OLD.name, OLD.value"
+    )
+    conn.execute(
+        "CREATE TRIGGER tag_rollup_tag_delete AFTER DELETE ON request_tags BEGIN "
+        f"{_tag_move('OLD.request_id', with_old, '-')} "
+        f"{_tag_move('OLD.request_id', without_old, '+')} "
+        f"{_tag_prune_stored('OLD.request_id', with_old)} END"
+    )
+    conn.execute(
+        "CREATE TRIGGER tag_rollup_tag_update BEFORE UPDATE ON request_tags BEGIN "
+        "SELECT RAISE(ABORT, 'request_tags rows are not updated: delete and insert'); END"
+    )
+
+
+def _latency_step(row: str, sign: str) -> str:
+    day, bucket = (
+        f"CAST({row}.ts / 86400 AS INTEGER)",
+        LATENCY_BUCKET_SQL.format(ms=f"{row}.latency_ms"),
+    )
+    return (
+        f"INSERT INTO latency_rollup (utc_day, provider, bucket, requests) "
+        f"VALUES ({day}, {row}.provider, {bucket}, {sign}1) "
+        "ON CONFLICT (utc_day, provider, bucket) DO UPDATE SET requests = requests + excluded.requests;"
+    )
+
+
+def m010_latency_rollup(conn: sqlite3.Connection) -> None:
+    """How many requests per UTC day, provider and latency bucket (store/latency.py): the
+    dashboard's p50/p95 per provider from a few thousand counts instead of every request."""
+    conn.execute(
+        "CREATE TABLE latency_rollup (utc_day INTEGER NOT NULL, provider TEXT NOT NULL, "
+        "bucket INTEGER NOT NULL, requests INTEGER NOT NULL, "
+        "PRIMARY KEY (utc_day, provider, bucket)) WITHOUT ROWID"
+    )
+    bucket = LATENCY_BUCKET_SQL.format(ms="latency_ms")
+    conn.execute(
+        "INSERT INTO latency_rollup SELECT CAST(ts / 86400 AS INTEGER), provider, "
+        f"{bucket}, COUNT(*) FROM requests GROUP BY 1, 2, 3"
+    )
+    conn.execute(
+        "CREATE TRIGGER latency_rollup_insert AFTER INSERT ON requests BEGIN "
+        f"{_latency_step('NEW', '+')} END"
+    )
+    conn.execute(
+        "CREATE TRIGGER latency_rollup_delete AFTER DELETE ON requests BEGIN "
+        f"{_latency_step('OLD', '-')} END"
+    )
+    conn.execute(
+        "CREATE TRIGGER latency_rollup_update AFTER UPDATE OF ts, provider, latency_ms "
+        f"ON requests BEGIN {_latency_step('OLD', '-')} {_latency_step('NEW', '+')} END"
+    )
+
+
+def _day_step(row: str, sign: str) -> str:
+    keys = ", ".join(name for name, _ in TAG_ROLLUP_KEYS)
+    sums = ", ".join(name for name, _ in ROLLUP_SUMS)
+    values = ", ".join(
+        [expr.format(r=row) for _, expr in TAG_ROLLUP_KEYS]
+        + [f"{sign}{expr.format(r=row)}" for _, expr in ROLLUP_SUMS]
+    )
+    updates = ", ".join(f"{name} = {name} + excluded.{name}" for name, _ in ROLLUP_SUMS)
+    return (
+        f"INSERT INTO day_rollup ({keys}, {sums}) VALUES ({values}) "
+        f"ON CONFLICT ({keys}) DO UPDATE SET {updates};"
+    )
+
+
+def _day_prune(row: str) -> str:
+    match = " AND ".join(f"{name} = {expr.format(r=row)}" for name, expr in TAG_ROLLUP_KEYS)
+    return f"DELETE FROM day_rollup WHERE {match} AND requests = 0;"
+
+
+def m011_day_rollup(conn: sqlite3.Connection) -> None:
+    """request_rollup per UTC day instead of per hour (the same keys as the tag rollup, without
+    the tag set): a report reads it for the whole days of a window, the hourly rollup for the
+    whole hours around them and `requests` for the partial hours, so a 90-day window sums ~90
+    rows per combination instead of ~2,160."""
+    keys = ", ".join(
+        f"{name} {'INTEGER' if name == 'utc_day' else 'TEXT'} NOT NULL"
+        for name, _ in TAG_ROLLUP_KEYS
+    )
+    sums = ", ".join(f"{name} INTEGER NOT NULL" for name, _ in ROLLUP_SUMS)
+    key_names = ", ".join(name for name, _ in TAG_ROLLUP_KEYS)
+    conn.execute(
+        f"CREATE TABLE day_rollup ({keys}, {sums}, PRIMARY KEY ({key_names})) WITHOUT ROWID"
+    )
+    hour_keys = ", ".join(name for name, _ in ROLLUP_KEYS if name != "hour")
+    sum_names = ", ".join(f"SUM({name})" for name, _ in ROLLUP_SUMS)
+    conn.execute(
+        f"INSERT INTO day_rollup SELECT hour / 24, {hour_keys}, {sum_names} FROM request_rollup "
+        f"GROUP BY {', '.join(str(i + 1) for i in range(len(TAG_ROLLUP_KEYS)))}"
+    )
+    conn.execute(
+        "CREATE TRIGGER day_rollup_insert AFTER INSERT ON requests BEGIN "
+        f"{_day_step('NEW', '+')} END"
+    )
+    conn.execute(
+        "CREATE TRIGGER day_rollup_delete AFTER DELETE ON requests BEGIN "
+        f"{_day_step('OLD', '-')} {_day_prune('OLD')} END"
+    )
+    conn.execute(
+        "CREATE TRIGGER day_rollup_update AFTER UPDATE ON requests BEGIN "
+        f"{_day_step('OLD', '-')} {_day_step('NEW', '+')} {_day_prune('OLD')} END"
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_requests", m001_requests),
     ("002_native_dedupe", m002_native_dedupe),
@@ -285,4 +504,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("006_billed_buckets", m006_billed_buckets),
     ("007_request_host", m007_request_host),
     ("008_alerts_fired", m008_alerts_fired),
+    ("009_tag_rollup", m009_tag_rollup),
+    ("010_latency_rollup", m010_latency_rollup),
+    ("011_day_rollup", m011_day_rollup),
 ]

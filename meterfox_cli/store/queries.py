@@ -1,11 +1,15 @@
 """Report queries: sums per group, the Report and its rows. Grouping and sums happen in
 the database (SQLite, or a PostgreSQL ledger: store/backend.py); money stays in integer nano-USD.
 
-Sums come from `request_rollup` (exact per-hour sums kept by triggers, see migrations.py) for
-the whole hours of a window, and from `requests` only for the partial hours at its edges; a
-grouping or filter on tags, or a database without the rollup, reads `requests` alone. Both
-paths give the same numbers (tests/store/test_queries.py checks it). Latency percentiles are a
-second pass over the same snapshot (store/latency.py).
+Sums come from the rollups (exact sums kept by triggers, see migrations.py): `day_rollup` for
+the whole UTC days of a window, `request_rollup` for the whole hours around them, and `requests`
+only for the partial hours at its edges. A
+grouping or filter on tags reads `tag_rollup` (per UTC day and whole tag set) the same way, for
+whole days, and the tags of each set are matched and grouped here. A grouping on a dimension no
+rollup keeps (`host`), or a database without the rollups (a PostgreSQL ledger today), reads
+`requests` alone. Every path gives the same numbers (tests/store/test_queries.py and
+tests/store/test_tag_rollup.py check it). Latency percentiles are a second pass over the same
+snapshot (store/latency.py).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 from meterfox_cli.money import from_nanousd
 from meterfox_cli.pricing.quote import UNPRICED_SOURCE
 from meterfox_cli.store.backend import Ledger, as_ledger
-from meterfox_cli.store.dialect import HOUR_S, LedgerConnection, dialect_of
+from meterfox_cli.store.dialect import DAY_S, HOUR_S, LedgerConnection, dialect_of
 from meterfox_cli.store.dimensions import (
     RAW_DIMENSIONS,
     TIME_DIMENSIONS,
@@ -31,6 +35,7 @@ from meterfox_cli.store.dimensions import (
 )
 from meterfox_cli.store.latency import latency_percentiles
 from meterfox_cli.store.select import NO_FILTERS, Filters, TimeRange, filter_sql, window_sql
+from meterfox_cli.store.tagsets import decode
 
 _SUMS = (
     "requests",
@@ -186,8 +191,8 @@ def group_by(
     return list(build_report(conn, parse_dimensions(by), window, filters).rows)
 
 
-def has_rollup(conn: LedgerConnection) -> bool:
-    found = conn.execute(dialect_of(conn).table_exists_sql, ("request_rollup",)).fetchone()
+def has_rollup(conn: LedgerConnection, table: str = "request_rollup") -> bool:
+    found = conn.execute(dialect_of(conn).table_exists_sql, (table,)).fetchone()
     return found is not None
 
 
@@ -197,7 +202,16 @@ def has_rollup(conn: LedgerConnection) -> bool:
 def _sums(
     conn: LedgerConnection, dims: tuple[str, ...], window: TimeRange, filters: Filters
 ) -> dict[tuple[str | None, ...], _Acc]:
-    source, params = _source(conn, dims, window, filters)
+    tagged = filters.tags or any(dim.startswith("tag:") for dim in dims)
+    if tagged and not RAW_DIMENSIONS.intersection(dims) and has_rollup(conn, "tag_rollup"):
+        return _tag_sums(conn, dims, window, filters)
+    return _grouped_sums(conn, dims, _source(conn, dims, window, filters))
+
+
+def _grouped_sums(
+    conn: LedgerConnection, dims: tuple[str, ...], source_sql: tuple[str, list[object]]
+) -> dict[tuple[str | None, ...], _Acc]:
+    source, params = source_sql
     keys = [dimension_sql(dim, i, dialect=dialect_of(conn)) for i, dim in enumerate(dims)]
     select = ", ".join([*keys, *(f"SUM(x.{name})" for name in _SUMS)])
     group = f"GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}" if keys else ""
@@ -215,43 +229,68 @@ def _sums(
 def _source(
     conn: LedgerConnection, dims: tuple[str, ...], window: TimeRange, filters: Filters
 ) -> tuple[str, list[object]]:
-    """The rows to sum: rollup rows for whole hours, request rows for the rest (or alone,
-    for a tag or a dimension the rollup does not keep)."""
+    """The rows to sum: `day_rollup` rows for whole UTC days, `request_rollup` rows for the
+    whole hours around them, request rows for the partial hours at the edges (or request rows
+    alone, for a dimension the rollups do not keep)."""
     tagged = filters.tags or any(dim.startswith("tag:") for dim in dims)
     if tagged or RAW_DIMENSIONS.intersection(dims) or not has_rollup(conn):
         return _request_source(dims, filters, window_sql(window))
-    first, end = _whole_hours(window)
-    if first is None or end is None or first < end:
-        rollup, rollup_params = _rollup_source(filters, first, end)
-        edges = _edge_sql(window, first, end, dialect_of(conn).hour("r.ts"))
-        if edges is None:
-            return rollup, rollup_params
-        raw, raw_params = _request_source(dims, filters, edges)
-        return f"{rollup} UNION ALL {raw}", [*rollup_params, *raw_params]
-    return _request_source(dims, filters, window_sql(window))
+    first, end = _whole_buckets(window, HOUR_S)
+    if first is not None and end is not None and first >= end:
+        return _request_source(dims, filters, window_sql(window))
+    parts = _rolled_up_parts(conn, filters, first, end)
+    edges = _edge_sql(window, first, end, HOUR_S, dialect_of(conn).hour("r.ts"))
+    if edges is not None:
+        parts.append(_request_source(dims, filters, edges))
+    return " UNION ALL ".join(sql for sql, _ in parts), [p for _, ps in parts for p in ps]
 
 
-def _whole_hours(window: TimeRange) -> tuple[int | None, int | None]:
-    """Hours [first, end) lying wholly inside the window; None: unbounded on that side."""
-    first = None if window.since is None else math.ceil(window.since / HOUR_S)
-    end = None if window.until is None else math.floor(window.until / HOUR_S)
+def _rolled_up_parts(
+    conn: LedgerConnection, filters: Filters, first: int | None, end: int | None
+) -> list[tuple[str, list[object]]]:
+    """Hours [first, end): the whole UTC days among them from `day_rollup` (when the database
+    has it), the rest from `request_rollup`. Day d holds hours [24d, 24d + 24)."""
+    days = 24
+    first_day = None if first is None else -(-first // days)
+    end_day = None if end is None else end // days
+    if (first_day is not None and end_day is not None and first_day >= end_day) or not has_rollup(
+        conn, "day_rollup"
+    ):
+        return [_rollup_source(filters, first, end)]
+    parts = [_rollup_source(filters, first_day, end_day, "day_rollup", "utc_day")]
+    if first is not None and first_day is not None and first < first_day * days:
+        parts.append(_rollup_source(filters, first, first_day * days))
+    if end is not None and end_day is not None and end_day * days < end:
+        parts.append(_rollup_source(filters, end_day * days, end))
+    return parts
+
+
+def _whole_buckets(window: TimeRange, size: int) -> tuple[int | None, int | None]:
+    """Spans of `size` seconds [first, end) lying wholly inside the window (hours, or UTC
+    days); None: unbounded on that side."""
+    first = None if window.since is None else math.ceil(window.since / size)
+    end = None if window.until is None else math.floor(window.until / size)
     return first, end
 
 
 def _rollup_source(
-    filters: Filters, first: int | None, end: int | None
+    filters: Filters,
+    first: int | None,
+    end: int | None,
+    table: str = "request_rollup",
+    bucket: str = "hour",
 ) -> tuple[str, list[object]]:
     clauses, params = filter_sql(replace(filters, tags=()), "x")
     if first is not None:
-        clauses.append("x.hour >= ?")
+        clauses.append(f"x.{bucket} >= ?")
         params.append(first)
     if end is not None:
-        clauses.append("x.hour < ?")
+        clauses.append(f"x.{bucket} < ?")
         params.append(end)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     columns = ", ".join(["x.day", "x.provider", "x.model", "x.key_name", "x.endpoint"])
     sums = ", ".join(f"x.{name}" for name in _SUMS)
-    return f"SELECT {columns}, {sums} FROM request_rollup x {where}", params
+    return f"SELECT {columns}, {sums} FROM {table} x {where}", params
 
 
 def _request_source(
@@ -273,20 +312,74 @@ def _request_source(
 
 
 def _edge_sql(
-    window: TimeRange, first: int | None, end: int | None, hour: str
+    window: TimeRange, first: int | None, end: int | None, size: int, bucket: str
 ) -> tuple[str, list[object]] | None:
-    """Requests in the window's partial hours. The `hour` of a request is computed exactly as
-    the rollup's trigger computes it, so no request is counted twice or missed at a boundary."""
+    """Requests in the window's partial spans (hours or days of `size` seconds). The `bucket`
+    of a request is computed exactly as the rollup's trigger computes it, so no request is
+    counted twice or missed at a boundary."""
     parts, params = [], []
-    if window.since is not None and first is not None and first * HOUR_S != window.since:
-        parts.append(f"(r.ts >= ? AND r.ts < ? AND {hour} < ?)")
-        params.extend([window.since, first * HOUR_S + 1, first])
-    if window.until is not None and end is not None and end * HOUR_S != window.until:
-        parts.append(f"(r.ts < ? AND r.ts >= ? AND {hour} >= ?)")
-        params.extend([window.until, end * HOUR_S - 1, end])
+    if window.since is not None and first is not None and first * size != window.since:
+        parts.append(f"(r.ts >= ? AND r.ts < ? AND {bucket} < ?)")
+        params.extend([window.since, first * size + 1, first])
+    if window.until is not None and end is not None and end * size != window.until:
+        parts.append(f"(r.ts < ? AND r.ts >= ? AND {bucket} >= ?)")
+        params.extend([window.until, end * size - 1, end])
     if not parts:
         return None
     return f"({' OR '.join(parts)})", params
+
+
+def _tag_sums(
+    conn: LedgerConnection, dims: tuple[str, ...], window: TimeRange, filters: Filters
+) -> dict[tuple[str | None, ...], _Acc]:
+    """Sums for a grouping or filter on tags: `tag_rollup` for the window's whole UTC days,
+    request rows for the partial days at its edges (or for a window shorter than a day)."""
+    first, end = _whole_buckets(window, DAY_S)
+    if first is not None and end is not None and first >= end:
+        return _grouped_sums(conn, dims, _request_source(dims, filters, window_sql(window)))
+    groups = _tagset_sums(conn, dims, filters, first, end)
+    edges = _edge_sql(window, first, end, DAY_S, dialect_of(conn).bucket("r.ts", DAY_S))
+    if edges is not None:
+        for key, acc in _grouped_sums(conn, dims, _request_source(dims, filters, edges)).items():
+            into = groups.setdefault(key, _Acc())
+            into.sums = [a + b for a, b in zip(into.sums, acc.sums, strict=True)]
+    return groups
+
+
+def _tagset_sums(
+    conn: LedgerConnection,
+    dims: tuple[str, ...],
+    filters: Filters,
+    first: int | None,
+    end: int | None,
+) -> dict[tuple[str | None, ...], _Acc]:
+    """`tag_rollup` summed per (the grouping's other dimensions, tag set) in the database;
+    each tag set is then matched against the tag filters and split into its tag dimensions
+    here (a window holds few distinct sets). Groups of zero requests (left by a tag's move
+    from one set to another) are skipped."""
+    dialect = dialect_of(conn)
+    plain = [dimension_sql(d, i, dialect=dialect) for i, d in enumerate(dims) if d[:4] != "tag:"]
+    clauses, params = filter_sql(replace(filters, tags=()), "x")
+    if first is not None:
+        clauses.append("x.utc_day >= ?")
+        params.append(first)
+    if end is not None:
+        clauses.append("x.utc_day < ?")
+        params.append(end)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    select = ", ".join([*plain, "x.tagset", *(f"SUM(x.{name})" for name in _SUMS)])
+    group = ", ".join(str(i + 1) for i in range(len(plain) + 1))
+    sql = f"SELECT {select} FROM tag_rollup x {where} GROUP BY {group}"
+    groups: dict[tuple[str | None, ...], _Acc] = {}
+    for row in conn.execute(sql, params):
+        tags = dict(decode(row[len(plain)]))
+        if any(tags.get(name) != value for name, value in filters.tags):
+            continue
+        values = iter(row[: len(plain)])
+        key = tuple(tags.get(d[4:]) if d[:4] == "tag:" else next(values) for d in dims)
+        acc = groups.setdefault(key, _Acc())
+        acc.sums = [a + int(b or 0) for a, b in zip(acc.sums, row[len(plain) + 1 :], strict=True)]
+    return {key: acc for key, acc in groups.items() if acc.sums[0]}
 
 
 # --- rows ----------------------------------------------------------------------------------

@@ -87,9 +87,17 @@ def insert_records(
 def insert_rows(conn: LedgerConnection, rows: Sequence[Row], tags: Sequence[Tag]) -> None:
     """Insert `requests` rows and their tags (in the caller's transaction); a row whose id is
     already stored is skipped, its tags too."""
-    insert_request, insert_tag = _INSERTS[dialect_of(conn).name]
-    conn.executemany(insert_request, [_in_column_order(row) for row in rows])
-    conn.executemany(insert_tag, tags)
+    dialect = dialect_of(conn)
+    insert_request, insert_tag = _INSERTS[dialect.name]
+    requests = [_in_column_order(row) for row in rows]
+    if dialect is SQLITE:
+        # Tags first (SQLite does not enforce the foreign key): the tag rollup's trigger on the
+        # request row then sums it once under its whole tag set, instead of a move per tag.
+        conn.executemany(insert_tag, tags)
+        conn.executemany(insert_request, requests)
+    else:
+        conn.executemany(insert_request, requests)
+        conn.executemany(insert_tag, tags)
 
 
 def record_tags(records: Iterable[UsageRecord]) -> list[Tag]:

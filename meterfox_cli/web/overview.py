@@ -4,9 +4,9 @@
 `overview`: one grouped read (day × provider × model × key, from the hourly rollup) gives spend
 today / this week / this month, the projected month end, 30 days of daily spend stacked by a
 dimension, the top models and keys with their token mix; sums of integer nano-USD, so the month
-is exactly `meterfox report`'s total. `providers` (error rate and latency percentiles, a second
-pass over request rows) and `top_tags` (tags live on request rows, not in the rollup) are
-separate reads the page makes in parallel.
+is exactly `meterfox report`'s total. `providers` (error rate, and latency percentiles from
+the latency rollup) and `top_tags` (from the tag rollup, per tag name) are separate reads
+the page makes in parallel.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from datetime import date, timedelta
 from meterfox_cli.keys.budget import Period, next_period_start, period_start
 from meterfox_cli.keys.proxy_keys import list_keys
 from meterfox_cli.store.dimensions import label
+from meterfox_cli.store.latency import provider_latency
 from meterfox_cli.store.queries import ReportRow, build_report
 from meterfox_cli.store.select import TimeRange
 from meterfox_cli.timewindow import day_start, month_start
@@ -79,28 +80,44 @@ def overview(conn: sqlite3.Connection, by: str = "provider", now: float | None =
 
 
 def providers(conn: sqlite3.Connection, now: float | None = None) -> list[dict]:
-    """This month per provider: requests, cost, error rate, p50/p95 latency."""
-    report = build_report(conn, ("provider",), TimeRange(month_start(now), None))
+    """This month per provider: requests, cost, error rate, and p50/p95 latency from the
+    latency rollup (to within half a bucket: store/latency.py)."""
+    month = TimeRange(month_start(now), None)
+    snapshot = not conn.in_transaction  # one snapshot for the sums and the latencies
+    if snapshot:
+        conn.execute("BEGIN")
+    try:
+        report = build_report(conn, ("provider",), month, latency=False)
+        latency = provider_latency(conn, month)
+    finally:
+        if snapshot:
+            conn.execute("COMMIT")
+    unseen = {"latency_p50_ms": None, "latency_p95_ms": None}
     return [
         {
             "name": row.group,
             "requests": row.requests,
             "errors": row.errors,
             "error_rate": row.errors / row.requests if row.requests else 0.0,
-            "latency_p50_ms": row.latency_p50_ms,
-            "latency_p95_ms": row.latency_p95_ms,
+            **latency.get(row.group, unseen),
             "cost": money(row.cost_nanousd),
         }
         for row in report.rows
     ]
 
 
+# The first few distinct tag names, one index seek each (a DISTINCT would scan every tag row).
+_FIRST_TAG_NAMES = (
+    "WITH RECURSIVE names(name) AS (SELECT min(name) FROM request_tags UNION ALL "
+    "SELECT (SELECT min(name) FROM request_tags WHERE name > names.name) FROM names "
+    "WHERE names.name IS NOT NULL) SELECT name FROM names WHERE name IS NOT NULL LIMIT ?"
+)
+
+
 def top_tags(conn: sqlite3.Connection, now: float | None = None) -> list[dict]:
     """For the first few tag names, their top values by cost this month."""
     month = TimeRange(month_start(now), None)
-    names = conn.execute(
-        "SELECT DISTINCT name FROM request_tags ORDER BY name LIMIT ?", (TAG_NAMES,)
-    ).fetchall()
+    names = conn.execute(_FIRST_TAG_NAMES, (TAG_NAMES,)).fetchall()
     found = []
     for (name,) in names:
         rows = build_report(conn, (f"tag:{name}",), month, latency=False).rows[:TOP]

@@ -98,3 +98,31 @@ def test_the_migration_rolls_up_requests_recorded_before_it(tmp_path: Path):
     insert(conn, Req(at("2026-11-03 10:30"), model="a"))  # and it keeps up from then on
     assert rollup(conn) == recomputed(conn)
     conn.close()
+
+
+def per_day(conn: sqlite3.Connection) -> tuple[list[tuple], list[tuple]]:
+    """day_rollup, and the hourly rollup summed per UTC day: they must be equal."""
+    keys = "day, provider, model, key_name, endpoint"
+    sums = ", ".join(f"SUM({name})" for name, _ in ROLLUP_SUMS)
+    daily = conn.execute(
+        f"SELECT utc_day, {keys}, {sums} FROM day_rollup GROUP BY 1, 2, 3, 4, 5, 6 "
+        "HAVING SUM(requests) != 0 ORDER BY 1, 2, 3, 4, 5, 6"
+    ).fetchall()
+    hourly = conn.execute(
+        f"SELECT hour / 24, {keys}, {sums} FROM request_rollup GROUP BY 1, 2, 3, 4, 5, 6 "
+        "ORDER BY 1, 2, 3, 4, 5, 6"
+    ).fetchall()
+    return daily, hourly
+
+
+def test_the_day_rollup_is_the_hourly_rollup_per_utc_day(conn):
+    insert(conn, *MIX)
+    daily, hourly = per_day(conn)
+    assert daily == hourly and len(daily) == 3  # two requests share a day and group
+    conn.execute("UPDATE requests SET cost_nanousd = 99, cost_source = 'computed'")
+    conn.execute("UPDATE requests SET ts = ts + 86400 WHERE model = 'b'")
+    assert per_day(conn)[0] == per_day(conn)[1]
+    conn.execute("DELETE FROM requests WHERE model = 'a'")
+    assert per_day(conn)[0] == per_day(conn)[1]
+    conn.execute("DELETE FROM requests")
+    assert conn.execute("SELECT count(*) FROM day_rollup").fetchone() == (0,)
