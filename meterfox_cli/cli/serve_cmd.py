@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 import click
@@ -63,7 +62,7 @@ def serve(
     Every call passes through unchanged; MeterFox records only metadata: provider, model,
     tokens, latency, status, cost and your tags. Prompts and responses are never stored.
     """
-    from meterfox_cli.config import ledger_url, recording_host
+    from meterfox_cli.config import recording_host
     from meterfox_cli.keys.authorizer import KeyAuthorizer
     from meterfox_cli.logs import configure_logging
     from meterfox_cli.proxy.app import make_app
@@ -88,8 +87,6 @@ def serve(
     settings.paths.ensure()
     ledger = current_ledger(settings)
     ledger.check()  # a PostgreSQL ledger behind or ahead of this version: refused, in a sentence
-    if ledger_url(config, os.environ) is not None:
-        _refuse_budgets_off_the_ledger(settings)
     book = price_book(settings)
     book.warm()  # load the price data now, not while the first requests are in flight
     require = requires_proxy_key(host, require_proxy_key, config.require_proxy_key)
@@ -102,7 +99,7 @@ def serve(
         registry=settings.registry,
         writer=RecordWriter(ledger, pricer=book, host=recording_host(config)),
         authorizer=KeyAuthorizer(
-            settings.paths.database, store, require_proxy_key=require, book=book
+            settings.paths.database, store, key_ledger=ledger, require_proxy_key=require, book=book
         ),
         timeouts=config.timeouts,
         max_body_bytes=config.max_body_bytes,
@@ -151,34 +148,6 @@ def _dashboard(settings: Settings, host: str, login: bool):
         click.secho(line, err=True, fg="red", bold=True)
     tolerance = settings.config.reconcile_tolerance
     return dashboard_mount(settings.paths.database, access_for(loopback, token), tolerance)
-
-
-def _refuse_budgets_off_the_ledger(settings: Settings) -> None:
-    """Budgets sum a key's spend from the local file; with the records in a PostgreSQL ledger
-    that sum stays empty and a budget would stop holding at the next restart. Until budgets
-    live in the ledger (issue 16, next phase), a daemon with budgeted keys refuses to start."""
-    import time
-
-    from meterfox_cli.errors import MeterFoxError
-    from meterfox_cli.keys.proxy_keys import KeyStatus, all_keys
-    from meterfox_cli.store.db import connect
-
-    if not settings.paths.database.exists():
-        return
-    conn = connect(settings.paths.database)
-    try:
-        keys = all_keys(conn)
-    finally:
-        conn.close()
-    now = time.time()
-    names = [k.name for k in keys if k.budget is not None and k.status(now) is KeyStatus.ACTIVE]
-    if names:
-        remove = "; ".join(f"`meterfox keys budget {name} none`" for name in names)
-        raise MeterFoxError(
-            f"budgets are not kept in a PostgreSQL ledger yet, so those of {', '.join(names)} "
-            f"would not hold: remove them ({remove}) or unset METERFOX_DATABASE_URL and "
-            "[store] url"
-        )
 
 
 def _key_store(settings: Settings) -> StoreChoice | Callable[[], StoreChoice]:

@@ -35,6 +35,10 @@ class Dialect:
     char_sql: str  # the character with code {code}
     table_exists_sql: str  # one row when the table named by the parameter exists
     begin_snapshot_sql: str  # a read transaction whose statements all see one snapshot
+    # Taken first in a write transaction that reads before it writes (one live key per name):
+    # other writers of {table} wait, readers do not. SQLite's BEGIN IMMEDIATE already holds
+    # the database's one write lock: nothing to add.
+    lock_table_sql: str
 
     def insert_ignoring(self, table: str, columns: Sequence[str]) -> str:
         values = ", ".join("?" * len(columns))
@@ -51,6 +55,9 @@ class Dialect:
     def char(self, code: int) -> str:
         return self.char_sql.format(code=int(code))
 
+    def lock_table(self, table: str) -> str | None:
+        return self.lock_table_sql.format(table=table) if self.lock_table_sql else None
+
 
 SQLITE = Dialect(
     name="sqlite",
@@ -60,6 +67,7 @@ SQLITE = Dialect(
     char_sql="char({code})",
     table_exists_sql="SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
     begin_snapshot_sql="BEGIN",  # under WAL a read transaction is one snapshot
+    lock_table_sql="",
 )
 
 POSTGRES = Dialect(
@@ -72,6 +80,7 @@ POSTGRES = Dialect(
     char_sql="chr({code})",
     table_exists_sql="SELECT 1 WHERE to_regclass(?) IS NOT NULL",
     begin_snapshot_sql="BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    lock_table_sql="LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE",
 )
 
 
