@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from meterfox_cli.errors import KeyError_
+from meterfox_cli.keys.authorizer import KeyAuthorizer
 from meterfox_cli.keys.budget import Period, SpendCounter, parse_budget, spend_since
 from meterfox_cli.keys.proxy_keys import (
     KeySpec,
@@ -28,6 +30,7 @@ from meterfox_cli.keys.proxy_keys import (
 )
 from meterfox_cli.money import from_nanousd
 from meterfox_cli.pricing.quote import Price
+from meterfox_cli.proxy.auth import Credential
 from meterfox_cli.records import Outcome, UsageRecord
 from meterfox_cli.store.backend import Ledger
 from meterfox_cli.store.dialect import LedgerConnection
@@ -392,3 +395,98 @@ def test_the_spend_counter_says_which_of_a_daemons_own_requests_it_has_read(
     record_priced(ledger, rows[1:])
     assert counter.refresh(key_conn, {"app": Period.DAY}, now, pending) == {"app": 11}
     assert sorted(counter.counted) == sorted([rows[0][0].id, rows[1][0].id])
+
+
+@pytest.fixture
+def daemon(ledger: Ledger, tmp_path: Path) -> Iterator[Callable[..., KeyAuthorizer]]:
+    """A daemon's key check on this ledger (its provider-key index in a local file of its own),
+    started; closed after the test."""
+    started: list[KeyAuthorizer] = []
+
+    def start(**kwargs: object) -> KeyAuthorizer:
+        local = tmp_path / f"daemon-{len(started)}.db"
+        authorizer = KeyAuthorizer(local, _no_key_store, key_ledger=ledger, **kwargs)
+        authorizer.start()
+        started.append(authorizer)
+        return authorizer
+
+    yield start
+    for authorizer in started:
+        authorizer.close()
+
+
+def _no_key_store():
+    raise AssertionError("no provider key is stored: the key store is never needed")
+
+
+def kind(authorizer: KeyAuthorizer, secret: str) -> str | None:
+    """Why the daemon refuses `secret` now (None: it accepts it)."""
+    decision = authorizer.decide("openai", Credential("authorization", "Bearer ", secret))
+    return None if decision.error_kind == "provider_key_missing" else decision.error_kind
+
+
+def wait_for(done: Callable[[], bool], timeout_s: float) -> float:
+    """Seconds until `done()`; fails past `timeout_s`."""
+    started = time.monotonic()
+    while not done():
+        assert time.monotonic() - started < timeout_s, f"not within {timeout_s} s"
+        time.sleep(0.005)
+    return time.monotonic() - started
+
+
+def test_a_key_revoked_elsewhere_is_refused_by_a_running_daemon_within_a_second(
+    ledger: Ledger, key_conn, daemon
+) -> None:
+    """SQLite by polling; PostgreSQL by a NOTIFY the moment the revoke commits (and polling)."""
+    new = create_key(key_conn, KeySpec("app"))
+    first, second = daemon(), daemon()
+    assert kind(first, new.secret) is None and kind(second, new.secret) is None
+    revoke_key(key_conn, "app")
+    for each in (first, second):
+        revoked = partial(lambda d: kind(d, new.secret) == "proxy_key_revoked", each)
+        assert wait_for(revoked, 1.0) < 1.0
+    pushed = first.stats()["key_changes_pushed"]
+    assert (pushed > 0) is (ledger.dialect.name == "postgresql")
+
+
+def test_a_daemon_keeps_the_budgets_of_keys_changed_elsewhere(key_conn, daemon) -> None:
+    new = create_key(key_conn, KeySpec("app", budget=parse_budget("1/day")))
+    check = daemon()
+    set_budget(key_conn, "app", None)
+    wait_for(lambda: "app" not in check.snapshot.budgeted, 1.0)
+    set_budget(key_conn, "app", parse_budget("3/day"))
+    wait_for(lambda: "app" in check.snapshot.budgeted, 1.0)
+    assert check.snapshot.budgeted["app"].budget == parse_budget("3/day")
+    assert kind(check, new.secret) is None
+
+
+def test_when_the_listening_connection_drops_polling_carries_revokes_until_it_is_back(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL only: the server ends every session of the daemon (as a restart or a network
+    cut would). A revoke still lands within a second, and the LISTEN connection comes back."""
+    ledger = PostgresLedger(pg_url)
+    ledger.migrate()
+    conn = ledger.open_writer(1000)
+    try:
+        new = create_key(conn, KeySpec("app"))
+        check = KeyAuthorizer(tmp_path / "local.db", _no_key_store, key_ledger=ledger)
+        check.start()
+        wait_for(lambda: check.stats()["key_changes_listening"], 5.0)
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            ended = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid != pg_backend_pid() "
+                "AND query LIKE 'LISTEN%'"
+            ).fetchall()
+        assert ended == [(True,)]
+        wait_for(lambda: not check.stats()["key_changes_listening"], 2.0)
+        revoke_key(conn, "app")  # nobody listens: only polling can carry it
+        assert wait_for(lambda: kind(check, new.secret) == "proxy_key_revoked", 1.0) < 1.0
+        wait_for(lambda: check.stats()["key_changes_listening"], 5.0)
+        create_key(conn, KeySpec("later"))
+        pushed = check.stats()["key_changes_pushed"]
+        wait_for(lambda: check.stats()["key_changes_pushed"] > pushed, 1.0)
+        check.close()
+    finally:
+        conn.close()
