@@ -118,10 +118,11 @@ async def test_a_budget_shared_by_two_daemons_holds_within_the_documented_bound(
     upstream_server, team
 ) -> None:
     """Each response bills all of max_tokens (the worst case each request reserves). The
-    budget fits FITS requests. Two rounds: requests one at a time, alternating daemons (each
-    sees the other's spend: none beyond the budget); then a burst of 40 at once, 20 through
-    each daemon (neither sees the other's requests in flight: each may fill the budget by
-    itself, so at most twice FITS reach the upstream; docs/team.md)."""
+    budget fits FITS requests. Three rounds, each on a key of its own: requests one at a time,
+    alternating daemons, half a second apart (each sees the other's spend: none beyond the
+    budget); the same without the pause; then a burst of 40 at once, 20 through each daemon
+    (neither sees the other's requests in flight: each may fill the budget by itself). Never
+    more than twice FITS reach the upstream (docs/team.md)."""
     fake, server = upstream_server
     usage = {"prompt_tokens": 8, "completion_tokens": ASK["max_tokens"]}
     worst = worst_case_nanousd()
@@ -146,6 +147,12 @@ async def test_a_budget_shared_by_two_daemons_holds_within_the_documented_bound(
             await asyncio.sleep(0.5)  # the writer's batch and the other daemon's poll
         assert statuses == [200] * fits + [429] * (2 * fits)
 
+        # One at a time, alternating, without a pause: the other daemon may not have read
+        # the last request's record yet (the writer's 25 ms batch and its 250 ms poll).
+        brisk = (await meterfox(b, "keys", "create", "brisk", "--budget", f"{budget}/day")).strip()
+        statuses = [await post(session, urls[i % 2], brisk) for i in range(3 * fits)]
+        brisk_passed = statuses.count(200)
+
         # A burst through both at once: each admits only what its own view allows.
         fake.received.clear()
         fake.reply = Reply(json_body=chat(MODEL, usage), stall_s=0.3)
@@ -158,7 +165,11 @@ async def test_a_budget_shared_by_two_daemons_holds_within_the_documented_bound(
                 health = await response.json()
             assert health["keys"]["reserved_requests"] == 0
         await asyncio.sleep(0.5)
-    print(f"burst of 40 through 2 daemons, budget fits {fits}: {passed} reached the upstream")
+    print(
+        f"budget fits {fits}: alternating without a pause, {brisk_passed} of {3 * fits} passed; "
+        f"a burst of 40 through 2 daemons, {passed} reached the upstream"
+    )
+    assert fits <= brisk_passed <= 2 * fits
     assert fits <= passed <= 2 * fits
     assert len(fake.received) == passed
     assert sorted(set(statuses)) == [200, 429]
@@ -166,4 +177,5 @@ async def test_a_budget_shared_by_two_daemons_holds_within_the_documented_bound(
         k["name"]: k for k in json.loads(await meterfox(a, "keys", "list", "--format", "json"))
     }
     assert Decimal(listings["steady"]["spend_usd"]) <= budget
+    assert Decimal(listings["brisk"]["spend_usd"]) <= 2 * budget
     assert Decimal(listings["burst"]["spend_usd"]) <= 2 * budget
