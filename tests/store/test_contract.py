@@ -5,6 +5,7 @@ ledger too: `keys` functions and the spend budgets read behave the same on both.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -467,11 +468,13 @@ def test_when_the_listening_connection_drops_polling_carries_revokes_until_it_is
     cut would). A revoke still lands within a second, and the LISTEN connection comes back."""
     ledger = PostgresLedger(pg_url)
     ledger.migrate()
-    conn = ledger.open_writer(1000)
-    try:
+    with contextlib.ExitStack() as closing:
+        conn = ledger.open_writer(1000)
+        closing.callback(conn.close)
         new = create_key(conn, KeySpec("app"))
         check = KeyAuthorizer(tmp_path / "local.db", _no_key_store, key_ledger=ledger)
         check.start()
+        closing.callback(check.close)
         wait_for(lambda: check.stats()["key_changes_listening"], 5.0)
         with psycopg.connect(pg_url, autocommit=True) as admin:
             ended = admin.execute(
@@ -484,9 +487,6 @@ def test_when_the_listening_connection_drops_polling_carries_revokes_until_it_is
         revoke_key(conn, "app")  # nobody listens: only polling can carry it
         assert wait_for(lambda: kind(check, new.secret) == "proxy_key_revoked", 1.0) < 1.0
         wait_for(lambda: check.stats()["key_changes_listening"], 5.0)
-        create_key(conn, KeySpec("later"))
         pushed = check.stats()["key_changes_pushed"]
+        create_key(conn, KeySpec("later"))
         wait_for(lambda: check.stats()["key_changes_pushed"] > pushed, 1.0)
-        check.close()
-    finally:
-        conn.close()
