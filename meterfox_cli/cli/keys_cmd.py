@@ -1,4 +1,6 @@
-"""`meterfox keys …`: provider keys in the keyring, proxy keys for apps, budgets."""
+"""`meterfox keys …`: provider keys in the keyring (indexed in this machine's file), proxy keys
+for apps and their budgets (in the ledger: the local file, or the PostgreSQL server a team
+shares)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from meterfox_cli.cli.common import Settings, default_base, load_settings, prompt_passphrase
+from meterfox_cli.cli.common import (
+    Settings,
+    current_ledger,
+    default_base,
+    load_settings,
+    prompt_passphrase,
+)
 from meterfox_cli.cli.completion import complete_key_names, complete_providers
 from meterfox_cli.errors import KeyError_
 
@@ -19,6 +27,7 @@ if TYPE_CHECKING:
 
     from meterfox_cli.keys.provider_keys import StoreChoice
     from meterfox_cli.keys.proxy_keys import KeyListing, NewKey
+    from meterfox_cli.store.dialect import LedgerConnection
 
 MAX_KEY_CHARS = 16 * 1024
 
@@ -84,7 +93,7 @@ def set_key(provider: str) -> None:
     """
     from meterfox_cli.keys.provider_keys import ProviderKeys
 
-    with _session() as (settings, conn):
+    with _local() as (settings, conn):
         slug = _provider_slug(settings, provider)
         choice = _store_choice(settings)
         secret = _read_secret(slug)
@@ -99,7 +108,7 @@ def unset_key(provider: str) -> None:
     """Delete PROVIDER's stored API key."""
     from meterfox_cli.keys.provider_keys import ProviderKeys
 
-    with _session() as (settings, conn):
+    with _local() as (settings, conn):
         slug = _provider_slug(settings, provider)
         removed = ProviderKeys(conn, _store_choice(settings)).unset(slug)
     if not removed:
@@ -112,7 +121,7 @@ def list_providers() -> None:
     """List the providers that have a stored key (never the key)."""
     from meterfox_cli.keys.provider_keys import stored_keys
 
-    with _session() as (_settings, conn):
+    with _local() as (_settings, conn):
         stored = stored_keys(conn)
     if not stored:
         click.echo("No provider keys stored: `meterfox keys set PROVIDER` adds one.")
@@ -151,7 +160,7 @@ def create(
     """
     from meterfox_cli.keys.proxy_keys import create_key, key_spec
 
-    with _session() as (settings, conn):
+    with _ledger() as (settings, conn):
         spec = key_spec(
             settings.registry,
             name,
@@ -171,7 +180,7 @@ def list_keys(fmt: str) -> None:
     """List proxy keys: prefix, providers, last use, spend this period, budget, status."""
     from meterfox_cli.keys.proxy_keys import list_keys as core_list
 
-    with _session() as (_settings, conn):
+    with _ledger() as (_settings, conn):
         listings = core_list(conn)
     if fmt == "json":
         import json
@@ -192,7 +201,7 @@ def revoke(name: str) -> None:
     """Revoke the key NAME: a running `meterfox serve` refuses it within a second."""
     from meterfox_cli.keys.proxy_keys import revoke_key
 
-    with _session() as (_settings, conn):
+    with _ledger() as (_settings, conn):
         key = revoke_key(conn, name)
     click.echo(f"Revoked {key.name} ({key.prefix}…).")
 
@@ -204,7 +213,7 @@ def rotate(name: str, expires: str | None) -> None:
     """Mint a new key under NAME (same rules) and revoke the old one."""
     from meterfox_cli.keys.proxy_keys import parse_duration, rotate_key
 
-    with _session() as (settings, conn):
+    with _ledger() as (settings, conn):
         new = rotate_key(conn, name, parse_duration(expires) if expires else None)
     _show_new_key(settings, new, "Rotated")
 
@@ -228,19 +237,33 @@ def set_budget(name: str, budget: str, allow_unpriced: bool | None) -> None:
     from meterfox_cli.keys.proxy_keys import set_budget as core_set_budget
 
     parsed = None if budget.strip().lower() == "none" else parse_budget(budget)
-    with _session() as (_settings, conn):
+    with _ledger() as (_settings, conn):
         key = core_set_budget(conn, name, parsed, allow_unpriced)
     unpriced = "allowed" if key.allow_unpriced else "refused"
     click.echo(f"{key.name}: budget {key.budget or 'none'}; unpriced requests {unpriced}.")
 
 
 @contextlib.contextmanager
-def _session() -> Iterator[tuple[Settings, sqlite3.Connection]]:
+def _local() -> Iterator[tuple[Settings, sqlite3.Connection]]:
+    """This machine's file, where the index of its provider keys lives."""
     from meterfox_cli.store.db import connect
 
     settings = load_settings()
     settings.paths.ensure()
     conn = connect(settings.paths.database)
+    try:
+        yield settings, conn
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def _ledger() -> Iterator[tuple[Settings, LedgerConnection]]:
+    """The ledger, where proxy keys and budgets live (a PostgreSQL one behind or ahead of
+    this version is refused in a sentence)."""
+    settings = load_settings()
+    settings.paths.ensure()
+    conn = current_ledger(settings).open_writer()
     try:
         yield settings, conn
     finally:

@@ -109,7 +109,6 @@ def serve(
     ledger.check()  # a PostgreSQL ledger behind or ahead of this version: refused, in a sentence
     outbox = None  # a PostgreSQL ledger: records wait in the local outbox (store/outbox.py)
     if ledger_url(config, os.environ) is not None:
-        _refuse_budgets_off_the_ledger(settings)
         outbox = settings.paths.outbox
     book = price_book(settings)
     book.warm()  # load the price data now, not while the first requests are in flight
@@ -120,7 +119,9 @@ def serve(
     store = _key_store(settings)
     sync_mounts, health_sections = _background_sync(settings, store, book)
     writer = RecordWriter(ledger, pricer=book, host=recording_host(config), outbox=outbox)
-    authorizer = KeyAuthorizer(settings.paths.database, store, require_proxy_key=require, book=book)
+    authorizer = KeyAuthorizer(
+        settings.paths.database, store, key_ledger=ledger, require_proxy_key=require, book=book
+    )
     observers, metric_mounts = _observability(settings, host, writer, authorizer)
     alert_mounts, health_sections["alerts"], alert_notes = _alerts(settings, ledger)
     app = make_app(
@@ -232,34 +233,6 @@ def _key_budgets(authorizer: KeyAuthorizer) -> list[KeyBudget]:
     ]
 
 
-def _refuse_budgets_off_the_ledger(settings: Settings) -> None:
-    """Budgets sum a key's spend from the local file; with the records in a PostgreSQL ledger
-    that sum stays empty and a budget would stop holding at the next restart. Until budgets
-    live in the ledger (issue 16, next phase), a daemon with budgeted keys refuses to start."""
-    import time
-
-    from meterfox_cli.errors import MeterFoxError
-    from meterfox_cli.keys.proxy_keys import KeyStatus, all_keys
-    from meterfox_cli.store.db import connect
-
-    if not settings.paths.database.exists():
-        return
-    conn = connect(settings.paths.database)
-    try:
-        keys = all_keys(conn)
-    finally:
-        conn.close()
-    now = time.time()
-    names = [k.name for k in keys if k.budget is not None and k.status(now) is KeyStatus.ACTIVE]
-    if names:
-        remove = "; ".join(f"`meterfox keys budget {name} none`" for name in names)
-        raise MeterFoxError(
-            f"budgets are not kept in a PostgreSQL ledger yet, so those of {', '.join(names)} "
-            f"would not hold: remove them ({remove}) or unset METERFOX_DATABASE_URL and "
-            "[store] url"
-        )
-
-
 def _key_store(settings: Settings) -> StoreChoice | Callable[[], StoreChoice]:
     """The key store for proxy keys' providers and the background sync's admin keys, unlocked
     now (a prompt, if one is needed, comes before the server starts; the daemon never prompts
@@ -351,7 +324,7 @@ def _alerts(
 ) -> tuple[list[Mount], Callable[[], object], list[str]]:
     """The alert thread (alerts/watcher.py), started with the app and stopped at shutdown, its
     health section, and a line for each channel skipped (said once serve listens). Key budgets
-    are read from the local file (a PostgreSQL ledger has none: _refuse_budgets_off_the_ledger)."""
+    are read from the local file; on a PostgreSQL ledger, not yet (docs/alerts.md)."""
     import asyncio
 
     from meterfox_cli.alerts.channels import channels_for

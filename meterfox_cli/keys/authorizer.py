@@ -2,10 +2,14 @@
 
 `decide` runs on the event loop for every request and only reads an immutable `KeySnapshot`:
 a dict lookup by the presented key's SHA-256, a clock read, a budget comparison. Everything
-that blocks (SQLite, the keyring, scrypt) happens in one watcher thread, which every
-`poll_s` (0.25 s) reads the key version counter (one indexed row) and, when it moved, reloads
-the keys and re-reads only the provider keys whose index entry changed. So a `keys revoke`
-reaches a running daemon within `poll_s` plus one read, and a `keys set` without a restart.
+that blocks (the ledger, the keyring, scrypt) happens in one watcher thread, which every
+`poll_s` (0.25 s) reads the key version counters (one indexed row in the ledger, where proxy
+keys live, and one in the local file, where the index of this machine's provider keys lives)
+and, when one moved, reloads the keys and re-reads only the provider keys whose index entry
+changed. So a `keys revoke` reaches a running daemon within `poll_s` plus one read, and a
+`keys set` without a restart. A ledger that pushes changes (PostgreSQL's NOTIFY, through
+`Ledger.watch_keys`) wakes the watcher at once; polling goes on beneath it, so a lost push
+channel costs speed, never correctness. The watcher does not know which store it reads.
 
 A proxy key `decide` does not know may have been created since the last poll: `look_up` waits
 for a refresh that starts after it was asked (concurrent misses share one; refreshes forced this
@@ -54,7 +58,10 @@ from meterfox_cli.proxy.auth import (
     is_proxy_key,
 )
 from meterfox_cli.records import PASSTHROUGH_KEY, UsageRecord
+from meterfox_cli.store.backend import KeyWatch, as_ledger
+from meterfox_cli.store.backend import Ledger as StoreLedger
 from meterfox_cli.store.db import connect
+from meterfox_cli.store.dialect import LedgerConnection
 
 log = logging.getLogger("meterfox.keys")
 
@@ -64,6 +71,7 @@ UNKNOWN_CACHE_SIZE = 10_000  # hashes of keys known not to exist; emptied when f
 RETRY_S = 10.0  # a provider key that could not be read is tried again this often
 # The record of a request made with a key MeterFox does not know: never the key itself.
 UNKNOWN_KEY_NAME = "(unknown-proxy-key)"
+KEY_VERSION_SQL = "SELECT version FROM key_state WHERE id = 1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,30 +91,41 @@ class KeySnapshot:
     provider_keys: Mapping[str, str] = field(default_factory=dict)
     provider_key_errors: Mapping[str, str] = field(default_factory=dict)
     spend: Mapping[str, int] = field(default_factory=dict)
-    version: int | None = None  # the key table's version counter when the keys were read
+    # The ledger's and the local file's key version counters when the keys were read.
+    version: tuple[int, int] | None = None
     budgeted: Mapping[str, ProxyKey] = field(default_factory=dict)  # live keys, by name
 
 
 class KeyAuthorizer(Authorizer):
     """Checks `mf-` proxy keys and swaps in the provider key; passes other credentials through
-    (or, with `require_proxy_key`, refuses them)."""
+    (or, with `require_proxy_key`, refuses them). Proxy keys and their spend are read from
+    `key_ledger` (default: the SQLite file at `db_path`); the index of provider keys from the
+    file at `db_path`, always local."""
 
     def __init__(
         self,
         db_path: Path,
         choice: StoreChoice | Callable[[], StoreChoice],
         *,
+        key_ledger: StoreLedger | None = None,
         require_proxy_key: bool = False,
         poll_s: float = POLL_S,
         clock: Callable[[], float] = time.time,
         book: PriceBook = DEFAULT_BOOK,
-        on_connect: Callable[[sqlite3.Connection], None] | None = None,
+        on_connect: Callable[[LedgerConnection], None] | None = None,
     ) -> None:
         self.require_proxy_key = require_proxy_key
         self.snapshot = KeySnapshot()
         self.ledger = Ledger()
         self._watcher = KeyWatcher(
-            db_path, choice, poll_s, clock, self._publish, self.ledger, on_connect
+            as_ledger(key_ledger or db_path),
+            db_path,
+            choice,
+            poll_s,
+            clock,
+            self._publish,
+            self.ledger,
+            on_connect,
         )
         self._clock = clock
         self._book = book
@@ -192,6 +211,8 @@ class KeyAuthorizer(Authorizer):
             **self.ledger.stats(),
             "looked_up": self._looked_up,
             "forced_refreshes": self._watcher.forced_refreshes,
+            "key_changes_pushed": self._watcher.pushed,
+            "key_changes_listening": self._watcher.listening,
             "unknown_keys_cached": len(self._unknown)
             if self._unknown_version == self.snapshot.version
             else 0,
@@ -299,18 +320,21 @@ def _unpriced(key: ProxyKey, provider: str, plan: RequestPlan) -> Decision:
 
 class KeyWatcher:
     """The one thread that reads keys, provider keys and spend, and publishes snapshots: every
-    `poll_s`, or sooner (never within FORCED_REFRESH_MIN_S of the last) when a look-up waits."""
+    `poll_s`, or sooner (never within FORCED_REFRESH_MIN_S of the last) when a look-up waits or
+    the ledger says a key changed."""
 
     def __init__(
         self,
+        key_ledger: StoreLedger,
         db_path: Path,
         choice: StoreChoice | Callable[[], StoreChoice],
         poll_s: float,
         clock: Callable[[], float],
         publish: Callable[[KeySnapshot], None],
         ledger: Ledger,
-        on_connect: Callable[[sqlite3.Connection], None] | None = None,
+        on_connect: Callable[[LedgerConnection], None] | None = None,
     ) -> None:
+        self._key_ledger = key_ledger
         self._db_path = db_path
         # A callable is resolved the first time a provider key must be read: choosing a store
         # imports and probes every keyring backend, which a passthrough-only daemon never needs.
@@ -327,31 +351,56 @@ class KeyWatcher:
         self._last_start = 0.0
         self.forced_refreshes = 0  # refreshes that some look-up waited for
         self._thread = threading.Thread(target=self._run, name="meterfox-keys", daemon=True)
-        self._conn: sqlite3.Connection | None = None
-        self._version: int | None = None
+        self._conn: LedgerConnection | None = None  # the ledger: proxy keys and spend
+        self._local: sqlite3.Connection | None = None  # this machine's file: provider keys
+        self._watch: KeyWatch | None = None
+        self.pushed = 0  # changes the ledger pushed (each wakes a refresh)
+        self._version: tuple[int, int] | None = None
         self._keys: list[ProxyKey] = []
         self._loaded: dict[str, LoadedKey] = {}
         self._spend = SpendCounter()
         self._failing = False
         self._retry_at = 0.0
 
+    @property
+    def listening(self) -> bool:
+        """Whether the ledger is pushing key changes right now (else polling alone)."""
+        return self._watch is not None and self._watch.listening
+
     def start(self) -> None:
         """Load everything once (blocking), then keep it fresh in the background."""
-        self._conn = connect(self._db_path)
-        if self._on_connect is not None:
-            self._on_connect(self._conn)
+        self._local = connect(self._db_path)
+        self._open_ledger()
         self._last_start = time.monotonic()
         self.refresh()
+        self._watch = self._key_ledger.watch_keys(self._changed)
         self._thread.start()
 
     def close(self) -> None:
         self._stop.set()
         self._wake.set()
+        if self._watch is not None:
+            self._watch.close()
         if self._thread.is_alive():
             self._thread.join(5)
         _resolve(self._take_waiting())
+        for conn in (self._conn, self._local):
+            if conn is not None:
+                conn.close()
+
+    def _open_ledger(self) -> None:
         if self._conn is not None:
-            self._conn.close()
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+        self._conn = self._key_ledger.open_writer()
+        if self._on_connect is not None:
+            self._on_connect(self._conn)
+
+    def _changed(self) -> None:
+        """The ledger says a key changed (from its listening thread): refresh now."""
+        self.pushed += 1
+        self._wake.set()
 
     async def fresh_snapshot(self) -> None:
         """Return once a refresh that started after this call has published (or failed).
@@ -371,7 +420,7 @@ class KeyWatcher:
             self._last_start = time.monotonic()
             try:
                 self.refresh()
-            except (sqlite3.Error, MeterFoxError) as exc:
+            except Exception as exc:  # whatever the store raises: the thread must go on
                 if not self._failing:
                     log.error("cannot refresh keys (%s); keeping the last ones, retrying", exc)
                 self._failing = True
@@ -402,21 +451,26 @@ class KeyWatcher:
         return waiting
 
     def refresh(self) -> None:
-        conn = self._conn
-        assert conn is not None
-        version = conn.execute("SELECT version FROM key_state WHERE id = 1").fetchone()[0]
+        if self._conn is None or self._key_ledger.is_lost(self._conn):
+            self._open_ledger()
+        conn, local = self._conn, self._local
+        assert conn is not None and local is not None
+        version = (
+            conn.execute(KEY_VERSION_SQL).fetchone()[0],
+            local.execute(KEY_VERSION_SQL).fetchone()[0],
+        )
         unreadable = any(loaded.error for loaded in self._loaded.values())
         if version != self._version or (unreadable and time.monotonic() >= self._retry_at):
             keys = all_keys(conn)
-            if self._loaded or stored_keys(conn):
-                self._load_provider_keys(ProviderKeys(conn, self._store_choice()))
+            if self._loaded or stored_keys(local):
+                self._load_provider_keys(ProviderKeys(local, self._store_choice()))
             self._keys = keys
             self._version = version
             self._retry_at = time.monotonic() + RETRY_S
         now = self._clock()
         live = [key for key in self._keys if key.budget is not None and key.revoked_at is None]
         periods: dict[str, Period] = {key.name: key.budget.period for key in live if key.budget}
-        spend = self._spend.refresh(conn, periods, now)
+        spend = self._spend.refresh(conn, periods, now, self._ledger.uncounted_ids())
         self._ledger.recorded(spend, self._spend.counted, self._spend.starts)
         self._publish(
             KeySnapshot(

@@ -1,17 +1,18 @@
 """Per-key budgets: an amount of USD per calendar day, week or month (local time).
 
 A key's spend is the sum of the recorded costs (`requests.cost_nanousd`) of its requests since
-the start of the current period, the same local calendar the reports' `day` column uses.
-Unpriced requests count as zero here; a running daemon adds what its requests in flight have
-reserved and what finished ones cost before their records are read (keys/ledger.py).
+the start of the current period, the same local calendar the reports' `day` column uses, read
+from the ledger's `key_spend` (kept by the database in step with `requests`, so every daemon
+sharing a ledger reads the same). Unpriced requests count as zero here; a running daemon adds
+what its requests in flight have reserved and what finished ones cost before their records are
+read (keys/ledger.py).
 """
 
 from __future__ import annotations
 
 import math
 import re
-import sqlite3
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as dt_time
@@ -20,6 +21,9 @@ from enum import StrEnum
 
 from meterfox_cli.errors import KeyError_
 from meterfox_cli.money import format_usd, from_nanousd, to_nanousd
+from meterfox_cli.store.dialect import HOUR_S, LedgerConnection, dialect_of
+
+IDS_PER_QUERY = 500  # request ids per `IN (…)` list
 
 
 class Period(StrEnum):
@@ -106,20 +110,16 @@ def _midnight(day: date) -> float:
 
 
 class SpendCounter:
-    """Each budgeted key's spend this period, kept current cheaply.
-
-    The first refresh, a new period or a changed set of budgets sums each key's rows since its
-    period began (an index range scan on `requests (key_name, ts)`); every other refresh only
-    reads rows added since the last one (a rowid range), so a busy month costs nothing extra.
-    Blocking: for the key watcher's thread, never the event loop.
-    """
+    """Each budgeted key's spend this period, as the ledger keeps it, and which of the requests
+    this daemon still counts itself (keys/ledger.py) the ledger now holds, read in one snapshot
+    so no request counts twice or not at all. The ledger keeps the spend (`key_spend`, per key
+    and hour, updated in the transaction that records the request), so every daemon sharing it
+    reads the same sums, whichever wrote them. Blocking: for the key watcher's thread, never
+    the event loop."""
 
     def __init__(self) -> None:
         self._starts: dict[str, float] = {}
-        self._spend: dict[str, int] = {}
-        self._cursor: int | None = None  # the highest requests rowid already counted
-        # The ids of the budgeted keys' rows the last refresh saw for the first time, so the
-        # daemon's ledger can stop counting those requests itself (none on the first refresh).
+        # The ids, among those the last refresh was asked about, whose records it found.
         self.counted: tuple[str, ...] = ()
 
     @property
@@ -128,47 +128,49 @@ class SpendCounter:
         return self._starts
 
     def refresh(
-        self, conn: sqlite3.Connection, periods: Mapping[str, Period], now: float
+        self,
+        conn: LedgerConnection,
+        periods: Mapping[str, Period],
+        now: float,
+        pending: Collection[str] = (),
     ) -> dict[str, int]:
         starts = {name: period_start(period, now) for name, period in periods.items()}
-        conn.execute("BEGIN")  # one snapshot for the cursor and the sums
-        try:
-            top = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM requests").fetchone()[0]
-            cursor = self._cursor
-            rows = self._new_rows(conn, starts, cursor, top) if cursor is not None else []
-            if starts != self._starts:
-                self._spend = {
-                    name: spend_since(conn, name, start) for name, start in starts.items()
-                }
-            else:
-                for _, name, ts, cost in rows:
-                    if cost is not None and ts >= starts[name]:
-                        self._spend[name] = self._spend.get(name, 0) + cost
-        finally:
-            conn.execute("COMMIT")
+        spend: dict[str, int] = {}
+        counted: list[str] = []
+        if starts or pending:
+            conn.execute(dialect_of(conn).begin_snapshot_sql)
+            try:
+                spend = {name: spend_since(conn, name, start) for name, start in starts.items()}
+                counted = recorded_ids(conn, pending)
+            finally:
+                conn.execute("COMMIT")
         self._starts = starts
-        self._cursor = top
-        self.counted = tuple(row[0] for row in rows)
-        return dict(self._spend)
-
-    @staticmethod
-    def _new_rows(
-        conn: sqlite3.Connection, starts: dict[str, float], cursor: int, top: int
-    ) -> list[tuple[str, str, float, int | None]]:
-        if not starts or top <= cursor:
-            return []
-        marks = ",".join("?" * len(starts))
-        return conn.execute(
-            f"SELECT id, key_name, ts, cost_nanousd FROM requests WHERE rowid > ? AND rowid <= ? "
-            f"AND key_name IN ({marks})",
-            (cursor, top, *starts),
-        ).fetchall()
+        self.counted = tuple(counted)
+        return spend
 
 
-def spend_since(conn: sqlite3.Connection, name: str, since: float) -> int:
-    """The recorded cost of a key's requests since `since`, in nano-USD (unpriced count 0)."""
+def spend_since(conn: LedgerConnection, name: str, since: float) -> int:
+    """The recorded cost of a key's requests since `since`, in nano-USD (unpriced count 0):
+    whole hours from `key_spend`, and from `requests` the part of an hour before the first
+    whole one (a period that starts on the hour, as most do, reads none)."""
+    first_hour = math.ceil(since / HOUR_S)
     row = conn.execute(
-        "SELECT COALESCE(SUM(cost_nanousd), 0) FROM requests WHERE key_name = ? AND ts >= ?",
-        (name, since),
+        "SELECT (SELECT COALESCE(SUM(cost_nanousd), 0) FROM key_spend "
+        "WHERE key_name = ? AND hour >= ?) + (SELECT COALESCE(SUM(cost_nanousd), 0) "
+        "FROM requests WHERE key_name = ? AND ts >= ? AND ts < ?)",
+        (name, first_hour, name, since, first_hour * HOUR_S),
     ).fetchone()
     return int(row[0])
+
+
+def recorded_ids(conn: LedgerConnection, ids: Collection[str]) -> list[str]:
+    """Those of `ids` whose request is in the ledger."""
+    wanted = list(ids)
+    found: list[str] = []
+    for at in range(0, len(wanted), IDS_PER_QUERY):
+        chunk = wanted[at : at + IDS_PER_QUERY]
+        marks = ", ".join("?" * len(chunk))
+        found += [
+            row[0] for row in conn.execute(f"SELECT id FROM requests WHERE id IN ({marks})", chunk)
+        ]
+    return found

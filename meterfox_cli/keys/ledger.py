@@ -3,8 +3,9 @@
 The key watcher reads each key's recorded spend every poll. Between a request's admission and
 the watcher reading its record, the ledger counts it itself: first its reservation (a worst-case
 estimate, taken at admission), then, the moment the response ends, its real cost. The watcher
-reports which records it has read, and the ledger stops counting those: every request counts
-exactly once, from admission on. Thread-safe: the event loop reserves and settles, the
+asks the database which of those requests it now holds, in the snapshot it read the spend
+from, and the ledger stops counting those: every request counts once, from admission on (for
+at most one poll twice, never less). Thread-safe: the event loop reserves and settles, the
 watcher's thread reports; every operation is a few dict updates under one lock.
 """
 
@@ -78,6 +79,12 @@ class Ledger:
                 start = starts.get(entry.key_name)
                 if start is None or entry.started_at < start:
                     self._forget(request_id)
+
+    def uncounted_ids(self) -> tuple[str, ...]:
+        """The requests whose settled cost this ledger still counts itself: the watcher asks
+        the database which of them it now holds."""
+        with self._lock:
+            return tuple(self._uncounted)
 
     def stats(self) -> dict[str, int]:
         with self._lock:

@@ -7,6 +7,10 @@ for display, and the key's rules (providers, expiry, budget, tags); never the ke
 
 One live (unrevoked) key per name: `rotate` revokes the old one and mints a new one under the
 same name, so reports by key keep one line per app.
+
+Keys live in the ledger (store/backend.py): the local SQLite file, or the PostgreSQL server a
+team shares, where every daemon sees the same keys. The functions here take either's
+connection and run the same SQL on both.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ import hashlib
 import json
 import re
 import secrets
-import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -27,7 +31,7 @@ from meterfox_cli.keys.budget import Budget, Period, parse_budget, period_start,
 from meterfox_cli.money import from_nanousd
 from meterfox_cli.proxy.auth import PROXY_KEY_PREFIX
 from meterfox_cli.records import PASSTHROUGH_KEY
-from meterfox_cli.store.db import transaction
+from meterfox_cli.store.dialect import LedgerConnection, dialect_of, write_transaction
 
 if TYPE_CHECKING:
     from meterfox_cli.providers.registry import Registry
@@ -133,11 +137,11 @@ def hash_secret(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
 
 
-def create_key(conn: sqlite3.Connection, spec: KeySpec, now: float | None = None) -> NewKey:
+def create_key(conn: LedgerConnection, spec: KeySpec, now: float | None = None) -> NewKey:
     """Mint a key under a name no live key has."""
     check_name(spec.name)
     now = time.time() if now is None else now
-    with transaction(conn):
+    with _writing_keys(conn):
         if _live_key(conn, spec.name) is not None:
             raise KeyError_(
                 f"a live proxy key named {spec.name!r} exists: "
@@ -146,17 +150,17 @@ def create_key(conn: sqlite3.Connection, spec: KeySpec, now: float | None = None
         return _insert(conn, spec, now)
 
 
-def revoke_key(conn: sqlite3.Connection, name: str, now: float | None = None) -> ProxyKey:
+def revoke_key(conn: LedgerConnection, name: str, now: float | None = None) -> ProxyKey:
     """Revoke the live key of that name. A running daemon refuses it within a second."""
     now = time.time() if now is None else now
-    with transaction(conn):
+    with _writing_keys(conn):
         key = _require_live(conn, name)
         conn.execute("UPDATE proxy_keys SET revoked_at = ? WHERE id = ?", (now, key.id))
     return _by_id(conn, key.id)
 
 
 def rotate_key(
-    conn: sqlite3.Connection,
+    conn: LedgerConnection,
     name: str,
     expires_in_s: float | None = None,
     now: float | None = None,
@@ -167,7 +171,7 @@ def rotate_key(
     `expires_in_s` says otherwise. A revoked or expired key can be rotated back to life.
     """
     now = time.time() if now is None else now
-    with transaction(conn):
+    with _writing_keys(conn):
         old = _live_key(conn, name) or _latest(conn, name)
         if old is None:
             raise KeyError_(f"no proxy key named {name!r}: `meterfox keys list` shows them")
@@ -181,14 +185,14 @@ def rotate_key(
 
 
 def set_budget(
-    conn: sqlite3.Connection,
+    conn: LedgerConnection,
     name: str,
     budget: Budget | None,
     allow_unpriced: bool | None = None,
 ) -> ProxyKey:
     """Change (or with None, remove) the live key's budget, and whether it lets unpriced
     requests through (None: as it was); the daemon applies it within 1 s."""
-    with transaction(conn):
+    with _writing_keys(conn):
         key = _require_live(conn, name)
         allow = key.allow_unpriced if allow_unpriced is None else allow_unpriced
         conn.execute(
@@ -204,20 +208,21 @@ def set_budget(
     return _by_id(conn, key.id)
 
 
-def all_keys(conn: sqlite3.Connection) -> list[ProxyKey]:
+def all_keys(conn: LedgerConnection) -> list[ProxyKey]:
     """Every key ever minted, revoked ones included (the daemon names them when refusing)."""
     return [_key(row) for row in conn.execute(f"SELECT {_COLUMNS} FROM proxy_keys ORDER BY id")]
 
 
-def list_keys(conn: sqlite3.Connection, now: float | None = None) -> list[KeyListing]:
+def list_keys(conn: LedgerConnection, now: float | None = None) -> list[KeyListing]:
     """The newest key of each name, with its last use and spend this period."""
     now = time.time() if now is None else now
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM proxy_keys WHERE id IN "
-        "(SELECT MAX(id) FROM proxy_keys GROUP BY name) ORDER BY name"
-    )
+        "(SELECT MAX(id) FROM proxy_keys GROUP BY name)"
+    ).fetchall()
     listings = []
-    for key in map(_key, rows.fetchall()):
+    # Sorted here, by code point: a PostgreSQL collation would order names differently.
+    for key in sorted(map(_key, rows), key=lambda key: key.name):
         period = key.budget.period if key.budget else Period.MONTH
         listings.append(
             KeyListing(
@@ -253,7 +258,7 @@ def listing_fields(item: KeyListing) -> dict[str, object]:
     }
 
 
-def last_used(conn: sqlite3.Connection, name: str) -> float | None:
+def last_used(conn: LedgerConnection, name: str) -> float | None:
     row = conn.execute("SELECT MAX(ts) FROM requests WHERE key_name = ?", (name,)).fetchone()
     return row[0]
 
@@ -322,13 +327,13 @@ def _key(row: tuple) -> ProxyKey:
     )
 
 
-def _insert(conn: sqlite3.Connection, spec: KeySpec, now: float) -> NewKey:
+def _insert(conn: LedgerConnection, spec: KeySpec, now: float) -> NewKey:
     secret = mint_secret()
     expires = now + spec.expires_in_s if spec.expires_in_s is not None else None
-    cursor = conn.execute(
+    row = conn.execute(
         "INSERT INTO proxy_keys (name, prefix, key_hash, providers, tags, created_at, "
         "expires_at, budget_nanousd, budget_period, allow_unpriced) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             spec.name,
             secret[: len(PROXY_KEY_PREFIX) + SHOWN_CHARS],
@@ -341,31 +346,42 @@ def _insert(conn: sqlite3.Connection, spec: KeySpec, now: float) -> NewKey:
             str(spec.budget.period) if spec.budget else None,
             int(spec.allow_unpriced),
         ),
-    )
-    return NewKey(_by_id(conn, cursor.lastrowid), secret)
+    ).fetchone()
+    return NewKey(_by_id(conn, row[0]), secret)
 
 
-def _by_id(conn: sqlite3.Connection, key_id: int | None) -> ProxyKey:
+def _by_id(conn: LedgerConnection, key_id: int) -> ProxyKey:
     return _key(
         conn.execute(f"SELECT {_COLUMNS} FROM proxy_keys WHERE id = ?", (key_id,)).fetchone()
     )
 
 
-def _live_key(conn: sqlite3.Connection, name: str) -> ProxyKey | None:
+@contextmanager
+def _writing_keys(conn: LedgerConnection) -> Iterator[None]:
+    """A write transaction in which no other writer of keys runs: the check that a name has no
+    live key and the insert hold together on either store."""
+    with write_transaction(conn):
+        lock = dialect_of(conn).lock_table("proxy_keys")
+        if lock is not None:
+            conn.execute(lock)
+        yield
+
+
+def _live_key(conn: LedgerConnection, name: str) -> ProxyKey | None:
     row = conn.execute(
         f"SELECT {_COLUMNS} FROM proxy_keys WHERE name = ? AND revoked_at IS NULL", (name,)
     ).fetchone()
     return _key(row) if row else None
 
 
-def _latest(conn: sqlite3.Connection, name: str) -> ProxyKey | None:
+def _latest(conn: LedgerConnection, name: str) -> ProxyKey | None:
     row = conn.execute(
         f"SELECT {_COLUMNS} FROM proxy_keys WHERE name = ? ORDER BY id DESC LIMIT 1", (name,)
     ).fetchone()
     return _key(row) if row else None
 
 
-def _require_live(conn: sqlite3.Connection, name: str) -> ProxyKey:
+def _require_live(conn: LedgerConnection, name: str) -> ProxyKey:
     key = _live_key(conn, name)
     if key is None:
         raise KeyError_(f"no live proxy key named {name!r}: `meterfox keys list` shows them")

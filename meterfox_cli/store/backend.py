@@ -1,14 +1,28 @@
-"""The ledger behind one small protocol: where the record writer commits and reports read.
-Two backends: the local SQLite file (the default, store/sqlite.py) and a PostgreSQL server shared
-by a team (store/postgres.py). The writer and the report depend on this, never on a backend."""
+"""The ledger behind one small protocol: where the record writer commits, reports read, and
+proxy keys and their spend live. Two backends: the local SQLite file (the default,
+store/sqlite.py) and a PostgreSQL server shared by a team (store/postgres.py). The writer, the
+reports and the keys depend on this, never on a backend."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
 from meterfox_cli.store.dialect import Dialect, LedgerConnection
+
+
+class KeyWatch(Protocol):
+    """A ledger telling a daemon that its proxy keys changed, as it happens (PostgreSQL's
+    LISTEN/NOTIFY), on top of the daemon's own polling; SQLite has no such channel."""
+
+    @property
+    def listening(self) -> bool:
+        """Whether changes are being pushed right now (False: polling alone, until it is back)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class Ledger(Protocol):
@@ -58,6 +72,11 @@ class Ledger(Protocol):
     def pending(self) -> tuple[list[str], list[str]]:
         """(migrations this version has that the database lacks, and those the database has
         that this version does not know)."""
+        ...
+
+    def watch_keys(self, changed: Callable[[], None]) -> KeyWatch:
+        """Call `changed` (from another thread) soon after any proxy key is created, revoked
+        or changed by anyone, and once each time the channel comes back after a loss."""
         ...
 
 

@@ -46,6 +46,10 @@ class Dialect:
     percentiles_in_sql: bool
     # after `requests r`: about {percent}% of its rows, whole pages at a time ('' if none)
     sample_sql: str
+    # Taken first in a write transaction that reads before it writes (one live key per name):
+    # other writers of {table} wait, readers do not. SQLite's BEGIN IMMEDIATE already holds
+    # the database's one write lock: nothing to add.
+    lock_table_sql: str
 
     def insert_ignoring(self, table: str, columns: Sequence[str]) -> str:
         values = ", ".join("?" * len(columns))
@@ -72,6 +76,9 @@ class Dialect:
     def tags_object(self, t: str) -> str:
         return self.tags_object_sql.format(t=t)
 
+    def lock_table(self, table: str) -> str | None:
+        return self.lock_table_sql.format(table=table) if self.lock_table_sql else None
+
 
 SQLITE = Dialect(
     name="sqlite",
@@ -86,6 +93,7 @@ SQLITE = Dialect(
     tags_object_sql="json_group_object({t}.name, {t}.value)",  # read by the (request, name) key
     percentiles_in_sql=False,
     sample_sql="",  # SQLite samples one row in n by rowid instead (store/latency.py)
+    lock_table_sql="",
 )
 
 POSTGRES = Dialect(
@@ -107,6 +115,7 @@ POSTGRES = Dialect(
     ),
     percentiles_in_sql=True,
     sample_sql="TABLESAMPLE SYSTEM ({percent}) REPEATABLE (0)",
+    lock_table_sql="LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE",
 )
 
 

@@ -495,6 +495,34 @@ def m011_day_rollup(conn: sqlite3.Connection) -> None:
     )
 
 
+def m012_key_spend(conn: sqlite3.Connection) -> None:
+    """Each key's recorded cost per hour, kept in step with `requests` by triggers in the same
+    transaction, whoever writes: budgets read a key's spend this period from here (whole hours)
+    and from `requests` (a period starting inside an hour), not by summing every request.
+    The same table as PostgreSQL's (pg_migrations 006_proxy_keys), read by the same SQL."""
+    hour = "CAST({r}.ts / 3600 AS INTEGER)"
+    add = (
+        "INSERT INTO key_spend SELECT NEW.key_name, {hour}, NEW.cost_nanousd "
+        "WHERE NEW.cost_nanousd IS NOT NULL ON CONFLICT (key_name, hour) "
+        "DO UPDATE SET cost_nanousd = cost_nanousd + excluded.cost_nanousd;"
+    ).format(hour=hour.format(r="NEW"))
+    take = (
+        "UPDATE key_spend SET cost_nanousd = cost_nanousd - OLD.cost_nanousd "
+        "WHERE OLD.cost_nanousd IS NOT NULL AND key_name = OLD.key_name AND hour = {hour};"
+    ).format(hour=hour.format(r="OLD"))
+    conn.execute(
+        "CREATE TABLE key_spend (key_name TEXT NOT NULL, hour INTEGER NOT NULL, "
+        "cost_nanousd INTEGER NOT NULL, PRIMARY KEY (key_name, hour)) WITHOUT ROWID"
+    )
+    conn.execute(
+        f"INSERT INTO key_spend SELECT key_name, {hour.format(r='requests')}, SUM(cost_nanousd) "
+        "FROM requests WHERE cost_nanousd IS NOT NULL GROUP BY 1, 2"
+    )
+    conn.execute(f"CREATE TRIGGER key_spend_insert AFTER INSERT ON requests BEGIN {add} END")
+    conn.execute(f"CREATE TRIGGER key_spend_delete AFTER DELETE ON requests BEGIN {take} END")
+    conn.execute(f"CREATE TRIGGER key_spend_update AFTER UPDATE ON requests BEGIN {take} {add} END")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_requests", m001_requests),
     ("002_native_dedupe", m002_native_dedupe),
@@ -507,4 +535,5 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("009_tag_rollup", m009_tag_rollup),
     ("010_latency_rollup", m010_latency_rollup),
     ("011_day_rollup", m011_day_rollup),
+    ("012_key_spend", m012_key_spend),
 ]

@@ -1,12 +1,15 @@
 """The PostgreSQL ledger a team shares: connecting (libpq's rules: the password from the URL,
-PGPASSWORD or ~/.pgpass), its migrations (pg_migrations.py) and the schema check, and a
-connection shaped like sqlite3's so the write and report paths run unchanged. The only module
-that imports psycopg."""
+PGPASSWORD or ~/.pgpass), its migrations (pg_migrations.py) and the schema check, a
+connection shaped like sqlite3's so the write, report and keys paths run unchanged, and the
+LISTEN connection that tells daemons a proxy key changed. The only module that imports
+psycopg."""
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -15,7 +18,7 @@ from meterfox_cli.config import masked_url
 from meterfox_cli.errors import StoreError
 from meterfox_cli.store.backend import schema_problem
 from meterfox_cli.store.dialect import POSTGRES, Dialect
-from meterfox_cli.store.pg_migrations import PG_MIGRATIONS
+from meterfox_cli.store.pg_migrations import KEYS_CHANNEL, PG_MIGRATIONS
 
 try:
     import psycopg
@@ -23,7 +26,11 @@ try:
 except ImportError:  # the `postgres` extra is not installed
     psycopg = None  # type: ignore[assignment]
 
+log = logging.getLogger("meterfox.store")
+
 CONNECT_TIMEOUT_S = 5
+LISTEN_RETRY_S = 1.0  # a lost LISTEN connection is opened again this often (polling meanwhile)
+NOTIFIES_WAIT_S = 0.5  # how long one wait for notifications lasts: how soon `close` returns
 MIGRATIONS_LOCK = 0x6D66_6C65  # pg_advisory_xact_lock key: one migrating process at a time
 _CREATE_MIGRATIONS = (
     "CREATE TABLE IF NOT EXISTS _migrations "
@@ -179,6 +186,66 @@ class PostgresLedger:
         conn = self.connect()
         try:
             return _pending(conn)
+        finally:
+            conn.close()
+
+    def watch_keys(self, changed: Callable[[], None]) -> KeyListener:
+        listener = KeyListener(self, changed)
+        listener.start()
+        return listener
+
+
+class KeyListener:
+    """A thread holding one connection that LISTENs on the keys channel and calls `changed`
+    for each NOTIFY (pg_migrations' trigger sends one per committed key change). When the
+    connection is lost it opens another every LISTEN_RETRY_S, calling `changed` once it is
+    back (changes made meanwhile were not pushed); the daemon's polling covers the gap."""
+
+    def __init__(self, ledger: PostgresLedger, changed: Callable[[], None]) -> None:
+        self._ledger = ledger
+        self._changed = changed
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="meterfox-listen", daemon=True)
+        self._listening = threading.Event()
+        self.connections = 0  # LISTEN connections opened so far
+
+    @property
+    def listening(self) -> bool:
+        return self._listening.is_set()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(NOTIFIES_WAIT_S + CONNECT_TIMEOUT_S + 1)
+
+    def _run(self) -> None:
+        lost = False
+        while not self._stop.is_set():
+            try:
+                self._listen()
+            except (StoreError, psycopg.Error) as exc:
+                if not lost:
+                    log.warning("key changes are not pushed (%s): polling until it is back", exc)
+                lost = True
+            finally:
+                self._listening.clear()
+            self._stop.wait(LISTEN_RETRY_S)
+
+    def _listen(self) -> None:
+        conn = self._ledger.connect()
+        try:
+            conn.raw.execute(f"LISTEN {KEYS_CHANNEL}")
+            self.connections += 1
+            self._listening.set()
+            self._changed()  # whatever changed while nobody listened
+            while not self._stop.is_set():
+                for _ in conn.raw.notifies(timeout=NOTIFIES_WAIT_S):
+                    self._changed()
+                if conn.raw.broken or conn.raw.closed:
+                    raise StoreError("the LISTEN connection was lost")
         finally:
             conn.close()
 

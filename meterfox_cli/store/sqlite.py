@@ -4,6 +4,7 @@ store/db.py, which owns opening, migrating and the write transaction."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,16 @@ from meterfox_cli.errors import StoreError
 from meterfox_cli.store import db
 from meterfox_cli.store.dialect import SQLITE, Dialect
 from meterfox_cli.store.migrations import MIGRATIONS
+
+
+@dataclass(frozen=True, slots=True)
+class PollingOnly:
+    """SQLite pushes nothing: a daemon notices key changes by polling (keys/authorizer.py)."""
+
+    listening: bool = False
+
+    def close(self) -> None:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +70,9 @@ class SqliteLedger:
             return known, []
         applied = db.applied_migrations(self.path)
         return [n for n in known if n not in applied], sorted(applied - set(known))
+
+    def watch_keys(self, changed: Callable[[], None]) -> PollingOnly:
+        return PollingOnly()
 
 
 def is_passing_sqlite(exc: BaseException) -> bool:

@@ -12,10 +12,6 @@ import aiohttp
 from click.testing import CliRunner
 
 from meterfox_cli.cli import main
-from meterfox_cli.keys.budget import parse_budget
-from meterfox_cli.keys.proxy_keys import KeySpec, create_key
-from meterfox_cli.paths import resolve_paths
-from meterfox_cli.store.db import connect
 from meterfox_cli.store.pg_migrations import PG_MIGRATIONS
 from tests.cli.conftest import launch_serve, run_meterfox
 from tests.fakes.upstream import Reply
@@ -88,21 +84,3 @@ def without_timings(text: str) -> list[dict[str, str]]:
     return [
         {k: v for k, v in row.items() if "latency" not in k and "ttfb" not in k} for row in rows
     ]
-
-
-async def test_serve_refuses_budgeted_keys_a_postgresql_ledger_would_not_hold(pg_url):
-    """Budgets read spend from the local file; with the records in PostgreSQL they would
-    not hold across a restart. Until budgets move into the ledger, serve refuses to start."""
-    ledger = {URL_ENV: pg_url}
-    assert (await run_meterfox("db", "migrate", env=ledger)).returncode == 0
-    conn = connect(resolve_paths().database)
-    try:
-        create_key(conn, KeySpec("team-app", budget=parse_budget("25/month")))
-        create_key(conn, KeySpec("no-budget"))
-    finally:
-        conn.close()
-    served = await run_meterfox("serve", "--port", "0", env=ledger, timeout=30)
-    assert served.returncode == 2
-    (line,) = served.stderr.strip().splitlines()
-    assert "team-app" in line and "no-budget" not in line
-    assert "`meterfox keys budget team-app none`" in line

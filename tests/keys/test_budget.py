@@ -104,7 +104,7 @@ def test_spend_counts_the_keys_priced_requests_this_period(conn):
     assert counter.refresh(conn, {"app": Period.MONTH}, now) == {"app": 3 * DOLLAR}
 
 
-def test_spend_then_adds_only_new_rows(conn):
+def test_spend_follows_new_rows(conn):
     now = time.time()
     counter = SpendCounter()
     assert counter.refresh(conn, {"app": Period.DAY, "b": Period.DAY}, now) == {"app": 0, "b": 0}

@@ -1,20 +1,40 @@
 """The ledger contract, one suite run against both backends (SQLite and a real PostgreSQL):
 records go in through the record writer, reports come out through `read_report`, and both
-stores must give the same rows, so they cannot drift apart."""
+stores must give the same rows, so they cannot drift apart. Proxy keys and budgets live in the
+ledger too: `keys` functions and the spend budgets read behave the same on both."""
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import astuple, replace
+from functools import partial
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from meterfox_cli.errors import MeterFoxError
+from meterfox_cli.errors import KeyError_, MeterFoxError
+from meterfox_cli.keys.authorizer import KeyAuthorizer
+from meterfox_cli.keys.budget import Period, SpendCounter, parse_budget, spend_since
+from meterfox_cli.keys.proxy_keys import (
+    KeySpec,
+    all_keys,
+    create_key,
+    hash_secret,
+    list_keys,
+    listing_fields,
+    revoke_key,
+    rotate_key,
+    set_budget,
+)
+from meterfox_cli.money import from_nanousd
 from meterfox_cli.pricing.book import PriceBook
+from meterfox_cli.pricing.quote import Price
+from meterfox_cli.proxy.auth import Credential
 from meterfox_cli.records import Outcome, UsageRecord
 from meterfox_cli.store import feed, latency
 from meterfox_cli.store.backend import Ledger
@@ -28,7 +48,7 @@ from meterfox_cli.store.billed import (
     synced_until,
 )
 from meterfox_cli.store.costs import find_request, reprice
-from meterfox_cli.store.dialect import write_transaction
+from meterfox_cli.store.dialect import LedgerConnection, write_transaction
 from meterfox_cli.store.dimensions import parse_dimensions
 from meterfox_cli.store.postgres import PostgresLedger
 from meterfox_cli.store.queries import Report, read_report
@@ -41,6 +61,7 @@ from tests.fakes.records import Req, at, usage_record
 
 BACKENDS = ("sqlite", "postgresql")
 DAY_S = 86400
+DOLLAR = 1_000_000_000
 ALL = TimeRange()
 # Across a day boundary and partial hours at both edges (the rollup plus raw edge rows).
 EDGES = TimeRange(at("2026-11-02 09:20"), at("2026-11-04 13:40"))
@@ -392,3 +413,235 @@ def test_a_sampled_latency_pass_tops_up_thin_groups_to_the_exact_values(
         assert sampled is not None and unsampled is not None
         assert sampled.sample_every == 3 and sampled.total.latency_sample_every == 3
         assert sampled.rows == unsampled.rows  # every group topped up: exact, as before
+
+
+# --- proxy keys and budgets: the same behaviour in either ledger ------------------------------
+
+
+@pytest.fixture
+def key_conn(ledger: Ledger) -> Iterator[LedgerConnection]:
+    """A connection to an empty, migrated ledger, as `meterfox keys` opens one."""
+    conn = ledger.open_writer(1000)
+    yield conn
+    conn.close()
+
+
+def as_listed(conn: LedgerConnection) -> list[dict]:
+    """`keys list --format json`, less what differs from run to run (times, prefixes)."""
+    varying = ("prefix", "created_at", "expires_at", "revoked_at", "last_used")
+    return [
+        {k: v for k, v in listing_fields(item).items() if k not in varying}
+        for item in list_keys(conn)
+    ]
+
+
+def test_keys_created_revoked_rotated_and_budgeted_list_the_same_on_both(key_conn) -> None:
+    conn = key_conn
+    create_key(conn, KeySpec("web", providers=("openai",), tags=(("team", "search"),)))
+    create_key(conn, KeySpec("Batch", budget=parse_budget("25/month")))
+    create_key(conn, KeySpec("ci", budget=parse_budget("2/day"), allow_unpriced=True))
+    rotated = rotate_key(conn, "web")
+    revoke_key(conn, "ci")
+    set_budget(conn, "Batch", parse_budget("10/week"), allow_unpriced=True)
+    with pytest.raises(KeyError_, match="a live proxy key named 'Batch' exists"):
+        create_key(conn, KeySpec("Batch"))
+    zero, ten, two = (str(from_nanousd(n * DOLLAR)) for n in (0, 10, 2))
+    assert as_listed(conn) == [
+        {"name": "Batch", "providers": [], "tags": {}, "spend_usd": zero, "spend_period": "week",
+         "budget_usd": ten, "budget_period": "week", "allow_unpriced": True, "status": "active"},
+        {"name": "ci", "providers": [], "tags": {}, "spend_usd": zero, "spend_period": "day",
+         "budget_usd": two, "budget_period": "day", "allow_unpriced": True, "status": "revoked"},
+        {"name": "web", "providers": ["openai"], "tags": {"team": "search"}, "spend_usd": zero,
+         "spend_period": "month", "budget_usd": None, "budget_period": None,
+         "allow_unpriced": False, "status": "active"},
+    ]  # fmt: skip
+    keys = all_keys(conn)
+    assert [k.name for k in keys] == ["web", "Batch", "ci", "web"]  # in the order minted
+    assert keys[-1] == rotated.key and keys[-1].key_hash == hash_secret(rotated.secret)
+    assert keys[0].revoked_at is not None and keys[-1].revoked_at is None
+
+
+def test_every_key_change_moves_the_key_version(key_conn) -> None:
+    """What a daemon polls (and on PostgreSQL, what each NOTIFY carries)."""
+    conn = key_conn
+
+    def version() -> int:
+        return conn.execute("SELECT version FROM key_state WHERE id = 1").fetchone()[0]
+
+    seen = [version()]
+    create_key(conn, KeySpec("app"))
+    seen.append(version())
+    set_budget(conn, "app", parse_budget("1/day"))
+    seen.append(version())
+    revoke_key(conn, "app")
+    seen.append(version())
+    assert seen == sorted(set(seen))  # strictly rising
+
+
+def test_two_creates_of_one_name_at_once_leave_one_live_key(ledger: Ledger) -> None:
+    """Each checks that the name has no live key, then inserts: the check and the insert hold
+    together, so one wins and the other is told, on either store."""
+    conns = [ledger.open_writer(5000) for _ in range(8)]
+    outcomes: list[str] = []
+    start = threading.Barrier(len(conns))
+
+    def create(conn: LedgerConnection) -> None:
+        start.wait()
+        try:
+            create_key(conn, KeySpec("shared"))
+            outcomes.append("created")
+        except KeyError_:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=create, args=(conn,)) for conn in conns]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    for conn in conns:
+        conn.close()
+    assert sorted(outcomes) == ["created"] + ["refused"] * (len(conns) - 1)
+
+
+def keyed(key: str, ts: float, cost: int | None) -> tuple[UsageRecord, Price]:
+    record = usage_record(key_name=key, started_at=ts)
+    return record, Price(cost, "computed" if cost is not None else "unpriced")
+
+
+def record_priced(ledger: Ledger, rows: list[tuple[UsageRecord, Price]]) -> None:
+    prices = {record.id: price for record, price in rows}
+    write(ledger, [record for record, _ in rows], prices)
+
+
+def test_a_keys_spend_is_kept_by_the_ledger_whoever_writes(ledger: Ledger, key_conn) -> None:
+    """Spend since a period start: whole hours from the database's per-hour sums, and the
+    records of a start inside an hour; reprices and deletes follow, unpriced count 0."""
+    start = at("2026-11-02 09:20")  # inside an hour
+    record_priced(
+        ledger,
+        [
+            keyed("app", start - 1, 1_000),  # before the period
+            keyed("app", start, 20),  # the partial hour
+            keyed("app", at("2026-11-02 09:59"), 300),
+            keyed("app", at("2026-11-02 10:00"), 4_000),  # whole hours from here
+            keyed("app", at("2026-11-05 23:00"), 50_000),
+            keyed("app", at("2026-11-05 23:30"), None),  # unpriced
+            keyed("other", at("2026-11-03 10:00"), 600_000),
+        ],
+    )
+    assert spend_since(key_conn, "app", start) == 20 + 300 + 4_000 + 50_000
+    assert spend_since(key_conn, "app", at("2026-11-02 10:00")) == 54_000
+    assert spend_since(key_conn, "nobody", start) == 0
+    with ledger.transaction(key_conn):
+        key_conn.execute("UPDATE requests SET cost_nanousd = 7 WHERE cost_nanousd = ?", (50_000,))
+        key_conn.execute("DELETE FROM requests WHERE cost_nanousd = ?", (4_000,))
+    assert spend_since(key_conn, "app", start) == 20 + 300 + 7
+
+
+def test_the_spend_counter_says_which_of_a_daemons_own_requests_it_has_read(
+    ledger: Ledger, key_conn
+) -> None:
+    now = time.time()
+    rows = [keyed("app", now, 5), keyed("app", now, 6)]
+    record_priced(ledger, rows[:1])
+    counter = SpendCounter()
+    pending = [rows[0][0].id, rows[1][0].id, "never-written"]
+    assert counter.refresh(key_conn, {"app": Period.DAY}, now, pending) == {"app": 5}
+    assert counter.counted == (rows[0][0].id,)
+    record_priced(ledger, rows[1:])
+    assert counter.refresh(key_conn, {"app": Period.DAY}, now, pending) == {"app": 11}
+    assert sorted(counter.counted) == sorted([rows[0][0].id, rows[1][0].id])
+
+
+@pytest.fixture
+def daemon(ledger: Ledger, tmp_path: Path) -> Iterator[Callable[..., KeyAuthorizer]]:
+    """A daemon's key check on this ledger (its provider-key index in a local file of its own),
+    started; closed after the test."""
+    started: list[KeyAuthorizer] = []
+
+    def start(**kwargs: object) -> KeyAuthorizer:
+        local = tmp_path / f"daemon-{len(started)}.db"
+        authorizer = KeyAuthorizer(local, _no_key_store, key_ledger=ledger, **kwargs)
+        authorizer.start()
+        started.append(authorizer)
+        return authorizer
+
+    yield start
+    for authorizer in started:
+        authorizer.close()
+
+
+def _no_key_store():
+    raise AssertionError("no provider key is stored: the key store is never needed")
+
+
+def kind(authorizer: KeyAuthorizer, secret: str) -> str | None:
+    """Why the daemon refuses `secret` now (None: it accepts it)."""
+    decision = authorizer.decide("openai", Credential("authorization", "Bearer ", secret))
+    return None if decision.error_kind == "provider_key_missing" else decision.error_kind
+
+
+def wait_for(done: Callable[[], bool], timeout_s: float) -> float:
+    """Seconds until `done()`; fails past `timeout_s`."""
+    started = time.monotonic()
+    while not done():
+        assert time.monotonic() - started < timeout_s, f"not within {timeout_s} s"
+        time.sleep(0.005)
+    return time.monotonic() - started
+
+
+def test_a_key_revoked_elsewhere_is_refused_by_a_running_daemon_within_a_second(
+    ledger: Ledger, key_conn, daemon
+) -> None:
+    """SQLite by polling; PostgreSQL by a NOTIFY the moment the revoke commits (and polling)."""
+    new = create_key(key_conn, KeySpec("app"))
+    first, second = daemon(), daemon()
+    assert kind(first, new.secret) is None and kind(second, new.secret) is None
+    revoke_key(key_conn, "app")
+    for each in (first, second):
+        revoked = partial(lambda d: kind(d, new.secret) == "proxy_key_revoked", each)
+        assert wait_for(revoked, 1.0) < 1.0
+    pushed = first.stats()["key_changes_pushed"]
+    assert (pushed > 0) is (ledger.dialect.name == "postgresql")
+
+
+def test_a_daemon_keeps_the_budgets_of_keys_changed_elsewhere(key_conn, daemon) -> None:
+    new = create_key(key_conn, KeySpec("app", budget=parse_budget("1/day")))
+    check = daemon()
+    set_budget(key_conn, "app", None)
+    wait_for(lambda: "app" not in check.snapshot.budgeted, 1.0)
+    set_budget(key_conn, "app", parse_budget("3/day"))
+    wait_for(lambda: "app" in check.snapshot.budgeted, 1.0)
+    assert check.snapshot.budgeted["app"].budget == parse_budget("3/day")
+    assert kind(check, new.secret) is None
+
+
+def test_when_the_listening_connection_drops_polling_carries_revokes_until_it_is_back(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL only: the server ends every session of the daemon (as a restart or a network
+    cut would). A revoke still lands within a second, and the LISTEN connection comes back."""
+    ledger = PostgresLedger(pg_url)
+    ledger.migrate()
+    with contextlib.ExitStack() as closing:
+        conn = ledger.open_writer(1000)
+        closing.callback(conn.close)
+        new = create_key(conn, KeySpec("app"))
+        check = KeyAuthorizer(tmp_path / "local.db", _no_key_store, key_ledger=ledger)
+        check.start()
+        closing.callback(check.close)
+        wait_for(lambda: check.stats()["key_changes_listening"], 5.0)
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            ended = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid != pg_backend_pid() "
+                "AND query LIKE 'LISTEN%'"
+            ).fetchall()
+        assert ended == [(True,)]
+        wait_for(lambda: not check.stats()["key_changes_listening"], 2.0)
+        revoke_key(conn, "app")  # nobody listens: only polling can carry it
+        assert wait_for(lambda: kind(check, new.secret) == "proxy_key_revoked", 1.0) < 1.0
+        wait_for(lambda: check.stats()["key_changes_listening"], 5.0)
+        pushed = check.stats()["key_changes_pushed"]
+        create_key(conn, KeySpec("later"))
+        wait_for(lambda: check.stats()["key_changes_pushed"] > pushed, 1.0)

@@ -45,12 +45,21 @@ EXPECTED = {
         "rule": TEXT, "period_start": TEXT, "threshold": INT, "fired_at": REAL,
         "spend_nanousd": BIGINT, "budget_nanousd": BIGINT, "message": TEXT,
     },
+    "proxy_keys": {
+        "id": BIGINT, "name": TEXT, "prefix": TEXT, "key_hash": "bytea", "providers": TEXT,
+        "tags": TEXT, "created_at": REAL, "expires_at": REAL, "revoked_at": REAL,
+        "budget_nanousd": BIGINT, "budget_period": TEXT, "allow_unpriced": INT,
+    },
+    "key_state": {"id": INT, "version": BIGINT},
+    "key_spend": {"key_name": TEXT, "hour": BIGINT, "cost_nanousd": BIGINT},
 }  # fmt: skip
 EXPECTED_INDEXES = {
     "requests_pkey", "requests_rowid_key", "requests_ts", "requests_day", "requests_key_ts",
     "requests_latency", "requests_dedupe", "request_tags_pkey", "request_tags_name",
     "request_rollup_pkey", "_migrations_pkey", "billed_buckets_pkey", "sync_state_pkey",
     "alerts_fired_pkey",
+    "proxy_keys_pkey", "proxy_keys_key_hash_key",
+    "proxy_keys_live_name", "key_state_pkey", "key_spend_pkey",
 }  # fmt: skip
 
 
@@ -79,6 +88,20 @@ def test_a_blank_database_migrated_has_the_expected_schema(pg_url: str) -> None:
     assert indexes(pg_url) == EXPECTED_INDEXES
     # Every column the writer inserts exists, in the SQLite table's order after the rowid.
     assert tuple(EXPECTED["requests"])[1:] == REQUEST_COLUMNS
+
+
+def test_the_key_tables_have_sqlites_columns_in_sqlites_order(pg_url: str, tmp_path) -> None:
+    """The keys code runs the same SQL on both stores: the same columns, in the same order."""
+    from meterfox_cli.store.db import connect
+
+    PostgresLedger(pg_url).migrate()
+    conn = connect(tmp_path / "ledger.db")
+    try:
+        for table in ("proxy_keys", "key_state", "key_spend"):
+            columns = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+            assert columns == list(EXPECTED[table]), table
+    finally:
+        conn.close()
 
 
 def test_migrating_twice_applies_nothing_the_second_time(pg_url: str) -> None:
