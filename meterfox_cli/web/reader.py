@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from meterfox_cli.store.backend import Ledger, as_ledger
-from meterfox_cli.store.db import connect
 from meterfox_cli.web.worker import frame
 
 T = TypeVar("T")
@@ -94,7 +93,7 @@ class _Worker:
 
 class Reader:
     """The dashboard's reads, in a worker process started on the first one: from `ledger`
-    (default: the SQLite file `database`, where the writes go)."""
+    (default: the SQLite file `database`); its writes (keys) go to the same ledger."""
 
     def __init__(self, database: Path, threads: int = THREADS, ledger: Ledger | None = None):
         self.database = database
@@ -157,7 +156,9 @@ class Reader:
         return _Worker(process, reader, writer)
 
     def _write(self, change: Callable[[Any], T]) -> T:
-        conn = connect(self.database)
+        """A change (revoke, create) on a connection of its own to the ledger, where `keys`
+        and every daemon read proxy keys (the local file, or the team's PostgreSQL)."""
+        conn = self.ledger.open_writer()
         try:
             return change(conn)
         finally:

@@ -175,3 +175,28 @@ async def test_reads_go_to_the_ledger_the_reader_is_given(database, pg_url):
         assert count_requests(local) == 0
     finally:
         local.close()
+
+
+async def test_key_changes_from_the_page_go_to_the_ledger_every_daemon_reads(database, pg_url):
+    """Revoke and create in the dashboard act on the team's proxy keys (PostgreSQL), as
+    `meterfox keys` does, never on the local file."""
+    from meterfox_cli.keys.proxy_keys import KeySpec, create_key, list_keys, revoke_key
+
+    ledger = PostgresLedger(pg_url)
+    ledger.migrate()
+    reader = Reader(database, ledger=ledger)
+    try:
+        await reader.write(lambda conn: create_key(conn, KeySpec("team-app")))
+        await reader.write(lambda conn: revoke_key(conn, "team-app"))
+    finally:
+        await reader.close()
+    conn = ledger.connect()
+    try:
+        assert [(k.key.name, k.status) for k in list_keys(conn)] == [("team-app", "revoked")]
+    finally:
+        conn.close()
+    local = connect(database)
+    try:
+        assert list_keys(local) == []
+    finally:
+        local.close()
