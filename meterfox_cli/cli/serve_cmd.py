@@ -68,6 +68,7 @@ def serve(
     from meterfox_cli.logs import configure_logging
     from meterfox_cli.proxy.app import make_app
     from meterfox_cli.proxy.server import (
+        chosen_loop,
         exposure_warning,
         is_loopback,
         requires_proxy_key,
@@ -76,6 +77,7 @@ def serve(
     from meterfox_cli.proxy.server import serve as run_server
     from meterfox_cli.store.writer import RecordWriter
 
+    loop = chosen_loop(os.environ)  # a wrong METERFOX_LOOP fails before anything starts
     settings = load_settings(parse_upstreams(upstreams))
     config = settings.config
     for unknown in config.unknown:
@@ -124,7 +126,7 @@ def serve(
         click.echo("Press Ctrl-C to stop.", err=True)
 
     run_event_loop(
-        run_server(app, host, port, on_ready=ready, max_connections=config.max_connections)
+        run_server(app, host, port, on_ready=ready, max_connections=config.max_connections), loop
     )
 
 

@@ -7,7 +7,7 @@ import errno
 import ipaddress
 import logging
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 
 from aiohttp import web
 
@@ -129,15 +129,35 @@ def exposure_warning(host: str, port: int, require_proxy_key: bool) -> list[str]
     return lines
 
 
-def run_event_loop(main: Coroutine[object, object, None]) -> None:
-    """Run the daemon on uvloop when it is installed (`pip install 'meterfox-cli[speed]'`),
-    else on asyncio's own loop. uvloop cut the proxy's CPU per request by about a tenth in
-    bench/run.py (docs/performance.md); everything works the same without it."""
+LOOP_ENV = "METERFOX_LOOP"  # `uvloop` or `asyncio`: the daemon's event loop (default uvloop)
+LOOPS = ("uvloop", "asyncio")
+
+
+def chosen_loop(environ: Mapping[str, str]) -> str:
+    """The event loop the daemon runs on: `METERFOX_LOOP` when set, else uvloop (a default
+    dependency on Linux and macOS) when it imports, else asyncio's own."""
+    wanted = environ.get(LOOP_ENV, "").strip().lower()
+    if wanted and wanted not in LOOPS:
+        raise MeterFoxError(f"{LOOP_ENV}={wanted!r}: choose one of {', '.join(LOOPS)}")
+    if wanted == "asyncio":
+        return "asyncio"
     try:
-        import uvloop
+        import uvloop  # noqa: F401
     except ImportError:
+        if wanted == "uvloop":
+            raise MeterFoxError(f"{LOOP_ENV}=uvloop, but uvloop is not installed") from None
+        return "asyncio"
+    return "uvloop"
+
+
+def run_event_loop(main: Coroutine[object, object, None], loop: str = "uvloop") -> None:
+    """Run the daemon on `loop` (see `chosen_loop`). uvloop cut the proxy's CPU per request by
+    about a tenth in bench/run.py (docs/performance.md); everything works the same without it."""
+    if loop == "asyncio":
         asyncio.run(main)
         return
+    import uvloop
+
     uvloop.run(main)
 
 

@@ -65,3 +65,19 @@ async def test_serve_prints_one_base_url_per_provider(meterfox_home):
     assert f"http://127.0.0.1:{port}/openai/v1" in text
     assert f"http://127.0.0.1:{port}/anthropic" in text
     assert f"http://127.0.0.1:{port}/groq" in text
+
+
+async def test_serve_runs_on_uvloop_by_default_and_on_asyncio_when_asked(meterfox_home):
+    """uvloop is a default dependency (the fast install is the default one); METERFOX_LOOP
+    picks the loop, and CI runs the serve tests on both (.ci/run)."""
+    for wanted, loop in ((None, "uvloop"), ("asyncio", "asyncio"), ("uvloop", "uvloop")):
+        async with launch_serve(env={"METERFOX_LOOP": wanted}) as served:
+            assert (await served.health())["event_loop"] == loop
+
+
+async def test_serve_refuses_an_unknown_loop_in_one_line(meterfox_home):
+    finished = await run_meterfox("serve", env={"METERFOX_LOOP": "trio"}, timeout=15)
+    assert finished.returncode != 0
+    assert finished.stderr.strip().splitlines() == [
+        "meterfox: METERFOX_LOOP='trio': choose one of uvloop, asyncio"
+    ]
