@@ -56,11 +56,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+def start(
+    args: list[str], env: dict[str, str] | None = None, checkout: Path = ROOT
+) -> subprocess.Popen:
+    """Start `args` in `checkout` (this one by default), its code first on the import path."""
     return subprocess.Popen(
         args,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        cwd=checkout,
+        env={**os.environ, "PYTHONPATH": str(checkout), **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

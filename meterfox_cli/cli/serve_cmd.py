@@ -92,8 +92,9 @@ def serve(
     ledger.check()  # a PostgreSQL ledger behind or ahead of this version: refused, in a sentence
     if ledger_url(config, os.environ) is not None:
         _refuse_budgets_off_the_ledger(settings)
+    # The price data loads when first needed, off the loop: in the writer thread for the first
+    # record, in the key watcher before a budgeted key is published (docs/performance.md).
     book = price_book(settings)
-    book.warm()  # load the price data now, not while the first requests are in flight
     require = requires_proxy_key(host, require_proxy_key, config.require_proxy_key)
     for line in exposure_warning(host, port, require):
         click.secho(line, err=True, fg="red", bold=True)

@@ -115,13 +115,17 @@ class KeyAuthorizer(Authorizer):
         self._looked_up = 0
 
     def start(self) -> None:
-        self._book.warm()  # price data loaded now, not by the first budgeted request's estimate
         self._watcher.start()
 
     def close(self) -> None:
         self._watcher.close()
 
     def _publish(self, snapshot: KeySnapshot) -> None:
+        """Called off the loop (start, the watcher thread). The price data (about 10 MB and
+        0.2 s to load) is loaded here, before the first budgeted key is published, so no
+        request's estimate loads it on the loop; without budgets it waits for the writer."""
+        if snapshot.budgeted:
+            self._book.warm()
         self.snapshot = snapshot  # one reference swap: atomic for the loop's readers
 
     def decide(self, provider_slug: str, credential: Credential | None) -> Decision:
