@@ -51,12 +51,20 @@ if TYPE_CHECKING:
     "the URL carrying it): needed to turn it on beyond loopback; on a machine shared with "
     "other users, it keeps them out of it on loopback too.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes serving the port (SO_REUSEPORT), e.g. one per core; see docs/performance.md.",
+)
 def serve(
     host: str | None,
     port: int | None,
     upstreams: tuple[str, ...],
     require_proxy_key: bool | None,
     dashboard_login: bool,
+    workers: int,
 ) -> None:
     """Run the proxy in the foreground until Ctrl-C (or SIGTERM).
 
@@ -75,6 +83,7 @@ def serve(
         run_event_loop,
     )
     from meterfox_cli.proxy.server import serve as run_server
+    from meterfox_cli.proxy.workers import run_workers
     from meterfox_cli.store.writer import RecordWriter
 
     loop = chosen_loop(os.environ)  # a wrong METERFOX_LOOP fails before anything starts
@@ -91,7 +100,17 @@ def serve(
     ledger = current_ledger(settings)
     ledger.check()  # a PostgreSQL ledger behind or ahead of this version: refused, in a sentence
     if ledger_url(config, os.environ) is not None:
-        _refuse_budgets_off_the_ledger(settings)
+        _refuse_budgets(
+            settings,
+            "budgets are not kept in a PostgreSQL ledger yet, so",
+            "unset METERFOX_DATABASE_URL and [store] url",
+        )
+    if workers > 1:
+        _refuse_budgets(
+            settings,
+            "with --workers, each worker would reserve spend alone, so",
+            "run one worker",
+        )
     # The price data loads when first needed, off the loop: in the writer thread for the first
     # record, in the key watcher before a budgeted key is published (docs/performance.md).
     book = price_book(settings)
@@ -100,18 +119,28 @@ def serve(
         click.secho(line, err=True, fg="red", bold=True)
     mount = _dashboard(settings, host, dashboard_login)
     store = _key_store(settings)
-    sync_mounts, health_sections = _background_sync(settings, store, book)
-    app = make_app(
-        registry=settings.registry,
-        writer=RecordWriter(ledger, pricer=book, host=recording_host(config)),
-        authorizer=KeyAuthorizer(
-            settings.paths.database, store, require_proxy_key=require, book=book
-        ),
-        timeouts=config.timeouts,
-        max_body_bytes=config.max_body_bytes,
-        mounts=[mount, *sync_mounts],
-        health_sections=health_sections,
-    )
+    sync_mounts, sync_health = _background_sync(settings, store, book)
+
+    def build(worker: int) -> web.Application:
+        """Worker `worker`'s app (with --workers, built in that worker's process); the
+        background sync runs in worker 0 only."""
+        if worker == 0:
+            mounts, health_sections = [mount, *sync_mounts], dict(sync_health)
+        else:
+            mounts, health_sections = [mount], {"sync": lambda: {"in_worker": 0}}
+        if workers > 1:
+            health_sections["worker"] = lambda: {"number": worker, "of": workers}
+        return make_app(
+            registry=settings.registry,
+            writer=RecordWriter(ledger, pricer=book, host=recording_host(config)),
+            authorizer=KeyAuthorizer(
+                settings.paths.database, store, require_proxy_key=require, book=book
+            ),
+            timeouts=config.timeouts,
+            max_body_bytes=config.max_body_bytes,
+            mounts=mounts,
+            health_sections=health_sections,
+        )
 
     def ready(base: str) -> None:
         click.echo(f"MeterFox {base}  (database: {ledger.describe()})")
@@ -124,11 +153,25 @@ def serve(
             click.echo(f"Syncing billed usage every {_duration(config.sync.every_s)}.", err=True)
         if require:
             click.echo("Requests must carry a MeterFox proxy key (mf-…).", err=True)
+        if workers > 1:
+            click.echo(f"{workers} worker processes share the port.", err=True)
         click.echo("Press Ctrl-C to stop.", err=True)
 
-    run_event_loop(
-        run_server(app, host, port, on_ready=ready, max_connections=config.max_connections), loop
+    if workers == 1:
+        server = run_server(build(0), host, port, ready, max_connections=config.max_connections)
+        run_event_loop(server, loop)
+        return
+    code = run_workers(
+        build,
+        host,
+        port,
+        workers,
+        loop=loop,
+        on_ready=ready,
+        max_connections=config.max_connections,
     )
+    if code:
+        raise SystemExit(code)
 
 
 def _dashboard(settings: Settings, host: str, login: bool):
@@ -156,10 +199,12 @@ def _dashboard(settings: Settings, host: str, login: bool):
     return dashboard_mount(settings.paths.database, access_for(loopback, token), tolerance)
 
 
-def _refuse_budgets_off_the_ledger(settings: Settings) -> None:
-    """Budgets sum a key's spend from the local file; with the records in a PostgreSQL ledger
-    that sum stays empty and a budget would stop holding at the next restart. Until budgets
-    live in the ledger (issue 16, next phase), a daemon with budgeted keys refuses to start."""
+def _refuse_budgets(settings: Settings, why: str, instead: str) -> None:
+    """Refuse to start while a live key has a budget that could not hold. With a PostgreSQL
+    ledger: budgets sum a key's spend from the local file, which stays empty (until budgets
+    live in the ledger, issue 16, next phase). With --workers: each worker reserves a request's
+    worst case in its own memory and sees the others' spend only once it is committed and
+    polled, so N workers could together pass a budget by their requests in flight."""
     import time
 
     from meterfox_cli.errors import MeterFoxError
@@ -178,9 +223,7 @@ def _refuse_budgets_off_the_ledger(settings: Settings) -> None:
     if names:
         remove = "; ".join(f"`meterfox keys budget {name} none`" for name in names)
         raise MeterFoxError(
-            f"budgets are not kept in a PostgreSQL ledger yet, so those of {', '.join(names)} "
-            f"would not hold: remove them ({remove}) or unset METERFOX_DATABASE_URL and "
-            "[store] url"
+            f"{why} those of {', '.join(names)} would not hold: remove them ({remove}) or {instead}"
         )
 
 

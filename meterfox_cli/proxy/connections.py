@@ -171,11 +171,19 @@ class _Counted(asyncio.Protocol):
 class CappedSite(web.BaseSite):
     """aiohttp's TCP site, with every connection passing through a ConnectionCap."""
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, cap: ConnectionCap) -> None:
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        cap: ConnectionCap,
+        reuse_port: bool = False,
+    ) -> None:
         super().__init__(runner, backlog=cap.budget.backlog)
         self._host = host
         self._port = port
         self._cap = cap
+        self._reuse_port = reuse_port  # one of `serve --workers N` sharing the port
 
     @property
     def name(self) -> str:
@@ -191,4 +199,5 @@ class CappedSite(web.BaseSite):
             self._port,
             backlog=self._backlog,
             reuse_address=True,
+            reuse_port=self._reuse_port or None,
         )

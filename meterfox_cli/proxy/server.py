@@ -39,6 +39,7 @@ async def serve(
     port: int,
     on_ready: Callable[[str], None] = lambda url: None,
     max_connections: int | None = None,
+    worker: bool = False,
 ) -> None:
     """Serve `app` until a stop signal. In-flight requests finish (up to SHUTDOWN_TIMEOUT_S) and
     the app's cleanup commits every queued record before this returns.
@@ -46,7 +47,11 @@ async def serve(
     Client limits: the soft open-file limit is raised to the hard one and the connections are
     capped to fit in it (connections.py); a request's headers must arrive within the
     `client_header` timeout of the connection opening or of the previous response (aiohttp
-    closes the connection otherwise, an idle keep-alive one too)."""
+    closes the connection otherwise, an idle keep-alive one too).
+
+    A `worker` (one of `serve --workers N`, proxy/workers.py) shares the port with the others
+    (SO_REUSEPORT) and stops on SIGTERM only, once: its supervisor sends it, whatever the
+    supervisor was sent (a terminal's Ctrl-C reaches the whole process group)."""
     cap = ConnectionCap(connection_budget(raise_open_file_limit(), max_connections))
     app.middlewares.append(cap.middleware)
     runner = web.AppRunner(
@@ -59,7 +64,7 @@ async def serve(
     )
     await runner.setup()
     try:
-        site = CappedSite(runner, host, port, cap)
+        site = CappedSite(runner, host, port, cap, reuse_port=worker)
         try:
             await site.start()
         except OSError as exc:
@@ -70,22 +75,28 @@ async def serve(
                 ) from exc
             raise MeterFoxError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
         on_ready(f"http://{_url_host(host)}:{port}")
-        await _wait_for_stop_signal()
+        await _wait_for_stop_signal((signal.SIGTERM,) if worker else STOP_SIGNALS, worker)
         log.info("stopping: finishing in-flight requests and writing records")
     finally:
         await runner.cleanup()
 
 
-async def _wait_for_stop_signal() -> None:
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+async def _wait_for_stop_signal(signals: tuple[signal.Signals, ...], once: bool) -> None:
+    """Return on the first of `signals`; then, if `once`, ignore them while draining."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in signals:
             loop.remove_signal_handler(sig)
+            if once:
+                signal.signal(sig, signal.SIG_IGN)
 
 
 def is_loopback(host: str) -> bool:

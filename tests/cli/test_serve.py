@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.cli.conftest import launch_serve, run_meterfox
 from tests.conftest import read_records
@@ -15,6 +16,7 @@ from tests.fakes.upstream import Reply
 from tests.fixtures.openai_style import CASES
 
 
+@pytest.mark.usefixtures("serve_workers")
 async def test_sigterm_after_concurrent_requests_leaves_every_record(
     upstream_server, meterfox_home
 ):
@@ -41,6 +43,7 @@ async def test_sigterm_after_concurrent_requests_leaves_every_record(
     assert {r["input_tokens"] for r in records} == {CASES[0].expected["input_tokens"]}
 
 
+@pytest.mark.usefixtures("serve_workers")
 async def test_second_serve_on_the_same_port_is_a_one_line_error(meterfox_home):
     async with launch_serve() as first:
         port = first.port
@@ -54,6 +57,7 @@ async def test_second_serve_on_the_same_port_is_a_one_line_error(meterfox_home):
     assert first.returncode == 0
 
 
+@pytest.mark.usefixtures("serve_workers")
 async def test_serve_prints_one_base_url_per_provider(meterfox_home):
     async with launch_serve() as served:
         async with aiohttp.ClientSession() as session:

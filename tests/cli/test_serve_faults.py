@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.cli.conftest import Served, free_port, launch_serve
 from tests.conftest import read_records
@@ -97,6 +98,7 @@ async def test_sigkill_mid_load_keeps_every_committed_record_and_the_db_reopens(
     assert len(read_records(db_path)) == survived + 1
 
 
+@pytest.mark.usefixtures("serve_workers")
 async def test_sigterm_mid_stream_lets_every_stream_finish_and_records_each(
     upstream_server, meterfox_home
 ):
@@ -138,6 +140,7 @@ async def test_sigterm_mid_stream_lets_every_stream_finish_and_records_each(
 # --- two daemons, one database -------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("serve_workers")
 async def test_two_serve_on_one_database_both_record(upstream_server, meterfox_home):
     """Both start at once on a database that does not exist yet (so both migrate it), then
     write concurrently: WAL and the busy timeout serialise them without losing a record."""
