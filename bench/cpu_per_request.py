@@ -1,17 +1,24 @@
 """CPU time per proxied request: the bare relay against MeterFox, JSON at concurrency 32.
 
-    python -m bench.cpu_per_request [--rounds 3] [--seconds 4]
+    python -m bench.cpu_per_request [--rounds 3] [--seconds 4] [--check]
 
 Throughput on a shared 2-vCPU machine depends on what else runs; the CPU a process spends per
-request (user + system, from /proc/PID/stat, over a wrk run) is steadier. Uses the same fake
-upstream, relay and helpers as bench/run.py. Needs wrk; Linux only.
+request (user + system, from /proc/PID/stat, over a wrk run) is steadier, and its ratio to the
+bare relay's in the same round steadier still. Prints each round and the median ratio beside
+the committed baseline (bench/cpu_baseline.json). With --check (CI, .ci/run) it exits 1 when the
+median ratio is more than 50% over the baseline: a guard against a large slip that noise
+(about ±15%) cannot trip, not a timed test. Uses the same fake upstream, relay and helpers as
+bench/run.py. Needs wrk; Linux only.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +37,8 @@ from bench.run import (
 )
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+BASELINE = Path(__file__).with_name("cpu_baseline.json")
+REGRESSION_LIMIT = 1.5  # --check fails above baseline x this
 
 
 def cpu_seconds(pid: int) -> float:
@@ -49,7 +58,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--check", action="store_true", help="exit 1 on a >50%% regression")
     args = parser.parse_args()
+    ratios = per_round_ratios(args.rounds, args.seconds)
+    ratio = statistics.median(ratios)
+    baseline = json.loads(BASELINE.read_text())["ratio"]
+    limit = baseline * REGRESSION_LIMIT
+    verdict = "ok" if ratio <= limit else "REGRESSION"
+    print(f"CPU per proxied request vs the bare relay: {ratio:.2f}x (median of {len(ratios)}); "
+          f"baseline {baseline:.2f}x, limit {limit:.2f}x: {verdict}")  # fmt: skip
+    if args.check and ratio > limit:
+        sys.exit(1)
+
+
+def per_round_ratios(rounds: int, seconds: int) -> list[float]:
+    """MeterFox's CPU per request over the relay's, one ratio per round."""
     home = Path(tempfile.mkdtemp(prefix="meterfox-cpu-"))
     upstream_port, relay_port, meterfox_port = free_port(), free_port(), free_port()
     upstream = f"http://127.0.0.1:{upstream_port}"
@@ -70,17 +93,28 @@ def main() -> None:
         wait_healthy(meterfox_port)
         script = lua_script(JSON_BODY, home, CALLER_KEY)
         targets = [("bare relay", relay, relay_port), ("meterfox", meterfox, meterfox_port)]
-        for round_ in range(1, args.rounds + 1):
+        for (
+            _,
+            _,
+            port,
+        ) in targets:  # warm-up, not measured: serve loads its prices on the first record
+            requests_served(f"http://127.0.0.1:{port}/openai{CHAT_PATH}", script, 1)
+        ratios = []
+        for round_ in range(1, rounds + 1):
+            per_request = {}
             for name, process, port in targets:
                 before = cpu_seconds(process.pid)
                 url = f"http://127.0.0.1:{port}/openai{CHAT_PATH}"
-                served = requests_served(url, script, args.seconds)
-                spent = cpu_seconds(process.pid) - before
+                served = requests_served(url, script, seconds)
+                per_request[name] = (cpu_seconds(process.pid) - before) / served
                 print(f"round {round_} {name:10} {served:7} requests  "
-                      f"{spent / served * 1e6:7.1f} us CPU per request", flush=True)  # fmt: skip
+                      f"{per_request[name] * 1e6:7.1f} us CPU per request", flush=True)  # fmt: skip
+            ratios.append(per_request["meterfox"] / per_request["bare relay"])
+        return ratios
     finally:
         for process in reversed(processes):
             stop(process)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":
