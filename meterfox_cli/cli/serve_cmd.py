@@ -134,7 +134,11 @@ def serve(
             registry=settings.registry,
             writer=RecordWriter(ledger, pricer=book, host=recording_host(config)),
             authorizer=KeyAuthorizer(
-                settings.paths.database, store, require_proxy_key=require, book=book
+                settings.paths.database,
+                store,
+                require_proxy_key=require,
+                book=book,
+                budgets_hold=workers == 1,  # a budget set while N workers run: refused
             ),
             timeouts=config.timeouts,
             max_body_bytes=config.max_body_bytes,

@@ -101,8 +101,12 @@ class KeyAuthorizer(Authorizer):
         clock: Callable[[], float] = time.time,
         book: PriceBook = DEFAULT_BOOK,
         on_connect: Callable[[sqlite3.Connection], None] | None = None,
+        budgets_hold: bool = True,
     ) -> None:
+        """`budgets_hold=False` (`serve --workers N`: each worker reserves alone) refuses a
+        budgeted key's requests rather than let the workers together pass its budget."""
         self.require_proxy_key = require_proxy_key
+        self.budgets_hold = budgets_hold
         self.snapshot = KeySnapshot()
         self.ledger = Ledger()
         self._watcher = KeyWatcher(
@@ -170,6 +174,8 @@ class KeyAuthorizer(Authorizer):
         key = self.snapshot.budgeted.get(decision.key_name)
         if key is None or key.budget is None:
             return ADMITTED
+        if not self.budgets_hold:
+            return Admission(_budget_needs_one_worker(key.name))
         now = self._clock()
         worst = estimate(provider_slug, plan, body, self._book, now)
         if worst.nanousd is None:
@@ -266,6 +272,16 @@ def _check_key(key: ProxyKey, provider: str, now: float, ledger: Ledger) -> Deci
         if spent >= budget.nanousd:
             return _over_budget(key.name, budget, spent, now)
     return None
+
+
+def _budget_needs_one_worker(name: str) -> Decision:
+    return _refuse(
+        name,
+        503,
+        f"MeterFox: proxy key {name!r} has a budget, which holds only in a `meterfox serve` "
+        f"with one worker; restart it without --workers, or `meterfox keys budget {name} none`",
+        "budget_needs_one_worker",
+    )
 
 
 def _over_budget(

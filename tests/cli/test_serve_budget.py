@@ -111,3 +111,29 @@ async def test_serve_with_workers_refuses_to_start_while_a_key_has_a_budget(
         "meterfox: with --workers, each worker would reserve spend alone, so those of capped "
         "would not hold: remove them (`meterfox keys budget capped none`) or run one worker"
     )
+
+
+async def test_a_budget_set_while_workers_run_refuses_that_keys_requests(
+    upstream_server, encrypted_file_store
+):
+    """A budget made after `serve --workers 2` started could not hold either: its key's
+    requests are refused (503, saying why), the other keys' pass."""
+    fake, server = upstream_server
+    fake.reply = Reply(json_body=chat(MODEL, {"prompt_tokens": 3, "completion_tokens": 1}))
+    await meterfox("keys", "set", "openai", input=OPENAI_KEY)
+    free = (await meterfox("keys", "create", "free")).strip()
+    async with launch_serve("--workers", "2", upstreams={"openai": server}) as served:
+        capped = (await meterfox("keys", "create", "capped", "--budget", "5/day")).strip()
+        async with aiohttp.ClientSession() as session:
+            assert await post(session, served.url, free) == 200
+            for _ in range(4):  # whichever worker answers
+                async with session.post(
+                    served.url + "/openai/v1/chat/completions",
+                    json=ASK,
+                    headers={"Authorization": f"Bearer {capped}"},
+                ) as response:
+                    assert response.status == 503
+                    error = (await response.json())["error"]
+                    assert error["code"] == "budget_needs_one_worker"
+                    assert "without --workers" in error["message"]
+    assert len(fake.received) == 1
