@@ -1,10 +1,14 @@
 """CPU time per proxied request: the bare relay against MeterFox, JSON at concurrency 32.
 
-    python -m bench.cpu_per_request [--rounds 3] [--seconds 4] [--observability]
+    python -m bench.cpu_per_request [--rounds 3] [--seconds 4] [--check] [--observability]
 
 Throughput on a shared 2-vCPU machine depends on what else runs; the CPU a process spends per
-request (user + system, from /proc/PID/stat, over a wrk run) is steadier. Uses the same fake
-upstream, relay and helpers as bench/run.py. Needs wrk; Linux only.
+request (user + system, from /proc/PID/stat, over a wrk run) is steadier, and its ratio to the
+bare relay's in the same round steadier still. Prints each round and the median ratio beside
+the committed baseline (bench/cpu_baseline.json). With --check (CI, .ci/run) it exits 1 when the
+median ratio is more than 50% over the baseline: a guard against a large slip that noise
+(about ±15%) cannot trip, not a timed test. Uses the same fake upstream, relay and helpers as
+bench/run.py. Needs wrk; Linux only.
 
 With --observability, one more target, `meterfox+obs`: a second daemon with Prometheus metrics
 scraped every second and OpenTelemetry exporting to a stand-in collector (bench/run.py's
@@ -15,8 +19,11 @@ CPU and, apart, its OpenTelemetry export process's (which runs at nice 10, off t
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,18 +43,13 @@ from bench.run import (
 )
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+BASELINE = Path(__file__).with_name("cpu_baseline.json")
+REGRESSION_LIMIT = 1.5  # --check fails above baseline x this
 
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(c) for c in (task / "children").read_text().split()]
-    return found
 
 
 def requests_served(url: str, script: Path, seconds: int) -> int:
@@ -62,12 +64,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--check", action="store_true", help="exit 1 on a >50%% regression")
     parser.add_argument(
         "--observability", action="store_true", help="also a daemon with metrics and OTel on"
     )
     args = parser.parse_args()
+    ratios = per_round_ratios(args.rounds, args.seconds, args.observability)
+    ratio = statistics.median(ratios)
+    baseline = json.loads(BASELINE.read_text())["ratio"]
+    limit = baseline * REGRESSION_LIMIT
+    verdict = "ok" if ratio <= limit else "REGRESSION"
+    print(f"CPU per proxied request vs the bare relay: {ratio:.2f}x (median of {len(ratios)}); "
+          f"baseline {baseline:.2f}x, limit {limit:.2f}x: {verdict}")  # fmt: skip
+    if args.check and ratio > limit:
+        sys.exit(1)
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def per_round_ratios(rounds: int, seconds: int, observability: bool = False) -> list[float]:
+    """MeterFox's CPU per request over the relay's, one ratio per round."""
     home = Path(tempfile.mkdtemp(prefix="meterfox-cpu-"))
-    if args.observability:
+    if observability:
         (home / "config.toml").write_text("[metrics]\nenabled = false\n")
     upstream_port, relay_port, meterfox_port = free_port(), free_port(), free_port()
     upstream = f"http://127.0.0.1:{upstream_port}"
@@ -88,27 +111,38 @@ def main() -> None:
         wait_healthy(meterfox_port)
         script = lua_script(JSON_BODY, home, CALLER_KEY)
         targets = [("bare relay", relay, relay_port), ("meterfox", meterfox, meterfox_port)]
-        if args.observability:
+        if observability:
             ports = {"meterfox_obs": free_port(), "sink": free_port()}
             obs_home = Path(tempfile.mkdtemp(prefix="meterfox-cpu-obs-"))
             observed = start_observed(obs_home, ports, upstream)
             processes += observed
             targets.append(("meterfox+obs", observed[1], ports["meterfox_obs"]))
-        for round_ in range(1, args.rounds + 1):
+        for (
+            _,
+            _,
+            port,
+        ) in targets:  # warm-up, not measured: serve loads its prices on the first record
+            requests_served(f"http://127.0.0.1:{port}/openai{CHAT_PATH}", script, 1)
+        ratios = []
+        for round_ in range(1, rounds + 1):
+            per_request = {}
             for name, process, port in targets:
                 helpers = children(process.pid)
                 before = cpu_seconds(process.pid)
                 helpers_before = sum(cpu_seconds(pid) for pid in helpers)
                 url = f"http://127.0.0.1:{port}/openai{CHAT_PATH}"
-                served = requests_served(url, script, args.seconds)
-                spent = cpu_seconds(process.pid) - before
+                served = requests_served(url, script, seconds)
+                per_request[name] = (cpu_seconds(process.pid) - before) / served
                 helper = sum(cpu_seconds(pid) for pid in helpers) - helpers_before
                 extra = f"  + {helper / served * 1e6:6.1f} in its children" if helpers else ""
                 print(f"round {round_} {name:12} {served:7} requests  "
-                      f"{spent / served * 1e6:7.1f} us CPU per request{extra}", flush=True)  # fmt: skip
+                      f"{per_request[name] * 1e6:7.1f} us CPU per request{extra}", flush=True)  # fmt: skip
+            ratios.append(per_request["meterfox"] / per_request["bare relay"])
+        return ratios
     finally:
         for process in reversed(processes):
             stop(process)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

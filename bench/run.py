@@ -1,13 +1,15 @@
 """The proxy benchmark: direct vs a bare aiohttp relay vs MeterFox, in one run on one machine.
 
-    python -m bench.run [--seconds 5] [--runs 3] [--litellm] [--dashboard [--database DB]]
-                        [--observability]
+    python -m bench.run [--seconds 5] [--runs 3] [--litellm] [--workers N]
+                        [--dashboard [--database DB]] [--observability] [--ledger URL]
 
 Starts a fake OpenAI upstream, the bare relay and `meterfox serve` (recording on, in a temp
 METERFOX_HOME) as separate processes on loopback, then drives each with wrk (POST, keep-alive)
 for JSON and SSE chat completions at concurrency 1 and 32, and measures streamed time to first
-byte with a sequential asyncio client. Prints medians over the runs and the ratios the
-performance targets are stated in. Every load loop is bounded by --seconds; every process it
+byte with a sequential asyncio client. Prints medians over the runs, the ratios the
+performance targets are stated in, and each goal of issue 17 as PASS or MISS (start-up and idle
+RSS from one bench/startup.py run with a passthrough-only config). With --workers N, one more
+target, `meterfox xN`, is `serve --workers N` (the goal: N times one worker's throughput). Every load loop is bounded by --seconds; every process it
 starts is stopped by PID. Needs `wrk` (Debian package `wrk`).
 
 With --dashboard, one more target, `meterfox+dash`, is the same daemon measured while a
@@ -66,11 +68,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+def start(
+    args: list[str], env: dict[str, str] | None = None, checkout: Path = ROOT
+) -> subprocess.Popen:
+    """Start `args` in `checkout` (this one by default), its code first on the import path."""
     return subprocess.Popen(
         args,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        cwd=checkout,
+        env={**os.environ, "PYTHONPATH": str(checkout), **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -223,6 +228,9 @@ def main() -> None:
     )
     parser.add_argument("--database", help="a seeded database to copy in first (--dashboard)")
     parser.add_argument(
+        "--workers", type=int, default=1, help="also measure `serve --workers N` (N > 1)"
+    )
+    parser.add_argument(
         "--viewer-interval", type=float, default=1.0, help="seconds between dashboard refreshes"
     )
     parser.add_argument(
@@ -245,7 +253,7 @@ def main() -> None:
 
     home = Path(tempfile.mkdtemp(prefix="meterfox-bench-"))
     obs_home = Path(tempfile.mkdtemp(prefix="meterfox-bench-obs-"))
-    names = ("upstream", "relay", "meterfox", "litellm", "meterfox_obs", "sink", "pg")
+    names = ("upstream", "relay", "meterfox", "litellm", "meterfox_obs", "sink", "pg", "workers")
     ports = {name: free_port() for name in names}
     upstream_url = f"http://127.0.0.1:{ports['upstream']}"
     processes: list[subprocess.Popen] = []
@@ -310,6 +318,21 @@ def main() -> None:
             wait_healthy(ports["pg"])
             pg_url = f"http://127.0.0.1:{ports['pg']}/openai{CHAT_PATH}"
             targets.append(Target("meterfox+pg", pg_url, CALLER_KEY))
+        if args.workers > 1:
+            workers = start(
+                [sys.executable, "-m", "meterfox_cli", "serve", "--port", str(ports["workers"]),
+                 "--upstream", f"openai={upstream_url}", "--workers", str(args.workers)],
+                env={"METERFOX_HOME": str(home), **KEY_ENV},
+            )  # fmt: skip
+            processes.append(workers)
+            wait_healthy(ports["workers"])
+            targets.append(
+                Target(
+                    f"meterfox x{args.workers}",
+                    f"http://127.0.0.1:{ports['workers']}/openai{CHAT_PATH}",
+                    CALLER_KEY,
+                )
+            )
         if args.litellm:
             processes.append(start_litellm(args.litellm, ports["litellm"], upstream_url, home))
             wait_listening(ports["litellm"], timeout=120)
@@ -324,8 +347,13 @@ def main() -> None:
         summary = summarise(results, ttfb, startup_s, rss_idle, rss_after)
         if args.observability:
             summary["collector"] = sink_counts(ports["sink"])
+        from bench.startup import measure as measure_startup
+
+        summary["passthrough_startup"] = vars(measure_startup(ROOT, upstream_url, idle_s=2.0))
+        summary["goals"] = goals(summary, args.workers)
         print_summary(summary)
         if args.json_out:
+            summary["rps"] = {" ".join(map(str, key)): v for key, v in summary["rps"].items()}
             Path(args.json_out).write_text(json.dumps(summary, indent=2))
     finally:
         for process in reversed(processes):
@@ -578,12 +606,48 @@ def summarise(results, ttfb, startup_s, rss_idle, rss_after) -> dict:
         ratios[f"stream ttfb {name} added p50 ms"] = median(ttfb[name]) - median(ttfb["direct"])
     return {
         "table": table,
+        "rps": {key: med(*key, "rps") for key in results},
         "ttfb_p50_ms": {name: median(v) for name, v in ttfb.items()},
         "ratios": ratios,
         "startup_to_healthy_s": startup_s,
         "rss_idle_mb": rss_idle,
         "rss_after_mb": rss_after,
     }
+
+
+def goals(summary: dict, workers: int) -> list[dict]:
+    """Issue 17's goals, each as the measured figure, its bound and PASS or MISS."""
+    ratios = summary["ratios"]
+    relay_p50 = ratios["json c=1 bare relay added p50 ms"]
+    relay_ttfb = ratios["stream ttfb bare relay added p50 ms"]
+    startup = summary["passthrough_startup"]
+    rows = [
+        ("JSON c=32 throughput vs the bare relay", ratios["json c=32 meterfox throughput vs bare relay"], 0.90, ">="),
+        ("stream c=32 throughput vs the bare relay", ratios["stream c=32 meterfox throughput vs bare relay"], 0.90, ">="),
+        ("JSON c=1 added p50 ms (bound: the relay's + 0.1)", ratios["json c=1 meterfox added p50 ms"], relay_p50 + 0.1, "<="),
+        ("streamed TTFB added p50 ms (bound: the relay's + 0.1)", ratios["stream ttfb meterfox added p50 ms"], relay_ttfb + 0.1, "<="),
+        ("idle RSS MB, passthrough-only", startup["idle_rss_mb"], 50.0, "<="),
+        ("start-up to healthy s, passthrough-only", startup["healthy_s"], 0.5, "<="),
+    ]  # fmt: skip
+    if workers > 1:
+        for mode in ("json", "stream"):
+            scaled = (
+                summary["rps"][(f"meterfox x{workers}", mode, 32)]
+                / summary["rps"][("meterfox", mode, 32)]
+            )
+            rows.append((f"{mode} c=32 throughput, {workers} workers vs 1", scaled, float(workers), ">="))  # fmt: skip
+    if "json c=32 meterfox throughput vs litellm" in ratios:
+        for mode in ("json", "stream"):
+            rows.append((f"{mode} c=32 throughput vs LiteLLM", ratios[f"{mode} c=32 meterfox throughput vs litellm"], 30.0, ">="))  # fmt: skip
+    return [
+        {
+            "goal": goal,
+            "measured": value,
+            "bound": f"{sign} {bound:.3g}",
+            "verdict": "PASS" if (value >= bound if sign == ">=" else value <= bound) else "MISS",
+        }
+        for goal, value, bound, sign in rows
+    ]
 
 
 def print_summary(summary: dict) -> None:
@@ -605,10 +669,14 @@ def print_summary(summary: dict) -> None:
         print(f"  {key:52} {value:9.3f}")
     if "collector" in summary:
         print(f"\nstand-in collector (meterfox+obs): {summary['collector']}")
-    print(f"\nstart-up to healthy: {summary['startup_to_healthy_s']:.3f} s")
+    print(f"\nstart-up to healthy (with a proxy key): {summary['startup_to_healthy_s']:.3f} s")
     print(
-        f"meterfox RSS: idle {summary['rss_idle_mb']:.1f} MB, after the run {summary['rss_after_mb']:.1f} MB"
+        f"meterfox RSS (with a proxy key): idle {summary['rss_idle_mb']:.1f} MB, "
+        f"after the run {summary['rss_after_mb']:.1f} MB"
     )
+    print("\ngoals (issue 17), from this run")
+    for row in summary["goals"]:
+        print(f"  {row['goal']:56} {row['measured']:8.3f}  {row['bound']:>8}  {row['verdict']}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import secrets
 import time
@@ -40,6 +41,15 @@ class UsageRecord:
 
 
 _random = random.Random(secrets.randbits(128))
+
+
+def _reseed() -> None:
+    _random.seed(secrets.randbits(128))
+
+
+# A forked process (`serve --workers N`) must not repeat its parent's ids: the store keeps the
+# first record with an id and skips the rest.
+os.register_at_fork(after_in_child=_reseed)
 
 
 def new_request_id() -> str:

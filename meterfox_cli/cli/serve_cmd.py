@@ -65,6 +65,13 @@ if TYPE_CHECKING:
 @click.option(
     "--tls-key", type=click.Path(dir_okay=False), default=None, help="The certificate's key (PEM)."
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes serving the port (SO_REUSEPORT), e.g. one per core; see docs/performance.md.",
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -73,6 +80,7 @@ def serve(
     dashboard_login: bool,
     tls_cert: str | None,
     tls_key: str | None,
+    workers: int,
 ) -> None:
     """Run the proxy in the foreground until Ctrl-C (or SIGTERM).
 
@@ -84,6 +92,7 @@ def serve(
     from meterfox_cli.logs import configure_logging
     from meterfox_cli.proxy.app import make_app
     from meterfox_cli.proxy.server import (
+        chosen_loop,
         exposure_warning,
         is_loopback,
         requires_proxy_key,
@@ -91,8 +100,10 @@ def serve(
         tls_context,
     )
     from meterfox_cli.proxy.server import serve as run_server
+    from meterfox_cli.proxy.workers import run_workers
     from meterfox_cli.store.writer import RecordWriter
 
+    loop = chosen_loop(os.environ)  # a wrong METERFOX_LOOP fails before anything starts
     settings = load_settings(parse_upstreams(upstreams))
     config = settings.config
     for unknown in config.unknown:
@@ -110,30 +121,54 @@ def serve(
     outbox = None  # a PostgreSQL ledger: records wait in the local outbox (store/outbox.py)
     if ledger_url(config, os.environ) is not None:
         outbox = settings.paths.outbox
+    if workers > 1:
+        _refuse_budgets(
+            settings,
+            ledger,
+            "with --workers, each worker would reserve spend alone, so",
+            "run one worker",
+        )
+    # The price data loads when first needed, off the loop: in the writer thread for the first
+    # record, in the key watcher before a budgeted key is published (docs/performance.md).
     book = price_book(settings)
-    book.warm()  # load the price data now, not while the first requests are in flight
     require = requires_proxy_key(host, require_proxy_key, config.require_proxy_key)
     for line in exposure_warning(host, port, require, tls=tls is not None):
         click.secho(line, err=True, fg="red", bold=True)
     mount = _dashboard(settings, host, dashboard_login)
     store = _key_store(settings)
-    sync_mounts, health_sections = _background_sync(settings, store, book)
-    writer = RecordWriter(ledger, pricer=book, host=recording_host(config), outbox=outbox)
-    authorizer = KeyAuthorizer(
-        settings.paths.database, store, key_ledger=ledger, require_proxy_key=require, book=book
-    )
-    observers, metric_mounts = _observability(settings, host, writer, authorizer)
-    alert_mounts, health_sections["alerts"], alert_notes = _alerts(settings, ledger)
-    app = make_app(
-        registry=settings.registry,
-        writer=writer,
-        authorizer=authorizer,
-        timeouts=config.timeouts,
-        max_body_bytes=config.max_body_bytes,
-        mounts=[*metric_mounts, mount, *sync_mounts, *alert_mounts],
-        health_sections=health_sections,
-        observers=observers,
-    )
+    sync_mounts, sync_health = _background_sync(settings, store, book)
+    alert_mounts, alert_health, alert_notes = _alerts(settings, ledger)
+
+    def build(worker: int) -> web.Application:
+        """Worker `worker`'s app (with --workers, built in that worker's process); the
+        background sync and the alert thread run in worker 0 only."""
+        if worker == 0:
+            mounts = [mount, *sync_mounts, *alert_mounts]
+            health_sections = {**sync_health, "alerts": alert_health}
+        else:
+            mounts, health_sections = [mount], {"sync": lambda: {"in_worker": 0}}
+        if workers > 1:
+            health_sections["worker"] = lambda: {"number": worker, "of": workers}
+        writer = RecordWriter(ledger, pricer=book, host=recording_host(config), outbox=outbox)
+        authorizer = KeyAuthorizer(
+            settings.paths.database,
+            store,
+            key_ledger=ledger,
+            require_proxy_key=require,
+            book=book,
+            budgets_hold=workers == 1,  # a budget set while N workers run: refused
+        )
+        observers, metric_mounts = _observability(settings, host, writer, authorizer, workers)
+        return make_app(
+            registry=settings.registry,
+            writer=writer,
+            authorizer=authorizer,
+            timeouts=config.timeouts,
+            max_body_bytes=config.max_body_bytes,
+            mounts=[*metric_mounts, *mounts],
+            health_sections=health_sections,
+            observers=observers,
+        )
 
     def ready(base: str) -> None:
         click.echo(f"MeterFox {base}  (database: {ledger.describe()})")
@@ -142,8 +177,11 @@ def serve(
             click.echo(f"  dashboard    {base}/_meterfox/  (or: meterfox dashboard){login}")
         for provider in settings.registry:
             click.echo(f"  {provider.slug:<12} {base}/{provider.slug}{provider.sdk_path}")
-        if metric_mounts and (is_loopback(host) or config.metrics.token):
-            click.echo(f"  metrics      {base}/_meterfox/metrics  (Prometheus)")
+        if config.metrics.enabled and (is_loopback(host) or config.metrics.token):
+            if workers == 1:
+                click.echo(f"  metrics      {base}/_meterfox/metrics  (Prometheus)")
+            else:
+                click.echo("Prometheus metrics are off with --workers (one worker each).", err=True)
         if config.otel.enabled:
             click.echo(f"Exporting OpenTelemetry to {config.otel.endpoint}.", err=True)
         if config.sync.enabled:
@@ -152,11 +190,28 @@ def serve(
             click.echo(f"Alerts: {note}.", err=True)
         if require:
             click.echo("Requests must carry a MeterFox proxy key (mf-…).", err=True)
+        if workers > 1:
+            click.echo(f"{workers} worker processes share the port.", err=True)
         click.echo("Press Ctrl-C to stop.", err=True)
 
-    run_event_loop(
-        run_server(app, host, port, on_ready=ready, max_connections=config.max_connections, tls=tls)
+    if workers == 1:
+        server = run_server(
+            build(0), host, port, ready, max_connections=config.max_connections, tls=tls
+        )
+        run_event_loop(server, loop)
+        return
+    code = run_workers(
+        build,
+        host,
+        port,
+        workers,
+        loop=loop,
+        on_ready=ready,
+        max_connections=config.max_connections,
+        tls=tls,
     )
+    if code:
+        raise SystemExit(code)
 
 
 def _dashboard(settings: Settings, host: str, login: bool):
@@ -190,10 +245,17 @@ def _dashboard(settings: Settings, host: str, login: bool):
 
 
 def _observability(
-    settings: Settings, host: str, writer: RecordWriter, authorizer: KeyAuthorizer
+    settings: Settings,
+    host: str,
+    writer: RecordWriter,
+    authorizer: KeyAuthorizer,
+    workers: int = 1,
 ) -> tuple[list[RecordObserver], list[Mount]]:
     """`[metrics]` (on unless disabled): the Prometheus observer and its route; `[otel]`
-    (off unless an endpoint is set): the OpenTelemetry exporter (docs/observability.md)."""
+    (off unless an endpoint is set): the OpenTelemetry exporter (docs/observability.md).
+    With --workers, no Prometheus page: each worker counts only its own requests, and a scrape
+    answered by one worker, then another, would show counters going back (docs/observability.md);
+    OpenTelemetry exports from every worker."""
     from functools import partial
 
     from meterfox_cli.proxy.server import is_loopback
@@ -201,7 +263,7 @@ def _observability(
     config = settings.config
     observers: list[RecordObserver] = []
     mounts: list[Mount] = []
-    if config.metrics.enabled:
+    if config.metrics.enabled and workers == 1:
         from meterfox_cli.metrics.prometheus import PrometheusMetrics
         from meterfox_cli.web.metrics_route import metrics_mount
 
@@ -220,6 +282,32 @@ def _observability(
 
         observers.append(OtelObserver(config.otel, tags=config.metrics.tag_labels))
     return observers, mounts
+
+
+def _refuse_budgets(settings: Settings, ledger: Ledger, why: str, instead: str) -> None:
+    """Refuse to start while a live key has a budget that could not hold. With --workers: each
+    worker reserves a request's worst case in its own memory and sees the others' spend only
+    once it is committed and polled, so N workers could together pass a budget by their
+    requests in flight."""
+    import time
+
+    from meterfox_cli.errors import MeterFoxError
+    from meterfox_cli.keys.proxy_keys import KeyStatus, all_keys
+
+    conn = ledger.read_connection()
+    if conn is None:
+        return
+    try:
+        keys = all_keys(conn)
+    finally:
+        conn.close()
+    now = time.time()
+    names = [k.name for k in keys if k.budget is not None and k.status(now) is KeyStatus.ACTIVE]
+    if names:
+        remove = "; ".join(f"`meterfox keys budget {name} none`" for name in names)
+        raise MeterFoxError(
+            f"{why} those of {', '.join(names)} would not hold: remove them ({remove}) or {instead}"
+        )
 
 
 def _key_budgets(authorizer: KeyAuthorizer) -> list[KeyBudget]:

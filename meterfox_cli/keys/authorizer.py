@@ -113,8 +113,12 @@ class KeyAuthorizer(Authorizer):
         clock: Callable[[], float] = time.time,
         book: PriceBook = DEFAULT_BOOK,
         on_connect: Callable[[LedgerConnection], None] | None = None,
+        budgets_hold: bool = True,
     ) -> None:
+        """`budgets_hold=False` (`serve --workers N`: each worker reserves alone) refuses a
+        budgeted key's requests rather than let the workers together pass its budget."""
         self.require_proxy_key = require_proxy_key
+        self.budgets_hold = budgets_hold
         self.snapshot = KeySnapshot()
         self.ledger = Ledger()
         self._watcher = KeyWatcher(
@@ -134,13 +138,17 @@ class KeyAuthorizer(Authorizer):
         self._looked_up = 0
 
     def start(self) -> None:
-        self._book.warm()  # price data loaded now, not by the first budgeted request's estimate
         self._watcher.start()
 
     def close(self) -> None:
         self._watcher.close()
 
     def _publish(self, snapshot: KeySnapshot) -> None:
+        """Called off the loop (start, the watcher thread). The price data (about 10 MB and
+        0.2 s to load) is loaded here, before the first budgeted key is published, so no
+        request's estimate loads it on the loop; without budgets it waits for the writer."""
+        if snapshot.budgeted:
+            self._book.warm()
         self.snapshot = snapshot  # one reference swap: atomic for the loop's readers
 
     def decide(self, provider_slug: str, credential: Credential | None) -> Decision:
@@ -185,6 +193,8 @@ class KeyAuthorizer(Authorizer):
         key = self.snapshot.budgeted.get(decision.key_name)
         if key is None or key.budget is None:
             return ADMITTED
+        if not self.budgets_hold:
+            return Admission(_budget_needs_one_worker(key.name))
         now = self._clock()
         worst = estimate(provider_slug, plan, body, self._book, now)
         if worst.nanousd is None:
@@ -283,6 +293,16 @@ def _check_key(key: ProxyKey, provider: str, now: float, ledger: Ledger) -> Deci
         if spent >= budget.nanousd:
             return _over_budget(key.name, budget, spent, now)
     return None
+
+
+def _budget_needs_one_worker(name: str) -> Decision:
+    return _refuse(
+        name,
+        503,
+        f"MeterFox: proxy key {name!r} has a budget, which holds only in a `meterfox serve` "
+        f"with one worker; restart it without --workers, or `meterfox keys budget {name} none`",
+        "budget_needs_one_worker",
+    )
 
 
 def _over_budget(

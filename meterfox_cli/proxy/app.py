@@ -109,6 +109,7 @@ async def health(request: web.Request) -> web.Response:
             "version": __version__,
             "uptime_s": round(time.monotonic() - state.started_at, 3),
             "started_at": round(state.started_wall, 3),
+            "event_loop": _loop_name(),
             "records_written": writer.written,
             "records_queued": writer.queued,
             "records_dropped": writer.dropped,
@@ -118,6 +119,12 @@ async def health(request: web.Request) -> web.Response:
             "refused": dict(state.refused),
             "keys": state.authorizer.stats(),
         }
+    )
+
+
+def _loop_name() -> str:
+    return (
+        "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
     )
 
 

@@ -179,11 +179,13 @@ class CappedSite(web.BaseSite):
         port: int,
         cap: ConnectionCap,
         tls: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
     ) -> None:
         super().__init__(runner, backlog=cap.budget.backlog, ssl_context=tls)
         self._host = host
         self._port = port
         self._cap = cap
+        self._reuse_port = reuse_port  # one of `serve --workers N` sharing the port
 
     @property
     def name(self) -> str:
@@ -201,4 +203,5 @@ class CappedSite(web.BaseSite):
             ssl=self._ssl_context,
             backlog=self._backlog,
             reuse_address=True,
+            reuse_port=self._reuse_port or None,
         )

@@ -8,7 +8,7 @@ import ipaddress
 import logging
 import signal
 import ssl
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 
 from aiohttp import web
 
@@ -42,14 +42,20 @@ async def serve(
     on_ready: Callable[[str], None] = lambda url: None,
     max_connections: int | None = None,
     tls: ssl.SSLContext | None = None,
+    worker: bool = False,
 ) -> None:
-    """Serve `app` (over HTTPS when `tls` is given) until a stop signal. In-flight requests finish (up to SHUTDOWN_TIMEOUT_S) and
-    the app's cleanup commits every queued record before this returns.
+    """Serve `app` (over HTTPS when `tls` is given) until a stop signal. In-flight requests
+    finish (up to SHUTDOWN_TIMEOUT_S) and the app's cleanup commits every queued record before
+    this returns.
 
     Client limits: the soft open-file limit is raised to the hard one and the connections are
     capped to fit in it (connections.py); a request's headers must arrive within the
     `client_header` timeout of the connection opening or of the previous response (aiohttp
-    closes the connection otherwise, an idle keep-alive one too)."""
+    closes the connection otherwise, an idle keep-alive one too).
+
+    A `worker` (one of `serve --workers N`, proxy/workers.py) shares the port with the others
+    (SO_REUSEPORT) and stops on SIGTERM only, once: its supervisor sends it, whatever the
+    supervisor was sent (a terminal's Ctrl-C reaches the whole process group)."""
     cap = ConnectionCap(connection_budget(raise_open_file_limit(), max_connections))
     app.middlewares.append(cap.middleware)
     runner = web.AppRunner(
@@ -62,7 +68,7 @@ async def serve(
     )
     await runner.setup()
     try:
-        site = CappedSite(runner, host, port, cap, tls)
+        site = CappedSite(runner, host, port, cap, tls, reuse_port=worker)
         try:
             await site.start()
         except OSError as exc:
@@ -74,7 +80,7 @@ async def serve(
             raise MeterFoxError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
         scheme = "https" if tls else "http"
         on_ready(f"{scheme}://{_url_host(host)}:{port}")
-        await _wait_for_stop_signal()
+        await _wait_for_stop_signal((signal.SIGTERM,) if worker else STOP_SIGNALS, worker)
         log.info("stopping: finishing in-flight requests and writing records")
     finally:
         await runner.cleanup()
@@ -97,16 +103,22 @@ def tls_context(files: TlsFiles) -> ssl.SSLContext:
     return context
 
 
-async def _wait_for_stop_signal() -> None:
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+async def _wait_for_stop_signal(signals: tuple[signal.Signals, ...], once: bool) -> None:
+    """Return on the first of `signals`; then, if `once`, ignore them while draining."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in signals:
             loop.remove_signal_handler(sig)
+            if once:
+                signal.signal(sig, signal.SIG_IGN)
 
 
 def is_loopback(host: str) -> bool:
@@ -151,15 +163,35 @@ def exposure_warning(host: str, port: int, require_proxy_key: bool, tls: bool = 
     return lines
 
 
-def run_event_loop(main: Coroutine[object, object, None]) -> None:
-    """Run the daemon on uvloop when it is installed (`pip install 'meterfox-cli[speed]'`),
-    else on asyncio's own loop. uvloop cut the proxy's CPU per request by about a tenth in
-    bench/run.py (docs/performance.md); everything works the same without it."""
+LOOP_ENV = "METERFOX_LOOP"  # `uvloop` or `asyncio`: the daemon's event loop (default uvloop)
+LOOPS = ("uvloop", "asyncio")
+
+
+def chosen_loop(environ: Mapping[str, str]) -> str:
+    """The event loop the daemon runs on: `METERFOX_LOOP` when set, else uvloop (a default
+    dependency on Linux and macOS) when it imports, else asyncio's own."""
+    wanted = environ.get(LOOP_ENV, "").strip().lower()
+    if wanted and wanted not in LOOPS:
+        raise MeterFoxError(f"{LOOP_ENV}={wanted!r}: choose one of {', '.join(LOOPS)}")
+    if wanted == "asyncio":
+        return "asyncio"
     try:
-        import uvloop
+        import uvloop  # noqa: F401
     except ImportError:
+        if wanted == "uvloop":
+            raise MeterFoxError(f"{LOOP_ENV}=uvloop, but uvloop is not installed") from None
+        return "asyncio"
+    return "uvloop"
+
+
+def run_event_loop(main: Coroutine[object, object, None], loop: str = "uvloop") -> None:
+    """Run the daemon on `loop` (see `chosen_loop`). uvloop cut the proxy's CPU per request by
+    about a tenth in bench/run.py (docs/performance.md); everything works the same without it."""
+    if loop == "asyncio":
         asyncio.run(main)
         return
+    import uvloop
+
     uvloop.run(main)
 
 

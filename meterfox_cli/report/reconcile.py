@@ -10,9 +10,7 @@ import io
 import json
 from dataclasses import dataclass
 from decimal import Decimal
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from meterfox_cli.errors import MeterFoxError
 from meterfox_cli.money import decimal_text, format_usd, from_nanousd
@@ -21,6 +19,9 @@ from meterfox_cli.store.dialect import LedgerConnection
 from meterfox_cli.sync.pages import day_floor, utc_day
 from meterfox_cli.sync.reconcile import DIMENSIONS, Canonical, Row, by_stake, reconcile, totals
 from meterfox_cli.timewindow import utc_when
+
+if TYPE_CHECKING:  # rich is loaded by `render` only: `serve` imports this module for the dashboard
+    from rich.console import Console
 
 FIELDS = (
     "day",
@@ -131,6 +132,8 @@ def _csv(value: object) -> object:
 
 
 def render(rows: list[Row], console: Console, title: str) -> None:
+    from rich.table import Table
+
     dims = [d for d in ("day", "provider", "model") if any(getattr(r, d) for r in rows)]
     table = Table(title=title, title_justify="left", show_footer=True)
     total = totals(rows)

@@ -16,15 +16,18 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 20.0
+# `--workers` for every launch_serve; the `serve_workers` fixture runs a test with 1, then 2.
+SERVE_WORKERS = [1]
 STOP_TIMEOUT_S = 30.0
 RUN_TIMEOUT_S = 60.0
 
@@ -210,12 +213,13 @@ async def launch_serve(
     (unless `ready=False`: then call `wait_ready`), stopped with SIGTERM when it ends. Pass
     `tls` (a client context trusting the certificate `args` give it) for a daemon on HTTPS.
 
+    With the `serve_workers` fixture, `--workers N` is added (N from the fixture's param).
     `upstreams` sends each provider slug to a fake (a TestServer or an origin URL); `args` are
     any other `serve` options; `env` adds to or removes from the test's environment; `popen`
     goes to the subprocess (e.g. a `preexec_fn` that sets a resource limit).
     """
     port = port or free_port()
-    options = []
+    options = ["--workers", str(SERVE_WORKERS[0])] if SERVE_WORKERS[0] > 1 else []
     for slug, upstream in (upstreams or {}).items():
         options += ["--upstream", f"{slug}={_origin(upstream)}"]
     command = meterfox_command("serve", "--port", str(port), *options, *args)
@@ -227,6 +231,17 @@ async def launch_serve(
         yield served
     finally:
         await served.stop()
+
+
+@pytest.fixture(params=[1, 2], ids=["1-worker", "2-workers"])
+def serve_workers(request: pytest.FixtureRequest) -> Iterator[int]:
+    """Run the test against `meterfox serve` and `meterfox serve --workers 2` (issue 17:
+    records, keys and revocation behave the same with one worker or several)."""
+    SERVE_WORKERS[0] = request.param
+    try:
+        yield request.param
+    finally:
+        SERVE_WORKERS[0] = 1
 
 
 def _origin(upstream: TestServer | str) -> str:

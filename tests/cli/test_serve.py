@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.cli.conftest import launch_serve, run_meterfox
 from tests.conftest import read_records
@@ -14,6 +16,7 @@ from tests.fakes.upstream import Reply
 from tests.fixtures.openai_style import CASES
 
 
+@pytest.mark.usefixtures("serve_workers")
 async def test_sigterm_after_concurrent_requests_leaves_every_record(
     upstream_server, meterfox_home
 ):
@@ -40,6 +43,7 @@ async def test_sigterm_after_concurrent_requests_leaves_every_record(
     assert {r["input_tokens"] for r in records} == {CASES[0].expected["input_tokens"]}
 
 
+@pytest.mark.usefixtures("serve_workers")
 async def test_second_serve_on_the_same_port_is_a_one_line_error(meterfox_home):
     async with launch_serve() as first:
         port = first.port
@@ -53,6 +57,7 @@ async def test_second_serve_on_the_same_port_is_a_one_line_error(meterfox_home):
     assert first.returncode == 0
 
 
+@pytest.mark.usefixtures("serve_workers")
 async def test_serve_prints_one_base_url_per_provider(meterfox_home):
     async with launch_serve() as served:
         async with aiohttp.ClientSession() as session:
@@ -65,3 +70,29 @@ async def test_serve_prints_one_base_url_per_provider(meterfox_home):
     assert f"http://127.0.0.1:{port}/openai/v1" in text
     assert f"http://127.0.0.1:{port}/anthropic" in text
     assert f"http://127.0.0.1:{port}/groq" in text
+
+
+async def test_serve_runs_on_uvloop_by_default_and_on_asyncio_when_asked(meterfox_home):
+    """uvloop is a default dependency (the fast install is the default one); METERFOX_LOOP
+    picks the loop, and CI runs the serve tests on both (.ci/run)."""
+    for wanted, loop in ((None, "uvloop"), ("asyncio", "asyncio"), ("uvloop", "uvloop")):
+        async with launch_serve(env={"METERFOX_LOOP": wanted}) as served:
+            assert (await served.health())["event_loop"] == loop
+
+
+async def test_serve_refuses_an_unknown_loop_in_one_line(meterfox_home):
+    finished = await run_meterfox("serve", env={"METERFOX_LOOP": "trio"}, timeout=15)
+    assert finished.returncode != 0
+    assert finished.stderr.strip().splitlines() == [
+        "meterfox: METERFOX_LOOP='trio': choose one of uvloop, asyncio"
+    ]
+
+
+async def test_an_idle_passthrough_serve_has_not_loaded_the_price_data(meterfox_home):
+    """Idle RSS ≤ 50 MB (issue 17): genai-prices and pydantic (about 13 MB) load with the first
+    record, in the writer thread, not at start-up. pydantic's compiled core shows in the maps."""
+    async with launch_serve() as served:
+        await asyncio.sleep(0.5)
+        maps = Path(f"/proc/{served.pid}/maps").read_text()
+        assert "pydantic_core" not in maps
+        assert "_sqlite3" in maps  # the check can see a loaded extension module

@@ -14,10 +14,11 @@ import time
 from decimal import Decimal
 
 import aiohttp
+import pytest
 
 from meterfox_cli.pricing.book import price_reading
 from meterfox_cli.usage import Reading, Usage
-from tests.cli.conftest import launch_serve
+from tests.cli.conftest import launch_serve, run_meterfox
 from tests.cli.test_serve_keys import meterfox
 from tests.fakes.upstream import Reply
 from tests.fixtures.openai_style import chat
@@ -76,6 +77,7 @@ async def test_a_budget_that_fits_two_requests_lets_two_of_40_concurrent_ones_th
     assert Decimal(listing["spend_usd"]) <= budget
 
 
+@pytest.mark.usefixtures("serve_workers")
 async def test_a_key_created_while_serve_runs_works_on_the_next_request_20_times(
     upstream_server, encrypted_file_store
 ):
@@ -91,3 +93,47 @@ async def test_a_key_created_while_serve_runs_works_on_the_next_request_20_times
                 statuses.append(await post(session, url, secret))
     assert statuses == [200] * 20, f"refused: {[s for s in statuses if s != 200]}"
     assert len(fake.received) == 20
+
+
+async def test_serve_with_workers_refuses_to_start_while_a_key_has_a_budget(
+    encrypted_file_store,
+):
+    """Each worker reserves a request's worst case in its own memory: N workers could together
+    pass a budget by their requests in flight. Until reservations are shared, `--workers`
+    refuses budgeted keys in one line, as a PostgreSQL ledger does."""
+    await meterfox("keys", "set", "openai", input=OPENAI_KEY)
+    await meterfox("keys", "create", "capped", "--budget", "5/day")
+    await meterfox("keys", "create", "free")
+    served = await run_meterfox("serve", "--port", "0", "--workers", "2", timeout=30)
+    assert served.returncode == 2
+    (line,) = served.stderr.strip().splitlines()
+    assert line == (
+        "meterfox: with --workers, each worker would reserve spend alone, so those of capped "
+        "would not hold: remove them (`meterfox keys budget capped none`) or run one worker"
+    )
+
+
+async def test_a_budget_set_while_workers_run_refuses_that_keys_requests(
+    upstream_server, encrypted_file_store
+):
+    """A budget made after `serve --workers 2` started could not hold either: its key's
+    requests are refused (503, saying why), the other keys' pass."""
+    fake, server = upstream_server
+    fake.reply = Reply(json_body=chat(MODEL, {"prompt_tokens": 3, "completion_tokens": 1}))
+    await meterfox("keys", "set", "openai", input=OPENAI_KEY)
+    free = (await meterfox("keys", "create", "free")).strip()
+    async with launch_serve("--workers", "2", upstreams={"openai": server}) as served:
+        capped = (await meterfox("keys", "create", "capped", "--budget", "5/day")).strip()
+        async with aiohttp.ClientSession() as session:
+            assert await post(session, served.url, free) == 200
+            for _ in range(4):  # whichever worker answers
+                async with session.post(
+                    served.url + "/openai/v1/chat/completions",
+                    json=ASK,
+                    headers={"Authorization": f"Bearer {capped}"},
+                ) as response:
+                    assert response.status == 503
+                    error = (await response.json())["error"]
+                    assert error["code"] == "budget_needs_one_worker"
+                    assert "without --workers" in error["message"]
+    assert len(fake.received) == 1

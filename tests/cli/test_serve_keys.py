@@ -31,6 +31,7 @@ async def meterfox(*args: str, input: str | None = None) -> str:
     return done.stdout
 
 
+@pytest.mark.usefixtures("serve_workers")
 async def test_keys_changes_reach_a_running_serve_within_a_second(
     upstream_server, encrypted_file_store
 ):
@@ -73,6 +74,7 @@ async def test_keys_changes_reach_a_running_serve_within_a_second(
         assert key not in served.output
 
 
+@pytest.mark.usefixtures("serve_workers")
 async def test_serve_with_require_proxy_key_refuses_callers_own_keys(
     upstream_server, plaintext_keyring
 ):

@@ -34,6 +34,7 @@ def client(served) -> openai.AsyncOpenAI:
     )
 
 
+@pytest.mark.usefixtures("serve_workers")
 async def test_two_responses_then_a_client_that_leaves_mid_response(realtime, meterfox_home):
     fake, server = realtime
     async with launch_serve(upstreams={"openai": server}) as served:
@@ -68,6 +69,7 @@ async def test_two_responses_then_a_client_that_leaves_mid_response(realtime, me
         )
 
 
+@pytest.mark.usefixtures("serve_workers")
 async def test_a_session_open_at_sigterm_is_closed_and_recorded(realtime, meterfox_home):
     fake, server = realtime
     fake.hold = True
