@@ -132,7 +132,7 @@ async def test_a_budget_set_while_workers_run_refuses_that_keys_requests(
                     json=ASK,
                     headers={"Authorization": f"Bearer {capped}"},
                 ) as response:
-                    assert response.status == 503
+                    assert response.status == 503, await response.text()
                     error = (await response.json())["error"]
                     assert error["code"] == "budget_needs_one_worker"
                     assert "without --workers" in error["message"]
