@@ -128,9 +128,11 @@ def serve(
             "with --workers, each worker would reserve spend alone, so",
             "run one worker",
         )
-    # The price data loads when first needed, off the loop: in the writer thread for the first
-    # record, in the key watcher before a budgeted key is published (docs/performance.md).
+    # The price data loads before the port opens (about 0.2 s): loaded lazily by the writer
+    # thread instead, the first records waited for it uncommitted, and a SIGKILL in that time
+    # lost them (tests/cli/test_serve_faults.py; docs/performance.md, issue 17).
     book = price_book(settings)
+    book.warm()
     require = requires_proxy_key(host, require_proxy_key, config.require_proxy_key)
     for line in exposure_warning(host, port, require, tls=tls is not None):
         click.secho(line, err=True, fg="red", bold=True)

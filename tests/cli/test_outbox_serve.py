@@ -25,7 +25,8 @@ from tests.fixtures.openai_style import CASES
 from tests.pg import PgServer
 
 URL_ENV = "METERFOX_DATABASE_URL"
-LOAD_LIMIT = 1500  # requests, at most, in any one load
+LOAD_LIMIT = 20_000  # requests, at most, in any one load (a quiet machine sends ~1,500 while
+# PostgreSQL stops)
 LOAD_TIMEOUT_S = 90.0
 WAIT_S = 30.0
 
