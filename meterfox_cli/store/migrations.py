@@ -152,24 +152,32 @@ ROLLUP_KEYS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _rollup_upsert(row: str, sign: str) -> str:
-    """An UPSERT adding (sign '+') or taking away (sign '-') one request row's sums."""
-    keys = ", ".join(name for name, _ in ROLLUP_KEYS)
+RollupKeys = tuple[tuple[str, str], ...]
+
+
+def _rollup_upsert(
+    row: str, sign: str, table: str = "request_rollup", key_exprs: RollupKeys = ROLLUP_KEYS
+) -> str:
+    """An UPSERT adding (sign '+') or taking away (sign '-') one request row's sums in a
+    rollup `table` keyed by `key_exprs` (the hourly rollup, or the daily one of 011)."""
+    keys = ", ".join(name for name, _ in key_exprs)
     sums = ", ".join(name for name, _ in ROLLUP_SUMS)
     values = ", ".join(
-        [expr.format(r=row) for _, expr in ROLLUP_KEYS]
+        [expr.format(r=row) for _, expr in key_exprs]
         + [f"{sign}{expr.format(r=row)}" for _, expr in ROLLUP_SUMS]
     )
     updates = ", ".join(f"{name} = {name} + excluded.{name}" for name, _ in ROLLUP_SUMS)
     return (
-        f"INSERT INTO request_rollup ({keys}, {sums}) VALUES ({values}) "
+        f"INSERT INTO {table} ({keys}, {sums}) VALUES ({values}) "
         f"ON CONFLICT ({keys}) DO UPDATE SET {updates};"
     )
 
 
-def _rollup_prune(row: str) -> str:
-    match = " AND ".join(f"{name} = {expr.format(r=row)}" for name, expr in ROLLUP_KEYS)
-    return f"DELETE FROM request_rollup WHERE {match} AND requests = 0;"
+def _rollup_prune(
+    row: str, table: str = "request_rollup", key_exprs: RollupKeys = ROLLUP_KEYS
+) -> str:
+    match = " AND ".join(f"{name} = {expr.format(r=row)}" for name, expr in key_exprs)
+    return f"DELETE FROM {table} WHERE {match} AND requests = 0;"
 
 
 def m004_report_rollup(conn: sqlite3.Connection) -> None:
@@ -443,22 +451,11 @@ def m010_latency_rollup(conn: sqlite3.Connection) -> None:
 
 
 def _day_step(row: str, sign: str) -> str:
-    keys = ", ".join(name for name, _ in TAG_ROLLUP_KEYS)
-    sums = ", ".join(name for name, _ in ROLLUP_SUMS)
-    values = ", ".join(
-        [expr.format(r=row) for _, expr in TAG_ROLLUP_KEYS]
-        + [f"{sign}{expr.format(r=row)}" for _, expr in ROLLUP_SUMS]
-    )
-    updates = ", ".join(f"{name} = {name} + excluded.{name}" for name, _ in ROLLUP_SUMS)
-    return (
-        f"INSERT INTO day_rollup ({keys}, {sums}) VALUES ({values}) "
-        f"ON CONFLICT ({keys}) DO UPDATE SET {updates};"
-    )
+    return _rollup_upsert(row, sign, "day_rollup", TAG_ROLLUP_KEYS)
 
 
 def _day_prune(row: str) -> str:
-    match = " AND ".join(f"{name} = {expr.format(r=row)}" for name, expr in TAG_ROLLUP_KEYS)
-    return f"DELETE FROM day_rollup WHERE {match} AND requests = 0;"
+    return _rollup_prune(row, "day_rollup", TAG_ROLLUP_KEYS)
 
 
 def m011_day_rollup(conn: sqlite3.Connection) -> None:
