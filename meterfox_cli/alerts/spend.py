@@ -48,8 +48,11 @@ def key_standings(conn: sqlite3.Connection, counter: SpendCounter, now: float) -
     return found
 
 
-def budget_standings(conn: LedgerConnection, budget: BudgetConfig, now: float) -> list[Standing]:
-    """The `[budget]` budgets' spend this calendar month, overall, per provider and per tag."""
+def budget_standings(
+    conn: LedgerConnection | None, budget: BudgetConfig, now: float
+) -> list[Standing]:
+    """The `[budget]` budgets' spend this calendar month, overall, per provider and per tag
+    (none yet without a ledger to read: `conn` None)."""
     start, end = period_start(Period.MONTH, now), next_period_start(Period.MONTH, now)
     since = _since(start)
     wanted: list[tuple[str, str, int, Filters, str]] = []
@@ -79,7 +82,7 @@ def budget_standings(conn: LedgerConnection, budget: BudgetConfig, now: float) -
         Standing(
             rule=rule,
             subject=subject,
-            spend_nanousd=total_spend(conn, TimeRange(start, None), filters),
+            spend_nanousd=0 if conn is None else total_spend(conn, TimeRange(start, None), filters),
             budget_nanousd=nanousd,
             period="month",
             period_start=start,

@@ -35,8 +35,8 @@ def read_status(
         finally:
             conn.close()
     reader = ledger.open_reader()
-    if reader is None:
-        return AlertStatus(tuple(standings), None, ())
+    if reader is None:  # nothing recorded yet: the budgets stand at zero
+        return AlertStatus(tuple(standings + budget_standings(None, budget, now)), None, ())
     try:
         standings += budget_standings(reader, budget, now)
         days = day_spend(reader, now)

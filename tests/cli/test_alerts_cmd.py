@@ -80,6 +80,15 @@ async def test_alerts_lists_the_budgets_and_the_rules_before_anything_fired():
     assert lines[-2:] == ["Fired:", "  nothing yet"]
 
 
+async def test_alerts_lists_a_configured_budget_before_anything_is_recorded():
+    write_config("[budget]\nmonthly = 200\n[alerts]\ndesktop = false\n")
+    done = await run_meterfox("alerts")
+    assert done.returncode == 0, done.stderr
+    monthly = next(line for line in done.stdout.splitlines() if line.strip().startswith("monthly "))
+    assert "$200.00/month" in monthly and "spent $0.00 (0.0%)" in monthly
+    assert "none: `meterfox keys budget" not in done.stdout
+
+
 async def test_report_fail_over_exits_1_with_one_line_when_the_spend_is_over():
     record_to(resolve_paths().database, Req(ts=time.time(), cost_nano=30 * 10**9))
     over = await run_meterfox("report", "--fail-over", "25")
