@@ -113,6 +113,15 @@ def in_outbox(health: dict) -> bool:
     return health["records_queued"] == 0
 
 
+async def start_again_and_drain(pg: PgServer, server, env: dict) -> None:
+    """PostgreSQL back, then a new daemon that drains what the last one left, with no
+    request: its start does it."""
+    await asyncio.to_thread(pg.start)
+    async with launch_serve(upstreams={"openai": server}, env=env) as again:
+        await health_until(again, drained)
+        assert await again.stop() == 0, again.stderr[-2000:]
+
+
 def assert_each_once(url: str, answered: list[str], sent: int) -> None:
     """Every answered request is in the ledger once (its rollup counts it once); nothing is
     there that was not sent."""
@@ -167,10 +176,7 @@ async def test_sigkill_while_postgresql_is_away_then_a_restart_drains_the_outbox
         served.send_signal(signal.SIGKILL)
         assert await served.wait() == -signal.SIGKILL
     assert waiting_in(outbox) > 0  # left behind by the killed daemon
-    await asyncio.to_thread(pg_restartable.start)
-    async with launch_serve(upstreams={"openai": server}, env=env) as again:
-        await health_until(again, drained)  # with no request: the start drains it
-        assert await again.stop() == 0, again.stderr[-2000:]
+    await start_again_and_drain(pg_restartable, server, env)
     assert waiting_in(outbox) == 0
     assert_each_once(ledger_url, load.answered, load.sent)
 
@@ -193,10 +199,7 @@ async def test_sigterm_while_postgresql_is_away_keeps_the_records_for_the_next_s
     doctor = await run_meterfox("doctor", env=env)
     assert f"{load.sent} records wait in {outbox} for the ledger" in doctor.stdout
 
-    await asyncio.to_thread(pg_restartable.start)
-    async with launch_serve(upstreams={"openai": server}, env=env) as again:
-        await health_until(again, drained)
-        assert await again.stop() == 0, again.stderr[-2000:]
+    await start_again_and_drain(pg_restartable, server, env)
     assert_each_once(ledger_url, load.answered, load.sent)
     doctor = await run_meterfox("doctor", env=env)
     assert f"{outbox}: empty" in doctor.stdout
