@@ -6,6 +6,8 @@ back as the text the handler sends."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -34,6 +36,8 @@ from meterfox_cli.web.reader import Reader
 from meterfox_cli.web.shapes import key_json, reconcile_text, report_json
 from meterfox_cli.web.worker import json_text
 
+log = logging.getLogger("meterfox.dashboard")
+
 BASE = "/_meterfox/"
 API = BASE + "api/"
 TOKEN_PLACEHOLDER = "__METERFOX_CSRF_TOKEN__"
@@ -51,6 +55,9 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 TAGS_FRESH_S = 60.0  # top tags read request rows (seconds over a million): once a minute at most
 OVERVIEW_FRESH_S = 5.0  # however often pages reload, the Overview is read at most this often
+# The read worker starts this long after the app does: `proxy/server.serve` starts the app and
+# then listens, so by then the port answers and the worker's start delays neither.
+WARM_AFTER_S = 0.2
 
 
 class Recent:
@@ -58,7 +65,7 @@ class Recent:
 
     def __init__(self, reader: Reader, query, fresh_s: float) -> None:
         self._reader = reader
-        self._query = query
+        self.query = query
         self._fresh_s = fresh_s
         self._task: asyncio.Task | None = None
         self._read_at = -math.inf
@@ -68,7 +75,7 @@ class Recent:
         old = self._task is not None and loop.time() - self._read_at > self._fresh_s
         if self._task is None or (old and self._task.done()):
             self._read_at = loop.time()
-            self._task = loop.create_task(self._reader.read(self._query))
+            self._task = loop.create_task(self._reader.read(self.query))
         try:
             return await asyncio.shield(self._task)
         except Exception:
@@ -150,9 +157,28 @@ def dashboard_mount(
 async def _dashboard_ctx(app: web.Application) -> AsyncIterator[None]:
     dashboard = app[DASHBOARD]
     dashboard.live.start()
+    warming = asyncio.get_running_loop().create_task(_warm(dashboard))
     yield
+    warming.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await warming
     await dashboard.live.close()
     await dashboard.reader.close()
+
+
+async def _warm(dashboard: Dashboard) -> None:
+    """Start the read worker in the background once the daemon listens, and run the Overview's
+    three reads in it once (results dropped: the page still reads afresh), so a page's first
+    load waits neither for a new Python process nor for cold modules, connections and pages.
+    Nothing when the dashboard is off (beyond loopback without a login)."""
+    if not dashboard.access.enabled:
+        return
+    await asyncio.sleep(WARM_AFTER_S)
+    reads = (dashboard.overviews["provider"].query, dashboard.providers.query, dashboard.tags.query)
+    try:
+        await dashboard.reader.warm(*reads)
+    except Exception:  # the page's first read starts a worker and says what is wrong
+        log.debug("the dashboard's read worker did not start early", exc_info=True)
 
 
 def _errors(handler):
