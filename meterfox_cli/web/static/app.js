@@ -123,7 +123,8 @@ async function showOverview(params) {
   const by = params.get("by") || "provider";
   for (const b of document.querySelectorAll("[data-by]")) b.setAttribute("aria-pressed", String(b.dataset.by === by));
   // The three reads go out together (the headline figures first); the daemon answers them on
-  // threads of its own, in parallel.
+  // threads of its own, in parallel. The default view's headline read left with the page's own
+  // files (index.html preloads it): this fetch picks up that answer.
   const overview = api("overview?by=" + encodeURIComponent(by));
   const providers = api("overview/providers");
   const tags = api("overview/tags");
