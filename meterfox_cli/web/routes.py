@@ -19,21 +19,20 @@ from pathlib import Path
 from aiohttp import web
 
 from meterfox_cli.errors import MeterFoxError
-from meterfox_cli.keys.proxy_keys import create_key, key_spec, list_keys, revoke_key
+from meterfox_cli.keys.proxy_keys import create_key, key_spec, revoke_key
 from meterfox_cli.proxy.state import STATE
 from meterfox_cli.report.formats import to_csv
 from meterfox_cli.report.reconcile import parse_by
 from meterfox_cli.store.backend import Ledger
 from meterfox_cli.store.dimensions import parse_dimensions
-from meterfox_cli.store.queries import build_report, empty_report
 from meterfox_cli.store.select import parse_filters
 from meterfox_cli.sync.reconcile import DEFAULT_TOLERANCE
 from meterfox_cli.timewindow import resolve_window
 from meterfox_cli.web.guard import LOGIN_PARAM, Access, guarded, login_cookie, prepare_secure
 from meterfox_cli.web.live import LiveFeed
-from meterfox_cli.web.overview import STACK_BY, overview, providers, top_tags
+from meterfox_cli.web.overview import STACK_BY, overview, providers_json, tags_json
 from meterfox_cli.web.reader import Reader
-from meterfox_cli.web.shapes import key_json, reconcile_text, report_json
+from meterfox_cli.web.shapes import keys_json, reconcile_text, report_json, report_text
 from meterfox_cli.web.worker import json_text
 
 log = logging.getLogger("meterfox.dashboard")
@@ -249,14 +248,6 @@ def _json(text: str) -> web.Response:
     return web.Response(text=text, content_type="application/json", headers=NO_STORE)
 
 
-def providers_json(conn) -> dict:
-    return {"providers": providers(conn)}
-
-
-def tags_json(conn) -> dict:
-    return {"tags": top_tags(conn)}
-
-
 def _report_query(request: web.Request, shape) -> partial:
     """The report the request asks for, as a read the worker runs: parsed here (a bad view is
     a 400 at once), read and shaped (`shape`: JSON or CSV text) in the worker."""
@@ -270,17 +261,6 @@ def _report_query(request: web.Request, shape) -> partial:
         query.getall("tag", []),
     )
     return partial(report_text, dims=dims, window=window, filters=filters, shape=shape)
-
-
-def report_text(conn, dims, window, filters, shape) -> tuple[str, str]:
-    """The report's dimensions (for a file name) and its text."""
-    recorded = conn.execute("SELECT 1 FROM requests LIMIT 1").fetchone() is not None
-    report = (
-        build_report(conn, dims, window, filters)
-        if recorded
-        else empty_report(dims, window, filters)
-    )
-    return "-".join(d.replace(":", "_") for d in report.dimensions), shape(report)
 
 
 async def _report(request: web.Request) -> web.StreamResponse:
@@ -311,10 +291,6 @@ async def _reconcile(request: web.Request) -> web.StreamResponse:
 
 async def _keys(request: web.Request) -> web.StreamResponse:
     return _json(await request.app[DASHBOARD].reader.read(partial(json_text, keys_json)))
-
-
-def keys_json(conn) -> dict:
-    return {"keys": [key_json(item) for item in list_keys(conn)]}
 
 
 async def _create_key(request: web.Request) -> web.StreamResponse:
