@@ -9,7 +9,7 @@ seconds apart, past the 5 s the daemon reuses an Overview read, so each one read
 tags, reused for a minute, are read by the first load only). `--settle S` waits S seconds after the
 daemon is healthy before the first load (a daemon that has been running a moment: its read worker
 is started and warmed in the background once it listens). "painted" is the page's own mark, set
-on the first frame after the spend, chart and top tables are in the document; "drawn" is when
+at the start of the frame that paints the spend, chart and top tables; "drawn" is when
 Playwright saw them (its polling adds to it). Each load's line gives the load average, and the
 end the CPU time the daemon and its read worker used.
 
