@@ -161,7 +161,8 @@ async def test_serve_starts_and_warms_the_worker_before_any_page_asks(database):
         workers = await eventually(lambda: children(served.pid))
         assert len(workers) == 1, "serve did not start its dashboard worker on its own"
         [worker] = workers
-        assert await eventually(lambda: database in open_files(worker)), "not warmed"
+        # SCHED_IDLE: on a machine busy with other work the warm-up waits for an idle core
+        assert await eventually(lambda: database in open_files(worker), 60.0), "not warmed"
         assert os.sched_getscheduler(worker) == os.SCHED_IDLE  # still out of the proxy's way
 
 
