@@ -6,7 +6,12 @@ providers panel (latency percentiles) is, and until the
 top tags arrive, the overview API's own time, and the bytes transferred. The first load is
 the coldest (a fresh daemon: no connection open, top tags not yet read); loads are `--pause`
 seconds apart, past the 5 s the daemon reuses an Overview read, so each one reads afresh (top
-tags, reused for a minute, are read by the first load only).
+tags, reused for a minute, are read by the first load only). `--settle S` waits S seconds after the
+daemon is healthy before the first load (a daemon that has been running a moment: its read worker
+is started and warmed in the background once it listens). "painted" is the page's own mark, set
+at the start of the frame that paints the spend, chart and top tables; "drawn" is when
+Playwright saw them (its polling adds to it). Each load's line gives the load average, and the
+end the CPU time the daemon and its read worker used.
 
     METERFOX_HOME=/tmp/mf-bench python bench/seed_db.py --rows 1000000
     METERFOX_HOME=/tmp/mf-bench python -m bench.dashboard_load --loads 5
@@ -16,12 +21,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
+import time
+from pathlib import Path
 
 from playwright.async_api import async_playwright
 
-from bench.run import free_port, start, stop, wait_healthy
+from bench.run import ROOT, free_port, start, stop, wait_healthy
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -35,7 +43,9 @@ CHROMIUM_ARGS = [
 MEASURE = """() => {
   const api = performance.getEntriesByType("resource").find((e) => e.name.includes("api/overview?"));
   const all = [...performance.getEntriesByType("navigation"), ...performance.getEntriesByType("resource")];
-  return {api_ms: api ? api.duration : null,
+  const drawn = performance.getEntriesByName("meterfox:overview-drawn")[0];
+  return {api_ms: api ? api.duration : null, api_end_ms: api ? api.responseEnd : null,
+          painted_ms: drawn ? drawn.startTime : null,
           bytes: all.reduce((s, e) => s + (e.transferSize || e.encodedBodySize), 0)};
 }"""
 
@@ -59,8 +69,15 @@ async def loads(port: int, count: int, pause: float) -> list[dict]:
                 await page.wait_for_selector("#top-tags table", timeout=60_000)
                 tags = await page.evaluate("() => performance.now()")
                 measured = await page.evaluate(MEASURE)
+                load = os.getloadavg()[0]
                 results.append(
-                    {"headline_ms": headline, "drawn_ms": drawn, "tags_ms": tags, **measured}
+                    {
+                        "headline_ms": headline,
+                        "drawn_ms": drawn,
+                        "tags_ms": tags,
+                        "load": load,
+                        **measured,
+                    }
                 )
                 await context.close()
                 await asyncio.sleep(pause)  # past the daemon's reuse window: every load reads
@@ -75,22 +92,59 @@ def main() -> None:
     parser.add_argument(
         "--pause", type=float, default=6.0, help="between loads (the Overview is reused for 5 s)"
     )
+    parser.add_argument(
+        "--checkout", type=Path, default=ROOT, help="serve another checkout (a before/after)"
+    )
+    parser.add_argument(
+        "--settle", type=float, default=0.0, help="seconds from healthy to the first load"
+    )
     args = parser.parse_args()
     port = free_port()
-    serve = start([sys.executable, "-m", "meterfox_cli", "serve", "--port", str(port)])
+    command = [sys.executable, "-m", "meterfox_cli", "serve", "--port", str(port)]
+    serve = start(command, checkout=args.checkout)
     try:
         wait_healthy(port, timeout=60)
+        time.sleep(args.settle)
         results = asyncio.run(loads(port, args.loads, args.pause))
+        used = {"daemon": cpu_s(serve.pid)} | {
+            f"read worker {pid}": cpu_s(pid) for pid in children(serve.pid)
+        }
     finally:
         stop(serve)
     for i, r in enumerate(results, 1):
         print(
-            f"load {i}: spend, chart and top tables {r['headline_ms']:.0f} ms (API "
-            f"{r['api_ms']:.0f} ms), with providers {r['drawn_ms']:.0f} ms, "
-            f"top tags {r['tags_ms']:.0f} ms, {r['bytes']:,} bytes"
+            f"load {i}: painted {_ms(r['painted_ms'])}, spend, chart and top tables drawn "
+            f"{r['headline_ms']:.0f} ms (API {r['api_ms']:.0f} ms, answered at "
+            f"{r['api_end_ms']:.0f} ms), with providers {r['drawn_ms']:.0f} ms, "
+            f"top tags {r['tags_ms']:.0f} ms, {r['bytes']:,} bytes, load average {r['load']:.1f}"
         )
-    for name in ("headline_ms", "api_ms", "drawn_ms", "tags_ms"):
-        print(f"median {name}: {statistics.median(r[name] for r in results):.0f}")
+    for name in ("painted_ms", "headline_ms", "api_ms", "drawn_ms", "tags_ms"):
+        found = [r[name] for r in results if r[name] is not None]
+        print(f"median {name}: {_ms(statistics.median(found) if found else None)}")
+    print("CPU time: " + ", ".join(f"{name} {s:.2f} s" for name, s in used.items()))
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
+
+
+def cpu_s(pid: int) -> float:
+    """User and system CPU seconds `pid` has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(") ", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
 
 
 if __name__ == "__main__":

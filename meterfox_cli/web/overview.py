@@ -6,7 +6,8 @@ today / this week / this month, the projected month end, 30 days of daily spend 
 dimension, the top models and keys with their token mix; sums of integer nano-USD, so the month
 is exactly `meterfox report`'s total. `providers` (error rate, and latency percentiles from
 the latency rollup) and `top_tags` (from the tag rollup, per tag name) are separate reads
-the page makes in parallel.
+the page makes in parallel. These run in the dashboard's read worker, which imports this
+module (not `web/routes`, nor aiohttp) to run them.
 """
 
 from __future__ import annotations
@@ -104,6 +105,14 @@ def providers(conn: sqlite3.Connection, now: float | None = None) -> list[dict]:
         }
         for row in report.rows
     ]
+
+
+def providers_json(conn: sqlite3.Connection) -> dict:
+    return {"providers": providers(conn)}
+
+
+def tags_json(conn: sqlite3.Connection) -> dict:
+    return {"tags": top_tags(conn)}
 
 
 # The first few distinct tag names, one index seek each (a DISTINCT would scan every tag row).

@@ -1,5 +1,6 @@
 """Where the dashboard's queries run: every read in one long-lived worker process of its own
-(`web/worker.py`, started on the first read, stopped with the app), so neither its database
+(`web/worker.py`, started by `warm` when the daemon starts, or else on the first read; stopped
+with the app), so neither its database
 nor its Python work takes the proxy's GIL; the daemon only sends a picklable query and hands on
 the already-shaped answer. The reads go to the ledger (either store: the worker is sent which
 as its first message, so a PostgreSQL URL never shows in a process list). The rare writes
@@ -111,6 +112,13 @@ class Reader:
         except WorkerGone:
             return await (await self._running()).call(query)
 
+    async def warm(self, *queries: Callable[[Any], Any]) -> None:
+        """Start the worker now and run `queries` once each (results dropped), so that the first
+        page finds the worker's modules imported, its read connections open and the ledger's
+        pages in the OS cache. A read failing here (no ledger yet) is left to fail for the page."""
+        await asyncio.shield(self._running())  # a cancelled warm-up still ends with a worker
+        await asyncio.gather(*(self.read(query) for query in queries), return_exceptions=True)
+
     async def write(self, change: Callable[[Any], T]) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self._write, change)
@@ -121,6 +129,9 @@ class Reader:
         return self._worker.process.pid if self._worker and self._worker.alive else None
 
     async def close(self) -> None:
+        if self._starting is not None:
+            async with self._starting:  # a start under way finishes, so that it is stopped too
+                pass
         if self._worker is not None:
             worker, self._worker = self._worker, None
             await worker.stop()

@@ -6,6 +6,8 @@ back as the text the handler sends."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -17,22 +19,23 @@ from pathlib import Path
 from aiohttp import web
 
 from meterfox_cli.errors import MeterFoxError
-from meterfox_cli.keys.proxy_keys import create_key, key_spec, list_keys, revoke_key
+from meterfox_cli.keys.proxy_keys import create_key, key_spec, revoke_key
 from meterfox_cli.proxy.state import STATE
 from meterfox_cli.report.formats import to_csv
 from meterfox_cli.report.reconcile import parse_by
 from meterfox_cli.store.backend import Ledger
 from meterfox_cli.store.dimensions import parse_dimensions
-from meterfox_cli.store.queries import build_report, empty_report
 from meterfox_cli.store.select import parse_filters
 from meterfox_cli.sync.reconcile import DEFAULT_TOLERANCE
 from meterfox_cli.timewindow import resolve_window
 from meterfox_cli.web.guard import LOGIN_PARAM, Access, guarded, login_cookie, prepare_secure
 from meterfox_cli.web.live import LiveFeed
-from meterfox_cli.web.overview import STACK_BY, overview, providers, top_tags
+from meterfox_cli.web.overview import STACK_BY, overview, providers_json, tags_json
 from meterfox_cli.web.reader import Reader
-from meterfox_cli.web.shapes import key_json, reconcile_text, report_json
+from meterfox_cli.web.shapes import keys_json, reconcile_text, report_json, report_text
 from meterfox_cli.web.worker import json_text
+
+log = logging.getLogger("meterfox.dashboard")
 
 BASE = "/_meterfox/"
 API = BASE + "api/"
@@ -51,6 +54,9 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 TAGS_FRESH_S = 60.0  # top tags read request rows (seconds over a million): once a minute at most
 OVERVIEW_FRESH_S = 5.0  # however often pages reload, the Overview is read at most this often
+# The read worker starts this long after the app does: `proxy/server.serve` starts the app and
+# then listens, so by then the port answers and the worker's start delays neither.
+WARM_AFTER_S = 0.2
 
 
 class Recent:
@@ -58,7 +64,7 @@ class Recent:
 
     def __init__(self, reader: Reader, query, fresh_s: float) -> None:
         self._reader = reader
-        self._query = query
+        self.query = query
         self._fresh_s = fresh_s
         self._task: asyncio.Task | None = None
         self._read_at = -math.inf
@@ -68,7 +74,7 @@ class Recent:
         old = self._task is not None and loop.time() - self._read_at > self._fresh_s
         if self._task is None or (old and self._task.done()):
             self._read_at = loop.time()
-            self._task = loop.create_task(self._reader.read(self._query))
+            self._task = loop.create_task(self._reader.read(self.query))
         try:
             return await asyncio.shield(self._task)
         except Exception:
@@ -150,9 +156,28 @@ def dashboard_mount(
 async def _dashboard_ctx(app: web.Application) -> AsyncIterator[None]:
     dashboard = app[DASHBOARD]
     dashboard.live.start()
+    warming = asyncio.get_running_loop().create_task(_warm(dashboard))
     yield
+    warming.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await warming
     await dashboard.live.close()
     await dashboard.reader.close()
+
+
+async def _warm(dashboard: Dashboard) -> None:
+    """Start the read worker in the background once the daemon listens, and run the Overview's
+    three reads in it once (results dropped: the page still reads afresh), so a page's first
+    load waits neither for a new Python process nor for cold modules, connections and pages.
+    Nothing when the dashboard is off (beyond loopback without a login)."""
+    if not dashboard.access.enabled:
+        return
+    await asyncio.sleep(WARM_AFTER_S)
+    reads = (dashboard.overviews["provider"].query, dashboard.providers.query, dashboard.tags.query)
+    try:
+        await dashboard.reader.warm(*reads)
+    except Exception:  # the page's first read starts a worker and says what is wrong
+        log.debug("the dashboard's read worker did not start early", exc_info=True)
 
 
 def _errors(handler):
@@ -223,14 +248,6 @@ def _json(text: str) -> web.Response:
     return web.Response(text=text, content_type="application/json", headers=NO_STORE)
 
 
-def providers_json(conn) -> dict:
-    return {"providers": providers(conn)}
-
-
-def tags_json(conn) -> dict:
-    return {"tags": top_tags(conn)}
-
-
 def _report_query(request: web.Request, shape) -> partial:
     """The report the request asks for, as a read the worker runs: parsed here (a bad view is
     a 400 at once), read and shaped (`shape`: JSON or CSV text) in the worker."""
@@ -244,17 +261,6 @@ def _report_query(request: web.Request, shape) -> partial:
         query.getall("tag", []),
     )
     return partial(report_text, dims=dims, window=window, filters=filters, shape=shape)
-
-
-def report_text(conn, dims, window, filters, shape) -> tuple[str, str]:
-    """The report's dimensions (for a file name) and its text."""
-    recorded = conn.execute("SELECT 1 FROM requests LIMIT 1").fetchone() is not None
-    report = (
-        build_report(conn, dims, window, filters)
-        if recorded
-        else empty_report(dims, window, filters)
-    )
-    return "-".join(d.replace(":", "_") for d in report.dimensions), shape(report)
 
 
 async def _report(request: web.Request) -> web.StreamResponse:
@@ -285,10 +291,6 @@ async def _reconcile(request: web.Request) -> web.StreamResponse:
 
 async def _keys(request: web.Request) -> web.StreamResponse:
     return _json(await request.app[DASHBOARD].reader.read(partial(json_text, keys_json)))
-
-
-def keys_json(conn) -> dict:
-    return {"keys": [key_json(item) for item in list_keys(conn)]}
 
 
 async def _create_key(request: web.Request) -> web.StreamResponse:

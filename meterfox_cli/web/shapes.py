@@ -10,14 +10,14 @@ import json
 import time
 from decimal import Decimal
 
-from meterfox_cli.keys.proxy_keys import KeyListing, listing_fields
+from meterfox_cli.keys.proxy_keys import KeyListing, list_keys, listing_fields
 from meterfox_cli.money import decimal_text, format_usd, from_nanousd
 from meterfox_cli.pricing.book import PriceBook
 from meterfox_cli.pricing.quote import UNPRICED_SOURCE
 from meterfox_cli.report import reconcile as reconcile_rows
 from meterfox_cli.report.formats import CONTRACT_FIELDS, EXTRA_FIELDS, to_json
 from meterfox_cli.store.dialect import LedgerConnection
-from meterfox_cli.store.queries import Report
+from meterfox_cli.store.queries import Report, build_report, empty_report
 from meterfox_cli.store.rows import RequestLine
 from meterfox_cli.sync.prices import canonical_model
 from meterfox_cli.sync.reconcile import totals
@@ -131,3 +131,19 @@ def _reconcile_texts(row) -> dict[str, str]:
         if row.billed_cost_nanousd is None
         else format_usd(row.billed_cost_nanousd),
     }
+
+
+def report_text(conn: LedgerConnection, dims, window, filters, shape) -> tuple[str, str]:
+    """The report's dimensions (for a file name) and its text (`shape`: JSON or CSV), in the
+    read worker."""
+    recorded = conn.execute("SELECT 1 FROM requests LIMIT 1").fetchone() is not None
+    report = (
+        build_report(conn, dims, window, filters)
+        if recorded
+        else empty_report(dims, window, filters)
+    )
+    return "-".join(d.replace(":", "_") for d in report.dimensions), shape(report)
+
+
+def keys_json(conn: LedgerConnection) -> dict:
+    return {"keys": [key_json(item) for item in list_keys(conn)]}

@@ -1,7 +1,7 @@
 """The dashboard's read process: `python -m meterfox_cli.web.worker FD DATABASE THREADS`, started
-by `web/reader.Reader` on the first dashboard read. It runs each read on one of its own threads
-(each with its own read connection to the ledger, either store) and sends back the
-already-shaped result, so the dashboard's Python work never takes the daemon's GIL; it runs at
+by `web/reader.Reader` (when the daemon starts, or on the first dashboard read). It runs each
+read on one of its own threads (each with its own read connection to the ledger, either store)
+and sends back the already-shaped result, so the dashboard's Python work never takes the daemon's GIL; it runs at
 the idle CPU priority (`lower_priority`), so when the CPUs are busy the proxy comes first and
 the dashboard waits. It exits when the daemon closes its end of the socket, or dies (even by
 SIGKILL: the socket ends, and the parent pid changes).

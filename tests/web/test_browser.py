@@ -157,6 +157,23 @@ async def test_the_overviews_month_is_meterfox_reports_total(open_page):
     print(f"overview over {SEEDED_ROWS:,} requests: {loaded:.2f} s, {transferred:,} bytes")
 
 
+OVERVIEW_READS = """() => performance.getEntriesByType("resource")
+  .filter((entry) => entry.name.includes("/api/overview?")).map((entry) => entry.startTime)"""
+SCRIPT_LOADED = """() => performance.getEntriesByType("resource")
+  .find((entry) => entry.name.endsWith("/static/app.js")).responseEnd"""
+
+
+async def test_the_overview_is_asked_for_with_the_pages_files_not_after_its_script(open_page):
+    """The first screen's read leaves with the page's own files (a preload the script then
+    uses), not once the script has arrived and run: one request, started before that."""
+    async with launch_serve() as served:
+        page = await open_page(f"{served.url}/_meterfox/")
+        await expect(page.page.locator("#spend-month")).to_be_visible()
+        starts = await page.page.evaluate(OVERVIEW_READS)
+        assert len(starts) == 1, starts  # the script used the preload: not read twice
+        assert starts[0] < await page.page.evaluate(SCRIPT_LOADED)
+
+
 async def test_a_request_made_while_live_is_open_appears_without_a_reload(
     open_page, upstream_server
 ):

@@ -1,10 +1,12 @@
 """The dashboard's read process (web/reader.py, web/worker.py): reads run in a process of their
-own, started on the first read; it stops with the app, a new one replaces one that died, and
-it never outlives the daemon, not even a SIGKILLed one."""
+own, which the daemon starts and warms in the background once it listens (the Reader alone:
+on the first read); it stops with the app, a new one replaces one that died, and it never
+outlives the daemon, not even a SIGKILLed one."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
@@ -20,16 +22,26 @@ from meterfox_cli.store.db import connect
 from meterfox_cli.store.postgres import PostgresLedger
 from meterfox_cli.store.rows import insert_records
 from meterfox_cli.store.select import NO_FILTERS, TimeRange
+from meterfox_cli.web.guard import access_for
 from meterfox_cli.web.live import new_event
+from meterfox_cli.web.overview import overview, providers_json, tags_json
 from meterfox_cli.web.reader import Reader
-from meterfox_cli.web.routes import report_text
-from meterfox_cli.web.shapes import report_json
+from meterfox_cli.web.routes import DASHBOARD, dashboard_mount
+from meterfox_cli.web.shapes import keys_json, report_json, report_text
+from meterfox_cli.web.worker import json_text
 from tests.cli.conftest import launch_serve
+from tests.conftest import start_proxy
 from tests.fakes.records import Req, at
+from tests.web.worker_probe import web_server_loaded
 
 LEDGER_REQUESTS = (
     Req(at("2026-11-03 10:00"), provider="openai", model="gpt-4o"),
     Req(at("2026-11-03 11:00"), provider="groq", model="llama", cost_nano=5),
+)
+WARM_READS = (
+    partial(json_text, overview),
+    partial(json_text, providers_json),
+    partial(json_text, tags_json),
 )
 REPORT_ARGS = {
     "dims": ("provider",),
@@ -115,7 +127,6 @@ def children(pid: int) -> list[int]:
 
 async def test_the_worker_dies_with_a_sigkilled_daemon():
     async with launch_serve() as served:
-        assert children(served.pid) == []  # not started before the dashboard is opened
         async with aiohttp.ClientSession() as session:
             async with session.get(f"{served.url}/_meterfox/api/overview") as response:
                 assert response.status == 200
@@ -123,6 +134,54 @@ async def test_the_worker_dies_with_a_sigkilled_daemon():
         [worker] = children(served.pid)
         served.send_signal(signal.SIGKILL)
         assert await gone(worker), "the dashboard's read process outlived its daemon"
+
+
+def open_files(pid: int) -> set[Path]:
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            found.add(Path(os.readlink(fd)))
+    return found
+
+
+async def eventually(check, within: float = 15.0):
+    for _ in range(int(within / 0.05)):
+        found = check()
+        if found:
+            return found
+        await asyncio.sleep(0.05)
+    return check()
+
+
+async def test_serve_starts_and_warms_the_worker_before_any_page_asks(database):
+    """The first page load must not wait for a new Python process: the daemon starts its read
+    worker on its own, and the worker has read the ledger (its connection open) by the time
+    a page comes, with no dashboard request made."""
+    async with launch_serve() as served:
+        workers = await eventually(lambda: children(served.pid))
+        assert len(workers) == 1, "serve did not start its dashboard worker on its own"
+        [worker] = workers
+        # SCHED_IDLE: on a machine busy with other work the warm-up waits for an idle core
+        assert await eventually(lambda: database in open_files(worker), 60.0), "not warmed"
+        assert os.sched_getscheduler(worker) == os.SCHED_IDLE  # still out of the proxy's way
+
+
+async def test_no_worker_starts_while_the_dashboard_is_off(upstream_server, database):
+    """Beyond loopback without a login the dashboard is off: nothing to warm, no process."""
+    fake, server = upstream_server
+    started = []
+    try:
+        for access in (access_for(False, None), access_for(True, None)):
+            _, proxy_server = await start_proxy(
+                fake, server, mounts=(dashboard_mount(database, access),)
+            )
+            started.append(proxy_server)
+        off, on = (proxy_server.app[DASHBOARD].reader for proxy_server in started)
+        assert await eventually(lambda: on.pid)  # the same app with the dashboard on: started
+        assert off.pid is None
+    finally:
+        for proxy_server in started:
+            await proxy_server.close()
 
 
 async def test_stopping_the_daemon_stops_the_worker():
@@ -133,6 +192,23 @@ async def test_stopping_the_daemon_stops_the_worker():
         [worker] = children(served.pid)
         assert await served.stop() == 0
         assert await gone(worker)
+
+
+async def test_the_pages_reads_do_not_load_the_web_server_into_the_worker(database):
+    """Unpickling a read imports the module its function lives in: the Overview's, Keys' and
+    Explore's reads live beside their queries, so the worker never imports aiohttp (0.4 s of
+    CPU, on a cold page load's path)."""
+    reader = Reader(database)
+    try:
+        for read in (
+            *WARM_READS,
+            partial(json_text, keys_json),
+            partial(report_text, **REPORT_ARGS),
+        ):
+            await reader.read(read)
+        assert await reader.read(web_server_loaded) == []
+    finally:
+        await reader.close()
 
 
 def policy(conn: sqlite3.Connection) -> int:
