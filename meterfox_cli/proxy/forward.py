@@ -15,12 +15,12 @@ import logging
 import re
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 import aiohttp
-from aiohttp import web
+from aiohttp import hdrs, web
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -150,11 +150,14 @@ async def handle(request: web.Request) -> web.StreamResponse:
             "(it contains a line break or control character); store it again"
         )
         return error_response(wire, 500, message, "invalid_provider_key", request_id)
-    await _invite_body(request)
+    if hdrs.EXPECT in request.headers:
+        await _invite_body(request)
     try:
-        async with asyncio.timeout(state.timeouts.client_body):
-            body = await _read_body(request)
-            head, fields = (b"", {}) if body is not None else await _peek_form(request)
+        if request.content.is_eof():  # the whole body is here already: no wait to time
+            body, head, fields = await _request_body(request)
+        else:
+            async with asyncio.timeout(state.timeouts.client_body):
+                body, head, fields = await _request_body(request)
     except BodyTooLarge:
         return error_response(
             wire,
@@ -173,8 +176,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
         )
         too_slow.force_close()
         return too_slow
-    if body is not None:
-        exchange.plan = plan = await _plan(wire, endpoint, request.query, body)
+    if body is not None and len(body) <= LARGE_JSON_BYTES:
+        exchange.plan = plan = wire.plan(endpoint, request.query, body)
+    elif body is not None:  # parsed on a worker thread
+        exchange.plan = plan = await asyncio.to_thread(wire.plan, endpoint, request.query, body)
     else:  # a streamed upload: its model from the form fields at its head, if any
         exchange.plan = plan = wire.plan_form(endpoint, fields)
     headers = upstream_request_headers(request.headers)
@@ -224,7 +229,7 @@ async def _exchange(
                 data=data,
                 allow_redirects=False,
                 skip_auto_headers=_SKIP_AUTO_HEADERS,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),
+                timeout=state.client_timeout,
             )
         exchange.status = upstream.status
         if upstream.status >= 400:
@@ -286,8 +291,10 @@ async def _relay(
     content = upstream.content
     last = b""
     while True:
-        async with asyncio.timeout(timeouts.idle if exchange.ttfb else timeouts.first_byte):
-            chunk = await content.readany()
+        chunk = content.read_nowait()  # what is here already needs no timer
+        if not chunk and not content.is_eof():
+            async with asyncio.timeout(timeouts.idle if exchange.ttfb else timeouts.first_byte):
+                chunk = await content.readany()
         if not chunk:
             break
         if exchange.ttfb is None:
@@ -430,16 +437,16 @@ async def _invite_body(request: web.Request) -> None:
         request.writer.output_size = 0  # the response proper has not started
 
 
-async def _plan(
-    wire: WireFormat, endpoint: str, query: Mapping[str, str], body: bytes
-) -> RequestPlan:
-    if len(body) <= LARGE_JSON_BYTES:  # larger: parsed on a worker thread
-        return wire.plan(endpoint, query, body)
-    return await asyncio.to_thread(wire.plan, endpoint, query, body)
-
-
 class BodyTooLarge(Exception):
     pass
+
+
+async def _request_body(request: web.Request) -> tuple[bytes | None, bytes, dict[str, str]]:
+    """The body read whole (`_read_body`), or None with the head of a streamed upload and the
+    form fields found in it (`_peek_form`)."""
+    body = await _read_body(request)
+    head, fields = (b"", {}) if body is not None else await _peek_form(request)
+    return body, head, fields
 
 
 async def _read_body(request: web.Request) -> bytes | None:
