@@ -10,6 +10,7 @@ of them cannot grow the database.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -68,7 +69,7 @@ class Exchange:
     method: str
     plan: RequestPlan
     decision: Decision
-    tags: tuple[tuple[str, str], ...]
+    tags: tuple[tuple[str, str], ...]  # sorted, one per name (as tags_from_headers gives)
     status: int = 0
     ttfb: float | None = None
     outcome: Outcome = Outcome.OK
@@ -92,7 +93,7 @@ class Exchange:
             ttfb_ms=None if self.ttfb is None else (self.ttfb - self.started) * 1000,
             latency_ms=(time.perf_counter() - self.started) * 1000,
             reading=reading,
-            tags=merge_tags(self.tags, self.decision.tags),
+            tags=merge_tags(self.tags, self.decision.tags) if self.decision.tags else self.tags,
         )
 
 
@@ -110,12 +111,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
             request_id,
         )
     rest_raw = _rest_of_path(request.raw_path, slug)
-    url = _upstream_url(provider, rest_raw) if rest_raw is not None else None
-    if url is None or rest_raw is None:
+    route = _route(provider, rest_raw) if rest_raw is not None else None
+    if route is None:
         return error_response(
             provider.wire, 400, "MeterFox: invalid request path", "bad_path", request_id
         )
-    endpoint = URL(rest_raw).path or "/"
+    url, endpoint = route
     wire = provider.wire.for_path(endpoint)
     if websocket.is_upgrade(request):  # its own key check, relay and records
         return await websocket.relay(
@@ -133,7 +134,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         wire=wire,
         endpoint=endpoint,
         method=request.method,
-        plan=_no_plan(),  # read from the body once the request is admitted
+        plan=_NO_PLAN,  # read from the body once the request is admitted
         decision=decision,
         tags=tags_from_headers(request.headers),
     )
@@ -405,9 +406,18 @@ def _rest_of_path(raw_path: str, slug: str) -> str | None:
     if not raw_path.startswith("/" + slug) or rest[:1] not in ("", "/", "?"):
         return None
     path = rest.partition("?")[0]
-    if any(unquote(segment) in (".", "..") for segment in path.split("/")):
+    dotted = "." in path or "%" in path  # a `.` segment has one, plain or encoded
+    if dotted and any(unquote(segment) in (".", "..") for segment in path.split("/")):
         return None
     return rest if rest.startswith("/") else "/" + rest
+
+
+@functools.lru_cache(maxsize=256)
+def _route(provider: Provider, rest_raw: str) -> tuple[URL, str] | None:
+    """The upstream URL and the endpoint (the path after the slug, decoded) for `rest_raw`, or
+    None (see `_upstream_url`). Cached: a gateway sees the same few paths again and again."""
+    url = _upstream_url(provider, rest_raw)
+    return None if url is None else (url, URL(rest_raw).path or "/")
 
 
 def _upstream_url(provider: Provider, rest_raw: str) -> URL | None:
@@ -486,5 +496,4 @@ async def _stream_body(request: web.Request, head: bytes = b""):
         yield chunk
 
 
-def _no_plan() -> RequestPlan:
-    return RequestPlan(model=None, stream=False, body=None)
+_NO_PLAN = RequestPlan(model=None, stream=False, body=None)
