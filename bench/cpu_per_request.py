@@ -19,7 +19,7 @@ CPU and, apart, its OpenTelemetry export process's (which runs at nice 10, off t
 With --threads, each round also splits every target's CPU per request between its main thread
 (the event loop: what holds the GIL for every request) and its other threads (the record
 writer, executor threads), user and system apart (from /proc/PID/task/TID/stat), and the end
-prints the median of each figure per target and the main threads' ratio to the relay's.
+prints the median of each figure per target and of the rounds' main-thread ratios to the relay's.
 """
 
 from __future__ import annotations
@@ -147,12 +147,17 @@ def print_thread_medians(splits: dict[str, list[ThreadSplit]]) -> None:
         name: ThreadSplit(*map(statistics.median, zip(*(s.figures for s in rounds), strict=True)))
         for name, rounds in splits.items()
     }
-    relay_main = medians["bare relay"].main
+    relay = splits["bare relay"]
     for name, split in medians.items():
+        # Paired within each round (the same load on both), then the median: steadier than a
+        # ratio of medians on a shared machine.
+        paired = statistics.median(
+            s.main / r.main for s, r in zip(splits[name], relay, strict=True)
+        )
         print(f"median {name:12} main thread {split.main_user * 1e6:6.1f} user "
               f"{split.main_sys * 1e6:5.1f} sys, other threads {split.other_user * 1e6:6.1f} user "
               f"{split.other_sys * 1e6:5.1f} sys us per request; "
-              f"main {split.main / relay_main:.2f}x the relay's")  # fmt: skip
+              f"main {paired:.2f}x the relay's (median of the rounds' ratios)")  # fmt: skip
 
 
 def per_round_ratios(
