@@ -1,6 +1,7 @@
 """CPU time per proxied request: the bare relay against MeterFox, JSON at concurrency 32.
 
     python -m bench.cpu_per_request [--rounds 3] [--seconds 4] [--check] [--observability]
+                                    [--threads]
 
 Throughput on a shared 2-vCPU machine depends on what else runs; the CPU a process spends per
 request (user + system, from /proc/PID/stat, over a wrk run) is steadier, and its ratio to the
@@ -14,6 +15,11 @@ With --observability, one more target, `meterfox+obs`: a second daemon with Prom
 scraped every second and OpenTelemetry exporting to a stand-in collector (bench/run.py's
 `start_observed`), the plain one with `[metrics] enabled = false`. Its line counts the daemon's
 CPU and, apart, its OpenTelemetry export process's (which runs at nice 10, off the proxy's GIL).
+
+With --threads, each round also splits every target's CPU per request between its main thread
+(the event loop: what holds the GIL for every request) and its other threads (the record
+writer, executor threads), user and system apart (from /proc/PID/task/TID/stat), and the end
+prints the median of each figure per target and of the rounds' main-thread ratios to the relay's.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.run import (
@@ -52,6 +59,48 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
 
+@dataclass(frozen=True)
+class ThreadSplit:
+    """CPU seconds of a process's main thread and of all its other threads, user and system."""
+
+    main_user: float
+    main_sys: float
+    other_user: float
+    other_sys: float
+
+    def __sub__(self, earlier: ThreadSplit) -> ThreadSplit:
+        return ThreadSplit(
+            self.main_user - earlier.main_user,
+            self.main_sys - earlier.main_sys,
+            self.other_user - earlier.other_user,
+            self.other_sys - earlier.other_sys,
+        )
+
+    def per(self, count: int) -> ThreadSplit:
+        return ThreadSplit(*(value / count for value in self.figures))
+
+    @property
+    def figures(self) -> tuple[float, float, float, float]:
+        return (self.main_user, self.main_sys, self.other_user, self.other_sys)
+
+    @property
+    def main(self) -> float:
+        return self.main_user + self.main_sys
+
+
+def _user_sys(stat: Path) -> tuple[float, float]:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
+
+
+def thread_split(pid: int) -> ThreadSplit:
+    """The process's CPU so far, main thread apart: the process's own totals include threads
+    that have ended, so the others are the process's minus the main thread's."""
+    user, sys_ = _user_sys(Path(f"/proc/{pid}/stat"))
+    main_user, main_sys = _user_sys(Path(f"/proc/{pid}/task/{pid}/stat"))
+    return ThreadSplit(main_user, main_sys, user - main_user, sys_ - main_sys)
+
+
 def requests_served(url: str, script: Path, seconds: int) -> int:
     out = subprocess.run(
         ["wrk", "-t1", "-c32", f"-d{seconds}s", "-s", str(script), url],
@@ -68,8 +117,14 @@ def main() -> None:
     parser.add_argument(
         "--observability", action="store_true", help="also a daemon with metrics and OTel on"
     )
+    parser.add_argument(
+        "--threads", action="store_true", help="also split CPU: main thread vs the others"
+    )
     args = parser.parse_args()
-    ratios = per_round_ratios(args.rounds, args.seconds, args.observability)
+    splits: dict[str, list[ThreadSplit]] | None = {} if args.threads else None
+    ratios = per_round_ratios(args.rounds, args.seconds, args.observability, splits)
+    if splits is not None:
+        print_thread_medians(splits)
     ratio = statistics.median(ratios)
     baseline = json.loads(BASELINE.read_text())["ratio"]
     limit = baseline * REGRESSION_LIMIT
@@ -87,8 +142,32 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def per_round_ratios(rounds: int, seconds: int, observability: bool = False) -> list[float]:
-    """MeterFox's CPU per request over the relay's, one ratio per round."""
+def print_thread_medians(splits: dict[str, list[ThreadSplit]]) -> None:
+    medians = {
+        name: ThreadSplit(*map(statistics.median, zip(*(s.figures for s in rounds), strict=True)))
+        for name, rounds in splits.items()
+    }
+    relay = splits["bare relay"]
+    for name, split in medians.items():
+        # Paired within each round (the same load on both), then the median: steadier than a
+        # ratio of medians on a shared machine.
+        paired = statistics.median(
+            s.main / r.main for s, r in zip(splits[name], relay, strict=True)
+        )
+        print(f"median {name:12} main thread {split.main_user * 1e6:6.1f} user "
+              f"{split.main_sys * 1e6:5.1f} sys, other threads {split.other_user * 1e6:6.1f} user "
+              f"{split.other_sys * 1e6:5.1f} sys us per request; "
+              f"main {paired:.2f}x the relay's (median of the rounds' ratios)")  # fmt: skip
+
+
+def per_round_ratios(
+    rounds: int,
+    seconds: int,
+    observability: bool = False,
+    splits: dict[str, list[ThreadSplit]] | None = None,
+) -> list[float]:
+    """MeterFox's CPU per request over the relay's, one ratio per round. With `splits`, each
+    target's main/other thread split per request is printed and appended to it, per round."""
     home = Path(tempfile.mkdtemp(prefix="meterfox-cpu-"))
     if observability:
         (home / "config.toml").write_text("[metrics]\nenabled = false\n")
@@ -129,14 +208,22 @@ def per_round_ratios(rounds: int, seconds: int, observability: bool = False) -> 
             for name, process, port in targets:
                 helpers = children(process.pid)
                 before = cpu_seconds(process.pid)
+                split_before = thread_split(process.pid)
                 helpers_before = sum(cpu_seconds(pid) for pid in helpers)
                 url = f"http://127.0.0.1:{port}/openai{CHAT_PATH}"
                 served = requests_served(url, script, seconds)
                 per_request[name] = (cpu_seconds(process.pid) - before) / served
+                split = (thread_split(process.pid) - split_before).per(served)
                 helper = sum(cpu_seconds(pid) for pid in helpers) - helpers_before
                 extra = f"  + {helper / served * 1e6:6.1f} in its children" if helpers else ""
                 print(f"round {round_} {name:12} {served:7} requests  "
                       f"{per_request[name] * 1e6:7.1f} us CPU per request{extra}", flush=True)  # fmt: skip
+                if splits is not None:
+                    splits.setdefault(name, []).append(split)
+                    print(f"        main thread {split.main_user * 1e6:6.1f} user "
+                          f"{split.main_sys * 1e6:5.1f} sys, other threads "
+                          f"{split.other_user * 1e6:6.1f} user {split.other_sys * 1e6:5.1f} sys",
+                          flush=True)  # fmt: skip
             ratios.append(per_request["meterfox"] / per_request["bare relay"])
         return ratios
     finally:

@@ -56,6 +56,10 @@ MAX_COUNT = 2**53
 def as_int(value: object) -> int:
     """A token count from untrusted JSON: ints (and integral floats) only, anything else is 0;
     clamped to 0..MAX_COUNT."""
+    if type(value) is int and 0 <= value <= MAX_COUNT:  # the common cases first
+        return value
+    if value is None:
+        return 0
     if isinstance(value, bool):
         return 0
     if isinstance(value, float) and value.is_integer():

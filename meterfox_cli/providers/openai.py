@@ -26,6 +26,7 @@ import json
 import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
 
 from meterfox_cli.providers.base import (
     BodyTap,
@@ -220,27 +221,29 @@ def usage_from(usage: dict[str, object]) -> Usage:
     prompt = as_int(usage.get("prompt_tokens"))
     completion = as_int(usage.get("completion_tokens"))
     total = as_int(usage.get("total_tokens"))
+    prompt_details = _details(usage, "prompt_tokens_details")
+    completion_details = _details(usage, "completion_tokens_details")
     # Perplexity reports reasoning and citation tokens beside completion_tokens, not inside.
     beside = as_int(usage.get("reasoning_tokens")) + as_int(usage.get("citation_tokens"))
-    reasoning = as_int(dig(usage, "completion_tokens_details", "reasoning_tokens")) or as_int(
+    reasoning = as_int(completion_details.get("reasoning_tokens")) or as_int(
         usage.get("reasoning_tokens")
     )
     if "prompt_cache_hit_tokens" in usage:
         cached = as_int(usage.get("prompt_cache_hit_tokens"))
     else:
-        cached = as_int(dig(usage, "prompt_tokens_details", "cached_tokens"))
+        cached = as_int(prompt_details.get("cached_tokens"))
     output, reasoning = _output_with_hidden_reasoning(prompt, completion, total, reasoning, beside)
     units = _units(
-        input_audio_tokens=dig(usage, "prompt_tokens_details", "audio_tokens"),
-        output_audio_tokens=dig(usage, "completion_tokens_details", "audio_tokens"),
-        input_image_tokens=dig(usage, "prompt_tokens_details", "image_tokens"),
+        input_audio_tokens=prompt_details.get("audio_tokens"),
+        output_audio_tokens=completion_details.get("audio_tokens"),
+        input_image_tokens=prompt_details.get("image_tokens"),
         citation_tokens=usage.get("citation_tokens"),
         search_queries=usage.get("num_search_queries"),
     )
     return Usage(
         input_tokens=prompt,
         cached_tokens=min(cached, prompt),
-        cache_write_tokens=as_int(dig(usage, "prompt_tokens_details", "cache_write_tokens")),
+        cache_write_tokens=as_int(prompt_details.get("cache_write_tokens")),
         output_tokens=output,
         reasoning_tokens=reasoning,
         units=units,
@@ -282,8 +285,18 @@ def _output_with_hidden_reasoning(
     return completion + hidden, reasoning or hidden
 
 
+def _details(usage: dict[str, object], key: str) -> Mapping[str, object]:
+    """`usage[key]` where it is an object; an empty one otherwise (so `.get` gives None)."""
+    details = usage.get(key)
+    return details if isinstance(details, dict) else _NO_DETAILS
+
+
+_NO_DETAILS: Mapping[str, object] = MappingProxyType({})
+
+
 def _units(**values: object) -> tuple[tuple[str, float], ...]:
-    return tuple((name, float(as_int(v))) for name, v in values.items() if as_int(v))
+    counts = [(name, as_int(value)) for name, value in values.items()]
+    return tuple((name, float(count)) for name, count in counts if count)
 
 
 def reported_cost(usage: dict[str, object]) -> Decimal | None:

@@ -99,12 +99,12 @@ def find_credentials(headers: Mapping[str, str], query: Mapping[str, str]) -> li
     CREDENTIAL_HEADERS order, then `?key=`."""
     found = []
     for name in CREDENTIAL_HEADERS:
-        for value in _all(headers, name):
-            if value:
-                found.append(parse_credential(name, value))
-    for value in _all(query, QUERY_KEY):
-        if value:
-            found.append(Credential("?" + QUERY_KEY, "", value))
+        if name in headers:  # one lookup for each absent name, no list
+            found += [parse_credential(name, value) for value in _all(headers, name) if value]
+    if QUERY_KEY in query:
+        found += [
+            Credential("?" + QUERY_KEY, "", value) for value in _all(query, QUERY_KEY) if value
+        ]
     return found
 
 
@@ -146,28 +146,38 @@ def apply_credential(
     carries a proxy key is dropped, whatever its name, case or wrapper.
     """
     swap = credential is not None and replacement is not None and is_proxy_key(credential.secret)
-
-    def outgoing(value: str, found: Credential | None) -> str | None:
-        if swap and found is not None:
-            return found.prefix + replacement if found.secret == credential.secret else None
-        return None if carries_proxy_key(value) else value
-
-    header_items = list(headers.items())
-    kept_headers = [
-        (name, out)
-        for name, value in header_items
-        if (out := outgoing(value, _header_credential(name, value))) is not None
-    ]
-    if kept_headers != header_items:
-        headers.clear()
-        headers.extend(kept_headers)
+    sent = credential if swap else None
+    if sent is not None or any(carries_proxy_key(value) for value in headers.values()):
+        header_items = list(headers.items())
+        kept_headers = [
+            (name, out)
+            for name, value in header_items
+            if (out := _outgoing(value, _header_credential(name, value), sent, replacement))
+            is not None
+        ]
+        if kept_headers != header_items:
+            headers.clear()
+            headers.extend(kept_headers)
+    if not url.raw_query_string:  # the common case: nothing in the query to look at
+        return url
     query_items = list(url.query.items())
     kept_query = [
         (name, out)
         for name, value in query_items
-        if (out := outgoing(value, _query_credential(name, value))) is not None
+        if (out := _outgoing(value, _query_credential(name, value), sent, replacement)) is not None
     ]
     return url if kept_query == query_items else url.with_query(MultiDict(kept_query))
+
+
+def _outgoing(
+    value: str, found: Credential | None, swapped: Credential | None, replacement: str | None
+) -> str | None:
+    """What goes upstream for one header or query value, or None to drop it: with a proxy key
+    `swapped` for `replacement`, each credential becomes the replacement (where it is that
+    proxy key) or goes; anything else goes if it carries a proxy key."""
+    if swapped is not None and found is not None:
+        return found.prefix + replacement if found.secret == swapped.secret else None
+    return None if carries_proxy_key(value) else value
 
 
 def _header_credential(name: str, value: str) -> Credential | None:

@@ -20,6 +20,8 @@ except ImportError:  # Windows: no open-file limit to raise
 
 log = logging.getLogger("meterfox.server")
 
+RequestHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
 # Descriptors the daemon needs besides its connections: the database with its WAL and shm, the
 # log, the event loop's own, the key store (about 15, measured), with room to spare.
 RESERVED_FILES = 32
@@ -71,7 +73,9 @@ class ConnectionCap:
     At the cap, a new connection takes the place of the one idle longest (no request in
     progress: a keep-alive between requests, or a client still sending its headers); with none
     idle, it is closed at once. The log says so once each time the cap is reached, not once per
-    connection. `middleware` tells the cap when a request is in progress.
+    connection. `tracking` wraps the server's request handler to tell the cap when a request
+    is in progress (a wrapper, not an aiohttp middleware: an app with any middleware runs every
+    request through aiohttp's middleware chain as well).
     """
 
     def __init__(self, budget: ConnectionBudget) -> None:
@@ -108,20 +112,23 @@ class ConnectionCap:
         if self._warned and self.open < self.budget.max_connections * 3 // 4:
             self._warned = False  # the next time the cap is reached is news again
 
-    @web.middleware
-    async def middleware(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        key = request.protocol
-        transport = self._idle.pop(key, None)
-        if transport is None:  # not a connection of ours (or closed at the cap meanwhile)
-            return await handler(request)
-        self._busy[key] = transport
-        try:
-            return await handler(request)
-        finally:
-            if self._busy.pop(key, None) is not None:
-                self._idle[key] = transport  # idle again, and the newest idle
+    def tracking(self, handler: RequestHandler) -> RequestHandler:
+        """`handler` (the server's: routing, then the route's), marking the request's
+        connection busy while it runs."""
+
+        async def tracked(request: web.BaseRequest) -> web.StreamResponse:
+            key = request.protocol
+            transport = self._idle.pop(key, None)
+            if transport is None:  # not a connection of ours (or closed at the cap meanwhile)
+                return await handler(request)
+            self._busy[key] = transport
+            try:
+                return await handler(request)
+            finally:
+                if self._busy.pop(key, None) is not None:
+                    self._idle[key] = transport  # idle again, and the newest idle
+
+        return tracked
 
     def _say_reached(self) -> None:
         if self._warned:

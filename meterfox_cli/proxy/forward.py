@@ -10,17 +10,18 @@ of them cannot grow the database.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 import aiohttp
-from aiohttp import web
+from aiohttp import hdrs, web
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -68,7 +69,7 @@ class Exchange:
     method: str
     plan: RequestPlan
     decision: Decision
-    tags: tuple[tuple[str, str], ...]
+    tags: tuple[tuple[str, str], ...]  # sorted, one per name (as tags_from_headers gives)
     status: int = 0
     ttfb: float | None = None
     outcome: Outcome = Outcome.OK
@@ -92,7 +93,7 @@ class Exchange:
             ttfb_ms=None if self.ttfb is None else (self.ttfb - self.started) * 1000,
             latency_ms=(time.perf_counter() - self.started) * 1000,
             reading=reading,
-            tags=merge_tags(self.tags, self.decision.tags),
+            tags=merge_tags(self.tags, self.decision.tags) if self.decision.tags else self.tags,
         )
 
 
@@ -110,12 +111,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
             request_id,
         )
     rest_raw = _rest_of_path(request.raw_path, slug)
-    url = _upstream_url(provider, rest_raw) if rest_raw is not None else None
-    if url is None or rest_raw is None:
+    route = _route(provider, rest_raw) if rest_raw is not None else None
+    if route is None:
         return error_response(
             provider.wire, 400, "MeterFox: invalid request path", "bad_path", request_id
         )
-    endpoint = URL(rest_raw).path or "/"
+    url, endpoint = route
     wire = provider.wire.for_path(endpoint)
     if websocket.is_upgrade(request):  # its own key check, relay and records
         return await websocket.relay(
@@ -133,7 +134,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         wire=wire,
         endpoint=endpoint,
         method=request.method,
-        plan=_no_plan(),  # read from the body once the request is admitted
+        plan=_NO_PLAN,  # read from the body once the request is admitted
         decision=decision,
         tags=tags_from_headers(request.headers),
     )
@@ -150,11 +151,14 @@ async def handle(request: web.Request) -> web.StreamResponse:
             "(it contains a line break or control character); store it again"
         )
         return error_response(wire, 500, message, "invalid_provider_key", request_id)
-    await _invite_body(request)
+    if hdrs.EXPECT in request.headers:
+        await _invite_body(request)
     try:
-        async with asyncio.timeout(state.timeouts.client_body):
-            body = await _read_body(request)
-            head, fields = (b"", {}) if body is not None else await _peek_form(request)
+        if request.content.is_eof():  # the whole body is here already: no wait to time
+            body, head, fields = await _request_body(request)
+        else:
+            async with asyncio.timeout(state.timeouts.client_body):
+                body, head, fields = await _request_body(request)
     except BodyTooLarge:
         return error_response(
             wire,
@@ -173,8 +177,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
         )
         too_slow.force_close()
         return too_slow
-    if body is not None:
-        exchange.plan = plan = await _plan(wire, endpoint, request.query, body)
+    if body is not None and len(body) <= LARGE_JSON_BYTES:
+        exchange.plan = plan = wire.plan(endpoint, request.query, body)
+    elif body is not None:  # parsed on a worker thread
+        exchange.plan = plan = await asyncio.to_thread(wire.plan, endpoint, request.query, body)
     else:  # a streamed upload: its model from the form fields at its head, if any
         exchange.plan = plan = wire.plan_form(endpoint, fields)
     headers = upstream_request_headers(request.headers)
@@ -224,7 +230,7 @@ async def _exchange(
                 data=data,
                 allow_redirects=False,
                 skip_auto_headers=_SKIP_AUTO_HEADERS,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),
+                timeout=state.client_timeout,
             )
         exchange.status = upstream.status
         if upstream.status >= 400:
@@ -286,8 +292,10 @@ async def _relay(
     content = upstream.content
     last = b""
     while True:
-        async with asyncio.timeout(timeouts.idle if exchange.ttfb else timeouts.first_byte):
-            chunk = await content.readany()
+        chunk = content.read_nowait()  # what is here already needs no timer
+        if not chunk and not content.is_eof():
+            async with asyncio.timeout(timeouts.idle if exchange.ttfb else timeouts.first_byte):
+                chunk = await content.readany()
         if not chunk:
             break
         if exchange.ttfb is None:
@@ -398,9 +406,18 @@ def _rest_of_path(raw_path: str, slug: str) -> str | None:
     if not raw_path.startswith("/" + slug) or rest[:1] not in ("", "/", "?"):
         return None
     path = rest.partition("?")[0]
-    if any(unquote(segment) in (".", "..") for segment in path.split("/")):
+    dotted = "." in path or "%" in path  # a `.` segment has one, plain or encoded
+    if dotted and any(unquote(segment) in (".", "..") for segment in path.split("/")):
         return None
     return rest if rest.startswith("/") else "/" + rest
+
+
+@functools.lru_cache(maxsize=256)
+def _route(provider: Provider, rest_raw: str) -> tuple[URL, str] | None:
+    """The upstream URL and the endpoint (the path after the slug, decoded) for `rest_raw`, or
+    None (see `_upstream_url`). Cached: a gateway sees the same few paths again and again."""
+    url = _upstream_url(provider, rest_raw)
+    return None if url is None else (url, URL(rest_raw).path or "/")
 
 
 def _upstream_url(provider: Provider, rest_raw: str) -> URL | None:
@@ -430,16 +447,16 @@ async def _invite_body(request: web.Request) -> None:
         request.writer.output_size = 0  # the response proper has not started
 
 
-async def _plan(
-    wire: WireFormat, endpoint: str, query: Mapping[str, str], body: bytes
-) -> RequestPlan:
-    if len(body) <= LARGE_JSON_BYTES:  # larger: parsed on a worker thread
-        return wire.plan(endpoint, query, body)
-    return await asyncio.to_thread(wire.plan, endpoint, query, body)
-
-
 class BodyTooLarge(Exception):
     pass
+
+
+async def _request_body(request: web.Request) -> tuple[bytes | None, bytes, dict[str, str]]:
+    """The body read whole (`_read_body`), or None with the head of a streamed upload and the
+    form fields found in it (`_peek_form`)."""
+    body = await _read_body(request)
+    head, fields = (b"", {}) if body is not None else await _peek_form(request)
+    return body, head, fields
 
 
 async def _read_body(request: web.Request) -> bytes | None:
@@ -479,5 +496,4 @@ async def _stream_body(request: web.Request, head: bytes = b""):
         yield chunk
 
 
-def _no_plan() -> RequestPlan:
-    return RequestPlan(model=None, stream=False, body=None)
+_NO_PLAN = RequestPlan(model=None, stream=False, body=None)

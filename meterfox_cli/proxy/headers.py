@@ -49,8 +49,13 @@ TAG_PREFIXES: tuple[str, ...] = (
     "helicone-property-",
 )
 LITELLM_TAGS = "x-litellm-tags"
+# What a header name must start with to carry a tag: one test per header on the hot path.
+_TAG_STARTS: tuple[str, ...] = (*TAG_PREFIXES, LITELLM_TAGS)
 
 REQUEST_ID_HEADER = "X-MeterFox-Request-Id"
+
+
+_NOT_UPSTREAM: frozenset[str] = HOP_BY_HOP | RECOMPUTED | PRIVATE
 
 
 def _connection_listed(headers: Mapping[str, str]) -> frozenset[str]:
@@ -59,35 +64,41 @@ def _connection_listed(headers: Mapping[str, str]) -> frozenset[str]:
     return frozenset(name.strip().lower() for name in listed.split(",") if name.strip())
 
 
-def is_private(name: str) -> bool:
-    lower = name.lower()
-    return lower in PRIVATE or lower.startswith(PRIVATE_PREFIXES)
+def _dropped(
+    always: frozenset[str], headers: Mapping[str, str], drop: Iterable[str]
+) -> frozenset[str]:
+    """`always`, plus the names `headers` list in `Connection` and those in `drop`: the set is
+    built only when there is something to add (most requests have neither)."""
+    dropped = always
+    if "connection" in headers:
+        dropped = dropped | _connection_listed(headers)
+    if drop:
+        dropped = dropped | {name.lower() for name in drop}
+    return dropped
 
 
 def upstream_request_headers(
     incoming: Mapping[str, str], drop: Iterable[str] = ()
 ) -> CIMultiDict[str]:
     """The caller's headers as they go upstream: minus hop-by-hop, recomputed and private ones."""
-    dropped = HOP_BY_HOP | RECOMPUTED | _connection_listed(incoming) | {d.lower() for d in drop}
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in incoming.items():
-        lower = name.lower()
-        if lower in dropped or is_private(lower):
-            continue
-        out.add(name, value)
-    return out
+    dropped = _dropped(_NOT_UPSTREAM, incoming, drop)
+    return CIMultiDict(
+        [
+            (name, value)
+            for name, value in incoming.items()
+            if (lower := name.lower()) not in dropped and not lower.startswith(PRIVATE_PREFIXES)
+        ]
+    )
 
 
 def client_response_headers(
     upstream: Mapping[str, str], drop: Iterable[str] = ()
 ) -> CIMultiDict[str]:
     """The upstream's response headers as they go back to the caller."""
-    dropped = HOP_BY_HOP | _connection_listed(upstream) | {d.lower() for d in drop}
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in upstream.items():
-        if name.lower() not in dropped:
-            out.add(name, value)
-    return out
+    dropped = _dropped(HOP_BY_HOP, upstream, drop)
+    return CIMultiDict(
+        [(name, value) for name, value in upstream.items() if name.lower() not in dropped]
+    )
 
 
 def tags_from_headers(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
@@ -99,6 +110,8 @@ def tags_from_headers(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]
     tags: dict[str, str] = {}
     for name, value in headers.items():
         lower = name.lower()
+        if not lower.startswith(_TAG_STARTS):
+            continue
         for prefix in TAG_PREFIXES:
             if lower.startswith(prefix) and len(lower) > len(prefix):
                 tags[lower[len(prefix) :]] = value.strip()

@@ -57,7 +57,6 @@ async def serve(
     (SO_REUSEPORT) and stops on SIGTERM only, once: its supervisor sends it, whatever the
     supervisor was sent (a terminal's Ctrl-C reaches the whole process group)."""
     cap = ConnectionCap(connection_budget(raise_open_file_limit(), max_connections))
-    app.middlewares.append(cap.middleware)
     runner = web.AppRunner(
         app,
         handler_cancellation=True,
@@ -67,6 +66,8 @@ async def serve(
         lingering_time=LINGER_S,
     )
     await runner.setup()
+    assert runner.server is not None
+    runner.server.request_handler = cap.tracking(runner.server.request_handler)
     try:
         site = CappedSite(runner, host, port, cap, tls, reuse_port=worker)
         try:
