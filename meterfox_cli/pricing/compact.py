@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
-from functools import cache, lru_cache
+from functools import cache, lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -145,10 +145,10 @@ class Model:
 
 
 class Provider:
-    """A provider: its id and match clauses, and its models, parsed from their line of the
-    table on first use (most providers' models are never needed in a process)."""
+    """A provider: its id and match clauses, and its models, read from their line of the table
+    on first use (most providers' models are never needed in a process)."""
 
-    __slots__ = ("_models", "_raw", "fallbacks", "id", "model_match", "provider_match")
+    __slots__ = ("_models", "_read", "fallbacks", "id", "model_match", "provider_match")
 
     def __init__(
         self,
@@ -156,20 +156,20 @@ class Provider:
         provider_match: tuple | None,
         model_match: tuple | None,
         fallbacks: tuple[str, ...],
-        raw_models: str,
+        read_models: Callable[[], str | bytes],
     ) -> None:
         self.id = id
         self.provider_match = provider_match
         self.model_match = model_match
         self.fallbacks = fallbacks
-        self._raw = raw_models
+        self._read = read_models
         self._models: tuple[Model, ...] | None = None
 
     @property
     def models(self) -> tuple[Model, ...]:
         models = self._models
         if models is None:  # two threads may both parse it: the same result, one kept
-            models = self._models = tuple(_model(raw) for raw in json.loads(self._raw))
+            models = self._models = tuple(_model(raw) for raw in json.loads(self._read()))
         return models
 
 
@@ -344,25 +344,49 @@ def current_table() -> Table:
         shipped = _shipped()
         if shipped is not None:
             return shipped
-    header, model_lines = build_lines()
-    return table_from_lines(header, model_lines)
+    header, lines = build_lines()
+    return table_from_lines(header, [partial(str, line) for line in lines])
 
 
 def _shipped() -> Table | None:
+    """The shipped table, if built from the installed genai-prices. Only the header line is
+    kept in memory; each provider's line is read from the file when its models are needed."""
     try:
-        text = TABLE_FILE.read_text(encoding="utf-8")
+        data = TABLE_FILE.read_bytes()
+        stamp = _stamp()
     except OSError:
         return None
-    header, _, models = text.partition("\n")
-    data = json.loads(header)
-    if data.get("format") != FORMAT or data.get("genai_prices") != genai_version():
+    end = data.index(b"\n")
+    header = json.loads(data[:end])
+    if header.get("format") != FORMAT or header.get("genai_prices") != genai_version():
         return None
-    return table_from_lines(data, models.splitlines())
+    readers = []
+    while end + 1 < len(data):
+        start, end = end + 1, data.index(b"\n", end + 1)
+        readers.append(partial(_read_line, start, end - start, stamp))
+    return table_from_lines(header, readers)
 
 
-def table_from_lines(header: Mapping[str, Any], model_lines: list[str]) -> Table:
+def _stamp() -> tuple[int, int]:
+    status = TABLE_FILE.stat()
+    return status.st_size, status.st_mtime_ns
+
+
+def _read_line(offset: int, length: int, stamp: tuple[int, int]) -> bytes:
+    """One provider's line of the shipped file, as it was when the table was loaded."""
+    if _stamp() != stamp:
+        raise RuntimeError(f"{TABLE_FILE} changed since serve started (an upgrade?): restart it")
+    with TABLE_FILE.open("rb") as handle:
+        handle.seek(offset)
+        return handle.read(length)
+
+
+def table_from_lines(
+    header: Mapping[str, Any], model_lines: Sequence[Callable[[], str | bytes]]
+) -> Table:
     """A Table from the file's shape: a header line (version, units, providers without their
-    models), then one line per provider with its models, in the header's order."""
+    models), then one line per provider with its models, in the header's order (each given as
+    the function that reads it)."""
     units = {
         key: Unit(key, price_key, per, dict(dimensions))
         for key, price_key, per, dimensions in header["units"]

@@ -233,3 +233,16 @@ def test_daily_windows_across_midnight_are_genai_prices_own():
         for minute in range(0, 24 * 60, 15):
             at = datetime(2026, 1, 1, minute // 60, minute % 60, tzinfo=UTC)
             assert ours.active(at) == theirs.active(at), (start, end, at)
+
+
+def test_a_table_file_changed_under_a_running_process_is_refused_not_misread(tmp_path, monkeypatch):
+    import os
+
+    copy = tmp_path / "genai_table.json"
+    copy.write_bytes(compact.TABLE_FILE.read_bytes())
+    monkeypatch.setattr(compact, "TABLE_FILE", copy)
+    table = compact._shipped()
+    assert table.find_model("openai", "gpt-4o")[1].id == "gpt-4o"  # read from the copy
+    os.utime(copy, ns=(1, 1))  # as an upgrade rewriting it would
+    with pytest.raises(RuntimeError, match="changed since serve started"):
+        table.find_model("anthropic", "claude-sonnet-4-5")
