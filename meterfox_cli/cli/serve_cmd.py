@@ -100,7 +100,6 @@ def serve(
         tls_context,
     )
     from meterfox_cli.proxy.server import serve as run_server
-    from meterfox_cli.proxy.workers import run_workers
     from meterfox_cli.store.writer import RecordWriter
 
     loop = chosen_loop(os.environ)  # a wrong METERFOX_LOOP fails before anything starts
@@ -202,6 +201,8 @@ def serve(
         )
         run_event_loop(server, loop)
         return
+    from meterfox_cli.proxy.workers import run_workers
+
     code = run_workers(
         build,
         host,
