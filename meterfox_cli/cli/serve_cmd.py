@@ -100,7 +100,6 @@ def serve(
         tls_context,
     )
     from meterfox_cli.proxy.server import serve as run_server
-    from meterfox_cli.proxy.workers import run_workers
     from meterfox_cli.store.writer import RecordWriter
 
     loop = chosen_loop(os.environ)  # a wrong METERFOX_LOOP fails before anything starts
@@ -202,6 +201,8 @@ def serve(
         )
         run_event_loop(server, loop)
         return
+    from meterfox_cli.proxy.workers import run_workers
+
     code = run_workers(
         build,
         host,
@@ -358,22 +359,25 @@ def _key_store(settings: Settings) -> StoreChoice | Callable[[], StoreChoice]:
     return choice
 
 
+SYNC_OFF: dict[str, object] = {"enabled": False}  # health's sync section with `[sync]` off
+
+
 def _background_sync(
     settings: Settings, store: StoreChoice | Callable[[], StoreChoice], book: PriceBook
 ) -> tuple[list[Mount], HealthSections]:
     """`[sync] every`: a mount whose cleanup context starts the background sync's thread with
     the app and stops it first at shutdown, and its health section; off, a section saying so."""
+    wanted = settings.config.sync
+    if wanted.every_s is None:  # off (the default): none of the sync code is imported
+        return [], {"sync": lambda: SYNC_OFF}
     import asyncio
 
     from meterfox_cli.config import SYNC_MIN_REAL_S
     from meterfox_cli.errors import ConfigError
-    from meterfox_cli.sync.background import OFF, BackgroundSync
+    from meterfox_cli.sync.background import BackgroundSync
     from meterfox_cli.sync.prices import computed_price
     from meterfox_cli.sync.sources import SOURCES, source
 
-    wanted = settings.config.sync
-    if wanted.every_s is None:
-        return [], {"sync": lambda: OFF}
     chosen = None
     if wanted.providers is not None:
         chosen = [source(name) for name in wanted.providers]

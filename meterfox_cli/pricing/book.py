@@ -27,7 +27,8 @@ from pathlib import Path
 from meterfox_cli import cache_storage_prices, replicate_prices
 from meterfox_cli.config import PriceOverride, PricingConfig
 from meterfox_cli.money import decimal_text
-from meterfox_cli.pricing.genai import UsageMismatch, genai_price, genai_quote, pricing_id
+from meterfox_cli.pricing.compact import current_table
+from meterfox_cli.pricing.genai import UsageMismatch, genai_quote, pricing_id
 from meterfox_cli.pricing.price_data import genai_version, load_prices_file
 from meterfox_cli.pricing.quote import (
     COMPUTED,
@@ -41,7 +42,7 @@ from meterfox_cli.pricing.quote import (
     revised,
     usage_decimal,
 )
-from meterfox_cli.pricing.tariff import fast_price, fast_quote
+from meterfox_cli.pricing.tariff import fast_price, fast_quote, known_model
 from meterfox_cli.records import UsageRecord
 from meterfox_cli.usage import Reading, Usage
 
@@ -138,9 +139,11 @@ class PriceBook:
         return cls.from_config(pricing, pricing_ids)
 
     def warm(self) -> None:
-        """Load genai-prices and its data now (about 0.2 s), not on the first record."""
+        """Load the price data now, not on the first record: the compact table (milliseconds,
+        without genai-prices), or genai-prices itself (about 0.2 s) when the table cannot
+        stand for its data (a prices file, another version); see `compact`."""
+        current_table()
         self.pricing_id("openai")
-        genai_price("openai", "gpt-4o", Usage(input_tokens=1, output_tokens=1), _now(), ())
 
     def __call__(self, record: UsageRecord) -> Price:
         return price_record(record, self)
@@ -259,6 +262,8 @@ def _computed(base: Quote, usage: Usage, at: datetime, fast: bool = True) -> Quo
     found = fast_quote(base, usage, at) if fast else None
     if found is not None:
         return found
+    if fast and not known_model(base.pricing_id, base.model):
+        return _unknown_model(base)  # as genai-prices would find: no need to import it
     try:
         found = genai_quote(base, usage, at)
     except UsageMismatch as exc:
@@ -360,7 +365,3 @@ def _replicate(base: Quote, usage: Usage) -> Quote:
         model_id=name,
         buckets=buckets,
     )
-
-
-def _now() -> datetime:
-    return datetime.now(tz=UTC)

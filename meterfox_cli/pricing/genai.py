@@ -1,8 +1,9 @@
 """The genai-prices adapter: our provider slugs and model names as genai-prices knows them, our
 usage under its usage keys, and its list price of a usage split into billed buckets.
 
-genai-prices is imported lazily (it loads a 30k-line data module): inside the writer thread or
-a command, never on `meterfox --help` and never per request on the event loop.
+genai-prices is imported lazily (it loads a 30k-line data module and pydantic): for the
+reference path and `explain`, never for a price the compact table's fast path gives, never on
+`meterfox --help` and never per request on the event loop.
 """
 
 from __future__ import annotations
@@ -48,12 +49,10 @@ def pricing_id(slug: str) -> str | None:
         return _PRICING_ID_FALLBACK[slug]
     if slug == "replicate":
         return None
-    from genai_prices.data_snapshot import get_snapshot
+    from meterfox_cli.pricing.compact import current_table
 
-    try:
-        return get_snapshot().find_provider(None, slug, None).id
-    except LookupError:
-        return None
+    provider = current_table().find_provider(slug)
+    return None if provider is None else provider.id
 
 
 def model_refs(pricing: str, model: str) -> list[str]:

@@ -1,5 +1,6 @@
 """Which price data genai-prices uses: the data bundled with the pinned version, or a local
-`data.json` loaded in its place (offline refresh); and the lookups to forget when it changes.
+`data.json` loaded in its place (offline refresh); which version is installed (read without
+importing it); and the lookups to forget when the data changes.
 """
 
 from __future__ import annotations
@@ -7,6 +8,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import cache
+from importlib.util import find_spec
+from pathlib import Path
 from typing import TypeVar
 
 Lookup = TypeVar("Lookup", bound=Callable)
@@ -14,9 +17,21 @@ Lookup = TypeVar("Lookup", bound=Callable)
 
 @cache
 def genai_version() -> str:
-    from genai_prices import __version__
+    """The installed genai-prices' version (its `__version__`), without importing it: the
+    name of the `genai_prices-<version>.dist-info` beside the package, else its metadata."""
+    spec = find_spec("genai_prices")
+    if spec is not None and spec.origin is not None:
+        found = list(Path(spec.origin).parent.parent.glob("genai_prices-*.dist-info"))
+        if len(found) == 1:
+            return found[0].name.removeprefix("genai_prices-").removesuffix(".dist-info")
+    from importlib.metadata import version
 
-    return __version__
+    return version("genai_prices")
+
+
+def bundled_data_in_use() -> bool:
+    """Whether genai-prices prices from its bundled data (no prices file loaded)."""
+    return not _loaded_file
 
 
 def data_label() -> str:

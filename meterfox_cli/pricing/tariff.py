@@ -1,5 +1,6 @@
 """The fast path for list prices: one `Tariff` per model, price context and price period,
-worked out once from genai-prices, so a record's `computed` cost is a few integer steps.
+worked out once from genai-prices' data (the compact table: genai-prices itself is not
+imported), so a record's `computed` cost is a few integer steps.
 """
 
 from __future__ import annotations
@@ -14,14 +15,8 @@ from functools import lru_cache
 from typing import Any
 
 from meterfox_cli.money import decimal_text, to_nanousd
-from meterfox_cli.pricing.genai import (
-    CALC_PRICE_ONLY,
-    find_model,
-    model_refs,
-    tier_rate,
-    usage_values,
-    zero_keys,
-)
+from meterfox_cli.pricing.compact import Model, Provider, Rate, Tiered, current_table
+from meterfox_cli.pricing.genai import CALC_PRICE_ONLY, model_refs, usage_values
 from meterfox_cli.pricing.price_data import cleared_when_data_changes, data_label, genai_version
 from meterfox_cli.pricing.quote import (
     COMPUTED,
@@ -88,7 +83,7 @@ class Tariff:
         verdict = self.verdicts.get(reported)
         if verdict is None:
             missing = self.needed - reported
-            verdict = len(zero_keys(missing, reported)) == len(missing)
+            verdict = len(current_table().zero_keys(missing, reported)) == len(missing)
             if len(self.verdicts) < 1024:
                 self.verdicts[reported] = verdict
         return verdict
@@ -118,8 +113,8 @@ class _Schedule:
     pricing_id: str
     model: str
     context: tuple[tuple[str, str], ...]
-    provider: Any  # genai_prices.types.Provider
-    info: Any  # genai_prices.types.ModelInfo
+    provider: Provider
+    info: Model
     price_context: dict[str, str] | None  # as ModelInfo.get_prices gets it
     standard: tuple[tuple[int, Any], ...]  # (index, constraint) of its conditional prices
     variants: tuple[tuple[int, Any], ...]  # (index, constraint) of variants matching the context
@@ -150,12 +145,11 @@ def _schedule(
     slug: str, provider_id: str | None, model: str, context: tuple[tuple[str, str], ...]
 ) -> _Schedule | None:
     """The schedule for a model as named, or None when only the reference path can price it."""
-    from genai_prices.types import ModelPrice
-
     if provider_id is None or slug == "replicate":
         return None
+    table = current_table()
     for ref in model_refs(provider_id, model):
-        found = find_model(provider_id, ref.lower())
+        found = table.find_model(provider_id, ref.lower())
         if found is None:
             continue
         provider, info = found
@@ -164,8 +158,8 @@ def _schedule(
         price_context = dict(context) or None
         if price_context and not any(info is m for m in provider.models):
             price_context = None  # as in genai_price
-        conditional = () if isinstance(info.prices, ModelPrice) else info.prices
-        variants = (info.price_variants or ()) if price_context else ()
+        conditional = info.conditional if info.plain is None else ()
+        variants = info.price_variants if price_context else ()
         return _Schedule(
             slug,
             provider_id,
@@ -185,13 +179,9 @@ def _schedule(
 
 
 def _tariff(schedule: _Schedule, at: datetime) -> Tariff:
-    """The tariff in force at `at`, from genai-prices' own resolution of the prices."""
-    from genai_prices.decompose import is_descendant_or_self
-    from genai_prices.types import TieredPrices, _collect_resolved_model_prices
-    from genai_prices.units import _get_registry
-
+    """The tariff in force at `at`, resolved as genai-prices resolves it (see `compact`)."""
     prices = schedule.info.get_prices(at, schedule.price_context)
-    resolved = _collect_resolved_model_prices(prices, _get_registry())
+    resolved = current_table().resolved(prices)
     units = sorted(
         (unit for unit, _ in resolved if unit.usage_key != "requests"),
         key=lambda unit: (-len(unit.dimensions), unit.usage_key),
@@ -199,17 +189,15 @@ def _tariff(schedule: _Schedule, at: datetime) -> Tariff:
     leaves = tuple(
         (
             unit.usage_key,
-            tuple(d.usage_key for d in units if d is not unit and is_descendant_or_self(unit, d)),
+            tuple(d.usage_key for d in units if d is not unit and unit.within(d)),
         )
         for unit in units
     )
-    tiered = [price for _, price in resolved if isinstance(price, TieredPrices)]
-    tiers = tuple(sorted({tier.start for price in tiered for tier in price.tiers}))
+    tiered = [price for _, price in resolved if isinstance(price, Tiered)]
+    tiers = tuple(sorted({start for price in tiered for start, _ in price.tiers}))
     needed = {unit.usage_key for unit in units} | ({"input_tokens"} if tiered else set())
     levels = tuple(
-        tuple(
-            _line(unit.usage_key, unit.per, *tier_rate(price, prompt)) for unit, price in resolved
-        )
+        tuple(_line(unit.usage_key, unit.per, *_rate_at(price, prompt)) for unit, price in resolved)
         for prompt in (0, *(start + 1 for start in tiers))  # a prompt size within each level
     )
     info = schedule.info
@@ -234,6 +222,17 @@ def _tariff(schedule: _Schedule, at: datetime) -> Tariff:
             f", {json.dumps(k)}: {json.dumps(v)}" for k, v in about.items() if v not in (None, "")
         ),
     )
+
+
+def _rate_at(price: Rate, prompt_tokens: int) -> tuple[Decimal, str | None]:
+    """The rate that applies at a prompt size (genai_prices' cliff tiers), and its tier."""
+    return price.rate_for(prompt_tokens) if isinstance(price, Tiered) else (price, None)
+
+
+def known_model(provider_id: str, model: str) -> bool:
+    """Whether genai-prices' data has a price for the model under any name it is tried by."""
+    table = current_table()
+    return any(table.find_model(provider_id, ref.lower()) for ref in model_refs(provider_id, model))
 
 
 def _line(key: str, per: int, rate: Decimal, tier: str | None) -> _Line:

@@ -29,8 +29,6 @@ FIRST_RUN_DELAY_S = 10.0
 # at once; a request in flight is abandoned with the thread, its chunk never committed).
 STOP_WAIT_S = 2.0
 
-OFF: dict[str, object] = {"enabled": False}
-
 
 class _Stopped(Exception):
     """Shutdown came while a run was under way: it ends between two pages or retries."""
