@@ -81,6 +81,9 @@ FORCED_REFRESH_MIN_S = 0.05  # the shortest gap between two refreshes when misse
 UNKNOWN_CACHE_SIZE = 10_000  # hashes of keys known not to exist; emptied when full
 RETRY_S = 10.0  # a provider key that could not be read is tried again this often
 SWEEP_S = 30.0  # expired shared reservations are deleted this often (while keys have budgets)
+# After the ledger failed to take a reservation, admissions go by this process's view alone
+# for this long before the ledger is tried again (so an outage costs one timeout, not one each).
+SHARED_RETRY_S = 5.0
 # The record of a request made with a key MeterFox does not know: never the key itself.
 UNKNOWN_KEY_NAME = "(unknown-proxy-key)"
 KEY_VERSION_SQL = "SELECT version FROM key_state WHERE id = 1"
@@ -135,6 +138,7 @@ class KeyAuthorizer(Authorizer):
         store_ledger = as_ledger(key_ledger or db_path)
         self._reserver = Reserver(store_ledger, hold_s)
         self._shared_failing = False
+        self._shared_retry_at = 0.0  # monotonic: while failing, not before this
         self._watcher = KeyWatcher(
             store_ledger,
             db_path,
@@ -226,7 +230,9 @@ class KeyAuthorizer(Authorizer):
         if spent is not None:
             return Admission(_over_budget(key.name, key.budget, spent, now, worst))
         admitted = Admission(settle=partial(self._settle, key.name, nanousd))
-        if request_id is None:
+        if request_id is None or (
+            self._shared_failing and time.monotonic() < self._shared_retry_at
+        ):
             return admitted
         return Admission(pending=self._reserve_shared(key, worst, request_id, now, admitted))
 
@@ -235,7 +241,8 @@ class KeyAuthorizer(Authorizer):
     ) -> Admission:
         """The ledger's answer for a request this process admitted: `admitted`, or a refusal
         (this process's reservation given back). A ledger that cannot be reached leaves this
-        process's answer standing (the proxy keeps forwarding; logged once per outage)."""
+        process's answer standing (the proxy keeps forwarding; logged once per outage), and
+        for SHARED_RETRY_S the ledger is not asked."""
         budget = key.budget
         assert budget is not None
         nanousd = worst.nanousd or 0
@@ -255,6 +262,7 @@ class KeyAuthorizer(Authorizer):
             if not self._shared_failing:
                 log.error("cannot reserve in the ledger (%s); admitting on this daemon's view", exc)
             self._shared_failing = True
+            self._shared_retry_at = time.monotonic() + SHARED_RETRY_S
             return admitted
         if self._shared_failing:
             log.warning("reserving in the ledger again")

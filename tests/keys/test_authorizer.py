@@ -309,3 +309,23 @@ async def test_two_authorizers_on_one_ledger_admit_against_the_reservations_of_b
     wait_until(lambda: reserved() == [], timeout=5)
     assert second.ledger.spent("app") == 0
     assert (await admit(second, "r4")).refusal is None
+
+
+async def test_a_ledger_that_cannot_reserve_leaves_this_processs_answer_for_a_while(setup, caplog):
+    """The proxy keeps forwarding when the ledger fails (here its table is gone): the request
+    is admitted on this process's own reservation, logged once, and the ledger is not asked
+    again for SHARED_RETRY_S (an outage costs one timeout, not one per request)."""
+    conn, start, _ = setup
+    new = create_key(conn, KeySpec("app", budget=Budget(DOLLAR, Period.DAY)))
+    authorizer = start()
+    decision = authorizer.decide("openai", bearer(new.secret))
+    body = b'{"model": "gpt-4o-mini", "max_tokens": 5, "messages": []}'
+    plan = OpenAIFormat().plan("/v1/chat/completions", {}, body)
+    conn.execute("DROP TABLE key_reservations")
+    admission = authorizer.admit(decision, "openai", plan, body, "r1")
+    assert admission.pending is not None
+    assert (await admission.pending).refusal is None
+    assert "cannot reserve in the ledger" in caplog.text
+    again = authorizer.admit(decision, "openai", plan, body, "r2")
+    assert again.pending is None and again.refusal is None
+    assert authorizer.ledger.stats()["reserved_requests"] == 2
