@@ -3,9 +3,10 @@
 A key's spend is the sum of the recorded costs (`requests.cost_nanousd`) of its requests since
 the start of the current period, the same local calendar the reports' `day` column uses, read
 from the ledger's `key_spend` (kept by the database in step with `requests`, so every daemon
-sharing a ledger reads the same). Unpriced requests count as zero here; a running daemon adds
-what its requests in flight have reserved and what finished ones cost before their records are
-read (keys/ledger.py).
+sharing a ledger reads the same). Unpriced requests count as zero here. Admission adds every
+live reservation in the ledger, whoever took it (keys/reservations.py); a running daemon's own
+view adds what its requests in flight reserved and what finished ones cost before their records
+are read (keys/ledger.py).
 """
 
 from __future__ import annotations
