@@ -22,8 +22,9 @@ process's Ledger (a refusal there needs no I/O: what this process knows the key 
 of what the database holds), then, given the request's id, in the database's
 `key_reservations`, in one write transaction off the loop (keys/reservations.py), which every
 worker and daemon on the ledger admits against: that answer is the one that counts. The
-request's record, when inserted, replaces the shared reservation (a trigger); the local one
-is replaced by the real cost the moment the request ends (`settle`). Requests nothing can
+moment the request ends both reservations are lowered to its real cost (`settle`; the
+ledger's in the reservation thread, ahead of this process's next admission), and the record's
+insert deletes the ledger's (a trigger). Requests nothing can
 price are refused on a budgeted key unless the key allows them (`allow_unpriced`).
 """
 
@@ -268,12 +269,15 @@ class KeyAuthorizer(Authorizer):
             log.warning("reserving in the ledger again")
             self._shared_failing = False
         if held is None:
-            return admitted
+            return Admission(settle=partial(self._settle, key.name, nanousd, shared=True))
         self.ledger.settle(key.name, nanousd, request_id, now, 0)
         return Admission(_over_budget(key.name, budget, held, now, worst))
 
-    def _settle(self, key_name: str, reserved: int, record: UsageRecord) -> None:
-        """The response ended: its real cost replaces its reservation (runs on the loop)."""
+    def _settle(
+        self, key_name: str, reserved: int, record: UsageRecord, *, shared: bool = False
+    ) -> None:
+        """The response ended: its real cost replaces its reservation (runs on the loop), and,
+        `shared`, the ledger's copy soon after (before this process's next reservation)."""
         cost = 0
         try:
             if record.reading.usage is not None:
@@ -281,6 +285,8 @@ class KeyAuthorizer(Authorizer):
         except Exception:  # the reservation must go back whatever happens to pricing
             log.exception("pricing %s for its key's budget failed", record.id)
         self.ledger.settle(key_name, reserved, record.id, record.started_at, max(cost, 0))
+        if shared:
+            self._reserver.settle_soon(record.id, max(cost, 0))
 
     def stats(self) -> dict[str, object]:
         return {

@@ -8,8 +8,8 @@ nothing is written. SQLite's BEGIN IMMEDIATE serialises it with every other writ
 PostgreSQL a transaction-scoped advisory lock per key name serialises the admissions of one
 key (the record writer does not take it: its insert moves a cost from reserved to spent in one
 transaction, and the sum is read in one statement, so either side of it is consistent).
-The record's insert deletes the reservation (a trigger, store/migrations.py 013), so nothing
-counts twice. A request that never records stops counting at `expires_at`, and `sweep` deletes
+When the request ends, its reservation is lowered to its real cost (`settle`, not awaited), and
+the record's insert deletes it (a trigger, store/migrations.py 013), so nothing counts twice. A request that never records stops counting at `expires_at`, and `sweep` deletes
 such rows. Blocking: call from a thread, never the event loop.
 """
 
@@ -86,6 +86,15 @@ def spent_and_held(conn: LedgerConnection, key_name: str, since: float, now: flo
     return int(conn.execute(_SPENT_AND_HELD_SQL, parameters).fetchone()[0])
 
 
+def settle(conn: LedgerConnection, request_id: str, nanousd: int) -> None:
+    """The request ended, costing `nanousd`: its reservation holds that until its record is
+    inserted (which deletes it), so the next admission need not wait for the record writer.
+    Nothing when the record is in already."""
+    conn.execute(
+        "UPDATE key_reservations SET nanousd = ? WHERE request_id = ?", (nanousd, request_id)
+    )
+
+
 def release(conn: LedgerConnection, request_id: str) -> None:
     """Drop a reservation whose request will not record (refused after all, or cancelled)."""
     conn.execute("DELETE FROM key_reservations WHERE request_id = ?", (request_id,))
@@ -126,15 +135,23 @@ class Reserver:
 
     def release_soon(self, request_id: str) -> None:
         """Drop a reservation from the thread, after whatever it is doing (from any thread)."""
+        self._soon(_release_at, request_id=request_id)
+
+    def settle_soon(self, request_id: str, nanousd: int) -> None:
+        """Lower a reservation to its request's real cost, from the thread, before any later
+        reservation this process takes (from any thread)."""
+        self._soon(_settle_at, request_id=request_id, nanousd=nanousd)
+
+    def _soon(self, action: Callable[..., None], **arguments: Any) -> None:
         with contextlib.suppress(RuntimeError):  # shut down: the row expires instead
-            self._executor.submit(self._release, request_id)
+            self._executor.submit(self._quietly, action, **arguments)
 
     def close(self) -> None:
         with contextlib.suppress(RuntimeError):
             self._executor.submit(self._close_connection)
         self._executor.shutdown(wait=True)
 
-    def _on_thread(self, action: Callable[..., int | None], **arguments: Any) -> int | None:
+    def _on_thread(self, action: Callable[..., Any], **arguments: Any) -> Any:
         if self._conn is None or self._ledger.is_lost(self._conn):
             self._close_connection()
             self._conn = self._ledger.open_writer()
@@ -145,11 +162,11 @@ class Reserver:
                 self._close_connection()
             raise
 
-    def _release(self, request_id: str) -> None:
+    def _quietly(self, action: Callable[..., None], **arguments: Any) -> None:
         try:
-            self._on_thread(_release_at, request_id=request_id)
-        except Exception as exc:  # the row expires instead
-            log.warning("cannot release the reservation of %s (%s)", request_id, exc)
+            self._on_thread(action, **arguments)
+        except Exception as exc:  # the row goes with its record, or expires
+            log.warning("cannot update a reservation in the ledger (%s)", exc)
 
     def _close_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -160,3 +177,7 @@ class Reserver:
 
 def _release_at(conn: LedgerConnection, *, now: float, request_id: str) -> None:
     release(conn, request_id)
+
+
+def _settle_at(conn: LedgerConnection, *, now: float, request_id: str, nanousd: int) -> None:
+    settle(conn, request_id, nanousd)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from meterfox_cli.keys.reservations import reserve, spent_and_held, sweep
+from meterfox_cli.keys.reservations import reserve, settle, spent_and_held, sweep
 from meterfox_cli.pricing.quote import Price
 from meterfox_cli.store.backend import Ledger
 from meterfox_cli.store.postgres import PostgresLedger
@@ -115,3 +115,24 @@ def test_eight_connections_reserving_at_once_admit_no_more_than_the_budget(
 
 def _price(nanousd: int) -> Price:
     return Price(nanousd, "computed")
+
+
+def test_a_settled_reservation_holds_the_real_cost_until_its_record_lands(ledger: Ledger) -> None:
+    """A request that ended cheaply frees the rest of its worst case at once, not when the
+    record writer gets to it; its record then replaces it, counting the cost once."""
+    conn = ledger.open_writer(1000)
+    now = time.time()
+    try:
+        assert take(conn, "done", 1_000, 1_500, now) is None
+        assert take(conn, "next", 1_000, 1_500, now) == 1_000
+        settle(conn, "done", 30)
+        assert spent_and_held(conn, "app", SINCE, now) == 30
+        assert take(conn, "next", 1_000, 1_500, now) is None
+        write(
+            ledger, [usage_record(id="done", key_name="app", started_at=now)], {"done": _price(30)}
+        )
+        assert spent_and_held(conn, "app", SINCE, now) == 30 + 1_000
+        settle(conn, "done", 99)  # the record is in: nothing left to lower
+        assert spent_and_held(conn, "app", SINCE, now) == 30 + 1_000
+    finally:
+        conn.close()
