@@ -89,6 +89,7 @@ def serve(
     """
     from meterfox_cli.config import ledger_url, recording_host, tls_files
     from meterfox_cli.keys.authorizer import KeyAuthorizer
+    from meterfox_cli.keys.reservations import hold_seconds
     from meterfox_cli.logs import configure_logging
     from meterfox_cli.proxy.app import make_app
     from meterfox_cli.proxy.server import (
@@ -120,13 +121,6 @@ def serve(
     outbox = None  # a PostgreSQL ledger: records wait in the local outbox (store/outbox.py)
     if ledger_url(config, os.environ) is not None:
         outbox = settings.paths.outbox
-    if workers > 1:
-        _refuse_budgets(
-            settings,
-            ledger,
-            "with --workers, each worker would reserve spend alone, so",
-            "run one worker",
-        )
     # The price data loads before the port opens (about 0.2 s): loaded lazily by the writer
     # thread instead, the first records waited for it uncommitted, and a SIGKILL in that time
     # lost them (tests/cli/test_serve_faults.py; docs/performance.md, issue 17).
@@ -157,7 +151,7 @@ def serve(
             key_ledger=ledger,
             require_proxy_key=require,
             book=book,
-            budgets_hold=workers == 1,  # a budget set while N workers run: refused
+            hold_s=hold_seconds(config.timeouts),  # shared reservations: keys/reservations.py
         )
         observers, metric_mounts = _observability(settings, host, writer, authorizer, workers)
         return make_app(
@@ -285,32 +279,6 @@ def _observability(
 
         observers.append(OtelObserver(config.otel, tags=config.metrics.tag_labels))
     return observers, mounts
-
-
-def _refuse_budgets(settings: Settings, ledger: Ledger, why: str, instead: str) -> None:
-    """Refuse to start while a live key has a budget that could not hold. With --workers: each
-    worker reserves a request's worst case in its own memory and sees the others' spend only
-    once it is committed and polled, so N workers could together pass a budget by their
-    requests in flight."""
-    import time
-
-    from meterfox_cli.errors import MeterFoxError
-    from meterfox_cli.keys.proxy_keys import KeyStatus, all_keys
-
-    conn = ledger.read_connection()
-    if conn is None:
-        return
-    try:
-        keys = all_keys(conn)
-    finally:
-        conn.close()
-    now = time.time()
-    names = [k.name for k in keys if k.budget is not None and k.status(now) is KeyStatus.ACTIVE]
-    if names:
-        remove = "; ".join(f"`meterfox keys budget {name} none`" for name in names)
-        raise MeterFoxError(
-            f"{why} those of {', '.join(names)} would not hold: remove them ({remove}) or {instead}"
-        )
 
 
 def _key_budgets(authorizer: KeyAuthorizer) -> list[KeyBudget]:

@@ -17,10 +17,15 @@ way are at least FORCED_REFRESH_MIN_S apart), then answers from the new snapshot
 unknown then goes in a bounded negative cache, emptied whenever the keys change: a flood of
 bogus keys costs the database a few reads a second, whatever its size.
 
-Budgets: `admit` reserves each request's worst case (keys/estimate.py) in the Ledger, and
-refuses a request when the key's spend plus every reservation would pass its budget; the
-request's real cost replaces its reservation the moment it ends (`settle`). Requests nothing
-can price are refused on a budgeted key unless the key allows them (`allow_unpriced`).
+Budgets: `admit` reserves each request's worst case (keys/estimate.py), first in this
+process's Ledger (a refusal there needs no I/O: what this process knows the key holds is part
+of what the database holds), then, given the request's id, in the database's
+`key_reservations`, in one write transaction off the loop (keys/reservations.py), which every
+worker and daemon on the ledger admits against: that answer is the one that counts. The
+moment the request ends both reservations are lowered to its real cost (`settle`; the
+ledger's in the reservation thread, ahead of this process's next admission), and the record's
+insert deletes the ledger's (a trigger). Requests nothing can
+price are refused on a budgeted key unless the key allows them (`allow_unpriced`).
 """
 
 from __future__ import annotations
@@ -39,11 +44,18 @@ from pathlib import Path
 
 from meterfox_cli.config import is_admin_key_name
 from meterfox_cli.errors import MeterFoxError
-from meterfox_cli.keys.budget import Budget, Period, SpendCounter, next_period_start
+from meterfox_cli.keys.budget import (
+    Budget,
+    Period,
+    SpendCounter,
+    next_period_start,
+    period_start,
+)
 from meterfox_cli.keys.estimate import Estimate, estimate
 from meterfox_cli.keys.ledger import Ledger
 from meterfox_cli.keys.provider_keys import ProviderKeys, StoreChoice, StoredKey, stored_keys
 from meterfox_cli.keys.proxy_keys import KeyStatus, ProxyKey, all_keys, hash_secret
+from meterfox_cli.keys.reservations import HOLD_S, Reserver, sweep
 from meterfox_cli.money import format_usd
 from meterfox_cli.pricing.book import DEFAULT_BOOK, PriceBook, price_record
 from meterfox_cli.providers.base import RequestPlan
@@ -69,6 +81,10 @@ POLL_S = 0.25
 FORCED_REFRESH_MIN_S = 0.05  # the shortest gap between two refreshes when misses ask for one
 UNKNOWN_CACHE_SIZE = 10_000  # hashes of keys known not to exist; emptied when full
 RETRY_S = 10.0  # a provider key that could not be read is tried again this often
+SWEEP_S = 30.0  # expired shared reservations are deleted this often (while keys have budgets)
+# After the ledger failed to take a reservation, admissions go by this process's view alone
+# for this long before the ledger is tried again (so an outage costs one timeout, not one each).
+SHARED_RETRY_S = 5.0
 # The record of a request made with a key MeterFox does not know: never the key itself.
 UNKNOWN_KEY_NAME = "(unknown-proxy-key)"
 KEY_VERSION_SQL = "SELECT version FROM key_state WHERE id = 1"
@@ -113,16 +129,19 @@ class KeyAuthorizer(Authorizer):
         clock: Callable[[], float] = time.time,
         book: PriceBook = DEFAULT_BOOK,
         on_connect: Callable[[LedgerConnection], None] | None = None,
-        budgets_hold: bool = True,
+        hold_s: float = HOLD_S,
     ) -> None:
-        """`budgets_hold=False` (`serve --workers N`: each worker reserves alone) refuses a
-        budgeted key's requests rather than let the workers together pass its budget."""
+        """`hold_s`: how long a shared reservation counts if its request never records
+        (keys/reservations.hold_seconds of the proxy's timeouts)."""
         self.require_proxy_key = require_proxy_key
-        self.budgets_hold = budgets_hold
         self.snapshot = KeySnapshot()
         self.ledger = Ledger()
+        store_ledger = as_ledger(key_ledger or db_path)
+        self._reserver = Reserver(store_ledger, hold_s)
+        self._shared_failing = False
+        self._shared_retry_at = 0.0  # monotonic: while failing, not before this
         self._watcher = KeyWatcher(
-            as_ledger(key_ledger or db_path),
+            store_ledger,
             db_path,
             choice,
             poll_s,
@@ -142,6 +161,7 @@ class KeyAuthorizer(Authorizer):
 
     def close(self) -> None:
         self._watcher.close()
+        self._reserver.close()
 
     def _publish(self, snapshot: KeySnapshot) -> None:
         """Called off the loop (start, the watcher thread). The price data (about 10 MB and
@@ -187,27 +207,77 @@ class KeyAuthorizer(Authorizer):
         return _UNKNOWN
 
     def admit(
-        self, decision: Decision, provider_slug: str, plan: RequestPlan, body: bytes | None
+        self,
+        decision: Decision,
+        provider_slug: str,
+        plan: RequestPlan,
+        body: bytes | None,
+        request_id: str | None = None,
     ) -> Admission:
-        """Reserve a budgeted key's worst case for this request, or refuse it."""
+        """Reserve a budgeted key's worst case for this request, or refuse it. With the
+        request's id (its record's), the answer is `pending`: the reservation shared in the
+        ledger; without (a Realtime session's units), this process's alone."""
         key = self.snapshot.budgeted.get(decision.key_name)
         if key is None or key.budget is None:
             return ADMITTED
-        if not self.budgets_hold:
-            return Admission(_budget_needs_one_worker(key.name))
         now = self._clock()
         worst = estimate(provider_slug, plan, body, self._book, now)
         if worst.nanousd is None:
             if not key.allow_unpriced:
                 return Admission(_unpriced(key, provider_slug, plan))
             worst = Estimate(worst.input_tokens, worst.output_tokens, 0)
-        spent = self.ledger.reserve(key.name, key.budget.nanousd, worst.nanousd or 0)
+        nanousd = worst.nanousd or 0
+        spent = self.ledger.reserve(key.name, key.budget.nanousd, nanousd)
         if spent is not None:
             return Admission(_over_budget(key.name, key.budget, spent, now, worst))
-        return Admission(settle=partial(self._settle, key.name, worst.nanousd or 0))
+        admitted = Admission(settle=partial(self._settle, key.name, nanousd))
+        if request_id is None or (
+            self._shared_failing and time.monotonic() < self._shared_retry_at
+        ):
+            return admitted
+        return Admission(pending=self._reserve_shared(key, worst, request_id, now, admitted))
 
-    def _settle(self, key_name: str, reserved: int, record: UsageRecord) -> None:
-        """The response ended: its real cost replaces its reservation (runs on the loop)."""
+    async def _reserve_shared(
+        self, key: ProxyKey, worst: Estimate, request_id: str, now: float, admitted: Admission
+    ) -> Admission:
+        """The ledger's answer for a request this process admitted: `admitted`, or a refusal
+        (this process's reservation given back). A ledger that cannot be reached leaves this
+        process's answer standing (the proxy keeps forwarding; logged once per outage), and
+        for SHARED_RETRY_S the ledger is not asked."""
+        budget = key.budget
+        assert budget is not None
+        nanousd = worst.nanousd or 0
+        try:
+            held = await self._reserver.reserve(
+                request_id=request_id,
+                key_name=key.name,
+                nanousd=nanousd,
+                budget_nanousd=budget.nanousd,
+                since=period_start(budget.period, now),
+            )
+        except asyncio.CancelledError:  # the client left: no record will come
+            self._reserver.release_soon(request_id)
+            self.ledger.settle(key.name, nanousd, request_id, now, 0)
+            raise
+        except Exception as exc:
+            if not self._shared_failing:
+                log.error("cannot reserve in the ledger (%s); admitting on this daemon's view", exc)
+            self._shared_failing = True
+            self._shared_retry_at = time.monotonic() + SHARED_RETRY_S
+            return admitted
+        if self._shared_failing:
+            log.warning("reserving in the ledger again")
+            self._shared_failing = False
+        if held is None:
+            return Admission(settle=partial(self._settle, key.name, nanousd, shared=True))
+        self.ledger.settle(key.name, nanousd, request_id, now, 0)
+        return Admission(_over_budget(key.name, budget, held, now, worst))
+
+    def _settle(
+        self, key_name: str, reserved: int, record: UsageRecord, *, shared: bool = False
+    ) -> None:
+        """The response ended: its real cost replaces its reservation (runs on the loop), and,
+        `shared`, the ledger's copy soon after (before this process's next reservation)."""
         cost = 0
         try:
             if record.reading.usage is not None:
@@ -215,6 +285,8 @@ class KeyAuthorizer(Authorizer):
         except Exception:  # the reservation must go back whatever happens to pricing
             log.exception("pricing %s for its key's budget failed", record.id)
         self.ledger.settle(key_name, reserved, record.id, record.started_at, max(cost, 0))
+        if shared:
+            self._reserver.settle_soon(record.id, max(cost, 0))
 
     def stats(self) -> dict[str, object]:
         return {
@@ -295,16 +367,6 @@ def _check_key(key: ProxyKey, provider: str, now: float, ledger: Ledger) -> Deci
     return None
 
 
-def _budget_needs_one_worker(name: str) -> Decision:
-    return _refuse(
-        name,
-        503,
-        f"MeterFox: proxy key {name!r} has a budget, which holds only in a `meterfox serve` "
-        f"with one worker; restart it without --workers, or `meterfox keys budget {name} none`",
-        "budget_needs_one_worker",
-    )
-
-
 def _over_budget(
     name: str, budget: Budget, spent: int, now: float, worst: Estimate | None = None
 ) -> Decision:
@@ -381,6 +443,7 @@ class KeyWatcher:
         self._spend = SpendCounter()
         self._failing = False
         self._retry_at = 0.0
+        self._sweep_at = 0.0
 
     @property
     def listening(self) -> bool:
@@ -491,6 +554,9 @@ class KeyWatcher:
         live = [key for key in self._keys if key.budget is not None and key.revoked_at is None]
         periods: dict[str, Period] = {key.name: key.budget.period for key in live if key.budget}
         spend = self._spend.refresh(conn, periods, now, self._ledger.uncounted_ids())
+        if live and time.monotonic() >= self._sweep_at:
+            self._sweep_at = time.monotonic() + SWEEP_S
+            sweep(conn, time.time())
         self._ledger.recorded(spend, self._spend.counted, self._spend.starts)
         self._publish(
             KeySnapshot(

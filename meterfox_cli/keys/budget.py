@@ -3,9 +3,10 @@
 A key's spend is the sum of the recorded costs (`requests.cost_nanousd`) of its requests since
 the start of the current period, the same local calendar the reports' `day` column uses, read
 from the ledger's `key_spend` (kept by the database in step with `requests`, so every daemon
-sharing a ledger reads the same). Unpriced requests count as zero here; a running daemon adds
-what its requests in flight have reserved and what finished ones cost before their records are
-read (keys/ledger.py).
+sharing a ledger reads the same). Unpriced requests count as zero here. Admission adds every
+live reservation in the ledger, whoever took it (keys/reservations.py); a running daemon's own
+view adds what its requests in flight reserved and what finished ones cost before their records
+are read (keys/ledger.py).
 """
 
 from __future__ import annotations
@@ -149,17 +150,25 @@ class SpendCounter:
         return spend
 
 
+# A key's recorded cost since a time: whole hours from `key_spend`, and from `requests` the part
+# of an hour before the first whole one. Parameters: `spend_parameters`.
+SPEND_SQL = (
+    "(SELECT COALESCE(SUM(cost_nanousd), 0) FROM key_spend WHERE key_name = ? AND hour >= ?) "
+    "+ (SELECT COALESCE(SUM(cost_nanousd), 0) FROM requests "
+    "WHERE key_name = ? AND ts >= ? AND ts < ?)"
+)
+
+
+def spend_parameters(name: str, since: float) -> tuple[str, int, str, float, float]:
+    first_hour = math.ceil(since / HOUR_S)
+    return (name, first_hour, name, since, first_hour * HOUR_S)
+
+
 def spend_since(conn: LedgerConnection, name: str, since: float) -> int:
     """The recorded cost of a key's requests since `since`, in nano-USD (unpriced count 0):
     whole hours from `key_spend`, and from `requests` the part of an hour before the first
     whole one (a period that starts on the hour, as most do, reads none)."""
-    first_hour = math.ceil(since / HOUR_S)
-    row = conn.execute(
-        "SELECT (SELECT COALESCE(SUM(cost_nanousd), 0) FROM key_spend "
-        "WHERE key_name = ? AND hour >= ?) + (SELECT COALESCE(SUM(cost_nanousd), 0) "
-        "FROM requests WHERE key_name = ? AND ts >= ? AND ts < ?)",
-        (name, first_hour, name, since, first_hour * HOUR_S),
-    ).fetchone()
+    row = conn.execute(f"SELECT {SPEND_SQL}", spend_parameters(name, since)).fetchone()
     return int(row[0])
 
 

@@ -7,7 +7,7 @@ SDKs send keys in different places: `Authorization: Bearer` (OpenAI-style, curre
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -80,6 +80,8 @@ class Admission:
 
     refusal: Decision | None = None
     settle: Callable[[UsageRecord], None] = _nothing_to_settle
+    # Not decided yet (a budgeted key's reservation in the ledger): await it for the answer.
+    pending: Awaitable[Admission] | None = None
 
 
 ADMITTED = Admission()
@@ -211,9 +213,15 @@ class Authorizer:
         return self.decide(provider_slug, credential)
 
     def admit(
-        self, decision: Decision, provider_slug: str, plan: RequestPlan, body: bytes | None
+        self,
+        decision: Decision,
+        provider_slug: str,
+        plan: RequestPlan,
+        body: bytes | None,
+        request_id: str | None = None,
     ) -> Admission:
-        """Once the body is read: let the request through, reserving what it may cost, or not."""
+        """Once the body is read: let the request through, reserving what it may cost, or not
+        (`request_id`: the id its record will have, where it is known)."""
         return ADMITTED
 
     def stats(self) -> dict[str, object]:

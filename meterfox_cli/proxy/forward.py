@@ -188,7 +188,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if plan.strip_usage_chunk or "accept-encoding" not in headers:
         headers["Accept-Encoding"] = "identity"
     data = plan.body if body is not None else _stream_body(request, head)
-    admission = state.authorizer.admit(decision, provider.slug, plan, body)
+    admission = state.authorizer.admit(decision, provider.slug, plan, body, request_id)
+    if admission.pending is not None:  # a budgeted key: reserved in the ledger, off the loop
+        admission = await admission.pending
     if admission.refusal is not None:
         return _refuse(state, wire, admission.refusal, request_id)
     exchange.settle = admission.settle

@@ -520,6 +520,31 @@ def m012_key_spend(conn: sqlite3.Connection) -> None:
     conn.execute(f"CREATE TRIGGER key_spend_update AFTER UPDATE ON requests BEGIN {take} {add} END")
 
 
+def m013_key_reservations(conn: sqlite3.Connection) -> None:
+    """Each budgeted request's worst case, held from its admission (keys/reservations.py) until
+    its record is inserted: a trigger deletes the reservation in the transaction that inserts
+    the record (whose `key_spend` trigger adds the real cost), so every daemon and worker reads
+    each request once, reserved or spent, never both. A request that never records (its daemon
+    killed) stops counting at `expires_at`. The same table as PostgreSQL's (pg_migrations
+    007_key_reservations)."""
+    _run(
+        conn,
+        """
+        CREATE TABLE key_reservations (
+            request_id TEXT PRIMARY KEY,
+            key_name TEXT NOT NULL,
+            nanousd INTEGER NOT NULL,
+            expires_at REAL NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX key_reservations_key ON key_reservations (key_name, expires_at);
+        """,
+    )
+    conn.execute(
+        "CREATE TRIGGER key_reservations_settle AFTER INSERT ON requests BEGIN "
+        "DELETE FROM key_reservations WHERE request_id = NEW.id; END"
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_requests", m001_requests),
     ("002_native_dedupe", m002_native_dedupe),
@@ -533,4 +558,5 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("010_latency_rollup", m010_latency_rollup),
     ("011_day_rollup", m011_day_rollup),
     ("012_key_spend", m012_key_spend),
+    ("013_key_reservations", m013_key_reservations),
 ]

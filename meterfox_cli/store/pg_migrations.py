@@ -250,6 +250,27 @@ CREATE TRIGGER key_spend_step AFTER INSERT OR UPDATE OR DELETE ON requests
 """
 
 
+# Each budgeted request's worst case from admission until its record is inserted, deleted by a
+# row trigger in the inserting transaction (as SQLite's 013_key_reservations).
+M007_KEY_RESERVATIONS = """
+CREATE TABLE key_reservations (
+    request_id TEXT PRIMARY KEY,
+    key_name TEXT NOT NULL,
+    nanousd BIGINT NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX key_reservations_key ON key_reservations (key_name, expires_at);
+CREATE FUNCTION key_reservations_settle() RETURNS trigger LANGUAGE plpgsql AS $settle$
+BEGIN
+    DELETE FROM key_reservations WHERE request_id = NEW.id;
+    RETURN NULL;
+END
+$settle$;
+CREATE TRIGGER key_reservations_settle AFTER INSERT ON requests
+    FOR EACH ROW EXECUTE FUNCTION key_reservations_settle();
+"""
+
+
 PG_MIGRATIONS: list[tuple[str, str]] = [
     ("001_requests", M001_REQUESTS),
     ("002_report_rollup", _m002_report_rollup()),
@@ -257,4 +278,5 @@ PG_MIGRATIONS: list[tuple[str, str]] = [
     ("004_billed_buckets", M004_BILLED_BUCKETS),
     ("005_alerts_fired", ALERTS_FIRED),  # the same table as SQLite's 008_alerts_fired
     ("006_proxy_keys", _m006_proxy_keys()),
+    ("007_key_reservations", M007_KEY_RESERVATIONS),
 ]

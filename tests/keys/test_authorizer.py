@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sys
 import threading
 import time
@@ -10,12 +12,16 @@ import pytest
 
 from meterfox_cli.keys.authorizer import UNKNOWN_KEY_NAME, KeyAuthorizer
 from meterfox_cli.keys.budget import Budget, Period
+from meterfox_cli.keys.estimate import estimate
 from meterfox_cli.keys.provider_keys import ProviderKeys, choose_store, env_passphrase
 from meterfox_cli.keys.proxy_keys import KeySpec, create_key, revoke_key, set_budget
 from meterfox_cli.paths import resolve_paths
+from meterfox_cli.pricing.book import DEFAULT_BOOK
+from meterfox_cli.pricing.quote import Price
 from meterfox_cli.providers.openai import OpenAIFormat
 from meterfox_cli.proxy.auth import LOOK_UP, PASSTHROUGH, Credential
 from meterfox_cli.store.db import connect
+from meterfox_cli.store.rows import insert_records
 from meterfox_cli.usage import Reading, Usage
 from tests.fakes.records import usage_record
 from tests.keys.support import add_request
@@ -265,3 +271,61 @@ def test_an_admin_key_stored_for_sync_never_reaches_the_proxy(setup):
     decision = authorizer.decide("openai-admin", bearer(new.secret))
     assert decision.refused and decision.replacement is None
     assert authorizer.decide("openai", bearer(new.secret)).replacement == OPENAI_KEY
+
+
+async def test_two_authorizers_on_one_ledger_admit_against_the_reservations_of_both(setup):
+    """As two workers (or daemons) on one ledger: what one reserved, the other sees at once,
+    before any record; the record's insert frees it; a request cancelled while its reservation
+    is being taken gives it back."""
+    conn, start, _ = setup
+    body = b'{"model": "gpt-4o-mini", "max_tokens": 500, "messages": []}'
+    plan = OpenAIFormat().plan("/v1/chat/completions", {}, body)
+    worst = estimate("openai", plan, body, DEFAULT_BOOK, time.time()).nanousd
+    assert worst
+    new = create_key(conn, KeySpec("app", budget=Budget(worst * 3 // 2, Period.DAY)))
+    first, second = start(), start()
+    decision = first.decide("openai", bearer(new.secret))
+
+    async def admit(authorizer: KeyAuthorizer, request_id: str):
+        admission = authorizer.admit(decision, "openai", plan, body, request_id)
+        assert admission.pending is not None
+        return await admission.pending
+
+    def reserved() -> list[str]:
+        return [row[0] for row in conn.execute("SELECT request_id FROM key_reservations")]
+
+    assert (await admit(first, "r1")).refusal is None
+    assert reserved() == ["r1"]
+    refused = (await admit(second, "r2")).refusal  # its own memory holds nothing for "app"
+    assert refused is not None and refused.error_kind == "budget_exceeded"
+    assert second.ledger.spent("app") == 0  # its own reservation given back
+    insert_records(conn, [(usage_record(id="r1", key_name="app"), Price(worst // 10, "computed"))])
+    assert reserved() == []
+    pending = asyncio.ensure_future(admit(second, "r3"))
+    await asyncio.sleep(0)
+    pending.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await pending
+    wait_until(lambda: reserved() == [], timeout=5)
+    assert second.ledger.spent("app") == 0
+    assert (await admit(second, "r4")).refusal is None
+
+
+async def test_a_ledger_that_cannot_reserve_leaves_this_processs_answer_for_a_while(setup, caplog):
+    """The proxy keeps forwarding when the ledger fails (here its table is gone): the request
+    is admitted on this process's own reservation, logged once, and the ledger is not asked
+    again for SHARED_RETRY_S (an outage costs one timeout, not one per request)."""
+    conn, start, _ = setup
+    new = create_key(conn, KeySpec("app", budget=Budget(DOLLAR, Period.DAY)))
+    authorizer = start()
+    decision = authorizer.decide("openai", bearer(new.secret))
+    body = b'{"model": "gpt-4o-mini", "max_tokens": 5, "messages": []}'
+    plan = OpenAIFormat().plan("/v1/chat/completions", {}, body)
+    conn.execute("DROP TABLE key_reservations")
+    admission = authorizer.admit(decision, "openai", plan, body, "r1")
+    assert admission.pending is not None
+    assert (await admission.pending).refusal is None
+    assert "cannot reserve in the ledger" in caplog.text
+    again = authorizer.admit(decision, "openai", plan, body, "r2")
+    assert again.pending is None and again.refusal is None
+    assert authorizer.ledger.stats()["reserved_requests"] == 2

@@ -52,6 +52,9 @@ EXPECTED = {
     },
     "key_state": {"id": INT, "version": BIGINT},
     "key_spend": {"key_name": TEXT, "hour": BIGINT, "cost_nanousd": BIGINT},
+    "key_reservations": {
+        "request_id": TEXT, "key_name": TEXT, "nanousd": BIGINT, "expires_at": REAL,
+    },
 }  # fmt: skip
 EXPECTED_INDEXES = {
     "requests_pkey", "requests_rowid_key", "requests_ts", "requests_day", "requests_key_ts",
@@ -60,6 +63,7 @@ EXPECTED_INDEXES = {
     "alerts_fired_pkey",
     "proxy_keys_pkey", "proxy_keys_key_hash_key",
     "proxy_keys_live_name", "key_state_pkey", "key_spend_pkey",
+    "key_reservations_pkey", "key_reservations_key",
 }  # fmt: skip
 
 
@@ -97,7 +101,7 @@ def test_the_key_tables_have_sqlites_columns_in_sqlites_order(pg_url: str, tmp_p
     PostgresLedger(pg_url).migrate()
     conn = connect(tmp_path / "ledger.db")
     try:
-        for table in ("proxy_keys", "key_state", "key_spend"):
+        for table in ("proxy_keys", "key_state", "key_spend", "key_reservations"):
             columns = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
             assert columns == list(EXPECTED[table]), table
     finally:
