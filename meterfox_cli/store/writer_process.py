@@ -24,12 +24,13 @@ import logging
 import marshal
 import os
 import pickle
+import select
 import signal
 import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -128,13 +129,23 @@ def _frame(data: bytes) -> bytes:
 
 
 def _read_frame(stream: BinaryIO) -> bytes | None:
-    """The next frame's bytes, or None at EOF (a frame cut short by a dying peer counts as EOF)."""
-    head = stream.read(4)
-    if len(head) < 4:
+    """The next frame's bytes, or None at EOF (a frame cut short by a dying peer counts as EOF).
+    `stream` may be unbuffered (a read returns what the pipe holds): read until complete."""
+    head = _read_exactly(stream, 4)
+    if head is None:
         return None
-    size = int.from_bytes(head, "big")
-    data = stream.read(size)
-    return data if len(data) == size else None
+    return _read_exactly(stream, int.from_bytes(head, "big"))
+
+
+def _read_exactly(stream: BinaryIO, size: int) -> bytes | None:
+    parts, left = [], size
+    while left:
+        part = stream.read(left)
+        if not part:
+            return None
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
 
 
 @dataclass(frozen=True)
@@ -417,16 +428,18 @@ class _Reporter:
     def observe(self, rows: Sequence[Row]) -> None:
         self._committed = self._writer.written
         reports = [getattr(o, "report", _no_report)() for o in self._observers]
-        self.send(reports)
+        self.send(reports, committing=len(rows))
 
     def close(self) -> None:
         self.send(None)
 
-    def send(self, reports: list[object] | None) -> None:
+    def send(self, reports: list[object] | None, committing: int = 0) -> None:
+        """`committing`: records the writer still counts as queued that are committed (the
+        batch being observed)."""
         w = self._writer
         fields = (
             w.written if self._outbox else self._committed,
-            w.queued,
+            max(w.queued - committing, 0),
             self.received,
             w.dropped,
             w.failing_since,
@@ -443,15 +456,12 @@ class _Reporter:
             self._out.write(_frame(pickle.dumps((fields, reports), pickle.HIGHEST_PROTOCOL)))
             self._out.flush()
 
-    def run(self, stop: threading.Event, parent: int, orphaned: Callable[[], None]) -> None:
+    def run(self, stop: threading.Event) -> None:
         while not stop.wait(STATUS_INTERVAL_S):
             try:
                 self.send(None)
             except OSError:
-                return  # the proxy is gone; EOF on our input follows
-            if os.getppid() != parent:
-                orphaned()
-                return
+                return  # the proxy is gone; the end of our input follows
 
 
 def _no_report() -> None:
@@ -468,7 +478,8 @@ def main() -> None:
     from meterfox_cli.logs import configure_logging
 
     configure_logging()
-    stream = sys.stdin.buffer
+    # Unbuffered, so that select() sees every byte not yet read.
+    stream = open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)  # noqa: SIM115
     first = _read_frame(stream)
     if first is None:
         return
@@ -489,34 +500,38 @@ def main() -> None:
     writer.start()
     reporter.send([None] * len(observers))  # started: the proxy may listen now
     stop = threading.Event()
-    finished = threading.Lock()
-
-    def finish() -> None:
-        """Commit what was received, let the observers flush, say so; once."""
-        if finished.acquire(blocking=False):
-            writer.close(spec.close_timeout_s)
-            writer.close_observers()
-
-    def orphaned() -> None:
-        log.error("the proxy is gone but the record pipe is still open; committing, exiting")
-        finish()
-        os._exit(0)
-
-    status = threading.Thread(target=reporter.run, args=(stop, parent, orphaned), daemon=True)
+    status = threading.Thread(target=reporter.run, args=(stop,), daemon=True)
     status.start()
     warm = getattr(spec.pricer, "warm", None)
-    if warm is not None:  # the price data (about 0.2 s), before the first record needs it
-        warm()
-    while (data := _read_frame(stream)) is not None:
-        batch = _decode(data)
+    if warm is not None:  # the price data (about 0.2 s) loads while records arrive
+        threading.Thread(target=warm, name="meterfox-warm", daemon=True).start()
+    for batch in _batches(stream, parent):
         for fields in batch:
             writer.submit(from_wire(fields))
         reporter.received += len(batch)
-    finish()
+    writer.close(spec.close_timeout_s)
+    writer.close_observers()
     stop.set()
     status.join()
     with contextlib.suppress(OSError):
         reporter.send(None)
+
+
+def _batches(stream: BinaryIO, parent: int) -> Iterator[list[tuple]]:
+    """Each batch the proxy sends, until the end of input, or until the proxy is gone and
+    nothing is left to read while something else holds the pipe open (a backstop: the proxy
+    starts its processes without inheriting it)."""
+    while True:
+        readable, _, _ = select.select([stream], [], [], ORPHAN_CHECK_S)
+        if not readable:
+            if os.getppid() != parent:
+                log.error("the proxy is gone but the record pipe is still open; exiting")
+                return
+            continue
+        data = _read_frame(stream)
+        if data is None:
+            return
+        yield _decode(data)
 
 
 if __name__ == "__main__":
