@@ -431,7 +431,8 @@ class _Reporter:
         self.send(reports, committing=len(rows))
 
     def close(self) -> None:
-        self.send(None)
+        with contextlib.suppress(OSError):  # the proxy is gone (killed): nobody to tell
+            self.send(None)
 
     def send(self, reports: list[object] | None, committing: int = 0) -> None:
         """`committing`: records the writer still counts as queued that are committed (the
@@ -513,8 +514,6 @@ def main() -> None:
     writer.close_observers()
     stop.set()
     status.join()
-    with contextlib.suppress(OSError):
-        reporter.send(None)
 
 
 def _batches(stream: BinaryIO, parent: int) -> Iterator[list[tuple]]:
