@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from meterfox_cli.metrics.prometheus import KeyBudget
     from meterfox_cli.pricing.book import PriceBook
     from meterfox_cli.store.backend import Ledger
-    from meterfox_cli.store.observers import RecordObserver
-    from meterfox_cli.store.writer import RecordWriter
+    from meterfox_cli.store.observers import InWriter, RecordObserver
+    from meterfox_cli.store.writer_process import ProcessWriter
 
     Mount = Callable[[web.Application], None]
     HealthSections = dict[str, Callable[[], object]]
@@ -101,7 +101,7 @@ def serve(
         tls_context,
     )
     from meterfox_cli.proxy.server import serve as run_server
-    from meterfox_cli.store.writer import RecordWriter
+    from meterfox_cli.store.writer_process import ProcessWriter
 
     loop = chosen_loop(os.environ)  # a wrong METERFOX_LOOP fails before anything starts
     settings = load_settings(parse_upstreams(upstreams))
@@ -121,11 +121,11 @@ def serve(
     outbox = None  # a PostgreSQL ledger: records wait in the local outbox (store/outbox.py)
     if ledger_url(config, os.environ) is not None:
         outbox = settings.paths.outbox
-    # The price data loads before the port opens (about 0.2 s): loaded lazily by the writer
-    # thread instead, the first records waited for it uncommitted, and a SIGKILL in that time
-    # lost them (tests/cli/test_serve_faults.py; docs/performance.md, issue 17).
+    # The price data (the compact table's header: milliseconds) loads in the writer's process,
+    # which takes records meanwhile and commits them even if this one is killed
+    # (store/writer_process.py); here only for budgets (keys/authorizer.py) and the background
+    # sync, when they need it.
     book = price_book(settings)
-    book.warm()
     require = requires_proxy_key(host, require_proxy_key, config.require_proxy_key)
     for line in exposure_warning(host, port, require, tls=tls is not None):
         click.secho(line, err=True, fg="red", bold=True)
@@ -144,7 +144,7 @@ def serve(
             mounts, health_sections = [mount], {"sync": lambda: {"in_worker": 0}}
         if workers > 1:
             health_sections["worker"] = lambda: {"number": worker, "of": workers}
-        writer = RecordWriter(ledger, pricer=book, host=recording_host(config), outbox=outbox)
+        writer = ProcessWriter(ledger, pricer=book, host=recording_host(config), outbox=outbox)
         authorizer = KeyAuthorizer(
             settings.paths.database,
             store,
@@ -244,21 +244,22 @@ def _dashboard(settings: Settings, host: str, login: bool):
 def _observability(
     settings: Settings,
     host: str,
-    writer: RecordWriter,
+    writer: ProcessWriter,
     authorizer: KeyAuthorizer,
     workers: int = 1,
-) -> tuple[list[RecordObserver], list[Mount]]:
+) -> tuple[list[RecordObserver | InWriter], list[Mount]]:
     """`[metrics]` (on unless disabled): the Prometheus observer and its route; `[otel]`
     (off unless an endpoint is set): the OpenTelemetry exporter (docs/observability.md).
     With --workers, no Prometheus page: each worker counts only its own requests, and a scrape
     answered by one worker, then another, would show counters going back (docs/observability.md);
-    OpenTelemetry exports from every worker."""
+    OpenTelemetry exports from every worker. Both observe in the writer's process: Prometheus
+    counts there and its page is served here; the OpenTelemetry exporter is started there."""
     from functools import partial
 
     from meterfox_cli.proxy.server import is_loopback
 
     config = settings.config
-    observers: list[RecordObserver] = []
+    observers: list[RecordObserver | InWriter] = []
     mounts: list[Mount] = []
     if config.metrics.enabled and workers == 1:
         from meterfox_cli.metrics.prometheus import PrometheusMetrics
@@ -276,8 +277,11 @@ def _observability(
         )
     if config.otel.enabled:
         from meterfox_cli.metrics.otel import OtelObserver
+        from meterfox_cli.metrics.otel_sdk import check_installed
+        from meterfox_cli.store.observers import InWriter
 
-        observers.append(OtelObserver(config.otel, tags=config.metrics.tag_labels))
+        check_installed()  # here: a missing SDK stops `serve` with its sentence
+        observers.append(InWriter(OtelObserver, (config.otel, config.metrics.tag_labels)))
     return observers, mounts
 
 

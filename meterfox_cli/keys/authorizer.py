@@ -164,9 +164,10 @@ class KeyAuthorizer(Authorizer):
         self._reserver.close()
 
     def _publish(self, snapshot: KeySnapshot) -> None:
-        """Called off the loop (start, the watcher thread). The price data (about 10 MB and
-        0.2 s to load) is loaded here, before the first budgeted key is published, so no
-        request's estimate loads it on the loop; without budgets it waits for the writer."""
+        """Called off the loop (start, the watcher thread). The price data (the compact
+        table's header, pricing/compact.py) is loaded here, before the first budgeted key is
+        published, so no request's estimate loads it on the loop; without budgets this process
+        never loads it (the writer's process prices the records)."""
         if snapshot.budgeted:
             self._book.warm()
         self.snapshot = snapshot  # one reference swap: atomic for the loop's readers

@@ -28,7 +28,15 @@ from meterfox_cli.errors import ConfigError
 from meterfox_cli.metrics.labels import UNKNOWN_MODEL, Capped, tag_label
 from meterfox_cli.money import from_nanousd
 from meterfox_cli.records import Outcome
-from meterfox_cli.store.observers import Row
+from meterfox_cli.store.observers import InWriter, Row
+
+# What the counting side hands the page's side after each batch (`report`, `adopt`): every
+# label set's sums as plain tuples, then each histogram's timings.
+Counts = tuple[
+    dict[tuple[str, ...], tuple[int, dict[str, int], list[int], int]],
+    dict[tuple[str, ...], tuple[list[int], float]],
+    dict[tuple[str, ...], tuple[list[int], float]],
+]
 
 LABELS = ("provider", "model", "key", "status")
 TIMED_LABELS = ("provider", "model", "key")
@@ -89,6 +97,18 @@ class _Histogram:
         timing.counts[bisect_left(self.buckets, seconds)] += 1  # le: a bound counts itself
         timing.total += seconds
 
+    def report(self) -> dict[tuple[str, ...], tuple[list[int], float]]:
+        """Under the caller's lock."""
+        return {labels: (list(t.counts), t.total) for labels, t in self.timings.items()}
+
+    def adopt(self, timings: dict[tuple[str, ...], tuple[list[int], float]]) -> None:
+        """Under the caller's lock."""
+        adopted = {}
+        for labels, (counts, total) in timings.items():
+            timing = adopted[labels] = _Timing(len(self.buckets))
+            timing.counts, timing.total = counts, total
+        self.timings = adopted
+
     def family(self) -> HistogramMetricFamily:
         """Under the caller's lock."""
         family = HistogramMetricFamily(self.name, self.documentation, labels=TIMED_LABELS)
@@ -114,6 +134,7 @@ class PrometheusMetrics:
         budgets: Callable[[], Iterable[KeyBudget]] = tuple,
     ) -> None:
         config = config or MetricsConfig()
+        self._config = config
         self._models = Capped(config.max_models)
         self._tags = tuple((tag, Capped(config.max_tag_values)) for tag in config.tag_labels)
         self.labels = LABELS + tuple(tag_label(tag) for tag, _ in self._tags)
@@ -166,6 +187,41 @@ class PrometheusMetrics:
 
     def close(self) -> None:
         """Nothing to flush: a scrape reads the figures as they are."""
+
+    def in_writer(self) -> InWriter:
+        """The counting half, to run where the writer runs (in its own process under `serve`):
+        it counts each committed batch and its `report()` comes back to `adopt` here, where the
+        page and the gauges (queue, budgets) are served."""
+        return InWriter(PrometheusMetrics, (self._config,), self.adopt)
+
+    def report(self) -> Counts:
+        """Every count so far, as plain values (a few hundred bytes per label set)."""
+        with self._lock:
+            return (
+                {
+                    labels: (s.requests, dict(s.errors), list(s.tokens), s.cost_nanousd)
+                    for labels, s in self._sums.items()
+                },
+                self._latency.report(),
+                self._ttfb.report(),
+            )
+
+    def adopt(self, counts: Counts) -> None:
+        """Take the counting half's figures as this page's (they only ever grow)."""
+        sums, latency, ttfb = counts
+        adopted: dict[tuple[str, ...], _Sums] = {}
+        for labels, (requests, errors, tokens, cost) in sums.items():
+            entry = adopted[labels] = _Sums()
+            entry.requests, entry.errors, entry.tokens, entry.cost_nanousd = (
+                requests,
+                errors,
+                tokens,
+                cost,
+            )
+        with self._lock:
+            self._sums = adopted
+            self._latency.adopt(latency)
+            self._ttfb.adopt(ttfb)
 
     def render(self) -> bytes:
         """The Prometheus text exposition (blocking for a moment: call it off the loop)."""

@@ -15,8 +15,9 @@ from meterfox_cli.providers.registry import Registry
 from meterfox_cli.proxy import forward, websocket
 from meterfox_cli.proxy.auth import Authorizer
 from meterfox_cli.proxy.state import STATE, ProxyState
-from meterfox_cli.store.observers import RecordObserver
+from meterfox_cli.store.observers import InWriter, RecordObserver
 from meterfox_cli.store.writer import RecordWriter
+from meterfox_cli.store.writer_process import ProcessWriter
 
 HEALTH_SECTIONS = web.AppKey("health_sections", dict[str, Callable[[], object]])
 
@@ -24,21 +25,22 @@ HEALTH_SECTIONS = web.AppKey("health_sections", dict[str, Callable[[], object]])
 def make_app(
     *,
     registry: Registry,
-    writer: RecordWriter,
+    writer: RecordWriter | ProcessWriter,
     authorizer: Authorizer | None = None,
     timeouts: Timeouts | None = None,
     max_body_bytes: int = 32 * 1024 * 1024,
     mounts: Sequence[Callable[[web.Application], None]] = (),
     health_sections: Mapping[str, Callable[[], object]] | None = None,
-    observers: Sequence[RecordObserver] = (),
+    observers: Sequence[RecordObserver | InWriter] = (),
 ) -> web.Application:
     """The proxy app. Each of `mounts` may add routes under `/_meterfox/` and cleanup contexts
     before the catch-all routes are added (`cli/serve_cmd.py` mounts the dashboard this way:
     the proxy knows nothing of it). Each of `health_sections` adds a field to
     `/_meterfox/health`: its name, and what the callable returns (called on the loop, so it
     must be quick; `serve` adds the background sync's state this way). Each of `observers`
-    sees every record the writer commits, on the writer's thread (never on the loop), and is
-    closed after the writer's last batch (`serve` passes metrics and OpenTelemetry this way)."""
+    sees every record the writer commits, where the writer runs (its thread, or with a
+    ProcessWriter its process; never on the loop), and is closed after the writer's last batch
+    (`serve` passes metrics and OpenTelemetry this way)."""
     for observer in observers:
         writer.add_observer(observer)
     app = web.Application(client_max_size=max_body_bytes)
@@ -78,8 +80,8 @@ async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _writer_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Start the record writer; at shutdown, wait for it to commit every queued record, then
-    let its observers flush."""
+    """Start the record writer (a thread, or a process of its own under `serve`); at shutdown,
+    wait for it to commit every queued record, then let its observers flush."""
     writer = app[STATE].writer
     await asyncio.get_running_loop().run_in_executor(None, writer.start)
     yield

@@ -1,5 +1,6 @@
-"""The one place finished records are observed: the `RecordObserver` port, and how the writer
-tells its observers about each committed batch (metrics and OpenTelemetry both listen here).
+"""The one place finished records are observed: the `RecordObserver` port, how the writer
+tells its observers about each committed batch (metrics and OpenTelemetry both listen here), and
+`InWriter`: an observer built where the writer runs, which may be another process.
 
 Observers run on the writer's thread after a batch commits, never on the event loop: the
 proxy's hot path does not know they exist. Each sees exactly the rows the ledger took (a
@@ -10,7 +11,8 @@ deduplicated record with its usage removed, as stored), so what they count equal
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from meterfox_cli.pricing.quote import Price
@@ -29,6 +31,38 @@ class RecordObserver(Protocol):
         """Flush and stop, after the writer's last batch (blocking is fine: off the loop)."""
 
 
+@dataclass(frozen=True, slots=True)
+class InWriter:
+    """An observer to build where the writer runs: `build(*args)` (both picklable, so the
+    writer's own process can build it: store/writer_process.py). If the built observer has a
+    `report()` (a small picklable value), what it returns after each batch is handed to `absorb`
+    in the proxy's process: Prometheus counts in the writer's process and its page is served
+    from the proxy's this way."""
+
+    build: Callable[..., RecordObserver]
+    args: tuple[object, ...] = ()
+    absorb: Callable[[object], None] | None = None
+
+    def here(self) -> RecordObserver:
+        """Built in this process (the in-thread writer): each batch, then its report."""
+        built = self.build(*self.args)
+        if self.absorb is None:
+            return built
+        return _Reporting(built, self.absorb)
+
+
+class _Reporting:
+    def __init__(self, observer: RecordObserver, absorb: Callable[[object], None]) -> None:
+        self._observer, self._absorb = observer, absorb
+
+    def observe(self, rows: Sequence[Row]) -> None:
+        self._observer.observe(rows)
+        self._absorb(self._observer.report())  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self._observer.close()
+
+
 class Observers:
     """The writer's observers: each batch goes to every one; one that raises is logged once
     per kind of failure and the others still see the batch."""
@@ -37,8 +71,8 @@ class Observers:
         self._observers: list[RecordObserver] = []
         self._failed: set[tuple[int, str]] = set()
 
-    def add(self, observer: RecordObserver) -> None:
-        self._observers.append(observer)
+    def add(self, observer: RecordObserver | InWriter) -> None:
+        self._observers.append(observer.here() if isinstance(observer, InWriter) else observer)
 
     def __bool__(self) -> bool:
         return bool(self._observers)

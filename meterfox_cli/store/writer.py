@@ -27,7 +27,7 @@ from meterfox_cli.store.backend import Ledger, as_ledger
 from meterfox_cli.store.db import BUSY_TIMEOUT_MS
 from meterfox_cli.store.dialect import LedgerConnection
 from meterfox_cli.store.faults import Faults
-from meterfox_cli.store.observers import Observers, RecordObserver
+from meterfox_cli.store.observers import InWriter, Observers, RecordObserver
 from meterfox_cli.store.outbox import Outbox
 from meterfox_cli.store.rows import (
     ALREADY_COUNTED,
@@ -115,11 +115,7 @@ class RecordWriter:
 
     @property
     def db_path(self) -> Path:
-        """The SQLite file written to (a PostgreSQL ledger has none)."""
-        path = getattr(self._ledger, "path", None)
-        if path is None:
-            raise StoreError(f"the writer writes to {self._ledger.describe()}, not a file")
-        return path
+        return ledger_file(self._ledger)
 
     @property
     def queued(self) -> int:
@@ -180,9 +176,9 @@ class RecordWriter:
                 self._faults.failing(exc)
         self._thread.start()
 
-    def add_observer(self, observer: RecordObserver) -> None:
-        """Show `observer` every batch committed from now on (on this writer's thread).
-        Register before `start`."""
+    def add_observer(self, observer: RecordObserver | InWriter) -> None:
+        """Show `observer` every batch committed from now on (on this writer's thread; an
+        `InWriter` is built here). Register before `start`."""
         self._observers.add(observer)
 
     def close_observers(self) -> None:
@@ -339,6 +335,14 @@ class RecordWriter:
             stored = counted_once(conn, built)
             insert_rows(conn, stored, record_tags(r for r, _ in rows))
         return [_as_stored(pair, row) for pair, row in zip(rows, stored, strict=True)]
+
+
+def ledger_file(ledger: Ledger) -> Path:
+    """The SQLite file a writer writes to (a PostgreSQL ledger has none)."""
+    path = getattr(ledger, "path", None)
+    if path is None:
+        raise StoreError(f"the writer writes to {ledger.describe()}, not a file")
+    return path
 
 
 def _as_stored(

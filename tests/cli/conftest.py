@@ -132,6 +132,35 @@ class Launched:
         return await self.wait(timeout)
 
 
+def writer_processes(pid: int) -> list[int]:
+    """The record writer's processes `meterfox serve` (pid `pid`) has started
+    (store/writer_process.py): its children running that module, from /proc."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                command = Path(f"/proc/{child}/cmdline").read_bytes()
+                if b"meterfox_cli.store.writer_process" in command:
+                    found.append(int(child))
+    return found
+
+
+async def gone(pids: list[int], timeout: float = STOP_TIMEOUT_S) -> None:
+    """Wait until none of `pids` is running (a zombie counts as gone); fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while any(_running(pid) for pid in pids):
+        assert time.monotonic() < deadline, f"still running after {timeout} s: {pids}"
+        await asyncio.sleep(0.02)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 async def _drain(stream: asyncio.StreamReader | None, into: bytearray) -> None:
     while stream is not None and (chunk := await stream.read(65536)):
         into.extend(chunk)

@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.cli.conftest import Served, free_port, launch_serve
+from tests.cli.conftest import Served, free_port, gone, launch_serve, writer_processes
 from tests.conftest import read_records
 from tests.fakes.raw import Conn, RawUpstream
 from tests.fakes.upstream import Reply, sse
@@ -73,8 +73,10 @@ async def test_sigkill_mid_load_keeps_every_committed_record_and_the_db_reopens(
         while completed < 400 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         committed = (await health(session, base))["records_written"]
+        writers = writer_processes(served.pid)
         served.process.kill()  # SIGKILL: no handler, no drain
         await served.process.wait()
+        await gone(writers)  # the writer's process commits what it received, then ends
         stop_load.set()
         await asyncio.wait(workers, timeout=10)
     assert committed > 0 and completed >= 400

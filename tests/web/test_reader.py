@@ -113,14 +113,16 @@ async def test_a_worker_that_died_is_replaced_on_the_next_read(database):
 
 
 def children(pid: int) -> list[int]:
+    """`pid`'s dashboard read processes (not its record writer's, store/writer_process.py)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 stat = (entry / "stat").read_text()
+                command = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if int(stat.rsplit(") ", 1)[1].split()[1]) == pid:
+            if int(stat.rsplit(") ", 1)[1].split()[1]) == pid and b"writer_process" not in command:
                 found.append(int(entry.name))
     return found
 

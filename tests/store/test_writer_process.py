@@ -1,0 +1,61 @@
+"""store/writer_process.py: a record survives the wire unchanged, and a ProcessWriter (a real
+child process, a real SQLite file) commits what it is given and reports it as RecordWriter does."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from meterfox_cli.metrics.prometheus import PrometheusMetrics
+from meterfox_cli.records import Outcome
+from meterfox_cli.store.writer_process import ProcessWriter, _decode, _encode, from_wire, to_wire
+from meterfox_cli.usage import Reading, Usage
+from tests.conftest import read_records
+from tests.fakes.records import usage_record
+
+FULL = usage_record(
+    model=None,
+    streamed=True,
+    outcome=Outcome.CLIENT_CLOSED,
+    ttfb_ms=None,
+    tags=(("feature", "chat"), ("team", "a")),
+    reading=Reading(
+        model="gpt-4o-2024",
+        usage=Usage(3, 1, 1, 0, 5, 2, (("web_search", 1.0),)),
+        reported_cost_usd=Decimal("0.000123"),
+        price_context=(("tier", "batch"),),
+        dedupe_key="pred-1",
+    ),
+)
+
+
+def test_a_record_crosses_the_wire_unchanged():
+    bare = usage_record(reading=Reading())
+    for record in (FULL, bare):
+        assert from_wire(to_wire(record)) == record
+    assert [from_wire(f) for f in _decode(_encode([FULL, bare]))] == [FULL, bare]
+    assert _encode([FULL])[:1] == b"m"  # marshal, not the pickle fallback
+
+
+def test_the_process_writer_commits_everything_by_close_and_reports_it(tmp_path):
+    db = tmp_path / "meterfox.db"
+    metrics = PrometheusMetrics()
+    writer = ProcessWriter(db)
+    writer.add_observer(metrics)
+    writer.start()
+    assert writer.alive and writer.healthy
+    records = [
+        usage_record(reading=Reading(model="gpt-4o", usage=Usage(7, 0, 0, 0, 8))) for _ in range(50)
+    ]
+    for record in records:
+        writer.submit(record)
+    writer.close()
+    writer.close_observers()
+    assert not writer.alive
+    assert {r["id"] for r in read_records(db)} == {r.id for r in records}
+    assert (writer.written, writer.queued, writer.dropped) == (50, 0, 0)
+    assert writer.healthy and writer.last_error is None and 1 <= writer.max_batch <= 50
+    page = metrics.render().decode()
+    assert (
+        'meterfox_requests_total{key="passthrough",model="gpt-4o",provider="openai",status="200"} 50.0'
+        in page
+    )
