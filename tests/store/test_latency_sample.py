@@ -9,7 +9,7 @@ import sqlite3
 from meterfox_cli.store import latency, migrations
 from meterfox_cli.store.latency import SAMPLE_TABLE_EVERY
 from meterfox_cli.store.queries import build_report
-from meterfox_cli.store.select import TimeRange
+from meterfox_cli.store.select import Filters, TimeRange
 from tests.fakes.records import Req, at, insert
 
 ALL = TimeRange()
@@ -92,3 +92,12 @@ def test_a_sample_small_enough_is_read_whole_once(conn, monkeypatch):
     assert report.sample_every == SAMPLE_TABLE_EVERY
     big = next(row for row in report.rows if row.group == "big")
     assert big.latency_p50_ms == 96.0  # rowids 16, 32, …, 192: the 6th of 12
+
+
+def test_with_a_tag_the_sample_table_is_read_from_half_the_rate(conn, monkeypatch):
+    monkeypatch.setattr(latency, "LATENCY_SAMPLE_MAX", 20)
+    insert(conn, *(Req(at("2026-11-03 10:00"), tags=(("team", "a"),)) for _ in range(200)))
+    assert build_report(conn, ("model",), ALL).sample_every == 10  # the index, one in 10
+    assert build_report(conn, ("tag:team",), ALL).sample_every == SAMPLE_TABLE_EVERY
+    filtered = build_report(conn, ("model",), ALL, Filters(tags=(("team", "a"),)))
+    assert filtered.sample_every == SAMPLE_TABLE_EVERY
