@@ -3,6 +3,7 @@ spend bar by day), or Markdown; with the caption that says what was priced and s
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -147,14 +148,23 @@ def caption(report: Report) -> str:
             f"{count(total.unpriced_output_tokens)} output tokens); "
             "--strict fails on them."
         )
-    sampled = sum(1 for row in report.rows if row.latency_sample_every > 1)
-    if sampled:
-        rest = "" if sampled == len(report.rows) else "; the other groups' from every request"
-        notes.append(
-            f"Latency percentiles of {sampled} group{'s' if sampled > 1 else ''} from one "
-            f"request in {report.sample_every}{rest}."
-        )
+    notes.extend(_sample_note(report.rows))
     return "\n".join(notes)
+
+
+def _sample_note(rows: Sequence[ReportRow]) -> list[str]:
+    """How the groups' latency percentiles were taken: how many from one request in n, per n
+    (thin groups are read more densely than the rest), and whether the others read all."""
+    by_rate = Counter(row.latency_sample_every for row in rows if row.latency_sample_every > 1)
+    if not by_rate:
+        return []
+    parts = [
+        f"{n} group{'s' if n > 1 else ''} from one request in {every}"
+        for every, n in sorted(by_rate.items(), reverse=True)
+    ]
+    sampled = sum(by_rate.values())
+    rest = "" if sampled == len(rows) else "; the other groups' from every request"
+    return [f"Latency percentiles of {', '.join(parts)}{rest}."]
 
 
 def cost_cell(row: ReportRow) -> str:

@@ -17,14 +17,15 @@ _COLUMN_DIMENSIONS = {
     "model": "NULLIF({t}.model, '')",
     "key": "{t}.key_name",
     "endpoint": "{t}.endpoint",
-    "host": "NULLIF({t}.host, '')",  # not in the rollup: read from the requests alone
+    "host": "NULLIF({t}.host, '')",  # kept by day_rollup only (migration 013)
     "day": "{t}.day",
     "week": "{week}",  # the Monday that starts the ISO week (the dialect's SQL)
     "month": "substr({t}.day, 1, 7)",
 }
 DIMENSION_NAMES = tuple(_COLUMN_DIMENSIONS)  # and tag:NAME
 TIME_DIMENSIONS = frozenset({"day", "week", "month"})
-# Dimensions the hourly rollup does not keep: a report grouped by one reads `requests`.
+# Dimensions the hourly rollup does not keep: a report grouped by one reads day_rollup for whole
+# UTC days and `requests` for the rest (with tags, or without day_rollup: `requests` alone).
 RAW_DIMENSIONS = frozenset({"host"})
 
 

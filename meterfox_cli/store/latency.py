@@ -6,7 +6,9 @@ Python (sorting a million in SQLite costs far more); on PostgreSQL every row wou
 wire, so the server takes the percentiles itself (percentile_disc). Either way a window of
 more than LATENCY_SAMPLE_MAX requests is sampled about one in m, and the groups that sample
 leaves thin are read in full (see `latency_percentiles`); each group says how its percentiles
-were taken.
+were taken. On SQLite a window so large that m exceeds SAMPLE_TABLE_EVERY reads the table
+`latency_sample` (migration 014: one request in SAMPLE_TABLE_EVERY, kept by triggers) instead
+of the index, so the pass costs window / SAMPLE_TABLE_EVERY row reads, not window.
 
 The dashboard's per-provider panel reads `latency_rollup` instead (migration 010, SQLite: a
 count of requests per UTC day, provider and latency bucket, kept by triggers):
@@ -29,6 +31,7 @@ from meterfox_cli.store.select import Filters, TimeRange, filter_sql, window_sql
 LATENCY_SAMPLE_MAX = 100_000  # requests the uniform latency pass reads at most
 LATENCY_MIN_SAMPLES = 1_000  # a group sampled thinner than this is read in full…
 LATENCY_TOP_UP_MAX = 100_000  # …as far as this many more requests
+SAMPLE_TABLE_EVERY = 16  # latency_sample holds one request in this many (migration 014)
 
 _NONE = "\x1e"  # a dimension value that is NULL, inside a joined latency-pass key
 _JOIN = "\x1f"  # between dimension values, inside a joined latency-pass key
@@ -146,9 +149,18 @@ def latency_percentiles(
     every request of the groups that sample leaves with fewer than LATENCY_MIN_SAMPLES, as far
     as LATENCY_TOP_UP_MAX allows and the grouping can be filtered on indexed columns. Over every
     request both backends give the same values (nearest rank: percentile_disc's definition).
+    On SQLite, when `every` exceeds SAMPLE_TABLE_EVERY (half that with a tag grouping or
+    filter) the sample is drawn from `latency_sample` (`_from_sample_table`) instead.
     """
     every = max(1, math.ceil(sum(counts.values()) / LATENCY_SAMPLE_MAX))
-    measure = _measured_in_sql if dialect_of(conn).percentiles_in_sql else _measured
+    in_sql = dialect_of(conn).percentiles_in_sql
+    tagged = bool(filters.tags) or any(dim.startswith("tag:") for dim in dims)
+    # With a tag, each request read from the index costs a table lookup too (its id, for the
+    # join), while latency_sample holds the id: it pays from half the sampling rate.
+    sooner = SAMPLE_TABLE_EVERY // 2 if tagged else SAMPLE_TABLE_EVERY
+    if not in_sql and every > sooner and _has_table(conn, "latency_sample"):
+        return _from_sample_table(conn, dims, window, filters, counts, every)
+    measure = _measured_in_sql if in_sql else _measured
     groups, overall = measure(conn, dims, window, filters, every, None)
     exact: set[Key] = set(counts) if every == 1 else set()
     small = _small_groups(counts, every) if every > 1 else []
@@ -166,6 +178,48 @@ def latency_percentiles(
     return every, result
 
 
+def _from_sample_table(
+    conn: LedgerConnection,
+    dims: tuple[str, ...],
+    window: TimeRange,
+    filters: Filters,
+    counts: dict[Key, int],
+    every: int,
+) -> tuple[int, dict[Key | None, dict[str, object]]]:
+    """The latency pass over `latency_sample` (one request in SAMPLE_TABLE_EVERY): one in
+    `step` of its rows in the window (by `seq`, the request's rowid / SAMPLE_TABLE_EVERY), so
+    one request in step × SAMPLE_TABLE_EVERY; the groups that leaves with fewer than
+    LATENCY_MIN_SAMPLES are read from every row of the table (one request in
+    SAMPLE_TABLE_EVERY), as far as LATENCY_TOP_UP_MAX rows — or, when the window's rows in
+    the table number at most LATENCY_SAMPLE_MAX + LATENCY_TOP_UP_MAX, all of them are read
+    once. No request row is read: the cost is the window's rows in the sample table, window /
+    SAMPLE_TABLE_EVERY, at most."""
+    step = math.ceil(every / SAMPLE_TABLE_EVERY)
+    small = _small_groups(counts, step * SAMPLE_TABLE_EVERY, SAMPLE_TABLE_EVERY)
+    in_table = sum(counts.values()) // SAMPLE_TABLE_EVERY
+    if small and in_table <= LATENCY_SAMPLE_MAX + LATENCY_TOP_UP_MAX:
+        step, small = 1, []  # one read of every row costs less than a sample and a top-up
+    every = step * SAMPLE_TABLE_EVERY
+    groups, overall = _measured(conn, dims, window, filters, step, None, "latency_sample")
+    denser: set[Key] = set()
+    narrowing = _group_filter(dims, small) if small else None
+    if narrowing is not None:
+        full, _ = _measured(conn, dims, window, filters, 1, narrowing, "latency_sample")
+        for key in small:
+            groups[key] = full.get(key, _percentiles([], []))
+        denser.update(small)
+    result: dict[Key | None, dict[str, object]] = {
+        key: {**values, "latency_sample_every": SAMPLE_TABLE_EVERY if key in denser else every}
+        for key, values in groups.items()
+    }
+    result[None] = {**overall, "latency_sample_every": every}
+    return every, result
+
+
+def _has_table(conn: LedgerConnection, table: str) -> bool:
+    return conn.execute(dialect_of(conn).table_exists_sql, (table,)).fetchone() is not None
+
+
 Measured = tuple[dict[Key, dict[str, float | None]], dict[str, float | None]]
 
 
@@ -176,8 +230,10 @@ def _source(
     filters: Filters,
     extra: tuple[str, list[object]] | None,
     sample: str = "",
+    table: str = "requests",
 ) -> tuple[list[str], str, list[object]]:
-    """The dimension keys, and `FROM … WHERE …` over the requests to measure."""
+    """The dimension keys, and `FROM … WHERE …` over the requests (or latency_sample rows,
+    which have the same column names) to measure."""
     keys = [dimension_sql(dim, i, "r", dialect=dialect_of(conn)) for i, dim in enumerate(dims)]
     joins, params, _ = tag_joins(dims)
     clauses, filter_params = filter_sql(filters, "r")
@@ -188,7 +244,7 @@ def _source(
         clauses.append(extra[0])
         params += extra[1]
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    return keys, f"FROM requests r {sample} {joins} {where}", params
+    return keys, f"FROM {table} r {sample} {joins} {where}", params
 
 
 def _measured(
@@ -198,10 +254,13 @@ def _measured(
     filters: Filters,
     every: int,
     narrowing: tuple[str, list[object]] | None,
+    table: str = "requests",
 ) -> Measured:
-    """Percentiles per group and overall, from the rows read (one in `every` by rowid)."""
-    sample = ("r.rowid % ? = 0", [every]) if every > 1 else None
-    latencies, ttfbs = _read_latencies(conn, dims, window, filters, narrowing or sample)
+    """Percentiles per group and overall, from the rows read (one in `every` by rowid, or by
+    `seq` in latency_sample)."""
+    position = "r.rowid" if table == "requests" else "r.seq"
+    sample = (f"{position} % ? = 0", [every]) if every > 1 else None
+    latencies, ttfbs = _read_latencies(conn, dims, window, filters, narrowing or sample, table)
     overall = _percentiles(
         [v for values in latencies.values() for v in values],
         [v for values in ttfbs.values() for v in values],
@@ -253,11 +312,12 @@ def _read_latencies(
     window: TimeRange,
     filters: Filters,
     extra: tuple[str, list[object]] | None,
+    table: str = "requests",
 ) -> tuple[dict[Key, list[float]], dict[Key, list[float]]]:
     """Latencies and times to first byte per group. The loop runs once per request read,
     so it is kept minimal: SQLite joins a multi-dimension key into one string."""
     dialect = dialect_of(conn)
-    keys, source, params = _source(conn, dims, window, filters, extra)
+    keys, source, params = _source(conn, dims, window, filters, extra, table=table)
     if len(keys) == 1:
         key_sql = keys[0]
     else:
@@ -283,25 +343,41 @@ def _split_key(joined: str) -> Key:
     return tuple(None if part == _NONE else part for part in joined.split(_JOIN))
 
 
-def _small_groups(counts: dict[Key, int], every: int) -> list[Key]:
-    """Groups the sample would leave short, smallest first, while every request the
-    narrowing filter would read stays within LATENCY_TOP_UP_MAX. The filter matches the
-    cross product of the chosen groups' values, so that is what is counted."""
+def _small_groups(counts: dict[Key, int], every: int, read_every: int = 1) -> list[Key]:
+    """Groups the sample would leave short, smallest first, while the rows the narrowing
+    filter would read (one request in `read_every`) stay within LATENCY_TOP_UP_MAX. The filter
+    matches the cross product of the chosen groups' values, so that is what is counted: kept
+    up to date as each chosen group widens it, through the groups holding each new value (so
+    the whole choice costs about groups × dimensions steps, not groups² — `model,day` has
+    thousands)."""
     chosen: list[Key] = []
-    values: list[set[str | None]] = [set() for _ in next(iter(counts), ())]
+    width = len(next(iter(counts), ()))
+    allowed: list[set[str | None]] = [set() for _ in range(width)]
+    holding: list[defaultdict[str | None, list[Key]]] = [defaultdict(list) for _ in range(width)]
+    for group in counts:
+        for i, value in enumerate(group):
+            holding[i][value].append(group)
+    matched_keys: set[Key] = set()
+    matched = 0
     for key, n in sorted(counts.items(), key=lambda item: item[1])[:500]:
         if n // every >= LATENCY_MIN_SAMPLES:
             break
-        widened = [known | {value} for known, value in zip(values, key, strict=True)]
-        matched = sum(
-            count
-            for group, count in counts.items()
-            if all(value in allowed for value, allowed in zip(group, widened, strict=True))
-        )
-        if matched > LATENCY_TOP_UP_MAX:
+        new = [(i, value) for i, value in enumerate(key) if value not in allowed[i]]
+        for i, value in new:
+            allowed[i].add(value)
+        widened = {
+            group
+            for i, value in new
+            for group in holding[i][value]
+            if group not in matched_keys
+            and all(v in known for v, known in zip(group, allowed, strict=True))
+        }
+        more = sum(counts[group] for group in widened)
+        if (matched + more) // read_every > LATENCY_TOP_UP_MAX:
             break
+        matched += more
+        matched_keys |= widened
         chosen.append(key)
-        values = widened
     return chosen
 
 

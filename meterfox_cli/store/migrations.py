@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from meterfox_cli.store.latency import LATENCY_BUCKET_SQL
+from meterfox_cli.store.latency import LATENCY_BUCKET_SQL, SAMPLE_TABLE_EVERY
 from meterfox_cli.store.tagsets import request_tags_sql, tagset_sql
 
 Migration = Callable[[sqlite3.Connection], None]
@@ -545,6 +545,95 @@ def m013_key_reservations(conn: sqlite3.Connection) -> None:
     )
 
 
+# day_rollup keyed by the recording host too, so `report --by host` (and host with any other
+# dimension but tags) sums whole UTC days from it. Same UPSERTs per request as before: the key
+# is one column wider, and a ledger recorded by one daemon has the same number of rows.
+HOST_DAY_ROLLUP_KEYS: tuple[tuple[str, str], ...] = (*TAG_ROLLUP_KEYS, ("host", "{r}.host"))
+
+
+def m014_day_rollup_host(conn: sqlite3.Connection) -> None:
+    """Rebuild day_rollup with `host` in its key, from `requests` (the hourly rollup has no
+    host), and its triggers with it."""
+    for event in ("insert", "delete", "update"):
+        conn.execute(f"DROP TRIGGER day_rollup_{event}")
+    conn.execute("DROP TABLE day_rollup")
+    keys = ", ".join(
+        f"{name} {'INTEGER' if name == 'utc_day' else 'TEXT'} NOT NULL"
+        for name, _ in HOST_DAY_ROLLUP_KEYS
+    )
+    sums = ", ".join(f"{name} INTEGER NOT NULL" for name, _ in ROLLUP_SUMS)
+    key_names = ", ".join(name for name, _ in HOST_DAY_ROLLUP_KEYS)
+    conn.execute(
+        f"CREATE TABLE day_rollup ({keys}, {sums}, PRIMARY KEY ({key_names})) WITHOUT ROWID"
+    )
+    key_exprs = ", ".join(expr.format(r="requests") for _, expr in HOST_DAY_ROLLUP_KEYS)
+    sum_exprs = ", ".join(f"SUM({expr.format(r='requests')})" for _, expr in ROLLUP_SUMS)
+    conn.execute(
+        f"INSERT INTO day_rollup SELECT {key_exprs}, {sum_exprs} FROM requests "
+        f"GROUP BY {', '.join(str(i + 1) for i in range(len(HOST_DAY_ROLLUP_KEYS)))}"
+    )
+
+    def step(row: str, sign: str) -> str:
+        return _rollup_upsert(row, sign, "day_rollup", HOST_DAY_ROLLUP_KEYS)
+
+    prune = _rollup_prune("OLD", "day_rollup", HOST_DAY_ROLLUP_KEYS)
+    conn.execute(
+        f"CREATE TRIGGER day_rollup_insert AFTER INSERT ON requests BEGIN {step('NEW', '+')} END"
+    )
+    conn.execute(
+        "CREATE TRIGGER day_rollup_delete AFTER DELETE ON requests BEGIN "
+        f"{step('OLD', '-')} {prune} END"
+    )
+    conn.execute(
+        "CREATE TRIGGER day_rollup_update AFTER UPDATE ON requests BEGIN "
+        f"{step('OLD', '-')} {step('NEW', '+')} {prune} END"
+    )
+
+
+# The latency sample (store/latency.py): a copy of the columns a report's latency pass reads,
+# for one request in SAMPLE_TABLE_EVERY (by rowid, so spread evenly over the recording order),
+# in window order. A report over a window too large to read whole reads this instead of the
+# requests: its cost grows with the window / SAMPLE_TABLE_EVERY, at one INSERT per
+# SAMPLE_TABLE_EVERY requests in the writer. Deletes and updates of a sampled request follow.
+_SAMPLE_COLUMNS = "ts, id, day, provider, model, key_name, endpoint, host, latency_ms, ttfb_ms"
+
+
+def _sample_values(row: str) -> str:
+    return ", ".join(f"{row}.{column.strip()}" for column in _SAMPLE_COLUMNS.split(","))
+
+
+def m015_latency_sample(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE latency_sample (ts REAL NOT NULL, id TEXT NOT NULL, day TEXT NOT NULL, "
+        "provider TEXT NOT NULL, model TEXT, key_name TEXT NOT NULL, endpoint TEXT NOT NULL, "
+        "host TEXT NOT NULL, latency_ms REAL NOT NULL, ttfb_ms REAL, "
+        "seq INTEGER NOT NULL, PRIMARY KEY (ts, id)) WITHOUT ROWID"
+    )
+    every = SAMPLE_TABLE_EVERY
+    conn.execute(
+        f"INSERT INTO latency_sample ({_SAMPLE_COLUMNS}, seq) "
+        f"SELECT {_sample_values('requests')}, rowid / {every} FROM requests "
+        f"WHERE rowid % {every} = 0"
+    )
+    conn.execute(
+        f"CREATE TRIGGER latency_sample_insert AFTER INSERT ON requests "
+        f"WHEN NEW.rowid % {every} = 0 BEGIN "
+        f"INSERT INTO latency_sample ({_SAMPLE_COLUMNS}, seq) "
+        f"VALUES ({_sample_values('NEW')}, NEW.rowid / {every}); END"
+    )
+    conn.execute(
+        "CREATE TRIGGER latency_sample_delete AFTER DELETE ON requests BEGIN "
+        "DELETE FROM latency_sample WHERE ts = OLD.ts AND id = OLD.id; END"
+    )
+    updates = ", ".join(
+        f"{column.strip()} = NEW.{column.strip()}" for column in _SAMPLE_COLUMNS.split(",")
+    )
+    conn.execute(
+        f"CREATE TRIGGER latency_sample_update AFTER UPDATE OF {_SAMPLE_COLUMNS} ON requests "
+        f"BEGIN UPDATE latency_sample SET {updates} WHERE ts = OLD.ts AND id = OLD.id; END"
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_requests", m001_requests),
     ("002_native_dedupe", m002_native_dedupe),
@@ -559,4 +648,6 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("011_day_rollup", m011_day_rollup),
     ("012_key_spend", m012_key_spend),
     ("013_key_reservations", m013_key_reservations),
+    ("014_day_rollup_host", m014_day_rollup_host),
+    ("015_latency_sample", m015_latency_sample),
 ]

@@ -3,12 +3,12 @@ the database (SQLite, or a PostgreSQL ledger: store/backend.py); money stays in 
 
 Sums come from the rollups (exact sums kept by triggers, see migrations.py): `day_rollup` for
 the whole UTC days of a window, `request_rollup` for the whole hours around them, and `requests`
-only for the partial hours at its edges. A
-grouping or filter on tags reads `tag_rollup` (per UTC day and whole tag set) the same way, for
-whole days, and the tags of each set are matched and grouped here. A grouping on a dimension no
-rollup keeps (`host`), or a database without the rollups (a PostgreSQL ledger today), reads
-`requests` alone. Every path gives the same numbers (tests/store/test_queries.py and
-tests/store/test_tag_rollup.py check it). Latency percentiles are a second pass over the same
+only for the partial hours at its edges. A grouping or filter on tags reads `tag_rollup` (per
+UTC day and whole tag set) the same way, for whole days, and the tags of each set are matched
+and grouped here. A grouping on `host` (kept by `day_rollup` alone, migration 013) reads it for
+whole UTC days and `requests` for the partial days; `host` with tags, or a database without the
+rollups, reads `requests` alone. Every path gives the same numbers (tests/store/test_queries.py
+and tests/store/test_tag_rollup.py check it). Latency percentiles are a second pass over the same
 snapshot (store/latency.py).
 """
 
@@ -233,13 +233,41 @@ def _source(
     whole hours around them, request rows for the partial hours at the edges (or request rows
     alone, for a dimension the rollups do not keep)."""
     tagged = filters.tags or any(dim.startswith("tag:") for dim in dims)
-    if tagged or RAW_DIMENSIONS.intersection(dims) or not has_rollup(conn):
+    raw = RAW_DIMENSIONS.intersection(dims)
+    if raw and not tagged and _day_rollup_keeps(conn, raw):
+        return _daily_source(conn, dims, window, filters)
+    if tagged or raw or not has_rollup(conn):
         return _request_source(dims, filters, window_sql(window))
     first, end = _whole_buckets(window, HOUR_S)
     if first is not None and end is not None and first >= end:
         return _request_source(dims, filters, window_sql(window))
     parts = _rolled_up_parts(conn, filters, first, end)
     edges = _edge_sql(window, first, end, HOUR_S, dialect_of(conn).hour("r.ts"))
+    if edges is not None:
+        parts.append(_request_source(dims, filters, edges))
+    return " UNION ALL ".join(sql for sql, _ in parts), [p for _, ps in parts for p in ps]
+
+
+def _day_rollup_keeps(conn: LedgerConnection, columns: Iterable[str]) -> bool:
+    """Whether `day_rollup` exists and is keyed by these columns too (`host`: migration 013)."""
+    if not has_rollup(conn, "day_rollup"):
+        return False
+    kept = {column[0] for column in conn.execute("SELECT * FROM day_rollup LIMIT 0").description}
+    return kept.issuperset(columns)
+
+
+def _daily_source(
+    conn: LedgerConnection, dims: tuple[str, ...], window: TimeRange, filters: Filters
+) -> tuple[str, list[object]]:
+    """For a dimension only `day_rollup` keeps (host): its rows for the window's whole UTC
+    days, request rows for the partial days at the edges (or for a window shorter than a day),
+    split by the trigger's own UTC day."""
+    first, end = _whole_buckets(window, DAY_S)
+    if first is not None and end is not None and first >= end:
+        return _request_source(dims, filters, window_sql(window))
+    raw = [dim for dim in dims if dim in RAW_DIMENSIONS]
+    parts = [_rollup_source(filters, first, end, "day_rollup", "utc_day", raw)]
+    edges = _edge_sql(window, first, end, DAY_S, dialect_of(conn).bucket("r.ts", DAY_S))
     if edges is not None:
         parts.append(_request_source(dims, filters, edges))
     return " UNION ALL ".join(sql for sql, _ in parts), [p for _, ps in parts for p in ps]
@@ -279,6 +307,7 @@ def _rollup_source(
     end: int | None,
     table: str = "request_rollup",
     bucket: str = "hour",
+    raw: Sequence[str] = (),
 ) -> tuple[str, list[object]]:
     clauses, params = filter_sql(replace(filters, tags=()), "x")
     if first is not None:
@@ -288,7 +317,8 @@ def _rollup_source(
         clauses.append(f"x.{bucket} < ?")
         params.append(end)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    columns = ", ".join(["x.day", "x.provider", "x.model", "x.key_name", "x.endpoint"])
+    keys = ["x.day", "x.provider", "x.model", "x.key_name", "x.endpoint"]
+    columns = ", ".join([*keys, *(f"x.{dim}" for dim in raw)])
     sums = ", ".join(f"x.{name}" for name in _SUMS)
     return f"SELECT {columns}, {sums} FROM {table} x {where}", params
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rich.console import Console
 
-from meterfox_cli.report.table import render_table, to_markdown
+from meterfox_cli.report.table import caption, render_table, to_markdown
 from tests.report.support import report_by
 
 
@@ -48,3 +50,20 @@ def test_markdown_has_a_row_per_group_and_a_bold_total(recorded_conn):
     assert any(line.startswith("| groq | llama |") for line in lines)
     assert any(line.startswith("| **total** |") for line in lines)
     assert "cost excludes 1 unpriced requests" in text
+
+
+def test_the_caption_says_each_sampling_rate_and_how_many_groups_had_it(recorded_conn):
+    report = report_by(recorded_conn, "model")
+    assert len(report.rows) >= 3, "the recorded fixture has three models at least"
+    assert "Latency percentiles" not in caption(report)  # every request read
+    rates = [32, 16] + [32] * (len(report.rows) - 3) + [1]
+    rows = tuple(
+        replace(row, latency_sample_every=every)
+        for row, every in zip(report.rows, rates, strict=True)
+    )
+    text = caption(replace(report, rows=rows, sample_every=32))
+    big = len(report.rows) - 2
+    assert (
+        f"Latency percentiles of {big} group{'s' if big > 1 else ''} from one request in 32, "
+        "1 group from one request in 16; the other groups' from every request."
+    ) in text
