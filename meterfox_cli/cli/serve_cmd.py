@@ -414,19 +414,15 @@ def _alerts(
 ) -> tuple[list[Mount], Callable[[], object], list[str]]:
     """The alert thread (alerts/watcher.py), started with the app and stopped at shutdown, its
     health section, and a line for each channel skipped (said once serve listens). Key budgets
-    are read from the local file; on a PostgreSQL ledger, not yet (docs/alerts.md)."""
+    are read from the ledger, where the proxy reads its keys."""
     import asyncio
 
     from meterfox_cli.alerts.channels import channels_for
     from meterfox_cli.alerts.watcher import AlertWatcher
-    from meterfox_cli.config import ledger_url
 
     config = settings.config
     channels, skipped = channels_for(config.alerts)
-    local = ledger_url(config, os.environ) is None
-    watcher = AlertWatcher(
-        ledger, settings.paths.database if local else None, config.alerts, config.budget, channels
-    )
+    watcher = AlertWatcher(ledger, config.alerts, config.budget, channels)
 
     async def running(app: web.Application):
         watcher.start()
