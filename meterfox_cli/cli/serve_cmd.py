@@ -101,6 +101,7 @@ def serve(
     )
     from meterfox_cli.proxy.server import serve as run_server
     from meterfox_cli.proxy.workers import run_workers
+    from meterfox_cli.store.backend import LedgerUnreachable
     from meterfox_cli.store.writer import RecordWriter
 
     loop = chosen_loop(os.environ)  # a wrong METERFOX_LOOP fails before anything starts
@@ -117,10 +118,18 @@ def serve(
     configure_logging()
     settings.paths.ensure()
     ledger = current_ledger(settings)
-    ledger.check()  # a PostgreSQL ledger behind or ahead of this version: refused, in a sentence
     outbox = None  # a PostgreSQL ledger: records wait in the local outbox (store/outbox.py)
     if ledger_url(config, os.environ) is not None:
         outbox = settings.paths.outbox
+    try:
+        ledger.check()  # a PostgreSQL ledger behind or ahead of this version: refused
+    except LedgerUnreachable as away:  # checked at the drain's first connection instead
+        click.secho(
+            f"meterfox: {away}\nmeterfox: serving meanwhile: records wait in {outbox}; "
+            "proxy keys (mf-…) are refused until the ledger answers",
+            err=True,
+            fg="yellow",
+        )
     if workers > 1:
         _refuse_budgets(
             settings,
