@@ -4,7 +4,6 @@ a key's spend as its budget counts it (keys/budget.py), totals per month, provid
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime, timedelta
 
 from meterfox_cli.alerts.rules import DaySpend, Standing
@@ -19,8 +18,8 @@ from meterfox_cli.store.select import NO_FILTERS, Filters, TimeRange
 TRAILING_DAYS = 7
 
 
-def key_standings(conn: sqlite3.Connection, counter: SpendCounter, now: float) -> list[Standing]:
-    """Each live budgeted proxy key's spend this period (keys live in the local SQLite file),
+def key_standings(conn: LedgerConnection, counter: SpendCounter, now: float) -> list[Standing]:
+    """Each live budgeted proxy key's spend this period (keys live in the ledger, either store),
     counted as the key watcher counts it: `counter` reads only the rows added since its last
     refresh, so a check of a busy month costs little."""
     live = [

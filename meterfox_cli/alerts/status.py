@@ -4,7 +4,6 @@ rule's days, and the latest firings from the state table."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from meterfox_cli.alerts.rules import DaySpend, Standing
 from meterfox_cli.alerts.spend import budget_standings, day_spend, key_standings
@@ -12,7 +11,6 @@ from meterfox_cli.alerts.state import Fired, history
 from meterfox_cli.config import BudgetConfig
 from meterfox_cli.keys.budget import SpendCounter
 from meterfox_cli.store.backend import Ledger
-from meterfox_cli.store.db import connect
 
 
 @dataclass(frozen=True)
@@ -22,18 +20,16 @@ class AlertStatus:
     fired: tuple[Fired, ...]
 
 
-def read_status(
-    ledger: Ledger, keys_db: Path | None, budget: BudgetConfig, now: float
-) -> AlertStatus:
-    """The budgets' standings (key budgets from `keys_db`, when given and present), today
-    against the trailing days, and the latest firings."""
+def read_status(ledger: Ledger, budget: BudgetConfig, now: float) -> AlertStatus:
+    """The budgets' standings (each budgeted proxy key's, read from the ledger where the proxy
+    reads keys, and `budget`'s), today against the trailing days, and the latest firings."""
     standings: list[Standing] = []
-    if keys_db is not None and keys_db.exists():
-        conn = connect(keys_db)
+    keys = ledger.read_connection()  # keys may exist before any record
+    if keys is not None:
         try:
-            standings += key_standings(conn, SpendCounter(), now)
+            standings += key_standings(keys, SpendCounter(), now)
         finally:
-            conn.close()
+            keys.close()
     reader = ledger.open_reader()
     if reader is None:  # nothing recorded yet: the budgets stand at zero
         return AlertStatus(tuple(standings + budget_standings(None, budget, now)), None, ())

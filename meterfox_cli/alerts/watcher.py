@@ -10,12 +10,10 @@ thresholds of one budget crossed between two checks send one alert, for the high
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from pathlib import Path
 
 from meterfox_cli.alerts.channels import Channel
 from meterfox_cli.alerts.rules import Alert, Standing, budget_alert, crossed, iso_utc, spike_alert
@@ -24,7 +22,6 @@ from meterfox_cli.alerts.state import already_fired, claim
 from meterfox_cli.config import AlertsConfig, BudgetConfig
 from meterfox_cli.keys.budget import SpendCounter
 from meterfox_cli.store.backend import Ledger
-from meterfox_cli.store.db import connect
 from meterfox_cli.store.dialect import LedgerConnection
 
 log = logging.getLogger("meterfox.alerts")
@@ -35,13 +32,12 @@ BUSY_TIMEOUT_MS = 2000
 
 
 class AlertWatcher:
-    """Checks the budgets of `keys_db`'s proxy keys (None: no key budgets, as with a PostgreSQL
-    ledger) and of `budget`, and the spike rule of `alerts`, against `ledger`."""
+    """Checks the budgets of the ledger's proxy keys (where the proxy reads them: the SQLite
+    file, or the team's PostgreSQL ledger) and of `budget`, and the spike rule of `alerts`."""
 
     def __init__(
         self,
         ledger: Ledger,
-        keys_db: Path | None,
         alerts: AlertsConfig,
         budget: BudgetConfig,
         channels: Sequence[Channel],
@@ -53,11 +49,9 @@ class AlertWatcher:
         self.alerts = alerts
         self.budget = budget
         self.channels = tuple(channels)
-        self._keys_db = keys_db
         self._poll_s = poll_s
         self._clock = clock
         self._conn: LedgerConnection | None = None
-        self._keys_conn: sqlite3.Connection | None = None
         self._mark: tuple[object, ...] | None = None
         self._key_spend = SpendCounter()
         self._stop = threading.Event()
@@ -111,13 +105,11 @@ class AlertWatcher:
 
     def _check(self, now: float) -> list[Alert]:
         conn = self._ledger_conn()
-        keys_conn = self._keys()
-        mark = self._changes(conn, keys_conn, now)
+        mark = self._changes(conn, now)
         if mark == self._mark:
             return []
-        standings = budget_standings(conn, self.budget, now)
-        if keys_conn is not None:
-            standings = key_standings(keys_conn, self._key_spend, now) + standings
+        standings = key_standings(conn, self._key_spend, now)
+        standings += budget_standings(conn, self.budget, now)
         sent = []  # each alert goes out as soon as it is claimed: a later failure loses none
         for standing in standings:
             alert = self._fire_budget(conn, standing, now)
@@ -153,15 +145,11 @@ class AlertWatcher:
                 log.exception("alert channel %s failed", channel.name)
         return alert
 
-    def _changes(
-        self, conn: LedgerConnection, keys_conn: sqlite3.Connection | None, now: float
-    ) -> tuple[object, ...]:
+    def _changes(self, conn: LedgerConnection, now: float) -> tuple[object, ...]:
         """What a new check would see differently: the requests (their highest rowid), the
         keys (their version counter) and the local day (periods turn over at midnight)."""
         top = conn.execute("SELECT MAX(rowid) FROM requests").fetchone()[0]
-        version = None
-        if keys_conn is not None:
-            version = keys_conn.execute("SELECT version FROM key_state WHERE id = 1").fetchone()
+        version = conn.execute("SELECT version FROM key_state WHERE id = 1").fetchone()[0]
         return (top, version, datetime.fromtimestamp(now).date())
 
     def _ledger_conn(self) -> LedgerConnection:
@@ -171,19 +159,13 @@ class AlertWatcher:
             self._conn = self.ledger.open_writer(BUSY_TIMEOUT_MS)
         return self._conn
 
-    def _keys(self) -> sqlite3.Connection | None:
-        if self._keys_db is not None and self._keys_conn is None:
-            self._keys_conn = connect(self._keys_db)
-        return self._keys_conn
-
     def _close(self) -> None:
-        for conn in (self._conn, self._keys_conn):
-            if conn is not None:
-                try:
-                    conn.close()
-                except Exception:  # closing a broken connection may fail too
-                    log.debug("closing an alert connection failed", exc_info=True)
-        self._conn = self._keys_conn = None
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # closing a broken connection may fail too
+                log.debug("closing an alert connection failed", exc_info=True)
+        self._conn = None
         self._mark = None
         self._key_spend = SpendCounter()
 

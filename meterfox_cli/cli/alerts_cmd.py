@@ -3,7 +3,6 @@ notification through each configured channel)."""
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
@@ -23,17 +22,10 @@ def alerts(ctx: click.Context) -> None:
 
     from meterfox_cli.alerts.status import read_status
     from meterfox_cli.cli.common import current_ledger, load_settings
-    from meterfox_cli.config import ledger_url
 
     settings = load_settings()
     config = settings.config
-    local = ledger_url(config, os.environ) is None
-    status = read_status(
-        current_ledger(settings),
-        settings.paths.database if local else None,
-        config.budget,
-        time.time(),
-    )
+    status = read_status(current_ledger(settings), config.budget, time.time())
     for line in _status_lines(status, config):
         click.echo(line)
 

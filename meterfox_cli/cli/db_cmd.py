@@ -43,8 +43,10 @@ def migrate() -> None:
     help="The store to copy into (migrated first if blank).",
 )
 def copy(to: str) -> None:
-    """Copy every recorded request (with its tags) from the ledger into another store.
-    Idempotent: copying twice leaves one copy of each record."""
+    """Copy every recorded request (with its tags) and every proxy key (its hash, budget and
+    revocation; never a secret) from the ledger into another store. Idempotent: copying twice
+    leaves one copy of each record and key. A key the target holds changed is kept as the
+    target has it; a live key under a name the target's live key has is refused."""
     from pathlib import Path
 
     from meterfox_cli.errors import StoreError
@@ -63,6 +65,15 @@ def copy(to: str) -> None:
         f"copied {copied.read:,} records from {source.describe()} to {target.describe()}: "
         f"{copied.added:,} new, {copied.read - copied.added:,} already there"
     )
+    click.echo(
+        f"copied {copied.keys_read:,} proxy keys: {copied.keys_added:,} new, "
+        f"{copied.keys_read - copied.keys_added:,} already there"
+    )
+    if copied.keys_kept:
+        click.echo(
+            f"kept the target's own version of {', '.join(copied.keys_kept)} (changed there "
+            "since: its budget, expiry or revocation wins; change it with `meterfox keys`)"
+        )
 
 
 @db.command()

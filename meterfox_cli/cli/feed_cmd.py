@@ -78,7 +78,7 @@ def tail(
             click.echo(_styled(line, tail_line(line, totals.add(line))))
         if once:
             return
-        start = feed.last_rowid(conn)
+        start = feed.cursor_at_end(conn, time.monotonic())
         seen = 0
         for batch in feed.follow(conn, start, filters, interval=interval, deadline=deadline):
             for line in batch:

@@ -101,6 +101,7 @@ def serve(
         tls_context,
     )
     from meterfox_cli.proxy.server import serve as run_server
+    from meterfox_cli.store.backend import LedgerUnreachable
     from meterfox_cli.store.writer_process import ProcessWriter
 
     loop = chosen_loop(os.environ)  # a wrong METERFOX_LOOP fails before anything starts
@@ -117,10 +118,18 @@ def serve(
     configure_logging()
     settings.paths.ensure()
     ledger = current_ledger(settings)
-    ledger.check()  # a PostgreSQL ledger behind or ahead of this version: refused, in a sentence
     outbox = None  # a PostgreSQL ledger: records wait in the local outbox (store/outbox.py)
     if ledger_url(config, os.environ) is not None:
         outbox = settings.paths.outbox
+    try:
+        ledger.check()  # a PostgreSQL ledger behind or ahead of this version: refused
+    except LedgerUnreachable as away:  # checked at the drain's first connection instead
+        click.secho(
+            f"meterfox: {away}\nmeterfox: serving meanwhile: records wait in {outbox}; "
+            "proxy keys (mf-…) are refused until the ledger answers",
+            err=True,
+            fg="yellow",
+        )
     # The price data (the compact table's header: milliseconds) loads in the writer's process,
     # which takes records meanwhile and commits them even if this one is killed
     # (store/writer_process.py); here only for budgets (keys/authorizer.py) and the background
@@ -390,19 +399,15 @@ def _alerts(
 ) -> tuple[list[Mount], Callable[[], object], list[str]]:
     """The alert thread (alerts/watcher.py), started with the app and stopped at shutdown, its
     health section, and a line for each channel skipped (said once serve listens). Key budgets
-    are read from the local file; on a PostgreSQL ledger, not yet (docs/alerts.md)."""
+    are read from the ledger, where the proxy reads its keys."""
     import asyncio
 
     from meterfox_cli.alerts.channels import channels_for
     from meterfox_cli.alerts.watcher import AlertWatcher
-    from meterfox_cli.config import ledger_url
 
     config = settings.config
     channels, skipped = channels_for(config.alerts)
-    local = ledger_url(config, os.environ) is None
-    watcher = AlertWatcher(
-        ledger, settings.paths.database if local else None, config.alerts, config.budget, channels
-    )
+    watcher = AlertWatcher(ledger, config.alerts, config.budget, channels)
 
     async def running(app: web.Application):
         watcher.start()

@@ -204,6 +204,8 @@ class KeyAuthorizer(Authorizer):
         decision = self.decide(provider_slug, credential)
         if decision is not LOOK_UP:
             return decision
+        if not self._watcher.loaded:  # the ledger, where keys live, never answered yet
+            return _LEDGER_AWAY
         self._remember_unknown(key_hash)
         return _UNKNOWN
 
@@ -329,6 +331,14 @@ _UNKNOWN = Decision(
     error_kind="invalid_proxy_key",
 )
 
+_LEDGER_AWAY = Decision(
+    UNKNOWN_KEY_NAME,
+    status=503,
+    message="MeterFox cannot reach the ledger that holds its proxy keys yet; retry when it "
+    "is back (requests with your own provider key go through meanwhile)",
+    error_kind="ledger_unavailable",
+)
+
 
 def _refuse(name: str, status: int, message: str, kind: str) -> Decision:
     return Decision(name, status=status, message=message, error_kind=kind)
@@ -447,6 +457,11 @@ class KeyWatcher:
         self._sweep_at = 0.0
 
     @property
+    def loaded(self) -> bool:
+        """Whether the proxy keys were read from the ledger at least once."""
+        return self._version is not None
+
+    @property
     def listening(self) -> bool:
         """Whether the ledger is pushing key changes right now (else polling alone)."""
         return self._watch is not None and self._watch.listening
@@ -454,9 +469,15 @@ class KeyWatcher:
     def start(self) -> None:
         """Load everything once (blocking), then keep it fresh in the background."""
         self._local = connect(self._db_path)
-        self._open_ledger()
         self._last_start = time.monotonic()
-        self.refresh()
+        try:
+            self._open_ledger()
+            self.refresh()
+        except Exception as exc:
+            if not self._key_ledger.is_passing(exc):
+                raise
+            log.error("cannot read proxy keys (%s); refusing them until the ledger answers", exc)
+            self._failing = True  # the thread retries every poll, and says when it reads again
         self._watch = self._key_ledger.watch_keys(self._changed)
         self._thread.start()
 

@@ -10,7 +10,13 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
+from meterfox_cli.errors import StoreError
 from meterfox_cli.store.dialect import Dialect, LedgerConnection
+
+
+class LedgerUnreachable(StoreError):
+    """The ledger's server cannot be reached (a PostgreSQL server down, or a laptop offline):
+    `serve` starts anyway, records wait in the outbox; unlike a schema behind or ahead."""
 
 
 class KeyWatch(Protocol):
@@ -66,7 +72,8 @@ class Ledger(Protocol):
 
     def check(self) -> None:
         """StoreError, in one sentence, when `serve` must not write here: a PostgreSQL schema
-        behind or ahead of this version, or no server. SQLite migrates as it opens: no check."""
+        behind or ahead of this version, or no server (LedgerUnreachable). SQLite migrates as
+        it opens: no check."""
         ...
 
     def pending(self) -> tuple[list[str], list[str]]:

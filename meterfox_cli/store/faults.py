@@ -28,12 +28,17 @@ class Faults:
         self._next_reminder = 0.0
         self.failing_since: float | None = None
         self.last_error: str | None = None
+        self._last_kind: type[BaseException] | None = None
 
     def failing(self, exc: BaseException) -> None:
+        # A fault of another kind is said at once (the server back, but its schema behind).
+        changed = self.last_error is not None and type(exc) is not self._last_kind
         self.last_error = str(exc)
+        self._last_kind = type(exc)
         now = time.monotonic()
-        if self.failing_since is None:
-            self.failing_since = now
+        if self.failing_since is None or changed:
+            if self.failing_since is None:
+                self.failing_since = now
             self._log.error(
                 "cannot %s (%s); %d waiting, forwarding continues, retrying",
                 self._what,

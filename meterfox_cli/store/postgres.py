@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from meterfox_cli.config import masked_url
 from meterfox_cli.errors import StoreError
-from meterfox_cli.store.backend import schema_problem
+from meterfox_cli.store.backend import LedgerUnreachable, schema_problem
 from meterfox_cli.store.dialect import POSTGRES, Dialect
 from meterfox_cli.store.pg_migrations import KEYS_CHANNEL, PG_MIGRATIONS
 
@@ -110,7 +110,7 @@ class PostgresLedger:
         return masked_url(self.url)
 
     def connect(self) -> PgConnection:
-        """A connection; StoreError (the URL masked) when the server cannot be reached."""
+        """A connection; LedgerUnreachable (the URL masked) when the server cannot be reached."""
         if psycopg is None:
             raise StoreError(
                 "a PostgreSQL ledger needs the driver: pip install 'meterfox-cli[postgres]'"
@@ -118,7 +118,9 @@ class PostgresLedger:
         try:
             raw = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
         except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to the ledger {self.describe()}: {exc}") from exc
+            raise LedgerUnreachable(
+                f"cannot connect to the ledger {self.describe()}: {exc}"
+            ) from exc
         return PgConnection(raw)
 
     def open_writer(self, busy_timeout_ms: int = 0) -> PgConnection:

@@ -1,5 +1,6 @@
 """Live: finished requests pushed to every open page as Server-Sent Events. One poller reads
-rows committed after the last one seen (`store/feed.after`) and writes them as one event in
+rows committed since it last looked (`store/feed.read_new`, each row once even when another
+daemon commits a lower row id late) and writes them as one event in
 the dashboard's read process (`web/reader`), every `interval` seconds and only while a page
 listens; the proxy's loop only passes the text on, and its hot path is untouched."""
 
@@ -8,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from functools import partial
 
 from meterfox_cli.store.dialect import LedgerConnection
-from meterfox_cli.store.feed import after, last_rowid, latest
+from meterfox_cli.store.feed import Cursor, cursor_at_end, latest, read_new
 from meterfox_cli.store.rows import RequestLine
 from meterfox_cli.web.reader import Reader
 from meterfox_cli.web.shapes import line_json
@@ -48,7 +50,7 @@ class LiveFeed:
     async def listen(self) -> asyncio.Queue[str | None]:
         """A queue of events for one page. When this returns the poller has its starting row,
         so a backlog read after it misses nothing (a request may come twice: pages keep the
-        last rowid they showed)."""
+        rowids they showed)."""
         queue: asyncio.Queue[str | None] = asyncio.Queue(QUEUE_LIMIT)
         self._listeners.add(queue)
         self._wake.set()
@@ -59,17 +61,18 @@ class LiveFeed:
         self._listeners.discard(queue)
 
     async def _run(self) -> None:
-        rowid = None
+        cursor = None
         while True:
             if not self._listeners:
                 self._wake.clear()
                 self._watching.clear()
                 await self._wake.wait()
-                rowid = None
-            if rowid is None:
-                rowid = await self._reader.read(last_rowid)
+                cursor = None
+            if cursor is None:
+                cursor = await self._reader.read(partial(cursor_at_end, now=time.monotonic()))
                 self._watching.set()
-            rowid, event = await self._reader.read(partial(new_event, rowid=rowid))
+            read = partial(new_event, cursor=cursor, now=time.monotonic())
+            cursor, event = await self._reader.read(read)
             if event:
                 self._publish(event)
             await asyncio.sleep(self._interval)
@@ -89,11 +92,11 @@ def backlog_event(conn: LedgerConnection) -> str:
     return _event(latest(conn, BACKLOG))
 
 
-def new_event(conn: LedgerConnection, rowid: int) -> tuple[int, str | None]:
-    """The rows after `rowid` as one event, and the last rowid read (in the read process: the
-    proxy's loop only hands the text on)."""
-    batch = after(conn, rowid)
-    return (batch[-1].rowid, _event(batch)) if batch else (rowid, None)
+def new_event(conn: LedgerConnection, cursor: Cursor, now: float) -> tuple[Cursor, str | None]:
+    """The rows new since `cursor` as one event, and the cursor after them (in the read
+    process: the proxy's loop only hands the text on)."""
+    batch, cursor = read_new(conn, cursor, now)
+    return cursor, (_event(batch) if batch else None)
 
 
 def _event(lines: list[RequestLine]) -> str:

@@ -9,18 +9,21 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+from click.testing import CliRunner
+
 from meterfox_cli.alerts.channels import LogChannel
 from meterfox_cli.alerts.watcher import AlertWatcher
+from meterfox_cli.cli import main
 from meterfox_cli.config import AlertsConfig, BudgetConfig
+from meterfox_cli.store.postgres import PostgresLedger
 from meterfox_cli.store.sqlite import SqliteLedger
 from tests.fakes.records import Req, insert
+from tests.store.test_contract import keyed, record_priced
 
 
 def watcher(path: Path) -> AlertWatcher:
     budget = BudgetConfig(monthly=Decimal(1))
-    return AlertWatcher(
-        SqliteLedger(path), path, AlertsConfig(desktop=False), budget, [LogChannel()]
-    )
+    return AlertWatcher(SqliteLedger(path), AlertsConfig(desktop=False), budget, [LogChannel()])
 
 
 def test_a_crossing_fires_once_across_checks_and_watchers(conn, caplog):
@@ -62,3 +65,24 @@ def test_a_failing_check_is_logged_once_shown_in_health_and_recovers(tmp_path, c
     assert broken.health()["last_error"] is None
     assert "alert checks work again" in caplog.text
     broken.stop()
+
+
+def test_a_key_budget_set_with_meterfox_keys_on_a_postgresql_ledger_fires(pg_url, monkeypatch):
+    """Keys and budgets live in the team's ledger: the watcher and `meterfox alerts` read them
+    there, as the proxy does (not from a local keys file)."""
+    monkeypatch.setenv("METERFOX_DATABASE_URL", pg_url)
+    cli = CliRunner()
+    assert cli.invoke(main, ["db", "migrate"]).exit_code == 0
+    made = cli.invoke(main, ["keys", "create", "ci", "--budget", "1/day"])
+    assert made.exit_code == 0, made.output
+    ledger = PostgresLedger(pg_url)
+    record_priced(ledger, [keyed("ci", time.time(), 6 * 10**8)])  # $0.60 of $1/day
+    team = AlertWatcher(ledger, AlertsConfig(desktop=False), BudgetConfig(), [LogChannel()])
+    try:
+        fired = team.check()
+    finally:
+        team.stop()
+    assert [(a.rule, a.threshold) for a in fired] == [("key:ci", 50)]
+    shown = cli.invoke(main, ["alerts"])
+    assert shown.exit_code == 0, shown.output
+    assert "ci" in shown.output and "$0.60" in shown.output

@@ -203,3 +203,65 @@ async def test_sigterm_while_postgresql_is_away_keeps_the_records_for_the_next_s
     assert_each_once(ledger_url, load.answered, load.sent)
     doctor = await run_meterfox("doctor", env=env)
     assert f"{outbox}: empty" in doctor.stdout
+
+
+async def test_serve_starts_while_postgresql_is_away_and_drains_when_it_is_back(
+    upstream_server, ledger_url, pg_restartable: PgServer
+) -> None:
+    """A laptop offline at start: `serve` forwards (the caller's own key), records wait in
+    the outbox, health says degraded with the count; a proxy key is refused with a 503 in the
+    caller's format until the ledger (where keys live) answers; then each record lands once."""
+    fake, server = upstream_server
+    fake.reply = Reply(json_body=CASES[0].body)
+    env = {URL_ENV: ledger_url}
+    await asyncio.to_thread(pg_restartable.stop)
+    async with launch_serve(upstreams={"openai": server}, env=env) as served:
+        async with Load(served, clients=2) as load:
+            await load.until_answered(20)
+        health = await health_until(served, lambda h: h["records_waiting"] == load.sent)
+        assert health["status"] == "degraded" and health["store_error"]
+        async with aiohttp.ClientSession() as session:
+            keyed = await session.post(
+                served.url + "/openai/v1/chat/completions",
+                json={"model": "gpt-4o", "messages": []},
+                headers={"Authorization": "Bearer mf-" + "x" * 43},
+            )
+            refusal = await keyed.json()
+        assert keyed.status == 503, refusal
+        assert "ledger" in refusal["error"]["message"]
+        await asyncio.to_thread(pg_restartable.start)
+        health = await health_until(served, drained)
+        assert health["records_written"] == len(load.answered) == load.sent
+        assert await served.stop() == 0, served.stderr[-2000:]
+    assert "serving meanwhile" in served.stderr
+    assert_each_once(ledger_url, load.answered, load.sent)
+    with psycopg.connect(ledger_url) as conn:
+        assert conn.execute("SELECT count(*) FROM requests").fetchone()[0] == load.sent
+
+
+async def test_a_ledger_found_behind_when_it_comes_back_is_not_written(
+    upstream_server, pg_restartable: PgServer
+) -> None:
+    """Started with the database away, the schema check waits for the first connection: a
+    ledger behind this version is then refused in health and the log, and the outbox kept."""
+    if not (pg_restartable.data_dir / "postmaster.pid").exists():
+        pg_restartable.start()
+    url = pg_restartable.create_database()  # never migrated: behind
+    fake, server = upstream_server
+    fake.reply = Reply(json_body=CASES[0].body)
+    await asyncio.to_thread(pg_restartable.stop)
+    try:
+        async with launch_serve(upstreams={"openai": server}, env={URL_ENV: url}) as served:
+            async with Load(served, clients=1) as load:
+                await load.until_answered(5)
+            await asyncio.to_thread(pg_restartable.start)
+            health = await health_until(
+                served, lambda h: "meterfox db migrate" in (h["store_error"] or "")
+            )
+            assert health["status"] == "degraded" and health["records_waiting"] == load.sent
+            assert await served.stop() == 0, served.stderr[-2000:]
+        assert "run `meterfox db migrate`" in served.stderr
+        assert waiting_in(resolve_paths().outbox) == load.sent
+    finally:
+        if not (pg_restartable.data_dir / "postmaster.pid").exists():
+            pg_restartable.start()

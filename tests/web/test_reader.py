@@ -19,6 +19,7 @@ import pytest
 from meterfox_cli.errors import MeterFoxError
 from meterfox_cli.paths import resolve_paths
 from meterfox_cli.store.db import connect
+from meterfox_cli.store.feed import Cursor
 from meterfox_cli.store.postgres import PostgresLedger
 from meterfox_cli.store.rows import insert_records
 from meterfox_cli.store.select import NO_FILTERS, TimeRange
@@ -241,9 +242,9 @@ async def test_reads_go_to_the_ledger_the_reader_is_given(database, pg_url):
         worker = reader.pid
         with open(f"/proc/{worker}/cmdline", "rb") as cmdline:
             assert b"postgresql" not in cmdline.read()
-        rowid, event = await reader.read(partial(new_event, rowid=0))
-        assert event is not None and '"provider": "groq"' in event and rowid > 0
-        assert await reader.read(partial(new_event, rowid=rowid)) == (rowid, None)
+        cursor, event = await reader.read(partial(new_event, cursor=Cursor(0), now=0.0))
+        assert event is not None and '"provider": "groq"' in event and cursor.low > 0
+        assert (await reader.read(partial(new_event, cursor=cursor, now=1.0)))[1] is None
         text = await reader.read(partial(report_text, **REPORT_ARGS))
         assert '"requests": 2' in text[1]
     finally:

@@ -345,15 +345,16 @@ function showLive() {
   if (live) return;
   const body = document.querySelector("#live-table tbody");
   body.replaceChildren();
-  let total = 0, count = 0, lastRowid = 0;
+  let total = 0, count = 0;
+  const shown = new Set();  // rowids on the page: another daemon's lower rowid may come late
   const state = document.getElementById("live-state");
   live = new EventSource("api/live");
   live.onopen = () => { state.textContent = "connected: requests appear as they finish"; };
   live.onerror = () => { state.textContent = "disconnected: reconnecting…"; };
   live.addEventListener("requests", (event) => {
     for (const r of JSON.parse(event.data)) {
-      if (r.rowid <= lastRowid) continue;
-      lastRowid = r.rowid;
+      if (shown.has(r.rowid)) continue;
+      shown.add(r.rowid);
       count += 1;
       total += r.cost.nanousd || 0;
       const flags = r.failed ? "failed" : r.unpriced ? "unpriced" : null;
