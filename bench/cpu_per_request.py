@@ -4,7 +4,8 @@
                                     [--threads]
 
 Throughput on a shared 2-vCPU machine depends on what else runs; the CPU a process spends per
-request (user + system, from /proc/PID/stat, over a wrk run) is steadier, and its ratio to the
+request (user + system, from /proc/PID/stat, over a wrk run; `serve`'s child processes — its
+record writer, the dashboard's read worker — counted with it) is steadier, and its ratio to the
 bare relay's in the same round steadier still. Prints each round and the median ratio beside
 the committed baseline (bench/cpu_baseline.json). With --check (CI, .ci/run) it exits 1 when the
 median ratio is more than 50% over the baseline: a guard against a large slip that noise
@@ -136,9 +137,12 @@ def main() -> None:
 
 
 def children(pid: int) -> list[int]:
+    """Every descendant of `pid` (the writer's process, its OpenTelemetry exporter, the
+    dashboard's read worker), children first."""
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(c) for c in (task / "children").read_text().split()]
+        for child in (int(c) for c in (task / "children").read_text().split()):
+            found += [child, *children(child)]
     return found
 
 
@@ -212,10 +216,15 @@ def per_round_ratios(
                 helpers_before = sum(cpu_seconds(pid) for pid in helpers)
                 url = f"http://127.0.0.1:{port}/openai{CHAT_PATH}"
                 served = requests_served(url, script, seconds)
-                per_request[name] = (cpu_seconds(process.pid) - before) / served
+                own = (cpu_seconds(process.pid) - before) / served
                 split = (thread_split(process.pid) - split_before).per(served)
-                helper = sum(cpu_seconds(pid) for pid in helpers) - helpers_before
-                extra = f"  + {helper / served * 1e6:6.1f} in its children" if helpers else ""
+                helper = (sum(cpu_seconds(pid) for pid in helpers) - helpers_before) / served
+                per_request[name] = own + helper  # the record writer's process counts too
+                extra = (
+                    f" ({own * 1e6:6.1f} itself + {helper * 1e6:6.1f} in its children)"
+                    if helpers
+                    else ""
+                )
                 print(f"round {round_} {name:12} {served:7} requests  "
                       f"{per_request[name] * 1e6:7.1f} us CPU per request{extra}", flush=True)  # fmt: skip
                 if splits is not None:

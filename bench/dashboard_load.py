@@ -29,6 +29,7 @@ from pathlib import Path
 
 from playwright.async_api import async_playwright
 
+from bench.cpu_per_request import children, cpu_seconds
 from bench.run import ROOT, free_port, start, stop, wait_healthy
 
 CHROMIUM_ARGS = [
@@ -106,8 +107,8 @@ def main() -> None:
         wait_healthy(port, timeout=60)
         time.sleep(args.settle)
         results = asyncio.run(loads(port, args.loads, args.pause))
-        used = {"daemon": cpu_s(serve.pid)} | {
-            f"read worker {pid}": cpu_s(pid) for pid in children(serve.pid)
+        used = {"daemon": cpu_seconds(serve.pid)} | {
+            f"{process_name(pid)} {pid}": cpu_seconds(pid) for pid in children(serve.pid)
         }
     finally:
         stop(serve)
@@ -128,23 +129,11 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f} ms"
 
 
-def cpu_s(pid: int) -> float:
-    """User and system CPU seconds `pid` has used so far (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(") ", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
+def process_name(pid: int) -> str:
+    """A daemon's child by what it runs: `…store.writer_process` → `writer_process`."""
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    module = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == b"-m"), b"?")
+    return module.decode().rpartition(".")[2]
 
 
 if __name__ == "__main__":
