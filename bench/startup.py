@@ -90,6 +90,15 @@ def first_requests(url: str) -> list[float]:
     return times
 
 
+def measure_installed(checkout: Path, upstream: str, idle_s: float) -> Startup:
+    """One measured start, with byte-code read from a cache an untimed start wrote first (what
+    an installed package does: bench/run.py's figure)."""
+    with tempfile.TemporaryDirectory(prefix="meterfox-startup-pycache-") as code_dir:
+        code_env = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": code_dir}
+        measure(checkout, upstream, 0, code_env)
+        return measure(checkout, upstream, idle_s, code_env)
+
+
 def measure(checkout: Path, upstream: str, idle_s: float, code_env: dict[str, str]) -> Startup:
     relay_port, port = free_port(), free_port()
     python = sys.executable
