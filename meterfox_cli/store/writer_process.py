@@ -424,6 +424,7 @@ class _Reporter:
         self._committed = 0  # records written as of the last batch the observers saw
         self._last: tuple | None = None
         self.received = 0
+        self.proxy_gone = False  # its end of our figures' pipe closed: sending stops
 
     def observe(self, rows: Sequence[Row]) -> None:
         self._committed = self._writer.written
@@ -431,8 +432,7 @@ class _Reporter:
         self.send(reports, committing=len(rows))
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):  # the proxy is gone (killed): nobody to tell
-            self.send(None)
+        self.send(None)
 
     def send(self, reports: list[object] | None, committing: int = 0) -> None:
         """`committing`: records the writer still counts as queued that are committed (the
@@ -451,18 +451,18 @@ class _Reporter:
             w.max_commit_lag_s,
         )
         with self._lock:
-            if reports is None and fields == self._last:
+            if self.proxy_gone or (reports is None and fields == self._last):
                 return
             self._last = fields
-            self._out.write(_frame(pickle.dumps((fields, reports), pickle.HIGHEST_PROTOCOL)))
-            self._out.flush()
+            try:
+                self._out.write(_frame(pickle.dumps((fields, reports), pickle.HIGHEST_PROTOCOL)))
+                self._out.flush()
+            except OSError:  # the proxy is gone (killed): nobody to tell; committing goes on
+                self.proxy_gone = True
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.wait(STATUS_INTERVAL_S):
-            try:
-                self.send(None)
-            except OSError:
-                return  # the proxy is gone; the end of our input follows
+        while not stop.wait(STATUS_INTERVAL_S) and not self.proxy_gone:
+            self.send(None)
 
 
 def _no_report() -> None:
