@@ -133,6 +133,7 @@ def _csv(value: object) -> object:
 
 def render(rows: list[Row], console: Console, title: str) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     dims = [d for d in ("day", "provider", "model") if any(getattr(r, d) for r in rows)]
     table = Table(title=title, title_justify="left", show_footer=True)
@@ -157,11 +158,11 @@ def render(rows: list[Row], console: Console, title: str) -> None:
     table.add_column("why")
     for row in by_stake(rows):
         style = _STYLE.get(row.status or "", "")
-        table.add_row(
-            *[getattr(row, d) or "" for d in dims],
+        table.add_row(  # Text: a model name from an admin API is data, never rich markup
+            *[Text(getattr(row, d) or "") for d in dims],
             *[cell(row) for _, cell in numeric],
-            f"[{style}]{row.status}[/]",
-            row.note,
+            Text(f"{row.status}", style=style),
+            Text(row.note or ""),
         )
     console.print(table)
 

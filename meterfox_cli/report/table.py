@@ -107,7 +107,9 @@ def render_table(report: Report, console, *, title: str | None = None) -> None:
         table.add_column("spend", no_wrap=True, min_width=8)
     top = max((row.cost_nanousd or 0 for row in rows), default=0)
     for row in rows:
-        cells: list[object] = [column.cell(row) for column in columns]
+        # Text, not str: a model, key or tag value is data, never rich markup ("[/x]" would
+        # raise, "[red]" would style); it also skips markup parsing for every cell.
+        cells: list[object] = [Text(column.cell(row)) for column in columns]
         if spend_bar:
             cells.append(Text(bar(row.cost_nanousd or 0, top, 12), style="green"))
         table.add_row(*cells)

@@ -67,3 +67,18 @@ def test_the_caption_says_each_sampling_rate_and_how_many_groups_had_it(recorded
         f"Latency percentiles of {big} group{'s' if big > 1 else ''} from one request in 32, "
         "1 group from one request in 16; the other groups' from every request."
     ) in text
+
+
+def test_names_that_look_like_rich_markup_are_shown_as_they_are(recorded_conn):
+    """A model, key or tag value comes from requests and responses: "[/x]" made rich raise
+    (the whole report failed) and "[bold]…" styled the cell."""
+    report = report_by(recorded_conn, "model")
+    hostile = ("[/oops]", "[bold]loud[/bold]", "[link=http://x]y[/link]")
+    rows = tuple(
+        replace(row, dims=(name,)) for row, name in zip(report.rows, hostile, strict=False)
+    )
+    console = Console(record=True, width=200, color_system=None)
+    render_table(replace(report, rows=rows), console)
+    text = console.export_text()
+    for name in hostile:
+        assert name in text
