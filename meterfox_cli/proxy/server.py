@@ -73,18 +73,22 @@ async def serve(
         try:
             await site.start()
         except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise PortInUse(
-                    f"port {port} on {host} is in use (another `meterfox serve`?); "
-                    f"stop it or pass --port"
-                ) from exc
-            raise MeterFoxError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+            raise cannot_listen(exc, host, port) from exc
         scheme = "https" if tls else "http"
         on_ready(f"{scheme}://{_url_host(host)}:{port}")
         await _wait_for_stop_signal((signal.SIGTERM,) if worker else STOP_SIGNALS, worker)
         log.info("stopping: finishing in-flight requests and writing records")
     finally:
         await runner.cleanup()
+
+
+def cannot_listen(exc: OSError, host: str, port: int) -> MeterFoxError:
+    """The one-sentence error for a port that cannot be listened on (in use, or refused)."""
+    if exc.errno == errno.EADDRINUSE:
+        return PortInUse(
+            f"port {port} on {host} is in use (another `meterfox serve`?); stop it or pass --port"
+        )
+    return MeterFoxError(f"cannot listen on {host}:{port}: {exc.strerror}")
 
 
 def tls_context(files: TlsFiles) -> ssl.SSLContext:

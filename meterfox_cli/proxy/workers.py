@@ -6,7 +6,6 @@ them all if one dies. The kernel spreads connections over the workers (SO_REUSEP
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import select
 import signal
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from meterfox_cli.errors import MeterFoxError
-from meterfox_cli.proxy.server import PortInUse, run_event_loop, serve
+from meterfox_cli.proxy.server import cannot_listen, run_event_loop, serve
 
 READY_TIMEOUT_S = 60.0
 
@@ -120,12 +119,7 @@ def _check_port_free(host: str, port: int) -> None:
         try:
             probe.bind((host.strip("[]"), port))
         except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise PortInUse(
-                    f"port {port} on {host} is in use (another `meterfox serve`?); "
-                    f"stop it or pass --port"
-                ) from exc
-            raise MeterFoxError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+            raise cannot_listen(exc, host, port) from exc
 
 
 def _wait_ready(ready: int, count: int, workers: Workers) -> str | None:
