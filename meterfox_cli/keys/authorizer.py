@@ -291,6 +291,11 @@ class KeyAuthorizer(Authorizer):
         if shared:
             self._reserver.settle_soon(record.id, max(cost, 0))
 
+    @property
+    def keys_unavailable(self) -> str | None:
+        """The ledger that holds the keys never answered yet: every proxy key is refused."""
+        return None if self._watcher.loaded else _LEDGER_AWAY.message
+
     def stats(self) -> dict[str, object]:
         return {
             **self.ledger.stats(),

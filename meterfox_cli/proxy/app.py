@@ -104,10 +104,11 @@ async def health(request: web.Request) -> web.Response:
     sections = {name: section() for name, section in request.app[HEALTH_SECTIONS].items()}
     if writer.waiting is not None:  # a PostgreSQL ledger: records wait in its outbox
         sections["records_waiting"] = writer.waiting
+    keys_unavailable = state.authorizer.keys_unavailable
     return web.json_response(
         {
             **sections,  # first: a section never hides the proxy's own fields
-            "status": "ok" if writer.healthy else "degraded",
+            "status": "ok" if writer.healthy and keys_unavailable is None else "degraded",
             "version": __version__,
             "uptime_s": round(time.monotonic() - state.started_at, 3),
             "started_at": round(state.started_wall, 3),
@@ -115,7 +116,7 @@ async def health(request: web.Request) -> web.Response:
             "records_written": writer.written,
             "records_queued": writer.queued,
             "records_dropped": writer.dropped,
-            "store_error": writer.last_error,
+            "store_error": writer.last_error or keys_unavailable,
             "max_batch": writer.max_batch,
             "max_commit_lag_ms": round(writer.max_commit_lag_s * 1000, 1),
             "refused": dict(state.refused),

@@ -224,6 +224,11 @@ class Authorizer:
         (`request_id`: the id its record will have, where it is known)."""
         return ADMITTED
 
+    @property
+    def keys_unavailable(self) -> str | None:
+        """Why every proxy key is refused right now (health says `degraded`), or None."""
+        return None
+
     def stats(self) -> dict[str, object]:
         """Counters for the health endpoint."""
         return {}
