@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from tests.cli.conftest import launch_serve, run_meterfox
-from tests.cli.test_serve_budget import ASK, worst_case_nanousd
+from tests.cli.test_serve_budget import ASK, post, worst_case_nanousd
 from tests.fakes.upstream import Reply
 from tests.fixtures.openai_style import chat
 
@@ -38,16 +38,6 @@ async def meterfox(env: dict[str, str | None], *args: str, input: str = "") -> s
     done = await run_meterfox(*args, env=env, input=input, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout
-
-
-async def post(session: aiohttp.ClientSession, url: str, secret: str) -> int:
-    async with session.post(
-        url + "/openai/v1/chat/completions",
-        json=ASK,
-        headers={"Authorization": f"Bearer {secret}"},
-    ) as response:
-        await response.read()
-        return response.status
 
 
 async def written(session: aiohttp.ClientSession, url: str, count: int) -> None:
