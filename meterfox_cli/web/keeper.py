@@ -104,7 +104,7 @@ def keep(
         looked = time.monotonic()
         mark, day = ledger_mark(conn), date.today()  # before the reads: they see at least this
         due = [part for part in parts if _due(part, computed.get(part.name), mark, looked, day)]
-        bodies = {part.name: json.dumps(part.read(conn)).encode() for part in due}
+        bodies = {part.name: json_bytes(part.read(conn)) for part in due}
         computed |= {part.name: _Computed(mark, looked, day) for part in due}
         if bodies or looked - sent_at >= CONFIRM_S:
             current = {
@@ -115,6 +115,13 @@ def keep(
             yield Kept(current, bodies)
             sent_at = looked
         time.sleep(poll_s)
+
+
+def json_bytes(value: object) -> bytes:
+    """`value` as JSON with every `<` written `\\u003c` (the same JSON to any parser), so the
+    page can carry it in a `<script type="application/json">` block that no text in it (a
+    model or tag named `</script>…`) can end."""
+    return json.dumps(value).replace("<", "\\u003c").encode()
 
 
 def _due(part: Part, done: _Computed | None, mark: LedgerMark, now: float, day: date) -> bool:

@@ -42,6 +42,10 @@ log = logging.getLogger("meterfox.dashboard")
 BASE = "/_meterfox/"
 API = BASE + "api/"
 TOKEN_PLACEHOLDER = "__METERFOX_CSRF_TOKEN__"
+# index.html's preload of the first screen's read: the page carries the kept answer instead
+# when the keeper has a fresh one (`_first_screen`)
+PRELOAD = b'<link rel="preload" href="api/overview?by=provider" as="fetch" crossorigin>'
+KEPT_IN_PAGE = ("overview", "providers", "tags")
 KEEPALIVE_S = 15.0
 _TYPES = {
     ".html": "text/html",
@@ -92,6 +96,7 @@ class Dashboard:
     live: LiveFeed
     access: Access
     files: dict[str, bytes]
+    page: tuple[bytes, bytes]  # index.html with its token, before and after PRELOAD
     tags: Recent
     overviews: dict[str, Recent]  # by stacking dimension
     providers: Recent
@@ -100,6 +105,15 @@ class Dashboard:
 
 
 DASHBOARD = web.AppKey("meterfox_dashboard", Dashboard)
+
+
+def page_halves(index: bytes, token: str) -> tuple[bytes, bytes]:
+    """The page with this daemon's token in it, cut where the first screen's data goes."""
+    head, preload, tail = index.replace(TOKEN_PLACEHOLDER.encode(), token.encode()).partition(
+        PRELOAD
+    )
+    assert preload, "index.html lost its preload of the Overview"
+    return head, tail
 
 
 def static_files() -> dict[str, bytes]:
@@ -120,6 +134,7 @@ def dashboard_mount(
 
     def mount(app: web.Application) -> None:
         reader = Reader(database, ledger=ledger)
+        files = static_files()
         tags = Recent(reader, partial(json_text, tags_json), TAGS_FRESH_S)
         overviews = {
             by: Recent(reader, partial(json_text, overview, by=by), OVERVIEW_FRESH_S)
@@ -129,7 +144,8 @@ def dashboard_mount(
             reader,
             LiveFeed(reader),
             access,
-            static_files(),
+            files,
+            page_halves(files["index.html"], access.csrf_token),
             tags,
             overviews,
             Recent(reader, partial(json_text, providers_json), OVERVIEW_FRESH_S),
@@ -216,9 +232,19 @@ async def _page(request: web.Request) -> web.StreamResponse:
         response = _redirect()
         login_cookie(response, dashboard.access)
         return response
-    page = dashboard.files["index.html"].decode()
-    page = page.replace(TOKEN_PLACEHOLDER, dashboard.access.csrf_token)
-    return web.Response(text=page, content_type="text/html", headers=NO_STORE)
+    head, tail = dashboard.page
+    page = b"".join((head, _first_screen(dashboard.kept), tail))
+    return web.Response(body=page, content_type="text/html", charset="utf-8", headers=NO_STORE)
+
+
+def _first_screen(kept: KeptAnswers) -> bytes:
+    """The keeper's fresh answers, in the page as one JSON data block (not a script: nothing
+    runs it, so the CSP has nothing to allow; `<` in them is escaped, web/keeper.json_bytes),
+    so the first screen needs no request; and the preload of the headline when it has none."""
+    bodies = {part: kept.body(part) for part in KEPT_IN_PAGE}
+    found = b",".join(b'"%s":%s' % (part.encode(), body) for part, body in bodies.items() if body)
+    block = b'<script type="application/json" id="kept">{%s}</script>' % found if found else b""
+    return block if bodies["overview"] else PRELOAD + block
 
 
 async def _static(request: web.Request) -> web.StreamResponse:

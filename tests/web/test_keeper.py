@@ -29,6 +29,7 @@ from meterfox_cli.web.keeper import (
     Kept,
     KeptAnswers,
     Part,
+    json_bytes,
     keep,
 )
 from meterfox_cli.web.overview import overview, providers_json, tags_json
@@ -247,3 +248,9 @@ def test_the_daemon_serves_a_part_only_while_it_is_known_current():
     assert kept.body("overview") is None
     kept.take(Kept({"overview": 1007.3}, {"overview": b"{3}"}))
     assert kept.body("overview") == b"{3}"
+
+
+def test_a_kept_body_is_the_same_json_with_no_angle_bracket_to_end_the_pages_block():
+    value = {"tags": [{"tag": "feature", "rows": [{"name": "</script><!-- <b>"}]}]}
+    body = json_bytes(value)
+    assert b"<" not in body and json.loads(body) == value
