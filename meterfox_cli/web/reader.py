@@ -2,9 +2,10 @@
 (`web/worker.py`, started when the daemon starts the Overview's keeper, or else on the first
 read; stopped with the app), so neither its database nor its Python work takes the proxy's GIL;
 the daemon only sends a picklable query and hands on the already-shaped answer (or, for a
-streamed query such as the keeper's, each answer as the worker yields it). The reads go to the ledger (either store: the worker is sent which
-as its first message, so a PostgreSQL URL never shows in a process list). The rare writes
-(revoke, create) run on a thread of the daemon with a connection of their own."""
+streamed query such as the keeper's, each answer as the worker yields it). The reads go to the
+ledger (either store: the worker is sent which as its first message, so a PostgreSQL URL never
+shows in a process list). The rare writes (revoke, create) run on a thread of the daemon with a
+connection of their own."""
 
 from __future__ import annotations
 
