@@ -23,6 +23,8 @@ from meterfox_cli.keys.budget import parse_budget
 from meterfox_cli.keys.proxy_keys import KeySpec, create_key
 from meterfox_cli.paths import resolve_paths
 from meterfox_cli.store.db import connect
+from meterfox_cli.store.postgres import PostgresLedger
+from meterfox_cli.store.rows import insert_records
 from meterfox_cli.web.guard import TOKEN_HEADER
 from meterfox_cli.web.keeper import (
     OVERVIEW_FRESH_S,
@@ -31,6 +33,7 @@ from meterfox_cli.web.keeper import (
     Part,
     json_bytes,
     keep,
+    ledger_mark,
 )
 from meterfox_cli.web.overview import overview, providers_json, tags_json
 from tests.cli.conftest import (
@@ -254,3 +257,27 @@ def test_a_kept_body_is_the_same_json_with_no_angle_bracket_to_end_the_pages_blo
     value = {"tags": [{"tag": "feature", "rows": [{"name": "</script><!-- <b>"}]}]}
     body = json_bytes(value)
     assert b"<" not in body and json.loads(body) == value
+
+
+def test_the_keeper_reads_a_team_ledger_the_same_way(pg_url):
+    """On PostgreSQL (where a lower request id may commit after a higher one) the mark moves
+    with every commit too, and the answers are the fresh reads."""
+    ledger = PostgresLedger(pg_url)
+    ledger.migrate()
+    writer, conn = ledger.connect(), ledger.read_connection()
+    try:
+        looks = keep(conn, poll_s=0.0)
+        first = next(looks)
+        assert json.loads(first.bodies["overview"])["month"]["requests"] == 0
+        request = Req(time.time(), cost_nano=13)
+        with ledger.transaction(writer):
+            insert_records(writer, [(request.record(), request.price())])
+        mark = ledger_mark(conn)
+        assert mark.newest > 0 and mark.recent == 1
+        answered = next(kept for kept in looks if "overview" in kept.bodies)  # after its 2 s
+        shown = json.loads(answered.bodies["overview"])
+        assert shown == json.loads(json.dumps(overview(conn, now=shown["now"])))
+        assert shown["spend"]["month"]["nanousd"] == 13
+    finally:
+        writer.close()
+        conn.close()
