@@ -1,10 +1,11 @@
 """Where the dashboard's queries run: every read in one long-lived worker process of its own
-(`web/worker.py`, started by `warm` when the daemon starts, or else on the first read; stopped
-with the app), so neither its database
-nor its Python work takes the proxy's GIL; the daemon only sends a picklable query and hands on
-the already-shaped answer. The reads go to the ledger (either store: the worker is sent which
-as its first message, so a PostgreSQL URL never shows in a process list). The rare writes
-(revoke, create) run on a thread of the daemon with a connection of their own."""
+(`web/worker.py`, started when the daemon starts the Overview's keeper, or else on the first
+read; stopped with the app), so neither its database nor its Python work takes the proxy's GIL;
+the daemon only sends a picklable query and hands on the already-shaped answer (or, for a
+streamed query such as the keeper's, each answer as the worker yields it). The reads go to the
+ledger (either store: the worker is sent which as its first message, so a PostgreSQL URL never
+shows in a process list). The rare writes (revoke, create) run on a thread of the daemon with a
+connection of their own."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pickle
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,6 +43,7 @@ class _Worker:
         self._reader = reader
         self._writer = writer
         self._waiting: dict[int, asyncio.Future] = {}
+        self._streams: dict[int, asyncio.Queue] = {}
         self._idents = itertools.count()
         self._answers = asyncio.get_running_loop().create_task(self._receive())
 
@@ -53,28 +55,54 @@ class _Worker:
         ident = next(self._idents)
         answer = self._waiting[ident] = asyncio.get_running_loop().create_future()
         try:
-            self._writer.write(frame((ident, query)))
-            await self._writer.drain()
+            await self._ask(ident, query, streamed=False)
             return await answer
-        except (ConnectionError, OSError) as exc:
-            raise WorkerGone("the dashboard's read process is gone") from exc
         finally:
             self._waiting.pop(ident, None)
+
+    async def stream(self, query: Callable[[Any], Iterator[T]]) -> AsyncIterator[T]:
+        ident = next(self._idents)
+        items = self._streams[ident] = asyncio.Queue()
+        try:
+            await self._ask(ident, query, streamed=True)
+            while True:
+                ok, value = await items.get()
+                if ok is None:
+                    return
+                if not ok:
+                    raise value
+                yield value
+        finally:
+            self._streams.pop(ident, None)  # what the worker still sends for it is dropped
+
+    async def _ask(self, ident: int, query: Callable[[Any], Any], streamed: bool) -> None:
+        try:
+            self._writer.write(frame((ident, query, streamed)))
+            await self._writer.drain()
+        except (ConnectionError, OSError) as exc:
+            raise WorkerGone("the dashboard's read process is gone") from exc
 
     async def _receive(self) -> None:
         try:
             while True:
                 size = int.from_bytes(await self._reader.readexactly(4), "big")
                 ident, ok, value = pickle.loads(await self._reader.readexactly(size))
+                items = self._streams.get(ident)
+                if items is not None:
+                    items.put_nowait((ok, value))
+                    continue
                 answer = self._waiting.get(ident)
                 if answer is not None and not answer.done():
                     answer.set_result(value) if ok else answer.set_exception(value)
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
         finally:
+            gone = WorkerGone("the dashboard's read process ended")
             for answer in self._waiting.values():
                 if not answer.done():
-                    answer.set_exception(WorkerGone("the dashboard's read process ended"))
+                    answer.set_exception(gone)
+            for items in self._streams.values():
+                items.put_nowait((False, gone))
 
     async def stop(self) -> None:
         self._writer.close()  # the worker reads EOF and exits
@@ -112,12 +140,13 @@ class Reader:
         except WorkerGone:
             return await (await self._running()).call(query)
 
-    async def warm(self, *queries: Callable[[Any], Any]) -> None:
-        """Start the worker now and run `queries` once each (results dropped), so that the first
-        page finds the worker's modules imported, its read connections open and the ledger's
-        pages in the OS cache. A read failing here (no ledger yet) is left to fail for the page."""
-        await asyncio.shield(self._running())  # a cancelled warm-up still ends with a worker
-        await asyncio.gather(*(self.read(query) for query in queries), return_exceptions=True)
+    async def stream(self, query: Callable[[Any], Iterator[T]]) -> AsyncIterator[T]:
+        """What `query(conn)` yields in the worker, as it yields it (on a thread and connection
+        of its own there), until it ends; WorkerGone when the worker does (no retry: the caller
+        decides when to ask again). `query` must pickle, as for `read`."""
+        worker = await asyncio.shield(self._running())  # a cancelled start still ends with one
+        async for item in worker.stream(query):
+            yield item
 
     async def write(self, change: Callable[[Any], T]) -> T:
         loop = asyncio.get_running_loop()

@@ -1,7 +1,8 @@
 """The dashboard's routes under `/_meterfox/`: the page, its static files, and the JSON API
 (docs/dashboard.md). `dashboard_mount` returns the hook `proxy.app.make_app(mounts=...)` calls;
 every handler is behind `guard.guarded`, every query runs in the `Reader`'s process and comes
-back as the text the handler sends."""
+back as the text the handler sends. The Overview's default view is answered from what the
+keeper (web/keeper.py) holds while it is fresh, without asking the worker."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from meterfox_cli.store.select import parse_filters
 from meterfox_cli.sync.reconcile import DEFAULT_TOLERANCE
 from meterfox_cli.timewindow import resolve_window
 from meterfox_cli.web.guard import LOGIN_PARAM, Access, guarded, login_cookie, prepare_secure
+from meterfox_cli.web.keeper import OVERVIEW_FRESH_S, TAGS_FRESH_S, KeptAnswers, keep
 from meterfox_cli.web.live import LiveFeed
 from meterfox_cli.web.overview import STACK_BY, overview, providers_json, tags_json
 from meterfox_cli.web.reader import Reader
@@ -40,6 +42,10 @@ log = logging.getLogger("meterfox.dashboard")
 BASE = "/_meterfox/"
 API = BASE + "api/"
 TOKEN_PLACEHOLDER = "__METERFOX_CSRF_TOKEN__"
+# index.html's preload of the first screen's read: the page carries the kept answer instead
+# when the keeper has a fresh one (`_first_screen`)
+PRELOAD = b'<link rel="preload" href="api/overview?by=provider" as="fetch" crossorigin>'
+KEPT_IN_PAGE = ("overview", "providers", "tags")
 KEEPALIVE_S = 15.0
 _TYPES = {
     ".html": "text/html",
@@ -50,17 +56,15 @@ _TYPES = {
     ".txt": "text/plain",
 }
 NO_STORE = {"Cache-Control": "no-store"}
-
-
-TAGS_FRESH_S = 60.0  # top tags read request rows (seconds over a million): once a minute at most
-OVERVIEW_FRESH_S = 5.0  # however often pages reload, the Overview is read at most this often
-# The read worker starts this long after the app does: `proxy/server.serve` starts the app and
-# then listens, so by then the port answers and the worker's start delays neither.
-WARM_AFTER_S = 0.2
+# The read worker and its keeper start this long after the app does: `proxy/server.serve` starts
+# the app and then listens, so by then the port answers and the worker's start delays neither.
+KEEP_AFTER_S = 0.2
+KEEP_RETRY_S = 2.0  # the keeper asked again after its worker died or its read failed
 
 
 class Recent:
-    """A slow read's last result, reused while fresh; callers arriving while it runs share it."""
+    """A slow read's last result, reused while fresh; callers arriving while it runs share it.
+    For the Overview, what pages get when the keeper has no fresh answer (web/keeper.py)."""
 
     def __init__(self, reader: Reader, query, fresh_s: float) -> None:
         self._reader = reader
@@ -81,6 +85,10 @@ class Recent:
             self._task = None  # a failed read is not kept
             raise
 
+    def forget(self) -> None:
+        """The next caller reads afresh (callers already waiting keep the read under way)."""
+        self._task = None
+
 
 @dataclass
 class Dashboard:
@@ -88,13 +96,24 @@ class Dashboard:
     live: LiveFeed
     access: Access
     files: dict[str, bytes]
+    page: tuple[bytes, bytes]  # index.html with its token, before and after PRELOAD
     tags: Recent
     overviews: dict[str, Recent]  # by stacking dimension
     providers: Recent
     reconcile_tolerance: Decimal
+    kept: KeptAnswers  # the default view's three answers, kept ready by the worker
 
 
 DASHBOARD = web.AppKey("meterfox_dashboard", Dashboard)
+
+
+def page_halves(index: bytes, token: str) -> tuple[bytes, bytes]:
+    """The page with this daemon's token in it, cut where the first screen's data goes."""
+    head, preload, tail = index.replace(TOKEN_PLACEHOLDER.encode(), token.encode()).partition(
+        PRELOAD
+    )
+    assert preload, "index.html lost its preload of the Overview"
+    return head, tail
 
 
 def static_files() -> dict[str, bytes]:
@@ -115,6 +134,7 @@ def dashboard_mount(
 
     def mount(app: web.Application) -> None:
         reader = Reader(database, ledger=ledger)
+        files = static_files()
         tags = Recent(reader, partial(json_text, tags_json), TAGS_FRESH_S)
         overviews = {
             by: Recent(reader, partial(json_text, overview, by=by), OVERVIEW_FRESH_S)
@@ -124,11 +144,13 @@ def dashboard_mount(
             reader,
             LiveFeed(reader),
             access,
-            static_files(),
+            files,
+            page_halves(files["index.html"], access.csrf_token),
             tags,
             overviews,
             Recent(reader, partial(json_text, providers_json), OVERVIEW_FRESH_S),
             reconcile_tolerance,
+            KeptAnswers(),
         )
         app.cleanup_ctx.append(_dashboard_ctx)
         routes = [
@@ -156,28 +178,31 @@ def dashboard_mount(
 async def _dashboard_ctx(app: web.Application) -> AsyncIterator[None]:
     dashboard = app[DASHBOARD]
     dashboard.live.start()
-    warming = asyncio.get_running_loop().create_task(_warm(dashboard))
+    keeping = asyncio.get_running_loop().create_task(_keep(dashboard))
     yield
-    warming.cancel()
+    keeping.cancel()
     with contextlib.suppress(asyncio.CancelledError):
-        await warming
+        await keeping
     await dashboard.live.close()
     await dashboard.reader.close()
 
 
-async def _warm(dashboard: Dashboard) -> None:
-    """Start the read worker in the background once the daemon listens, and run the Overview's
-    three reads in it once (results dropped: the page still reads afresh), so a page's first
-    load waits neither for a new Python process nor for cold modules, connections and pages.
+async def _keep(dashboard: Dashboard) -> None:
+    """Once the daemon listens, start the read worker in the background and its keeper in it
+    (web/keeper.py), taking each answer it sends for as long as the daemon runs; again
+    KEEP_RETRY_S after the worker died or a read failed (no ledger yet, the server away).
+    Until the first answer, and whenever the kept one is not fresh, pages read on demand.
     Nothing when the dashboard is off (beyond loopback without a login)."""
     if not dashboard.access.enabled:
         return
-    await asyncio.sleep(WARM_AFTER_S)
-    reads = (dashboard.overviews["provider"].query, dashboard.providers.query, dashboard.tags.query)
-    try:
-        await dashboard.reader.warm(*reads)
-    except Exception:  # the page's first read starts a worker and says what is wrong
-        log.debug("the dashboard's read worker did not start early", exc_info=True)
+    await asyncio.sleep(KEEP_AFTER_S)
+    while True:
+        try:
+            async for kept in dashboard.reader.stream(keep):
+                dashboard.kept.take(kept)
+        except Exception:  # the page's own reads say what is wrong
+            log.debug("the dashboard's Overview keeper stopped", exc_info=True)
+        await asyncio.sleep(KEEP_RETRY_S)
 
 
 def _errors(handler):
@@ -207,9 +232,19 @@ async def _page(request: web.Request) -> web.StreamResponse:
         response = _redirect()
         login_cookie(response, dashboard.access)
         return response
-    page = dashboard.files["index.html"].decode()
-    page = page.replace(TOKEN_PLACEHOLDER, dashboard.access.csrf_token)
-    return web.Response(text=page, content_type="text/html", headers=NO_STORE)
+    head, tail = dashboard.page
+    page = b"".join((head, _first_screen(dashboard.kept), tail))
+    return web.Response(body=page, content_type="text/html", charset="utf-8", headers=NO_STORE)
+
+
+def _first_screen(kept: KeptAnswers) -> bytes:
+    """The keeper's fresh answers, in the page as one JSON data block (not a script: nothing
+    runs it, so the CSP has nothing to allow; `<` in them is escaped, web/keeper.json_bytes),
+    so the first screen needs no request; and the preload of the headline when it has none."""
+    bodies = {part: kept.body(part) for part in KEPT_IN_PAGE}
+    found = b",".join(b'"%s":%s' % (part.encode(), body) for part, body in bodies.items() if body)
+    block = b'<script type="application/json" id="kept">{%s}</script>' % found if found else b""
+    return block if bodies["overview"] else PRELOAD + block
 
 
 async def _static(request: web.Request) -> web.StreamResponse:
@@ -231,17 +266,29 @@ async def _session(request: web.Request) -> web.StreamResponse:
 
 
 async def _overview(request: web.Request) -> web.StreamResponse:
-    overviews = request.app[DASHBOARD].overviews
-    text = await overviews.get(request.query.get("by", ""), overviews["provider"]).get()
-    return _json(text)
+    dashboard = request.app[DASHBOARD]
+    default = dashboard.overviews["provider"]
+    recent = dashboard.overviews.get(request.query.get("by", ""), default)
+    return await _answer(dashboard, "overview" if recent is default else None, recent)
 
 
 async def _providers(request: web.Request) -> web.StreamResponse:
-    return _json(await request.app[DASHBOARD].providers.get())
+    dashboard = request.app[DASHBOARD]
+    return await _answer(dashboard, "providers", dashboard.providers)
 
 
 async def _tags(request: web.Request) -> web.StreamResponse:
-    return _json(await request.app[DASHBOARD].tags.get())
+    dashboard = request.app[DASHBOARD]
+    return await _answer(dashboard, "tags", dashboard.tags)
+
+
+async def _answer(dashboard: Dashboard, part: str | None, recent: Recent) -> web.Response:
+    """The keeper's fresh answer for `part` as it came (bytes: nothing parsed or encoded on the
+    loop), or else `recent`'s read in the worker (another stacking has no `part`)."""
+    body = dashboard.kept.body(part) if part else None
+    if body is None:
+        return _json(await recent.get())
+    return web.Response(body=body, content_type="application/json", headers=NO_STORE)
 
 
 def _json(text: str) -> web.Response:
@@ -305,6 +352,7 @@ async def _create_key(request: web.Request) -> web.StreamResponse:
         allow_unpriced=bool(body.get("allow_unpriced")),
     )
     new = await request.app[DASHBOARD].reader.write(lambda conn: create_key(conn, spec))
+    _keys_changed(request.app[DASHBOARD])
     key = new.key
     shown = {"name": key.name, "prefix": key.prefix, "secret": new.secret}
     return web.json_response(shown, status=201, headers=NO_STORE)
@@ -313,9 +361,18 @@ async def _create_key(request: web.Request) -> web.StreamResponse:
 async def _revoke_key(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     key = await request.app[DASHBOARD].reader.write(lambda conn: revoke_key(conn, name))
+    _keys_changed(request.app[DASHBOARD])
     return web.json_response(
         {"name": key.name, "prefix": key.prefix, "revoked_at": key.revoked_at}, headers=NO_STORE
     )
+
+
+def _keys_changed(dashboard: Dashboard) -> None:
+    """The budget bars show keys: the next Overview is read after the change (the keeper's
+    answers from before it are not served, nor are reads that started before it)."""
+    dashboard.kept.forget_keys()
+    for recent in dashboard.overviews.values():
+        recent.forget()
 
 
 async def _json_body(request: web.Request) -> dict:

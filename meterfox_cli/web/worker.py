@@ -7,9 +7,12 @@ the dashboard waits. It exits when the daemon closes its end of the socket, or d
 SIGKILL: the socket ends, and the parent pid changes).
 
 Frames on the socket, both ways: a 4-byte big-endian length, then a pickle. The first frame
-from the daemon is the ledger to read (store/backend.Ledger). A request is `(ident, query)`,
-`query` a picklable callable taking the connection (a module-level function or a
-`functools.partial` of one); an answer is `(ident, ok, result_or_exception)`."""
+from the daemon is the ledger to read (store/backend.Ledger). A request is
+`(ident, query, streamed)`, `query` a picklable callable taking the connection (a module-level
+function or a `functools.partial` of one); an answer is `(ident, ok, result_or_exception)`.
+A streamed query returns an iterator and runs on a thread (and connection) of its own for as
+long as it yields: each item is an answer `(ident, True, item)`, and its end `(ident, None,
+None)` (or `(ident, False, exception)`)."""
 
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -69,10 +72,19 @@ class _Answering:
         try:
             reply = frame((ident, True, query(self._conn())))
         except Exception as exc:  # the daemon turns it back into the same exception
-            try:
-                reply = frame((ident, False, exc))
-            except Exception:
-                reply = frame((ident, False, RuntimeError(repr(exc))))
+            reply = _failure(ident, exc)
+        self._send(reply)
+
+    def stream(self, ident: int, query: Callable[[Any], Iterator[Any]]) -> None:
+        try:
+            for item in query(self._conn()):
+                self._send(frame((ident, True, item)))
+            reply = frame((ident, None, None))
+        except Exception as exc:
+            reply = _failure(ident, exc)
+        self._send(reply)
+
+    def _send(self, reply: bytes) -> None:
         with self._sending:
             try:
                 self._sock.sendall(reply)
@@ -91,6 +103,13 @@ class _Answering:
                 raise StoreError(f"no ledger at {self._ledger.describe()} yet")
             self._local.conn = conn
         return conn
+
+
+def _failure(ident: int, exc: Exception) -> bytes:
+    try:
+        return frame((ident, False, exc))
+    except Exception:  # an exception that does not pickle
+        return frame((ident, False, RuntimeError(repr(exc))))
 
 
 def _watch_parent(parent: int) -> None:
@@ -123,10 +142,17 @@ def main(argv: list[str]) -> None:
     pool = ThreadPoolExecutor(threads, thread_name_prefix="meterfox-dashboard")
     while True:
         try:
-            ident, query = _receive(sock)  # type: ignore[misc]
+            ident, query, streamed = _receive(sock)  # type: ignore[misc]
         except (EOFError, OSError):
             os._exit(0)  # the daemon closed its end or died: stop now, mid-read or not
-        pool.submit(answering.answer, ident, query)
+        if streamed:
+            name = f"meterfox-dashboard-stream-{ident}"
+            thread = threading.Thread(
+                target=answering.stream, args=(ident, query), name=name, daemon=True
+            )
+            thread.start()
+        else:
+            pool.submit(answering.answer, ident, query)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,14 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from bench.seed_db import seed
 from meterfox_cli.money import format_usd, from_nanousd, to_nanousd
 from meterfox_cli.paths import resolve_paths
+from meterfox_cli.web.keeper import OVERVIEW_FRESH_S
 from tests.cli.conftest import ROOT, launch_serve, run_meterfox
 from tests.fakes.admin_apis import DAY, Billed, FakeAdminAPIs
 from tests.fakes.admin_apis import serve as serve_admin
+from tests.fakes.records import Req, record_to
 from tests.fakes.upstream import Reply
 from tests.fixtures.openai_style import chat
+from tests.web.test_keeper import kept_answers, read_worker, stopped
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -157,21 +160,52 @@ async def test_the_overviews_month_is_meterfox_reports_total(open_page):
     print(f"overview over {SEEDED_ROWS:,} requests: {loaded:.2f} s, {transferred:,} bytes")
 
 
+API_READS = """() => performance.getEntriesByType("resource")
+  .filter((entry) => entry.name.includes("/api/")).map((entry) => entry.name)"""
 OVERVIEW_READS = """() => performance.getEntriesByType("resource")
   .filter((entry) => entry.name.includes("/api/overview?")).map((entry) => entry.startTime)"""
 SCRIPT_LOADED = """() => performance.getEntriesByType("resource")
   .find((entry) => entry.name.endsWith("/static/app.js")).responseEnd"""
 
 
-async def test_the_overview_is_asked_for_with_the_pages_files_not_after_its_script(open_page):
-    """The first screen's read leaves with the page's own files (a preload the script then
+async def test_the_overview_is_asked_for_with_the_pages_files_not_after_its_script(browser):
+    """Without a fresh kept answer (its read worker stopped past the 5 s bound, or not started
+    yet), the first screen's read leaves with the page's own files (a preload the script then
     uses), not once the script has arrived and run: one request, started before that."""
     async with launch_serve() as served:
+        worker = await read_worker(served)
+        context = await browser.new_context()
+        try:
+            page = Watched(await context.new_page())
+            with stopped(worker):
+                await asyncio.sleep(OVERVIEW_FRESH_S + 0.5)
+                await page.page.goto(f"{served.url}/_meterfox/", wait_until="commit")
+            await expect(page.page.locator("#spend-month")).to_be_visible()
+            starts = await page.page.evaluate(OVERVIEW_READS)
+            assert len(starts) == 1, starts  # the script used the preload: not read twice
+            assert starts[0] < await page.page.evaluate(SCRIPT_LOADED)
+            assert page.errors == []
+        finally:
+            await context.close()
+
+
+async def test_a_ready_overview_comes_with_the_page_and_needs_no_request(open_page):
+    """With the keeper's answers fresh, the page carries them (a JSON data block, which the
+    CSP need not allow) and draws the whole Overview without one API request; text in them
+    that could end the block (a tag value `</script>…`) is only text."""
+    paths = resolve_paths()
+    paths.ensure()
+    hostile = '</script><script src="static/app.js"></script><img src=x>'
+    record_to(paths.database, Req(time.time(), cost_nano=2_500, tags=(("feature", hostile),)))
+    async with launch_serve() as served, aiohttp.ClientSession() as session:
+        await kept_answers(served, session, await read_worker(served))
         page = await open_page(f"{served.url}/_meterfox/")
-        await expect(page.page.locator("#spend-month")).to_be_visible()
-        starts = await page.page.evaluate(OVERVIEW_READS)
-        assert len(starts) == 1, starts  # the script used the preload: not read twice
-        assert starts[0] < await page.page.evaluate(SCRIPT_LOADED)
+        await expect(page.page.locator("#top-tags table")).to_be_visible()
+        await expect(page.page.locator("#spend-month")).to_have_text(format_usd(2_500))
+        await expect(page.page.locator("#providers")).to_contain_text("openai")
+        await expect(page.page.locator("#top-tags td").first).to_have_text(hostile)
+        assert await page.page.evaluate(API_READS) == []
+        assert await page.page.locator("img, script").count() == 2  # the page's own: no more
 
 
 async def test_a_request_made_while_live_is_open_appears_without_a_reload(

@@ -26,14 +26,14 @@ from meterfox_cli.store.select import NO_FILTERS, TimeRange
 from meterfox_cli.web.guard import access_for
 from meterfox_cli.web.live import new_event
 from meterfox_cli.web.overview import overview, providers_json, tags_json
-from meterfox_cli.web.reader import Reader
+from meterfox_cli.web.reader import Reader, WorkerGone
 from meterfox_cli.web.routes import DASHBOARD, dashboard_mount
 from meterfox_cli.web.shapes import keys_json, report_json, report_text
 from meterfox_cli.web.worker import json_text
 from tests.cli.conftest import launch_serve
 from tests.conftest import start_proxy
 from tests.fakes.records import Req, at
-from tests.web.worker_probe import web_server_loaded
+from tests.web.worker_probe import count_forever, count_to, web_server_loaded
 
 LEDGER_REQUESTS = (
     Req(at("2026-11-03 10:00"), provider="openai", model="gpt-4o"),
@@ -109,6 +109,24 @@ async def test_a_worker_that_died_is_replaced_on_the_next_read(database):
         assert await gone(first)
         second = await reader.read(process_id)
         assert second != first and running(second)
+    finally:
+        await reader.close()
+
+
+async def test_a_streamed_read_yields_as_the_worker_does_and_ends_with_it(database):
+    """The keeper's way (web/keeper.py): a query that yields, each item sent as it comes, on a
+    thread of its own beside the ordinary reads; it ends when it ends, or when its worker dies."""
+    reader = Reader(database)
+    try:
+        assert [n async for n in reader.stream(partial(count_to, last=3))] == [1, 2, 3]
+        seen = []
+        with pytest.raises(WorkerGone):
+            async for n in reader.stream(count_forever):
+                seen.append(n)
+                if n == 2:
+                    assert await reader.read(count_requests) == 0  # reads go on meanwhile
+                    os.kill(reader.pid, signal.SIGKILL)
+        assert seen[:2] == [1, 2]
     finally:
         await reader.close()
 

@@ -9,6 +9,9 @@ const PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948
   "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
 const MAX_LIVE_ROWS = 200;
 let live = null;  // the open EventSource while the Live view shows
+// The Overview's answers the daemon had ready when it sent the page (web/keeper.py), in a JSON
+// data block: the first screen is drawn from them without a request; later views ask the API.
+let kept = JSON.parse(document.getElementById("kept")?.textContent || "{}");
 
 // --- small helpers ---------------------------------------------------------------------------
 
@@ -42,7 +45,14 @@ function svg(tag, attrs, ...children) {
   return el;
 }
 
-const int = (n) => (n === null || n === undefined ? "—" : Number(n).toLocaleString("en-US"));
+// Thousands separators by hand: the first toLocaleString call loads the ICU number data, which
+// took 40-300 ms of a cold Overview's first paint (bench/dashboard_load.py, load average ~6).
+const int = (n) => {
+  if (n === null || n === undefined) return "—";
+  const whole = Number(n);
+  if (!Number.isInteger(whole)) return whole.toLocaleString("en-US");
+  return String(whole).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+};
 const tokens = (n) => {
   if (n >= 1e9) return (n / 1e9).toFixed(1) + "B tok";
   if (n >= 1e6) return (n / 1e6).toFixed(1) + "M tok";
@@ -122,12 +132,16 @@ async function showOverview(params) {
   const asked = ++overviewShown;
   const by = params.get("by") || "provider";
   for (const b of document.querySelectorAll("[data-by]")) b.setAttribute("aria-pressed", String(b.dataset.by === by));
-  // The three reads go out together (the headline figures first); the daemon answers them on
-  // threads of its own, in parallel. The default view's headline read left with the page's own
-  // files (index.html preloads it): this fetch picks up that answer.
-  const overview = api("overview?by=" + encodeURIComponent(by));
-  const providers = api("overview/providers");
-  const tags = api("overview/tags");
+  // The three answers come with the page when the daemon had them ready (`kept`, used once);
+  // else the reads go out together, the headline first (the page preloads the default one:
+  // this fetch picks up that answer), and the daemon answers them in parallel.
+  const first = kept;
+  kept = {};
+  const ready = (part, path) => (first[part] ? Promise.resolve(first[part]) : api(path));
+  const overview = by === "provider" ? ready("overview", "overview?by=provider")
+    : api("overview?by=" + encodeURIComponent(by));
+  const providers = ready("providers", "overview/providers");
+  const tags = ready("tags", "overview/tags");
   let data;
   try {
     data = await overview;
@@ -163,8 +177,12 @@ async function showOverview(params) {
     { title: "budget", num: true, cell: (k) => `${k.budget.text}/${k.budget_period}` },
     { title: "used", cell: (k) => budgetBar(k.budget_share) },
   ], data.keys) : h("p", { class: "muted" }, "No key has a budget: `meterfox keys budget NAME 25/month`."));
-  // The first screen is in the document: the next frame paints it (bench/dashboard_load.py).
-  requestAnimationFrame(() => performance.mark("meterfox:overview-drawn"));
+  // The first screen is in the document: the next frame paints it (bench/dashboard_load.py:
+  // "frame" when that frame starts, "painted" once its style, layout and paint are done).
+  requestAnimationFrame(() => {
+    performance.mark("meterfox:overview-drawn");
+    setTimeout(() => performance.mark("meterfox:overview-painted"), 0);
+  });
   providers.then((found) => fill("providers", found.providers.length ? table([
     { title: "provider", cell: (p) => p.name },
     { title: "cost", num: true, cell: (p) => p.cost.text },
