@@ -21,6 +21,7 @@ from meterfox_cli.alerts.spend import budget_standings, day_spend, key_standings
 from meterfox_cli.alerts.state import already_fired, claim
 from meterfox_cli.config import AlertsConfig, BudgetConfig
 from meterfox_cli.keys.budget import SpendCounter
+from meterfox_cli.keys.proxy_keys import key_version
 from meterfox_cli.store.backend import Ledger
 from meterfox_cli.store.dialect import LedgerConnection
 
@@ -149,8 +150,7 @@ class AlertWatcher:
         """What a new check would see differently: the requests (their highest rowid), the
         keys (their version counter) and the local day (periods turn over at midnight)."""
         top = conn.execute("SELECT MAX(rowid) FROM requests").fetchone()[0]
-        version = conn.execute("SELECT version FROM key_state WHERE id = 1").fetchone()[0]
-        return (top, version, datetime.fromtimestamp(now).date())
+        return (top, key_version(conn), datetime.fromtimestamp(now).date())
 
     def _ledger_conn(self) -> LedgerConnection:
         if self._conn is not None and self.ledger.is_lost(self._conn):

@@ -54,7 +54,7 @@ from meterfox_cli.keys.budget import (
 from meterfox_cli.keys.estimate import Estimate, estimate
 from meterfox_cli.keys.ledger import Ledger
 from meterfox_cli.keys.provider_keys import ProviderKeys, StoreChoice, StoredKey, stored_keys
-from meterfox_cli.keys.proxy_keys import KeyStatus, ProxyKey, all_keys, hash_secret
+from meterfox_cli.keys.proxy_keys import KeyStatus, ProxyKey, all_keys, hash_secret, key_version
 from meterfox_cli.keys.reservations import HOLD_S, Reserver, sweep
 from meterfox_cli.money import format_usd
 from meterfox_cli.pricing.book import DEFAULT_BOOK, PriceBook, price_record
@@ -87,7 +87,6 @@ SWEEP_S = 30.0  # expired shared reservations are deleted this often (while keys
 SHARED_RETRY_S = 5.0
 # The record of a request made with a key MeterFox does not know: never the key itself.
 UNKNOWN_KEY_NAME = "(unknown-proxy-key)"
-KEY_VERSION_SQL = "SELECT version FROM key_state WHERE id = 1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -566,8 +565,8 @@ class KeyWatcher:
         conn, local = self._conn, self._local
         assert conn is not None and local is not None
         version = (
-            conn.execute(KEY_VERSION_SQL).fetchone()[0],
-            local.execute(KEY_VERSION_SQL).fetchone()[0],
+            key_version(conn),
+            key_version(local),
         )
         unreadable = any(loaded.error for loaded in self._loaded.values())
         if version != self._version or (unreadable and time.monotonic() >= self._retry_at):

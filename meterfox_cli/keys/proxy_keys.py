@@ -208,6 +208,12 @@ def set_budget(
     return _by_id(conn, key.id)
 
 
+def key_version(conn: LedgerConnection) -> int:
+    """The ledger's key version counter: bumped by a trigger on every change to a proxy or
+    provider key, so one indexed read tells a watcher whether to read the keys again."""
+    return conn.execute("SELECT version FROM key_state WHERE id = 1").fetchone()[0]
+
+
 def all_keys(conn: LedgerConnection) -> list[ProxyKey]:
     """Every key ever minted, revoked ones included (the daemon names them when refusing)."""
     return [_key(row) for row in conn.execute(f"SELECT {_COLUMNS} FROM proxy_keys ORDER BY id")]

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 
+from meterfox_cli.keys.proxy_keys import key_version
 from meterfox_cli.store.dialect import LedgerConnection
 from meterfox_cli.store.feed import START_SPAN, last_rowid
 from meterfox_cli.web.overview import overview, providers_json, tags_json
@@ -33,9 +34,6 @@ TAGS_FRESH_S = 60.0  # top tags read request rows (seconds over a million): once
 POLL_S = 0.25  # the keeper looks at the ledger's mark this often (as the proxy's key watcher)
 CONFIRM_S = 0.5  # and tells the daemon at least this often that its answers are still current
 MAX_AGE_S = 60.0  # recomputed this often even when nothing was recorded (the clock moves)
-# The same counter the proxy's key watcher reads (keys/authorizer.py), bumped by a trigger on
-# every proxy and provider key change, in either store.
-KEY_VERSION_SQL = "SELECT version FROM key_state WHERE id = 1"
 _RECENT_SQL = "SELECT COUNT(*) FROM requests WHERE rowid > ?"
 
 
@@ -70,7 +68,7 @@ class LedgerMark:
 
 
 def ledger_mark(conn: LedgerConnection) -> LedgerMark:
-    keys = conn.execute(KEY_VERSION_SQL).fetchone()[0]
+    keys = key_version(conn)  # the counter the proxy's key watcher reads
     newest = last_rowid(conn)
     recent = conn.execute(_RECENT_SQL, [newest - START_SPAN]).fetchone()[0]
     return LedgerMark(keys, newest, recent)
