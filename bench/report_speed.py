@@ -5,8 +5,10 @@
     python bench/report_speed.py --rows 3000000 --home DIR --groupings --since 90d
         # every kind of --by grouping (tags and combinations included), each < 1 s
 
-Each command runs once to warm the page cache, then `--repeat` times; the table gives the
-median and the range of wall-clock times, and the machine's load average (other work on a
+Each command runs once to warm the page cache, then `--repeat` times, its output to /dev/null
+(a pipe: tables are then written plain) or, with `--tty`, to a pseudo-terminal read and thrown
+away (what a person at a terminal waits for: rich draws tables of up to 100 rows); the table
+gives the median and the range of wall-clock times, and the machine's load average (other work on a
 2-core machine shows up directly in these numbers). `--before` copies the database, drops what
 migration 002_report_rollup added (the rollup table, its triggers, the latency index) and
 times the report commands again: the same code then reads the requests table alone.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import select
 import shutil
 import sqlite3
 import statistics
@@ -137,25 +140,58 @@ class Timing:
     cpu: list[float] = field(default_factory=list)  # user + system time of the process
 
 
-def time_command(argv: list[str], home: Path, repeat: int, url: str | None = None) -> Timing:
+def time_command(
+    argv: list[str], home: Path, repeat: int, url: str | None = None, *, tty: bool = False
+) -> Timing:
     env = {**os.environ, "METERFOX_HOME": str(home), "COLUMNS": "120"}
     if url is not None:
         env["METERFOX_DATABASE_URL"] = url
+    run = at_a_terminal if tty else piped
     timing = Timing()
     for attempt in range(repeat + 1):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        done = subprocess.run(
-            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
-        )
+        code, errors = run(argv, env)
         elapsed = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if done.returncode != 0:
-            raise SystemExit(f"{' '.join(argv)} failed: {done.stderr.decode()}")
+        if code != 0:
+            raise SystemExit(f"{' '.join(argv)} failed: {errors}")
         if attempt:  # the first run only warms the page cache
             timing.wall.append(elapsed)
             timing.cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     return timing
+
+
+def piped(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+    done = subprocess.run(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+    )
+    return done.returncode, done.stderr.decode()
+
+
+def at_a_terminal(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run `argv` with its output on a pseudo-terminal, read until it closes (bounded: 300 s)."""
+    master, slave = os.openpty()
+    proc = subprocess.Popen(argv, env=env, stdout=slave, stderr=slave)
+    os.close(slave)
+    shown, deadline = [], time.monotonic() + 300
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([master], [], [], left)[0]:
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown.append(chunk)
+    finally:
+        os.close(master)
+        if proc.poll() is None and time.monotonic() >= deadline:
+            proc.kill()
+    code = proc.wait(timeout=60)
+    return code, b"".join(shown)[-2000:].decode(errors="replace")
 
 
 def without_rollup(home: Path) -> Path:
@@ -249,6 +285,9 @@ def main(argv: list[str] | None = None) -> None:
         "--groupings", action="store_true", help="time every kind of --by grouping instead"
     )
     parser.add_argument("--since", default="all", help="the window of --groupings")
+    parser.add_argument(
+        "--tty", action="store_true", help="output to a pseudo-terminal, not /dev/null"
+    )
     args = parser.parse_args(argv)
     if args.url is not None:
         time_ledger(args.url, args.repeat)
@@ -265,10 +304,12 @@ def main(argv: list[str] | None = None) -> None:
         for label, command, target in commands:
             if name == "before" and "help" in label:
                 continue
-            results.append((label, time_command([*base, *command], where, args.repeat), target))
+            timing = time_command([*base, *command], where, args.repeat, tty=args.tty)
+            results.append((label, timing, target))
         load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
         heading = "with migration 002" if name == "after" else "without migration 002 (before)"
-        print(f"\n{heading} — median of {args.repeat} runs; load average {load}\n")
+        output = "a pseudo-terminal" if args.tty else "/dev/null"
+        print(f"\n{heading} — median of {args.repeat} runs, output to {output}; load {load}\n")
         print(table(results))
     if args.accuracy:
         print("\nlatency percentiles, sampled vs exact\n")
