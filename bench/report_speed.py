@@ -65,6 +65,12 @@ PG_COMMANDS: list[tuple[str, list[str], float | None]] = [
         None,
     ),
     ("meterfox chart --days 30", ["chart", "--days", "30"], None),
+    (
+        "meterfox report --by tag:feature --since 90d",
+        ["report", "--by", "tag:feature", "--since", "90d"],
+        1.0,
+    ),
+    ("meterfox report --by host --since 90d", ["report", "--by", "host", "--since", "90d"], 1.0),
 ]
 
 

@@ -36,7 +36,7 @@ from meterfox_cli.store.dimensions import (
 )
 from meterfox_cli.store.latency import latency_percentiles
 from meterfox_cli.store.select import NO_FILTERS, Filters, TimeRange, filter_sql, window_sql
-from meterfox_cli.store.tagsets import decode
+from meterfox_cli.store.tagsets import decode, encode
 
 _SUMS = (
     "requests",
@@ -429,11 +429,15 @@ def _tagset_sums(
 ) -> dict[tuple[str | None, ...], _Acc]:
     """`tag_rollup` summed per (the grouping's other dimensions, tag set) in the database;
     each tag set is then matched against the tag filters and split into its tag dimensions
-    here (a window holds few distinct sets). Groups of zero requests (left by a tag's move
-    from one set to another) are skipped."""
+    here (a window holds few distinct sets). A tag filter leaves out in SQL the sets that do
+    not hold its encoded pair (a LIKE: a superset, checked exactly here). Groups of zero
+    requests (left by a tag's move from one set to another) are skipped."""
     dialect = dialect_of(conn)
     plain = [dimension_sql(d, i, dialect=dialect) for i, d in enumerate(dims) if d[:4] != "tag:"]
     clauses, params = filter_sql(replace(filters, tags=()), "x")
+    for name, value in filters.tags:
+        clauses.append("x.tagset LIKE ? ESCAPE '\\'")
+        params.append(f"%{_like_escaped(encode({name: value}))}%")
     if first is not None:
         clauses.append("x.utc_day >= ?")
         params.append(first)
@@ -454,6 +458,11 @@ def _tagset_sums(
         acc = groups.setdefault(key, _Acc())
         acc.sums = [a + int(b or 0) for a, b in zip(acc.sums, row[len(plain) + 1 :], strict=True)]
     return {key: acc for key, acc in groups.items() if acc.sums[0]}
+
+
+def _like_escaped(text: str) -> str:
+    """`text` matched literally by LIKE … ESCAPE '\\'."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 # --- rows ----------------------------------------------------------------------------------

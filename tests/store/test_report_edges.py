@@ -93,3 +93,36 @@ def test_a_cut_day_from_either_side_sums_as_the_requests_do(
     assert report.rows == plain.rows
     assert report.total == plain.total
     assert report.total.requests > 0
+
+
+@pytest.mark.parametrize("value", ["p", "P", "50%", "a_b", "x\\y", "%", "_"])
+def test_a_tag_filter_keeps_exactly_the_sets_holding_its_tag(conn, value):
+    """The rollup's sets are narrowed in SQL by a LIKE on the tag's encoded pair (case-blind
+    in SQLite, with LIKE's own wildcards in names and values): only the sets that hold the
+    tag itself are counted."""
+    sets = [
+        (("env", "p"),),
+        (("env", "P"),),
+        (("env", "50%"), ("feature", "a_b")),
+        (("env", "500"), ("feature", "aXb")),
+        (("env", "x\\y"),),
+        (("env", "%"),),
+        (("env", "_"),),
+        (("env", "q"),),
+        (("team", "env"),),
+        (),
+    ] * 2
+    insert(
+        conn,
+        *(
+            Req(D + 3600 * i + 60, model=f"m{i % 3}", cost_nano=1_000 + i, tags=tags)
+            for i, tags in enumerate(sets)
+        ),
+    )
+    window = TimeRange(D, D + DAY)
+    for filters in (Filters(tags=(("env", value),)), Filters(tags=(("feature", value),))):
+        report = build_report(conn, ("model",), window, filters, latency=False)
+        plain = build_report(_plain(conn), ("model",), window, filters, latency=False)
+        assert report.rows == plain.rows and report.total == plain.total
+        (name, _), *_ = filters.tags
+        assert report.total.requests == sum((name, value) in tags for tags in sets)
