@@ -4,6 +4,8 @@
     python bench/report_speed.py --rows 1000000 --before   # also without migration 002
     python bench/report_speed.py --rows 3000000 --home DIR --groupings --since 90d
         # every kind of --by grouping (tags and combinations included), each < 1 s
+    python bench/report_speed.py --rows 3000000 --home DIR --since 90d --in-process
+        # the same groupings' build_report CPU, sums alone and with the latency pass
 
 Each command runs once to warm the page cache, then `--repeat` times, its output to /dev/null
 (a pipe: tables are then written plain) or, with `--tty`, to a pseudo-terminal read and thrown
@@ -124,12 +126,16 @@ def row_count(db: Path) -> int:
         conn.close()
 
 
-def ensure_seeded(home: Path, rows: int, days: float = 45) -> None:
+def ensure_seeded(home: Path, rows: int, days: float = 45, *, given: bool = False) -> None:
+    """Seed `home` with `rows` requests unless it holds exactly that many; a home the caller
+    named (`--home`) holding another number is refused, never deleted."""
     db = home / "meterfox.db"
     have = row_count(db)
     if have == rows:
         print(f"using {db} ({rows:,} rows)", file=sys.stderr)
         return
+    if db.exists() and given:
+        raise SystemExit(f"{db} holds {have:,} requests, not --rows {rows:,}: left as it is")
     if db.exists():
         shutil.rmtree(home)
     env = {**os.environ, "METERFOX_HOME": str(home)}
@@ -233,6 +239,46 @@ def table(results: list[tuple[str, Timing, float | None]]) -> str:
     return "\n".join(lines)
 
 
+def in_process(home: Path, since: str, repeat: int) -> str:
+    """`build_report` over one open read-only connection, for each `--groupings` entry: the
+    CPU time of the sums alone and of the sums with the latency pass (medians of `repeat`,
+    after a warm-up), and the rows and groups read — what a report's cost is made of, without
+    starting Python, importing click or drawing the table."""
+    sys.path.insert(0, str(HERE.parent))
+    from meterfox_cli.store.db import connect
+    from meterfox_cli.store.dimensions import parse_dimensions
+    from meterfox_cli.store.queries import build_report
+    from meterfox_cli.store.select import parse_filters
+    from meterfox_cli.timewindow import resolve_window
+
+    conn = connect(home / "meterfox.db", readonly=True)
+    window = resolve_window(since, None)
+    lines = [
+        "| grouping | groups | sums CPU | sums + latency CPU |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    try:
+        for args in GROUPINGS:
+            named = dict(zip(args[::2], args[1::2], strict=True))
+            dims = parse_dimensions(named["--by"])
+            filters = parse_filters((), (), (), [named["--tag"]] if "--tag" in named else [])
+            cpu = {}
+            for latency in (False, True):
+                taken = []
+                for _ in range(repeat + 1):
+                    started = time.process_time()
+                    report = build_report(conn, dims, window, filters, latency=latency)
+                    taken.append(time.process_time() - started)
+                cpu[latency] = statistics.median(taken[1:])
+            label = " ".join(args)
+            lines.append(
+                f"| `{label}` | {len(report.rows):,} | {cpu[False]:.3f} s | {cpu[True]:.3f} s |"
+            )
+    finally:
+        conn.close()
+    return "\n".join(lines)
+
+
 def accuracy(home: Path) -> str:
     """How far the sampled latency percentiles are from exact ones, over every group."""
     sys.path.insert(0, str(HERE.parent))
@@ -294,12 +340,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--tty", action="store_true", help="output to a pseudo-terminal, not /dev/null"
     )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="time build_report for each --groupings entry in this process instead",
+    )
     args = parser.parse_args(argv)
     if args.url is not None:
         time_ledger(args.url, args.repeat)
         return
     home = args.home or Path(f"/tmp/meterfox-bench-{args.rows}")
-    ensure_seeded(home, args.rows, args.days)
+    ensure_seeded(home, args.rows, args.days, given=args.home is not None)
+    if args.in_process:
+        load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(
+            f"{args.rows:,} requests, --since {args.since}, median of {args.repeat}; load {load}\n"
+        )
+        print(in_process(home, args.since, args.repeat))
+        return
     commands = grouping_commands(args.since) if args.groupings else COMMANDS
     base = meterfox_argv()
     runs = [("after", home)] + ([("before", without_rollup(home))] if args.before else [])
