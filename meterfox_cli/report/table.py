@@ -236,7 +236,7 @@ def _sample_note(rows: Sequence[ReportRow]) -> list[str]:
     if not by_rate:
         return []
     parts = [
-        f"{n} group{'s' if n > 1 else ''} from one request in {every}"
+        f"{n:,} group{'s' if n > 1 else ''} from one request in {every}"
         for every, n in sorted(by_rate.items(), reverse=True)
     ]
     sampled = sum(by_rate.values())

@@ -6,9 +6,9 @@ the whole UTC days of a window, `request_rollup` for the whole hours around them
 only for the partial hours at its edges. A grouping or filter on tags reads `tag_rollup` (per
 UTC day and whole tag set) for whole days, and the tags of each set are matched and grouped
 here; a UTC day the window cuts is read from the requests of its smaller part (inside the
-window; or outside it, taken from the day's rollup rows). A grouping on `host` (kept by `day_rollup` alone, migration 013) reads it for
-whole UTC days and `requests` for the partial days; `host` with tags, or a database without the
-rollups, reads `requests` alone. Every path gives the same numbers (tests/store/test_queries.py
+window; or outside it, taken from the day's rollup rows). A grouping on `host` (kept by
+`day_rollup` alone, migration 013) reads it for whole UTC days and `requests` for the partial
+days; `host` with tags, or a database without the rollups, reads `requests` alone. Every path gives the same numbers (tests/store/test_queries.py
 and tests/store/test_tag_rollup.py check it). Latency percentiles are a second pass over the same
 snapshot (store/latency.py).
 """
