@@ -4,9 +4,13 @@
     python bench/report_speed.py --rows 1000000 --before   # also without migration 002
     python bench/report_speed.py --rows 3000000 --home DIR --groupings --since 90d
         # every kind of --by grouping (tags and combinations included), each < 1 s
+    python bench/report_speed.py --rows 3000000 --home DIR --since 90d --in-process
+        # the same groupings' build_report CPU, sums alone and with the latency pass
 
-Each command runs once to warm the page cache, then `--repeat` times; the table gives the
-median and the range of wall-clock times, and the machine's load average (other work on a
+Each command runs once to warm the page cache, then `--repeat` times, its output to /dev/null
+(a pipe: tables are then written plain) or, with `--tty`, to a pseudo-terminal read and thrown
+away (what a person at a terminal waits for: rich draws tables of up to 100 rows); the table
+gives the median and the range of wall-clock times, and the machine's load average (other work on a
 2-core machine shows up directly in these numbers). `--before` copies the database, drops what
 migration 002_report_rollup added (the rollup table, its triggers, the latency index) and
 times the report commands again: the same code then reads the requests table alone.
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import select
 import shutil
 import sqlite3
 import statistics
@@ -62,6 +67,12 @@ PG_COMMANDS: list[tuple[str, list[str], float | None]] = [
         None,
     ),
     ("meterfox chart --days 30", ["chart", "--days", "30"], None),
+    (
+        "meterfox report --by tag:feature --since 90d",
+        ["report", "--by", "tag:feature", "--since", "90d"],
+        1.0,
+    ),
+    ("meterfox report --by host --since 90d", ["report", "--by", "host", "--since", "90d"], 1.0),
 ]
 
 
@@ -115,12 +126,16 @@ def row_count(db: Path) -> int:
         conn.close()
 
 
-def ensure_seeded(home: Path, rows: int, days: float = 45) -> None:
+def ensure_seeded(home: Path, rows: int, days: float = 45, *, given: bool = False) -> None:
+    """Seed `home` with `rows` requests unless it holds exactly that many; a home the caller
+    named (`--home`) holding another number is refused, never deleted."""
     db = home / "meterfox.db"
     have = row_count(db)
     if have == rows:
         print(f"using {db} ({rows:,} rows)", file=sys.stderr)
         return
+    if db.exists() and given:
+        raise SystemExit(f"{db} holds {have:,} requests, not --rows {rows:,}: left as it is")
     if db.exists():
         shutil.rmtree(home)
     env = {**os.environ, "METERFOX_HOME": str(home)}
@@ -137,25 +152,58 @@ class Timing:
     cpu: list[float] = field(default_factory=list)  # user + system time of the process
 
 
-def time_command(argv: list[str], home: Path, repeat: int, url: str | None = None) -> Timing:
+def time_command(
+    argv: list[str], home: Path, repeat: int, url: str | None = None, *, tty: bool = False
+) -> Timing:
     env = {**os.environ, "METERFOX_HOME": str(home), "COLUMNS": "120"}
     if url is not None:
         env["METERFOX_DATABASE_URL"] = url
+    run = at_a_terminal if tty else piped
     timing = Timing()
     for attempt in range(repeat + 1):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        done = subprocess.run(
-            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
-        )
+        code, errors = run(argv, env)
         elapsed = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if done.returncode != 0:
-            raise SystemExit(f"{' '.join(argv)} failed: {done.stderr.decode()}")
+        if code != 0:
+            raise SystemExit(f"{' '.join(argv)} failed: {errors}")
         if attempt:  # the first run only warms the page cache
             timing.wall.append(elapsed)
             timing.cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     return timing
+
+
+def piped(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+    done = subprocess.run(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+    )
+    return done.returncode, done.stderr.decode()
+
+
+def at_a_terminal(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run `argv` with its output on a pseudo-terminal, read until it closes (bounded: 300 s)."""
+    master, slave = os.openpty()
+    proc = subprocess.Popen(argv, env=env, stdout=slave, stderr=slave)
+    os.close(slave)
+    shown, deadline = [], time.monotonic() + 300
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([master], [], [], left)[0]:
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown.append(chunk)
+    finally:
+        os.close(master)
+        if proc.poll() is None and time.monotonic() >= deadline:
+            proc.kill()
+    code = proc.wait(timeout=60)
+    return code, b"".join(shown)[-2000:].decode(errors="replace")
 
 
 def without_rollup(home: Path) -> Path:
@@ -188,6 +236,46 @@ def table(results: list[tuple[str, Timing, float | None]]) -> str:
             f"| `{label}` | {wall:.3f} s | {min(timing.wall):.3f} – {max(timing.wall):.3f} s "
             f"| {statistics.median(timing.cpu):.3f} s | {verdict} |"
         )
+    return "\n".join(lines)
+
+
+def in_process(home: Path, since: str, repeat: int) -> str:
+    """`build_report` over one open read-only connection, for each `--groupings` entry: the
+    CPU time of the sums alone and of the sums with the latency pass (medians of `repeat`,
+    after a warm-up), and the rows and groups read — what a report's cost is made of, without
+    starting Python, importing click or drawing the table."""
+    sys.path.insert(0, str(HERE.parent))
+    from meterfox_cli.store.db import connect
+    from meterfox_cli.store.dimensions import parse_dimensions
+    from meterfox_cli.store.queries import build_report
+    from meterfox_cli.store.select import parse_filters
+    from meterfox_cli.timewindow import resolve_window
+
+    conn = connect(home / "meterfox.db", readonly=True)
+    window = resolve_window(since, None)
+    lines = [
+        "| grouping | groups | sums CPU | sums + latency CPU |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    try:
+        for args in GROUPINGS:
+            named = dict(zip(args[::2], args[1::2], strict=True))
+            dims = parse_dimensions(named["--by"])
+            filters = parse_filters((), (), (), [named["--tag"]] if "--tag" in named else [])
+            cpu = {}
+            for latency in (False, True):
+                taken = []
+                for _ in range(repeat + 1):
+                    started = time.process_time()
+                    report = build_report(conn, dims, window, filters, latency=latency)
+                    taken.append(time.process_time() - started)
+                cpu[latency] = statistics.median(taken[1:])
+            label = " ".join(args)
+            lines.append(
+                f"| `{label}` | {len(report.rows):,} | {cpu[False]:.3f} s | {cpu[True]:.3f} s |"
+            )
+    finally:
+        conn.close()
     return "\n".join(lines)
 
 
@@ -249,12 +337,27 @@ def main(argv: list[str] | None = None) -> None:
         "--groupings", action="store_true", help="time every kind of --by grouping instead"
     )
     parser.add_argument("--since", default="all", help="the window of --groupings")
+    parser.add_argument(
+        "--tty", action="store_true", help="output to a pseudo-terminal, not /dev/null"
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="time build_report for each --groupings entry in this process instead",
+    )
     args = parser.parse_args(argv)
     if args.url is not None:
         time_ledger(args.url, args.repeat)
         return
     home = args.home or Path(f"/tmp/meterfox-bench-{args.rows}")
-    ensure_seeded(home, args.rows, args.days)
+    ensure_seeded(home, args.rows, args.days, given=args.home is not None)
+    if args.in_process:
+        load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(
+            f"{args.rows:,} requests, --since {args.since}, median of {args.repeat}; load {load}\n"
+        )
+        print(in_process(home, args.since, args.repeat))
+        return
     commands = grouping_commands(args.since) if args.groupings else COMMANDS
     base = meterfox_argv()
     runs = [("after", home)] + ([("before", without_rollup(home))] if args.before else [])
@@ -265,10 +368,12 @@ def main(argv: list[str] | None = None) -> None:
         for label, command, target in commands:
             if name == "before" and "help" in label:
                 continue
-            results.append((label, time_command([*base, *command], where, args.repeat), target))
+            timing = time_command([*base, *command], where, args.repeat, tty=args.tty)
+            results.append((label, timing, target))
         load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
         heading = "with migration 002" if name == "after" else "without migration 002 (before)"
-        print(f"\n{heading} — median of {args.repeat} runs; load average {load}\n")
+        output = "a pseudo-terminal" if args.tty else "/dev/null"
+        print(f"\n{heading} — median of {args.repeat} runs, output to {output}; load {load}\n")
         print(table(results))
     if args.accuracy:
         print("\nlatency percentiles, sampled vs exact\n")

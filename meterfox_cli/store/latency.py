@@ -191,13 +191,16 @@ def _from_sample_table(
     one request in step × SAMPLE_TABLE_EVERY; the groups that leaves with fewer than
     LATENCY_MIN_SAMPLES are read from every row of the table (one request in
     SAMPLE_TABLE_EVERY), as far as LATENCY_TOP_UP_MAX rows — or, when the window's rows in
-    the table number at most LATENCY_SAMPLE_MAX + LATENCY_TOP_UP_MAX, all of them are read
-    once. No request row is read: the cost is the window's rows in the sample table, window /
-    SAMPLE_TABLE_EVERY, at most."""
+    the table number at most LATENCY_SAMPLE_MAX + LATENCY_TOP_UP_MAX and no tag is involved,
+    all of them are read once. With a tag every row read costs a lookup of its tags, so the
+    sample is never widened to the whole table: a tag dimension's thin groups (which cannot be
+    narrowed to) keep the sample's rate. No request row is read: the cost is the window's rows
+    in the sample table, window / SAMPLE_TABLE_EVERY, at most."""
     step = math.ceil(every / SAMPLE_TABLE_EVERY)
     small = _small_groups(counts, step * SAMPLE_TABLE_EVERY, SAMPLE_TABLE_EVERY)
     in_table = sum(counts.values()) // SAMPLE_TABLE_EVERY
-    if small and in_table <= LATENCY_SAMPLE_MAX + LATENCY_TOP_UP_MAX:
+    tagged = bool(filters.tags) or any(dim.startswith("tag:") for dim in dims)
+    if small and in_table <= LATENCY_SAMPLE_MAX + LATENCY_TOP_UP_MAX and not tagged:
         step, small = 1, []  # one read of every row costs less than a sample and a top-up
     every = step * SAMPLE_TABLE_EVERY
     groups, overall = _measured(conn, dims, window, filters, step, None, "latency_sample")

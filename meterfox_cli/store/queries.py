@@ -4,10 +4,11 @@ the database (SQLite, or a PostgreSQL ledger: store/backend.py); money stays in 
 Sums come from the rollups (exact sums kept by triggers, see migrations.py): `day_rollup` for
 the whole UTC days of a window, `request_rollup` for the whole hours around them, and `requests`
 only for the partial hours at its edges. A grouping or filter on tags reads `tag_rollup` (per
-UTC day and whole tag set) the same way, for whole days, and the tags of each set are matched
-and grouped here. A grouping on `host` (kept by `day_rollup` alone, migration 013) reads it for
-whole UTC days and `requests` for the partial days; `host` with tags, or a database without the
-rollups, reads `requests` alone. Every path gives the same numbers (tests/store/test_queries.py
+UTC day and whole tag set) for whole days, and the tags of each set are matched and grouped
+here; a UTC day the window cuts is read from the requests of its smaller part (inside the
+window; or outside it, taken from the day's rollup rows). A grouping on `host` (kept by
+`day_rollup` alone, migration 013) reads it for whole UTC days and `requests` for the partial
+days; `host` with tags, or a database without the rollups, reads `requests` alone. Every path gives the same numbers (tests/store/test_queries.py
 and tests/store/test_tag_rollup.py check it). Latency percentiles are a second pass over the same
 snapshot (store/latency.py).
 """
@@ -35,7 +36,7 @@ from meterfox_cli.store.dimensions import (
 )
 from meterfox_cli.store.latency import latency_percentiles
 from meterfox_cli.store.select import NO_FILTERS, Filters, TimeRange, filter_sql, window_sql
-from meterfox_cli.store.tagsets import decode
+from meterfox_cli.store.tagsets import decode, encode
 
 _SUMS = (
     "requests",
@@ -363,17 +364,60 @@ def _tag_sums(
     conn: LedgerConnection, dims: tuple[str, ...], window: TimeRange, filters: Filters
 ) -> dict[tuple[str | None, ...], _Acc]:
     """Sums for a grouping or filter on tags: `tag_rollup` for the window's whole UTC days,
-    request rows for the partial days at its edges (or for a window shorter than a day)."""
+    and a partial UTC day at an edge from the request rows (joined to their tags) of whichever
+    part of it is smaller: the part inside the window, added, or the part outside, taken from
+    that whole day's `tag_rollup` rows (a window shorter than a day: its request rows)."""
     first, end = _whole_buckets(window, DAY_S)
     if first is not None and end is not None and first >= end:
         return _grouped_sums(conn, dims, _request_source(dims, filters, window_sql(window)))
     groups = _tagset_sums(conn, dims, filters, first, end)
-    edges = _edge_sql(window, first, end, DAY_S, dialect_of(conn).bucket("r.ts", DAY_S))
-    if edges is not None:
-        for key, acc in _grouped_sums(conn, dims, _request_source(dims, filters, edges)).items():
-            into = groups.setdefault(key, _Acc())
-            into.sums = [a + b for a, b in zip(into.sums, acc.sums, strict=True)]
-    return groups
+    day_of = dialect_of(conn).bucket("r.ts", DAY_S)
+    for day, inside, outside in _partial_days(window, first, end, day_of):
+        if _requests_in(conn, outside) < _requests_in(conn, inside):
+            _add(groups, _tagset_sums(conn, dims, filters, day, day + 1))
+            _add(groups, _grouped_sums(conn, dims, _request_source(dims, filters, outside)), -1)
+        else:
+            _add(groups, _grouped_sums(conn, dims, _request_source(dims, filters, inside)))
+    return {key: acc for key, acc in groups.items() if acc.sums[0]}
+
+
+Clause = tuple[str, list[object]]
+
+
+def _partial_days(
+    window: TimeRange, first: int | None, end: int | None, day_of: str
+) -> list[tuple[int, Clause, Clause]]:
+    """The UTC days the window cuts (the one before `first`, the one at `end`), each with the
+    requests of that day inside the window and those outside it. `day_of` is the trigger's own
+    UTC day of a request, so the two parts are exactly the requests the day's rollup rows sum."""
+    days: list[tuple[int, Clause, Clause]] = []
+    if window.since is not None and first is not None and first * DAY_S != window.since:
+        day, since = first - 1, window.since
+        inside = f"r.ts >= ? AND r.ts < ? AND {day_of} = ?", [since, first * DAY_S + 1, day]
+        outside = f"r.ts < ? AND r.ts >= ? AND {day_of} = ?", [since, day * DAY_S - 1, day]
+        days.append((day, inside, outside))
+    if window.until is not None and end is not None and end * DAY_S != window.until:
+        day, until = end, window.until
+        inside = f"r.ts < ? AND r.ts >= ? AND {day_of} = ?", [until, day * DAY_S - 1, day]
+        outside = f"r.ts >= ? AND r.ts < ? AND {day_of} = ?", [until, (day + 1) * DAY_S + 1, day]
+        days.append((day, inside, outside))
+    return days
+
+
+def _requests_in(conn: LedgerConnection, clause: Clause) -> int:
+    """How many requests match `clause` (all filters aside): an index-only count on `ts`."""
+    where, params = clause
+    return conn.execute(f"SELECT COUNT(*) FROM requests r WHERE {where}", params).fetchone()[0]
+
+
+def _add(
+    groups: dict[tuple[str | None, ...], _Acc],
+    more: dict[tuple[str | None, ...], _Acc],
+    sign: int = 1,
+) -> None:
+    for key, acc in more.items():
+        into = groups.setdefault(key, _Acc())
+        into.sums = [a + sign * b for a, b in zip(into.sums, acc.sums, strict=True)]
 
 
 def _tagset_sums(
@@ -385,11 +429,15 @@ def _tagset_sums(
 ) -> dict[tuple[str | None, ...], _Acc]:
     """`tag_rollup` summed per (the grouping's other dimensions, tag set) in the database;
     each tag set is then matched against the tag filters and split into its tag dimensions
-    here (a window holds few distinct sets). Groups of zero requests (left by a tag's move
-    from one set to another) are skipped."""
+    here (a window holds few distinct sets). A tag filter leaves out in SQL the sets that do
+    not hold its encoded pair (a LIKE: a superset, checked exactly here). Groups of zero
+    requests (left by a tag's move from one set to another) are skipped."""
     dialect = dialect_of(conn)
     plain = [dimension_sql(d, i, dialect=dialect) for i, d in enumerate(dims) if d[:4] != "tag:"]
     clauses, params = filter_sql(replace(filters, tags=()), "x")
+    for name, value in filters.tags:
+        clauses.append("x.tagset LIKE ? ESCAPE '\\'")
+        params.append(f"%{_like_escaped(encode({name: value}))}%")
     if first is not None:
         clauses.append("x.utc_day >= ?")
         params.append(first)
@@ -410,6 +458,11 @@ def _tagset_sums(
         acc = groups.setdefault(key, _Acc())
         acc.sums = [a + int(b or 0) for a, b in zip(acc.sums, row[len(plain) + 1 :], strict=True)]
     return {key: acc for key, acc in groups.items() if acc.sums[0]}
+
+
+def _like_escaped(text: str) -> str:
+    """`text` matched literally by LIKE … ESCAPE '\\'."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 # --- rows ----------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import select
 import subprocess
 import sys
 import time
@@ -323,3 +325,46 @@ def test_help_imports_nothing_heavy(meterfox_home, command):
     )
     assert "Usage:" in done.stdout
     assert done.stderr.strip().splitlines()[-1] == "[]"
+
+
+def at_a_terminal(*args: str, home: Path) -> str:
+    """What `meterfox ARGS` shows on a pseudo-terminal 160 cells wide, read until it exits."""
+    master, slave = os.openpty()
+    env = meterfox_env({"METERFOX_HOME": str(home), "COLUMNS": "160", "TERM": "dumb"})
+    proc = subprocess.Popen(meterfox_command(*args), env=env, stdout=slave, stderr=slave)
+    os.close(slave)
+    shown, deadline = b"", time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the child closed the terminal
+                    chunk = b""
+                if not chunk:
+                    break
+                shown += chunk
+            elif proc.poll() is not None:
+                break
+        assert proc.wait(timeout=10) == 0, shown
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return shown.decode().replace("\r\n", "\n")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
+def test_a_terminal_gets_rich_for_a_short_table_and_the_plain_one_past_the_limit(meterfox_home):
+    from meterfox_cli.report.table import RICH_MAX_ROWS
+
+    models = [f"model-{i:03d}" for i in range(RICH_MAX_ROWS + 1)]
+    record_to(resolve_paths().database, *(Req(this_month(1), model=m) for m in models))
+    short = at_a_terminal("report", "--by", "provider", home=meterfox_home)
+    assert "│" in short and "openai" in short and "\n-----" not in short
+    long = at_a_terminal("report", "--by", "model", home=meterfox_home)
+    assert "│" not in long and "\n-----" in long
+    assert all(f"\n{model} " in long for model in models)
+    piped = meterfox("report", "--by", "provider", home=meterfox_home).stdout
+    assert "│" not in piped and "\n-----" in piped and "\nopenai " in piped

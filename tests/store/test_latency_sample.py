@@ -101,3 +101,34 @@ def test_with_a_tag_the_sample_table_is_read_from_half_the_rate(conn, monkeypatc
     assert build_report(conn, ("tag:team",), ALL).sample_every == SAMPLE_TABLE_EVERY
     filtered = build_report(conn, ("model",), ALL, Filters(tags=(("team", "a"),)))
     assert filtered.sample_every == SAMPLE_TABLE_EVERY
+
+
+def test_with_a_tag_a_small_sample_is_not_read_whole(conn, monkeypatch):
+    """Every row read with a tag costs a lookup of its tags, so a sample that could be read
+    whole once (as without a tag) is not: a tag filter's thin groups are topped up from every
+    row of the sample and the others keep the sample's rate; a tag dimension's thin groups
+    (nothing to narrow them by) keep it too."""
+    monkeypatch.setattr(latency, "LATENCY_SAMPLE_MAX", 4)
+    monkeypatch.setattr(latency, "LATENCY_MIN_SAMPLES", 5)
+    monkeypatch.setattr(latency, "LATENCY_TOP_UP_MAX", 11)  # the 15 rows: one read, untagged
+    insert(
+        conn,
+        *(
+            Req(at("2026-11-03 10:00"), model="big", latency_ms=float(i), tags=(("team", "a"),))
+            for i in range(1, 201)
+        ),
+        *(Req(at("2026-11-03 11:00"), model="small", tags=(("team", "b"),)) for _ in range(40)),
+    )
+    plain = build_report(conn, ("model",), ALL)
+    assert {row.latency_sample_every for row in plain.rows} == {SAMPLE_TABLE_EVERY}
+    everyone = Filters(tags=(("env", "p"),))
+    conn.execute("INSERT INTO request_tags SELECT id, 'env', 'p' FROM requests")
+    filtered = {row.group: row for row in build_report(conn, ("model",), ALL, everyone).rows}
+    assert filtered["big"].latency_sample_every == 4 * SAMPLE_TABLE_EVERY
+    assert filtered["big"].latency_p50_ms == 128.0  # seq 4, 8, 12: rowids 64, 128, 192
+    assert filtered["small"].latency_sample_every == SAMPLE_TABLE_EVERY  # topped up
+    assert filtered["small"].latency_p50_ms == 500.0
+    by_tag = {row.group: row for row in build_report(conn, ("tag:team",), ALL).rows}
+    assert by_tag["a"].latency_sample_every == by_tag["b"].latency_sample_every
+    assert by_tag["b"].latency_sample_every == 4 * SAMPLE_TABLE_EVERY
+    assert by_tag["a"].latency_p50_ms == 128.0
