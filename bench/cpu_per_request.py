@@ -1,7 +1,7 @@
-"""CPU time per proxied request: the bare relay against MeterFox, JSON at concurrency 32.
+"""CPU time per proxied request: the bare relay against MeterFox, at concurrency 32.
 
     python -m bench.cpu_per_request [--rounds 3] [--seconds 4] [--check] [--observability]
-                                    [--threads]
+                                    [--threads] [--mode json|stream]
 
 Throughput on a shared 2-vCPU machine depends on what else runs; the CPU a process spends per
 request (user + system, from /proc/PID/stat, over a wrk run; `serve`'s child processes — its
@@ -16,6 +16,11 @@ With --observability, one more target, `meterfox+obs`: a second daemon with Prom
 scraped every second and OpenTelemetry exporting to a stand-in collector (bench/run.py's
 `start_observed`), the plain one with `[metrics] enabled = false`. Its line counts the daemon's
 CPU and, apart, its OpenTelemetry export process's (which runs at nice 10, off the proxy's GIL).
+
+With --mode stream, the requests are bench/run.py's streamed chat completions (20 content events,
+then `[DONE]`; MeterFox asks upstream for the usage event and drops it from what the client gets,
+as it does for any SDK that did not ask) instead of JSON ones; the baseline is per mode (a mode
+without one is printed without a verdict, and --check does not fail on it).
 
 With --threads, each round also splits every target's CPU per request between its main thread
 (the event loop: what holds the GIL for every request) and its other threads (the record
@@ -41,6 +46,7 @@ from bench.run import (
     CALLER_KEY,
     CHAT_PATH,
     JSON_BODY,
+    STREAM_BODY,
     free_port,
     lua_script,
     start,
@@ -53,6 +59,7 @@ from bench.run import (
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 BASELINE = Path(__file__).with_name("cpu_baseline.json")
 REGRESSION_LIMIT = 1.5  # --check fails above baseline x this
+BODIES = {"json": JSON_BODY, "stream": STREAM_BODY}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -121,19 +128,35 @@ def main() -> None:
     parser.add_argument(
         "--threads", action="store_true", help="also split CPU: main thread vs the others"
     )
+    parser.add_argument(
+        "--mode", choices=tuple(BODIES), default="json", help="JSON or streamed completions"
+    )
     args = parser.parse_args()
     splits: dict[str, list[ThreadSplit]] | None = {} if args.threads else None
-    ratios = per_round_ratios(args.rounds, args.seconds, args.observability, splits)
+    ratios = per_round_ratios(
+        args.rounds, args.seconds, args.observability, splits, BODIES[args.mode]
+    )
     if splits is not None:
         print_thread_medians(splits)
     ratio = statistics.median(ratios)
-    baseline = json.loads(BASELINE.read_text())["ratio"]
+    summary = (
+        f"CPU per proxied request ({args.mode}) vs the bare relay: {ratio:.2f}x "
+        f"(median of {len(ratios)})"
+    )
+    baseline = json.loads(BASELINE.read_text()).get(_baseline_key(args.mode))
+    if baseline is None:
+        print(f"{summary}; no baseline for this mode")
+        return
     limit = baseline * REGRESSION_LIMIT
     verdict = "ok" if ratio <= limit else "REGRESSION"
-    print(f"CPU per proxied request vs the bare relay: {ratio:.2f}x (median of {len(ratios)}); "
-          f"baseline {baseline:.2f}x, limit {limit:.2f}x: {verdict}")  # fmt: skip
+    print(f"{summary}; baseline {baseline:.2f}x, limit {limit:.2f}x: {verdict}")
     if args.check and ratio > limit:
         sys.exit(1)
+
+
+def _baseline_key(mode: str) -> str:
+    """The baseline file's key for a mode (`ratio`, the JSON one, predates the modes)."""
+    return "ratio" if mode == "json" else f"{mode}_ratio"
 
 
 def children(pid: int) -> list[int]:
@@ -169,6 +192,7 @@ def per_round_ratios(
     seconds: int,
     observability: bool = False,
     splits: dict[str, list[ThreadSplit]] | None = None,
+    body: dict = JSON_BODY,
 ) -> list[float]:
     """MeterFox's CPU per request over the relay's, one ratio per round. With `splits`, each
     target's main/other thread split per request is printed and appended to it, per round."""
@@ -192,7 +216,7 @@ def per_round_ratios(
         wait_listening(upstream_port)
         wait_listening(relay_port)
         wait_healthy(meterfox_port)
-        script = lua_script(JSON_BODY, home, CALLER_KEY)
+        script = lua_script(body, home, CALLER_KEY)
         targets = [("bare relay", relay, relay_port), ("meterfox", meterfox, meterfox_port)]
         if observability:
             ports = {"meterfox_obs": free_port(), "sink": free_port()}
