@@ -1,7 +1,7 @@
-"""CPU time per proxied request: the bare relay against MeterFox, JSON at concurrency 32.
+"""CPU time per proxied request: the bare relay against MeterFox, at concurrency 32.
 
     python -m bench.cpu_per_request [--rounds 3] [--seconds 4] [--check] [--observability]
-                                    [--threads]
+                                    [--threads] [--mode json|stream] [--checkout DIR]
 
 Throughput on a shared 2-vCPU machine depends on what else runs; the CPU a process spends per
 request (user + system, from /proc/PID/stat, over a wrk run; `serve`'s child processes — its
@@ -16,6 +16,16 @@ With --observability, one more target, `meterfox+obs`: a second daemon with Prom
 scraped every second and OpenTelemetry exporting to a stand-in collector (bench/run.py's
 `start_observed`), the plain one with `[metrics] enabled = false`. Its line counts the daemon's
 CPU and, apart, its OpenTelemetry export process's (which runs at nice 10, off the proxy's GIL).
+
+With --mode stream, the requests are bench/run.py's streamed chat completions (20 content events,
+then `[DONE]`; MeterFox asks upstream for the usage event and drops it from what the client gets,
+as it does for any SDK that did not ask) instead of JSON ones; the baseline is per mode (a mode
+without one is printed without a verdict, and --check does not fail on it).
+
+With --checkout DIR, one more target, `checkout`: `serve` run from that checkout's code (e.g. a
+`git worktree` of the commit before a change), measured in the same rounds; the end prints this
+checkout's CPU per request over that one's, paired within each round (both under the same load:
+steadier than comparing two runs on a shared machine), the median of the rounds' ratios.
 
 With --threads, each round also splits every target's CPU per request between its main thread
 (the event loop: what holds the GIL for every request) and its other threads (the record
@@ -41,6 +51,7 @@ from bench.run import (
     CALLER_KEY,
     CHAT_PATH,
     JSON_BODY,
+    STREAM_BODY,
     free_port,
     lua_script,
     start,
@@ -53,6 +64,7 @@ from bench.run import (
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 BASELINE = Path(__file__).with_name("cpu_baseline.json")
 REGRESSION_LIMIT = 1.5  # --check fails above baseline x this
+BODIES = {"json": JSON_BODY, "stream": STREAM_BODY}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -121,19 +133,41 @@ def main() -> None:
     parser.add_argument(
         "--threads", action="store_true", help="also split CPU: main thread vs the others"
     )
+    parser.add_argument(
+        "--mode", choices=tuple(BODIES), default="json", help="JSON or streamed completions"
+    )
+    parser.add_argument(
+        "--checkout", type=Path, help="also `serve` from this checkout, paired with this one"
+    )
     args = parser.parse_args()
     splits: dict[str, list[ThreadSplit]] | None = {} if args.threads else None
-    ratios = per_round_ratios(args.rounds, args.seconds, args.observability, splits)
+    rounds = per_round_cpu(
+        args.rounds, args.seconds, args.observability, splits, BODIES[args.mode], args.checkout
+    )
     if splits is not None:
         print_thread_medians(splits)
+    if args.checkout is not None:
+        print_paired(rounds, splits, args.checkout)
+    ratios = [cpu["meterfox"] / cpu["bare relay"] for cpu in rounds]
     ratio = statistics.median(ratios)
-    baseline = json.loads(BASELINE.read_text())["ratio"]
+    summary = (
+        f"CPU per proxied request ({args.mode}) vs the bare relay: {ratio:.2f}x "
+        f"(median of {len(ratios)})"
+    )
+    baseline = json.loads(BASELINE.read_text()).get(_baseline_key(args.mode))
+    if baseline is None:
+        print(f"{summary}; no baseline for this mode")
+        return
     limit = baseline * REGRESSION_LIMIT
     verdict = "ok" if ratio <= limit else "REGRESSION"
-    print(f"CPU per proxied request vs the bare relay: {ratio:.2f}x (median of {len(ratios)}); "
-          f"baseline {baseline:.2f}x, limit {limit:.2f}x: {verdict}")  # fmt: skip
+    print(f"{summary}; baseline {baseline:.2f}x, limit {limit:.2f}x: {verdict}")
     if args.check and ratio > limit:
         sys.exit(1)
+
+
+def _baseline_key(mode: str) -> str:
+    """The baseline file's key for a mode (`ratio`, the JSON one, predates the modes)."""
+    return "ratio" if mode == "json" else f"{mode}_ratio"
 
 
 def children(pid: int) -> list[int]:
@@ -164,15 +198,33 @@ def print_thread_medians(splits: dict[str, list[ThreadSplit]]) -> None:
               f"main {paired:.2f}x the relay's (median of the rounds' ratios)")  # fmt: skip
 
 
-def per_round_ratios(
+def print_paired(
+    rounds: list[dict[str, float]], splits: dict[str, list[ThreadSplit]] | None, other: Path
+) -> None:
+    """This checkout's CPU per request over `other`'s, paired within each round."""
+    paired = statistics.median(cpu["meterfox"] / cpu["checkout"] for cpu in rounds)
+    line = f"meterfox (this checkout) vs checkout ({other}): {paired:.3f}x CPU per request"
+    if splits is not None:
+        main = statistics.median(
+            mine.main / theirs.main
+            for mine, theirs in zip(splits["meterfox"], splits["checkout"], strict=True)
+        )
+        line += f", {main:.3f}x in the main thread"
+    print(f"{line} (medians of {len(rounds)} rounds' ratios)")
+
+
+def per_round_cpu(
     rounds: int,
     seconds: int,
     observability: bool = False,
     splits: dict[str, list[ThreadSplit]] | None = None,
-) -> list[float]:
-    """MeterFox's CPU per request over the relay's, one ratio per round. With `splits`, each
+    body: dict = JSON_BODY,
+    checkout: Path | None = None,
+) -> list[dict[str, float]]:
+    """Each target's CPU seconds per request, one dict per round. With `splits`, each
     target's main/other thread split per request is printed and appended to it, per round."""
     home = Path(tempfile.mkdtemp(prefix="meterfox-cpu-"))
+    other_home = home / "checkout"  # with --checkout: the other daemon's home, inside this one
     if observability:
         (home / "config.toml").write_text("[metrics]\nenabled = false\n")
     upstream_port, relay_port, meterfox_port = free_port(), free_port(), free_port()
@@ -192,7 +244,7 @@ def per_round_ratios(
         wait_listening(upstream_port)
         wait_listening(relay_port)
         wait_healthy(meterfox_port)
-        script = lua_script(JSON_BODY, home, CALLER_KEY)
+        script = lua_script(body, home, CALLER_KEY)
         targets = [("bare relay", relay, relay_port), ("meterfox", meterfox, meterfox_port)]
         if observability:
             ports = {"meterfox_obs": free_port(), "sink": free_port()}
@@ -200,13 +252,24 @@ def per_round_ratios(
             observed = start_observed(obs_home, ports, upstream)
             processes += observed
             targets.append(("meterfox+obs", observed[1], ports["meterfox_obs"]))
+        if checkout is not None:
+            other_home.mkdir()
+            other_port = free_port()
+            other = start(
+                [python, "-m", "meterfox_cli", "serve", "--port", str(other_port),
+                 "--upstream", f"openai={upstream}"],
+                env={"METERFOX_HOME": str(other_home)}, checkout=checkout.resolve(),
+            )  # fmt: skip
+            processes.append(other)
+            wait_healthy(other_port)
+            targets.append(("checkout", other, other_port))
         for (
             _,
             _,
             port,
         ) in targets:  # warm-up, not measured: serve loads its prices on the first record
             requests_served(f"http://127.0.0.1:{port}/openai{CHAT_PATH}", script, 1)
-        ratios = []
+        cpu_per_round = []
         for round_ in range(1, rounds + 1):
             per_request = {}
             for name, process, port in targets:
@@ -233,8 +296,8 @@ def per_round_ratios(
                           f"{split.main_sys * 1e6:5.1f} sys, other threads "
                           f"{split.other_user * 1e6:6.1f} user {split.other_sys * 1e6:5.1f} sys",
                           flush=True)  # fmt: skip
-            ratios.append(per_request["meterfox"] / per_request["bare relay"])
-        return ratios
+            cpu_per_round.append(per_request)
+        return cpu_per_round
     finally:
         for process in reversed(processes):
             stop(process)

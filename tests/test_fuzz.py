@@ -21,13 +21,14 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 from yarl import URL
 
 from meterfox_cli.pricing.book import price_record
-from meterfox_cli.providers.base import WireFormat
+from meterfox_cli.providers.base import SseTap, WireFormat
 from meterfox_cli.providers.registry import build_registry
 from meterfox_cli.providers.sse import SseParser
 from meterfox_cli.proxy.auth import find_credential
@@ -41,6 +42,11 @@ from meterfox_cli.store.db import migrate
 from meterfox_cli.store.rows import insert_records
 from meterfox_cli.usage import MAX_COUNT, Reading, as_int
 from tests.fakes.records import usage_record
+from tests.fakes.upstream import sse
+from tests.fixtures import anthropic as anthropic_fixtures
+from tests.fixtures import cohere as cohere_fixtures
+from tests.fixtures import gemini as gemini_fixtures
+from tests.fixtures.openai_style import RESPONSES_BODY, chat_stream_chunks
 from tests.providers.taps import split
 
 REGISTRY = build_registry()
@@ -114,6 +120,51 @@ def sse_streams(draw) -> bytes:
             data = json.dumps(draw(json_objects)).encode()
             head = b"event: " + name.encode() + nl if name is not None else b""
             out.append(head + b"data: " + data + nl + nl)
+    return b"".join(out)
+
+
+def _recorded_blocks() -> list[bytes]:
+    """The SSE events of every format's recorded shapes (tests/fixtures), each also without
+    its `event:` line: the events readers must not pass by."""
+    usage = {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}
+    responses = [
+        {"type": "response.created", "response": {**RESPONSES_BODY, "usage": None}},
+        {"type": "response.completed", "response": RESPONSES_BODY},
+    ]
+    model = "gpt-4o-2024-08-06"  # not the request's: where the model is read from shows
+    groq = {"choices": [], "model": model, "x_groq": {"usage": usage}}
+    gemini = gemini_fixtures.stream_responses()
+    blocks = [
+        *anthropic_fixtures.stream_events(),
+        *cohere_fixtures.stream_events(),
+        *gemini_fixtures.sse_chunks(),
+        *sse(*chat_stream_chunks(model, ["a", "b"], usage), *responses, groq),
+        *sse(*({k: v for k, v in r.items() if k != "modelVersion"} for r in gemini)),
+    ]
+    unnamed = [block.partition(b"\n")[2] for block in blocks if block.startswith(b"event:")]
+    return blocks + unnamed
+
+
+RECORDED_BLOCKS = _recorded_blocks()
+
+
+@st.composite
+def recorded_sse_streams(draw) -> bytes:
+    """Recorded events in any order and number, between random ones; line ends of any kind,
+    and a data line sometimes cut in two (a field name, or a needle, split across lines)."""
+    out = []
+    recorded = st.sampled_from(RECORDED_BLOCKS)
+    for block in draw(
+        st.lists(st.one_of(recorded, recorded, recorded, sse_streams()), max_size=24)
+    ):
+        cut = draw(st.integers(0, len(block)))
+        head, data_line, rest = block.partition(b"data: ")
+        if data_line and draw(st.booleans()):  # one data line becomes two
+            at = min(cut, len(rest))
+            rest = rest[:at] + b"\ndata:" + rest[at:]
+        block = head + data_line + rest
+        nl = draw(newlines)
+        out.append(block.replace(b"\r\n", b"\n").replace(b"\n", nl))
     return b"".join(out)
 
 
@@ -290,6 +341,23 @@ def test_every_tap_reads_the_same_whatever_the_split(inputs):
         assert events(out) == events(whole_out)
     else:
         assert out == whole_out
+
+
+@pytest.mark.parametrize("case", [case for case in TAP_CASES if case.kind == "sse"], ids=str)
+@FUZZ
+@given(st.data())
+def test_the_blocks_a_stream_reader_passes_by_unread_would_change_nothing(case, draw):
+    """A reader's `wants` lets the tap skip reading most blocks: handing it every block instead
+    must give the same reading and forward the same bytes, at any split."""
+    data = draw.draw(recorded_sse_streams() | st.binary(max_size=300))
+    pieces = split(data, draw.draw(cuts_for(data)))
+    out, reading, _ = run_tap(case, pieces)
+    plan = case.wire.plan(case.path, {}, case.request)
+    reader = case.wire.stream_reader(plan, case.path)
+    reader.wants = lambda raw: True  # every block read, as before readers said what they want
+    tap = SseTap(reader, plan.strip_usage_chunk)
+    assert b"".join(tap.feed(piece) for piece in pieces) + tap.flush() == out
+    assert tap.reading() == reading
 
 
 @FUZZ

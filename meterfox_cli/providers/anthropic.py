@@ -81,6 +81,10 @@ class AnthropicStreamReader(StreamReader):
         self._model: object = None
         self._usage: dict[str, object] | None = None
 
+    def wants(self, raw: bytes) -> bool:
+        """Only a block named, or typed, message_start or message_delta (see `_may_matter`)."""
+        return b"message_start" in raw or b"message_delta" in raw
+
     def on_block(self, block: SseBlock) -> bool:
         data = block.data
         if data is None or not _may_matter(block.event, data):

@@ -55,9 +55,17 @@ class StreamReader(ABC):
     # Where usage may be in one event's JSON: read from an event too large to hold.
     skim_paths: tuple[Path, ...] = ()
 
+    def wants(self, raw: bytes) -> bool:
+        """False only if `on_block` would neither read anything from a block of these raw bytes
+        nor drop it: such a block is forwarded and its fields are never read (most of a stream's
+        events are content a reader passes by). A cheap test on the bytes (a substring that
+        must be there); the answer may change as the reader learns. Default: every block."""
+        return True
+
     @abstractmethod
     def on_block(self, block: SseBlock) -> bool:
-        """Read one SSE block; return False to drop it from what the caller receives."""
+        """Read one SSE block; return False to drop it from what the caller receives. Only
+        blocks it `wants` (and every skimmed one: see SseBlock) are handed to it."""
 
     def reading(self) -> Reading:
         return Reading()
@@ -228,7 +236,11 @@ class SseTap(BodyTap):
             blocks = self._parser.feed(chunk)
         except SseOverflow:
             return self._give_up(chunk)
-        kept = [block.raw for block in blocks if self._read(block)]
+        wants = self._reader.wants
+        kept = []
+        for block in blocks:
+            if not (block.skimmed or wants(block.raw)) or self._read(block):
+                kept.append(block.raw)
         if not self._editing:
             return chunk
         return b"".join(kept)

@@ -61,6 +61,10 @@ class CohereStreamReader(StreamReader):
         self._plan = plan
         self._usage: object = None
 
+    def wants(self, raw: bytes) -> bool:
+        """Only a block named, or typed, message-end."""
+        return b"message-end" in raw
+
     def on_block(self, block: SseBlock) -> bool:
         data = block.data
         if data is None:

@@ -147,6 +147,9 @@ class GeminiStreamReader(StreamReader):
         self._plan = plan
         self._last: bytes | None = None
 
+    def wants(self, raw: bytes) -> bool:
+        return _USAGE in raw
+
     def on_block(self, block: SseBlock) -> bool:
         if block.data is not None and _USAGE in block.data:
             self._last = block.data

@@ -148,6 +148,11 @@ class OpenAIStreamReader(StreamReader):
         self._usage: object = None
         self._groq_usage: object = None
 
+    def wants(self, raw: bytes) -> bool:
+        """Every block until the model is known; then those that may hold usage (a `"usage"`
+        in the data is in the raw bytes: a data line is a piece of them)."""
+        return self._model is None or b'"usage"' in raw
+
     def on_block(self, block: SseBlock) -> bool:
         data = block.data
         if data is None or data == b"[DONE]":

@@ -82,6 +82,9 @@ class ReplicateFormat(WireFormat):
 
 
 class _NoUsage(StreamReader):
+    def wants(self, raw: bytes) -> bool:
+        return False
+
     def on_block(self, block: SseBlock) -> bool:
         return True
 

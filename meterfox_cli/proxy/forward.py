@@ -10,6 +10,7 @@ of them cannot grow the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -281,7 +282,7 @@ async def _relay(
     if forward_decoded:
         drop.append("Content-Encoding")
     streaming = plan.stream or content_type.startswith("text/event-stream")
-    response = (StreamedResponse if streaming else WholeResponse)(
+    response = RelayedResponse(
         status=upstream.status,
         reason=upstream.reason,
         headers=client_response_headers(upstream.headers, drop),
@@ -296,6 +297,8 @@ async def _relay(
     while True:
         chunk = content.read_nowait()  # what is here already needs no timer
         if not chunk and not content.is_eof():
+            if streaming:  # a stream's status and headers never wait on upstream
+                await _write(response.write(b""))  # sends them if they have not left yet
             async with asyncio.timeout(timeouts.idle if exchange.ttfb else timeouts.first_byte):
                 chunk = await content.readany()
         if not chunk:
@@ -322,13 +325,11 @@ async def _relay(
     return response
 
 
-class StreamedResponse(web.StreamResponse):
-    """Status and headers go to the client the moment upstream sends them."""
-
-
-class WholeResponse(web.StreamResponse):
-    """A non-streamed body: its headers leave with its first bytes, so a small JSON response
-    costs one socket write instead of two. (The body is still relayed chunk by chunk.)"""
+class RelayedResponse(web.StreamResponse):
+    """Headers leave with the first bytes of the body, so a response whose body is here
+    already (a small JSON answer, a short stream) costs one socket write instead of two; a
+    stream's headers leave before the proxy waits on upstream (`_relay`), so its status is never
+    held back. The body is still relayed chunk by chunk."""
 
     _send_headers_immediately = False
 
@@ -340,10 +341,12 @@ def _upstream_failed(
     timed_out = isinstance(exc, TimeoutError)
     response = exchange.response
     if response is not None and response.prepared:
-        # Headers are gone already: cut the connection so the client sees a truncated body,
-        # never a falsely complete one.
+        # The status is given (or held to leave with the first bytes: it leaves now): cut the
+        # connection so the client sees a truncated body, never a falsely complete one.
         log.warning("upstream %s failed mid-body: %s", exchange.provider.slug, type(exc).__name__)
         if request.transport is not None:
+            with contextlib.suppress(ConnectionResetError, aiohttp.ClientConnectionResetError):
+                request.writer.send_headers()
             request.transport.abort()
         return response
     status = 504 if timed_out else 502

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -52,10 +53,13 @@ def test_events_comments_and_multiline_data(newline):
     assert b"".join(raw for _, _, raw in events) == stream
 
 
+newlines = st.sampled_from([b"\n", b"\r\n", b"\r"])
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     cuts=st.lists(st.integers(0, len(STREAM.replace(b"\n", b"\r\n"))), max_size=40),
-    newline=st.sampled_from([b"\n", b"\r\n", b"\r"]),
+    newline=newlines,
 )
 def test_any_split_yields_the_same_events_and_bytes(cuts, newline):
     stream = STREAM.replace(b"\n", newline)
@@ -69,6 +73,62 @@ def test_every_single_byte_split():
     events = parse([stream[i : i + 1] for i in range(len(stream))])
     assert [(e, d) for e, d, _ in events][: len(EXPECTED)] == EXPECTED
     assert b"".join(raw for _, _, raw in events) == stream
+
+
+def reference_events(stream: bytes) -> list[tuple[str, bytes | None]]:
+    """The events of a whole stream by the WHATWG rules, line by line: no chunks, no framing
+    (the parser finds each block's end first and reads its lines only when asked)."""
+    events, event, data = [], "", []
+    for line in re.split(rb"\r\n|\r|\n", stream)[:-1]:  # the last: an unterminated line
+        if not line:
+            events.append((event, b"\n".join(data) if data else None))
+            event, data = "", []
+        elif not line.startswith(b":"):
+            name, _, value = line.partition(b":")
+            value = value[1:] if value.startswith(b" ") else value
+            if name == b"data":
+                data.append(value)
+            elif name == b"event":
+                event = value.decode("utf-8", "replace")
+    return events
+
+
+# Pieces of SSE, line ends of every kind mixed at random: CR LF pairs form across pieces too.
+SSE_PIECES = [
+    b"data:", b"data: ", b"event: ", b"event:", b": note", b":", b"x", b" ", b"\xff",
+    b'{"usage": {"a": 1}}', b"message_start", b"\n", b"\r", b"\r\n", b"\n\n", b"\r\n\r\n",
+]  # fmt: skip
+sse_soup = st.lists(st.sampled_from(SSE_PIECES), max_size=60).map(b"".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.data())
+def test_any_stream_at_any_split_reads_as_the_line_by_line_rules_read_it_whole(draw):
+    stream = draw.draw(sse_soup)
+    cuts = draw.draw(st.lists(st.integers(0, len(stream)), max_size=30))
+    parser = SseParser()
+    blocks = [block for piece in split_at(stream, cuts) for block in parser.feed(piece)]
+    assert [(b.event, b.data) for b in blocks] == reference_events(stream)
+    assert b"".join(b.raw for b in blocks) + parser.pending() == stream
+
+
+@pytest.mark.parametrize(
+    ("stream", "raws"),
+    [
+        (b"data: a\n\ndata: b\n\n", [b"data: a\n\n", b"data: b\n\n"]),
+        (b"data: a\r\n\r\n\r\n", [b"data: a\r\n\r\n", b"\r\n"]),  # then an empty block
+        (b"data: a\r\rdata: b\n\r\n", [b"data: a\r\r", b"data: b\n\r\n"]),
+        (b"data: a\r\r\ndata: b\r\n\n", [b"data: a\r\r\n", b"data: b\r\n\n"]),
+    ],
+)
+def test_each_block_ends_with_its_blank_line(stream, raws):
+    assert [b.raw for b in SseParser().feed(stream)] == raws
+
+
+def test_a_block_is_read_only_when_asked():
+    [block] = SseParser().feed(b"event: e\ndata: one\ndata: two\n\n")
+    assert block._fields is None  # framed, not read
+    assert (block.event, block.data) == ("e", b"one\ntwo")
 
 
 def test_unterminated_block_is_pending_not_emitted():
@@ -118,6 +178,28 @@ def parse_oversized(chunks: list[bytes], sink=Collect) -> list[tuple[str, bytes 
 )
 def test_an_oversized_block_is_streamed_to_its_sink_at_any_split(cuts, newline):
     stream = LARGE.replace(b"\n", newline)
+    assert parse_oversized(split_at(stream, cuts)) == LARGE_EXPECTED
+
+
+@st.composite
+def mixed_line_ends(draw, stream: bytes) -> bytes:
+    """`stream` (LF line ends) with each line end drawn from LF, CRLF and CR; a CR is never
+    followed by an LF of the next line end (the two would read as one CRLF)."""
+    out, previous = [], b""
+    for line in stream.split(b"\n")[:-1]:
+        end = draw(newlines)
+        if previous == b"\r" and not line and end.startswith(b"\n"):
+            end = b"\r"
+        out.append(line + end)
+        previous = end
+    return b"".join(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_an_oversized_block_with_mixed_line_ends_is_read_at_any_split(draw):
+    stream = draw.draw(mixed_line_ends(LARGE))
+    cuts = draw.draw(st.lists(st.integers(0, len(stream)), max_size=40))
     assert parse_oversized(split_at(stream, cuts)) == LARGE_EXPECTED
 
 

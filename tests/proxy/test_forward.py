@@ -188,6 +188,26 @@ async def test_chunks_are_relayed_as_they_arrive(proxy):
     assert all(0.15 < gap < 0.3 for gap in gaps), gaps
 
 
+async def test_a_streams_status_never_waits_for_its_first_whole_event(proxy):
+    """The proxy edits this stream (it asked for the usage event the caller did not), so it
+    holds a partial event back until the event is whole; the status and headers must not wait
+    with it (they leave with the first bytes only when those are here already)."""
+    first, *rest = sse(*chat_stream_chunks("m", ["a", "b"], {"prompt_tokens": 1}))
+    chunks = [first[:12], first[12:] + b"".join(rest)]
+    proxy.upstream.reply = Reply(chunks=chunks, content_type="text/event-stream", delay_s=1.0)
+    started = time.monotonic()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            proxy.base("openai") + "/v1/chat/completions", json={"model": "m", "stream": True}
+        ) as response,
+    ):
+        status_after = time.monotonic() - started
+        body = await response.read()
+    assert response.status == 200 and status_after < 0.5, status_after
+    assert body == first + b"".join(rest[:-2]) + rest[-1]  # less the usage-only event
+
+
 async def test_client_hanging_up_mid_stream_closes_upstream_and_keeps_usage_so_far(proxy):
     usage = {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}
     chunks = sse(*chat_stream_chunks("m", ["a"] * 20, None), done=False)
