@@ -271,6 +271,22 @@ CREATE TRIGGER key_reservations_settle AFTER INSERT ON requests
 """
 
 
+# The rollup and key spend follow inserts per batch, from the writer (store/rollups.py, as on
+# SQLite since its 016): their row triggers now fire on UPDATE and DELETE only (their functions
+# are unchanged: the INSERT branch is no longer reached), and the reservations' is dropped (the
+# writer deletes a batch's reservations itself). The tables keep their contents.
+M008_ROLLUPS_PER_BATCH = """
+DROP TRIGGER request_rollup_step ON requests;
+CREATE TRIGGER request_rollup_step AFTER UPDATE OR DELETE ON requests
+    FOR EACH ROW EXECUTE FUNCTION request_rollup_step();
+DROP TRIGGER key_spend_step ON requests;
+CREATE TRIGGER key_spend_step AFTER UPDATE OR DELETE ON requests
+    FOR EACH ROW EXECUTE FUNCTION key_spend_step();
+DROP TRIGGER key_reservations_settle ON requests;
+DROP FUNCTION key_reservations_settle();
+"""
+
+
 PG_MIGRATIONS: list[tuple[str, str]] = [
     ("001_requests", M001_REQUESTS),
     ("002_report_rollup", _m002_report_rollup()),
@@ -279,4 +295,5 @@ PG_MIGRATIONS: list[tuple[str, str]] = [
     ("005_alerts_fired", ALERTS_FIRED),  # the same table as SQLite's 008_alerts_fired
     ("006_proxy_keys", _m006_proxy_keys()),
     ("007_key_reservations", M007_KEY_RESERVATIONS),
+    ("008_rollups_per_batch", M008_ROLLUPS_PER_BATCH),
 ]

@@ -16,6 +16,7 @@ from meterfox_cli.money import from_nanousd
 from meterfox_cli.pricing.quote import Price, Quote
 from meterfox_cli.records import UsageRecord
 from meterfox_cli.store.dialect import POSTGRES, SQLITE, Dialect, LedgerConnection, dialect_of
+from meterfox_cli.store.rollups import add_new_rows, move_to_tag_set
 from meterfox_cli.usage import Reading, Usage
 
 INT64_MAX = 2**63 - 1
@@ -86,18 +87,37 @@ def insert_records(
 
 def insert_rows(conn: LedgerConnection, rows: Sequence[Row], tags: Sequence[Tag]) -> None:
     """Insert `requests` rows and their tags (in the caller's transaction); a row whose id is
-    already stored is skipped, its tags too."""
+    already stored is skipped, its tags too. The rows it stores, and only those, are added to
+    the rollups (store/rollups.py) in the same transaction: every writer of records (the record
+    writer, the outbox's drain, `db copy`, the seeding scripts) comes through here."""
     dialect = dialect_of(conn)
     insert_request, insert_tag = _INSERTS[dialect.name]
     requests = [_in_column_order(row) for row in rows]
     if dialect is SQLITE:
-        # Tags first (SQLite does not enforce the foreign key): the tag rollup's trigger on the
-        # request row then sums it once under its whole tag set, instead of a move per tag.
-        conn.executemany(insert_tag, tags)
-        conn.executemany(insert_request, requests)
+        inserted = _inserted_sqlite(conn, insert_request, requests)
+        new_ids = {row_id for _, row_id in inserted}
+        conn.executemany(insert_tag, [tag for tag in tags if tag[0] in new_ids])
+        for tag in tags:  # for a request stored before (sent again): rare, one at a time
+            if tag[0] not in new_ids and conn.execute(insert_tag, tag).rowcount:
+                move_to_tag_set(conn, tag[0], tag[1])
     else:
-        conn.executemany(insert_request, requests)
+        inserted = conn.executemany_returning(f"{insert_request} RETURNING rowid, id", requests)  # type: ignore[attr-defined]
         conn.executemany(insert_tag, tags)
+    if inserted:
+        first: dict[object, Row] = {}
+        for row in rows:
+            first.setdefault(row["id"], row)  # a repeated id: its first row is the one stored
+        add_new_rows(conn, [(rowid, first[row_id]) for rowid, row_id in inserted], tags)
+
+
+def _inserted_sqlite(conn: LedgerConnection, sql: str, requests: list) -> list[tuple[int, str]]:
+    """Run the INSERT of `requests`; (rowid, id) of each row it stored. The write transaction
+    holds the database's one write lock, so those are exactly the rows past the largest rowid
+    before it (sqlite3's executemany returns no RETURNING rows)."""
+    (last,) = conn.execute("SELECT IFNULL(max(rowid), 0) FROM requests").fetchone()
+    if conn.executemany(sql, requests).rowcount == 0:
+        return []
+    return conn.execute("SELECT rowid, id FROM requests WHERE rowid > ?", (last,)).fetchall()
 
 
 def record_tags(records: Iterable[UsageRecord]) -> list[Tag]:
