@@ -146,6 +146,7 @@ SAMPLE_INSERT = (
     f"VALUES ({', '.join('?' * (len(_SAMPLE_NAMES) + 1))})"
 )
 SETTLE = "DELETE FROM key_reservations WHERE request_id = ?"
+TAG_READ_CHUNK = 5000  # request ids per read of their tags (SQLite takes up to 32,766 values)
 # A tag stored for a request stored before (a record sent again with one tag more) moves the
 # request from its tag set without the tag to the one with it (SQLite's tag rollup), as the
 # trigger 016 dropped did: parameters `id` and `name`.
@@ -155,14 +156,14 @@ TAG_MOVES = (
 )
 
 
-def add_new_rows(conn: LedgerConnection, new: Sequence[NewRow], tags: Iterable[tuple]) -> None:
-    """Add the rows just inserted (each once: the caller passes only rows the INSERT stored)
-    to every rollup of the connection's store, sample them, and settle their reservations; in
-    the caller's transaction. `tags`: the batch's tag rows, (request id, name, value)."""
+def add_new_rows(conn: LedgerConnection, new: Sequence[NewRow]) -> None:
+    """Add the rows just inserted, with their tags (each row once: the caller passes only rows
+    the INSERT stored) to every rollup of the connection's store, sample them, and settle
+    their reservations; in the caller's transaction."""
     if not new:
         return
     on_sqlite = dialect_of(conn) is SQLITE
-    sets = tagsets(new, tags) if on_sqlite else {}
+    sets = tagsets(conn, new) if on_sqlite else {}
     entries = [(fine_key(row, sets.get(row["id"], "")), row_sums(row)) for _, row in new]
     fine: dict[tuple, Sums] = {}
     for key, sums in entries:
@@ -191,14 +192,19 @@ def move_to_tag_set(conn: LedgerConnection, request_id: object, name: str) -> No
         conn.execute(sql, parameters)
 
 
-def tagsets(new: Sequence[NewRow], tags: Iterable[tuple]) -> dict[object, str]:
-    """The encoded tag set (store/tagsets.py) of each new row that has tags: per name the
-    first value given, as the tag INSERT that skips a stored (request, name) keeps it."""
-    wanted = {row["id"] for _, row in new}
+def tagsets(conn: LedgerConnection, new: Sequence[NewRow]) -> dict[object, str]:
+    """The encoded tag set (store/tagsets.py) of each new row that has tags, as stored: read
+    back, not taken from the batch, so a tag row the batch did not bring (left by a request
+    row the INSERT skipped, or deleted: SQLite does not enforce the foreign key) counts, as
+    it did for the trigger."""
+    ids = [row["id"] for _, row in new]
     found: dict[object, dict[str, str]] = {}
-    for request_id, name, value in tags:
-        if request_id in wanted:
-            found.setdefault(request_id, {}).setdefault(name, value)
+    for at in range(0, len(ids), TAG_READ_CHUNK):
+        chunk = ids[at : at + TAG_READ_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        sql = f"SELECT request_id, name, value FROM request_tags WHERE request_id IN ({marks})"
+        for request_id, name, value in conn.execute(sql, chunk):
+            found.setdefault(request_id, {})[name] = value
     return {request_id: encode(pairs) for request_id, pairs in found.items()}
 
 

@@ -104,10 +104,25 @@ def insert_rows(conn: LedgerConnection, rows: Sequence[Row], tags: Sequence[Tag]
         inserted = conn.executemany_returning(f"{insert_request} RETURNING rowid, id", requests)  # type: ignore[attr-defined]
         conn.executemany(insert_tag, tags)
     if inserted:
-        first: dict[object, Row] = {}
-        for row in rows:
-            first.setdefault(row["id"], row)  # a repeated id: its first row is the one stored
-        add_new_rows(conn, [(rowid, first[row_id]) for rowid, row_id in inserted], tags)
+        add_new_rows(conn, _as_inserted(conn, rows, inserted))
+
+
+def _as_inserted(
+    conn: LedgerConnection, rows: Sequence[Row], inserted: list[tuple[int, str]]
+) -> list[tuple[int, Row]]:
+    """Each inserted (rowid, id) with its row: the batch's row of that id, or, for an id the
+    batch repeats (rare: a record sent twice), the row the database kept, read back (the
+    first of them, unless a unique dedupe key made the INSERT skip it)."""
+    by_id: dict[object, Row] = {}
+    repeated = set()
+    for row in rows:
+        if by_id.setdefault(row["id"], row) is not row:
+            repeated.add(row["id"])
+    for _, row_id in inserted:
+        if row_id in repeated:
+            sql = f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE id = ?"
+            by_id[row_id] = named_rows(conn.execute(sql, (row_id,)))[0]
+    return [(rowid, by_id[row_id]) for rowid, row_id in inserted]
 
 
 def _inserted_sqlite(conn: LedgerConnection, sql: str, requests: list) -> list[tuple[int, str]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -111,11 +112,13 @@ def insert(conn: sqlite3.Connection, *requests: Req) -> None:
         insert_records(conn, [(req.record(), req.price()) for req in requests])
 
 
-def insert_as_before_016(conn: sqlite3.Connection, *requests: Req) -> None:
-    """Commit requests as a meterfox before migration 016 did: plain INSERTs (tags first), the
-    rollups left to that schema's triggers. For a database migrated only part of the way."""
-    records = [(req.record(), req.price()) for req in requests]
-    rows = [request_row(record, price) for record, price in records]
+def insert_as_before_016(
+    conn: sqlite3.Connection, records: Sequence[tuple[UsageRecord, Price]], host: str = ""
+) -> None:
+    """Commit records as `insert_records` did before migration 016: the tags, then the
+    requests, plain INSERTs skipping an id already stored, the rollups left to that schema's
+    triggers. For a database migrated only part of the way (not past 015)."""
+    rows = [request_row(record, price, host) for record, price in records]
     with transaction(conn):
         conn.executemany(INSERT_TAG, record_tags(record for record, _ in records))
         conn.executemany(INSERT_REQUEST, [[row[c] for c in REQUEST_COLUMNS] for row in rows])

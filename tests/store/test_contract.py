@@ -6,6 +6,7 @@ ledger too: `keys` functions and the spend budgets read behave the same on both.
 from __future__ import annotations
 
 import contextlib
+import random
 import tempfile
 import threading
 import time
@@ -48,13 +49,28 @@ from meterfox_cli.store.billed import (
     synced_until,
 )
 from meterfox_cli.store.costs import find_request, reprice
-from meterfox_cli.store.dialect import LedgerConnection, write_transaction
+from meterfox_cli.store.dialect import (
+    POSTGRES,
+    SQLITE,
+    Dialect,
+    LedgerConnection,
+    write_transaction,
+)
 from meterfox_cli.store.dimensions import parse_dimensions
+from meterfox_cli.store.latency import LATENCY_BUCKET_SQL, SAMPLE_TABLE_EVERY
+from meterfox_cli.store.migrations import (
+    HOST_DAY_ROLLUP_KEYS,
+    ROLLUP_KEYS,
+    ROLLUP_SUMS,
+    TAG_ROLLUP_KEYS,
+)
+from meterfox_cli.store.pg_migrations import PG_ROLLUP_KEYS, PG_ROLLUP_SUMS
 from meterfox_cli.store.postgres import PostgresLedger
 from meterfox_cli.store.queries import Report, read_report
 from meterfox_cli.store.rows import RequestLine, insert_records
 from meterfox_cli.store.select import Filters, TimeRange
 from meterfox_cli.store.sqlite import SqliteLedger
+from meterfox_cli.store.tagsets import request_tags_sql, tagset_sql
 from meterfox_cli.store.writer import RecordWriter
 from meterfox_cli.usage import Reading, Usage
 from tests.fakes.records import Req, at, usage_record
@@ -247,6 +263,135 @@ def test_the_rollup_stays_in_step_when_rows_change(ledger: Ledger) -> None:
     }
     raw = read_report(ledger, ("provider", "tag:team"), ALL)  # the requests table alone
     assert raw is not None and raw.total.cost_nanousd == report.total.cost_nanousd
+
+
+def summed_tables(dialect: Dialect) -> list[tuple[str, str, str]]:
+    """Per table the store keeps beside `requests` (the rollups, key spend, the sample):
+    (its name, a SELECT of its rows, the same rows computed from the requests and their tags
+    with a GROUP BY, the expressions of the migrations' triggers). Rows left at zero by a
+    delete or a tag's move are left out of both."""
+    if dialect is POSTGRES:
+        keys, sums, hour = PG_ROLLUP_KEYS, PG_ROLLUP_SUMS, POSTGRES.hour("r.ts")
+    else:
+        keys, sums, hour = ROLLUP_KEYS, ROLLUP_SUMS, SQLITE.hour("r.ts")
+    tagset = tagset_sql(request_tags_sql("r.id"))
+    bucket = LATENCY_BUCKET_SQL.format(ms="r.latency_ms")
+    # (table, key columns and their expressions, value columns and their SUMs, live rows)
+    specs = [
+        ("request_rollup", keys, sums, ""),
+        ("key_spend", [("key_name", "{r}.key_name"), ("hour", hour)],
+         [("cost_nanousd", "{r}.cost_nanousd")], "cost_nanousd != 0"),
+    ]  # fmt: skip
+    if dialect is SQLITE:
+        specs += [
+            ("day_rollup", HOST_DAY_ROLLUP_KEYS, sums, ""),
+            ("tag_rollup", [*TAG_ROLLUP_KEYS, ("tagset", tagset)], sums, "requests != 0"),
+            ("latency_rollup",
+             [("utc_day", "CAST({r}.ts / 86400 AS INTEGER)"), ("provider", "{r}.provider"),
+              ("bucket", bucket)],
+             [("requests", "1")], "requests != 0"),
+        ]  # fmt: skip
+    out = []
+    for table, key_exprs, sum_exprs, live in specs:
+        names = ", ".join(name for name, _ in [*key_exprs, *sum_exprs])
+        where = f" WHERE {live}" if live else ""
+        having = f" HAVING SUM({sum_exprs[0][1].format(r='r')}) != 0" if live else ""
+        selected = [e.format(r="r") for _, e in key_exprs]
+        selected += [f"SUM({e.format(r='r')})" for _, e in sum_exprs]
+        groups = ", ".join(str(i + 1) for i in range(len(key_exprs)))
+        grouped = f"SELECT {', '.join(selected)} FROM requests r GROUP BY {groups}{having}"
+        out.append((table, f"SELECT {names} FROM {table}{where}", grouped))
+    if dialect is SQLITE:
+        columns = "ts, id, day, provider, model, key_name, endpoint, host, latency_ms, ttfb_ms"
+        out.append(
+            (
+                "latency_sample",
+                f"SELECT {columns}, seq FROM latency_sample",
+                f"SELECT {columns}, rowid / {SAMPLE_TABLE_EVERY} FROM requests "
+                f"WHERE rowid % {SAMPLE_TABLE_EVERY} = 0",
+            )
+        )
+    return out
+
+
+def assert_summed(ledger: Ledger) -> None:
+    conn = ledger.open_writer(1000)
+    try:
+        for table, stored, grouped in summed_tables(ledger.dialect):
+            expected = sorted(tuple(row) for row in conn.execute(grouped).fetchall())
+            assert sorted(tuple(row) for row in conn.execute(stored).fetchall()) == expected, table
+            assert expected, table
+    finally:
+        conn.close()
+
+
+def varied_requests(count: int) -> list[Req]:
+    """`count` requests over two days of hours, three providers, models (one missing), three
+    keys, tags or none, errors, unpriced and unusaged ones, latencies of every bucket size."""
+    rng = random.Random(17)
+    tag_sets = [(), (("team", "search"),), (("feature", "chat"), ("team", "ads")), (("a:b", ""),)]
+    return [
+        Req(
+            at("2026-11-02 22:00") + rng.uniform(0, 2 * DAY_S),
+            provider=rng.choice(["openai", "anthropic", "groq"]),
+            model=rng.choice(["gpt-4o", "mini", None]),
+            key=rng.choice(["app", "ci", "passthrough"]),
+            status=rng.choice([200, 200, 200, 429]),
+            input_tokens=rng.randint(0, 50_000),
+            cached_tokens=rng.randint(0, 50),
+            output_tokens=rng.randint(0, 5_000),
+            cost_nano=rng.choice([None, rng.randint(0, 10**9), rng.randint(0, 10**12)]),
+            unpriced=rng.random() < 0.5,
+            latency_ms=rng.choice([0.5, 42.0, 123.4, 5_678.9, 98_765.4, 2.5e6]),
+            ttfb_ms=rng.choice([None, 12.5]),
+            tags=rng.choice(tag_sets),
+        )
+        for _ in range(count)
+    ]
+
+
+def test_the_rollups_are_the_requests_summed(ledger: Ledger) -> None:
+    """Every table kept beside `requests` (SQLite: the hourly, daily, tag and latency rollups,
+    key spend, the 1-in-16 latency sample; PostgreSQL: the hourly rollup and key spend) holds
+    the GROUP BY of the requests stored, however they came through the writer: repeated in a
+    batch, sent again in a later batch by another host, sent again with a tag more, a billable
+    unit seen twice; a reservation goes with its record's insert, and only then; re-pricing
+    and deletes follow."""
+    requests = varied_requests(40)
+    records = [req.record() for req in requests]
+    prices = {r.id: req.price() for r, req in zip(records, requests, strict=True)}
+    usage = Usage(input_tokens=12, output_tokens=2)
+    polls = [
+        usage_record(reading=Reading(model="m", usage=usage, dedupe_key="replicate:p1"))
+        for _ in range(2)
+    ]
+    prices |= {poll.id: Req(0, cost_nano=500).price() for poll in polls}
+    conn = ledger.open_writer(1000)
+    try:
+        with ledger.transaction(conn):
+            conn.executemany(
+                "INSERT INTO key_reservations VALUES (?, 'app', 5, ?)",
+                [(request_id, time.time() + 60) for request_id in [r.id for r in records[:3]]]
+                + [("never-recorded", time.time() + 60)],
+            )
+    finally:
+        conn.close()
+    write(ledger, [*records[:20], records[3], records[3], polls[0]], prices, host="laptop-1")
+    write(ledger, [*records[10:], polls[1]], prices, host="ci-runner")
+    more = replace(records[5], tags=(*records[5].tags, ("extra", "1")))
+    write(ledger, [more], prices, host="ci-runner")
+    assert count(ledger) == 42
+    assert_summed(ledger)
+    conn = ledger.open_writer(1000)
+    try:
+        left = conn.execute("SELECT request_id FROM key_reservations").fetchall()
+        assert [row[0] for row in left] == ["never-recorded"]
+        with ledger.transaction(conn):
+            conn.execute("UPDATE requests SET cost_nanousd = 5 WHERE model = ?", ("mini",))
+            conn.execute("DELETE FROM requests WHERE key_name = ?", ("ci",))
+    finally:
+        conn.close()
+    assert_summed(ledger)
 
 
 def test_the_writer_reconnects_when_the_server_drops_its_connection(pg_url: str) -> None:

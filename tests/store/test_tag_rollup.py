@@ -105,7 +105,7 @@ def test_the_migration_rolls_up_requests_and_tags_recorded_before_it(tmp_path: P
         with transaction(conn):
             migration(conn)
             conn.execute("INSERT INTO _migrations VALUES (?, 0)", (name,))
-    insert_as_before_016(conn, *MIX)  # …holding tagged requests recorded then
+    insert_as_before_016(conn, [(r.record(), r.price()) for r in MIX])  # …recorded then
     assert "009_tag_rollup" in migrate(conn)
     assert tag_rollup(conn) == recomputed(conn)
     insert(conn, Req(at("2026-11-03 10:30"), tags=(("feature", "x"),)))  # it keeps up after
