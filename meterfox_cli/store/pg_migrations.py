@@ -102,8 +102,14 @@ def _rollup_fill() -> str:
     return f"INSERT INTO request_rollup SELECT {key_exprs}, {sum_exprs} FROM requests GROUP BY {groups};"
 
 
-# The rollup rebuilt from `requests` (bench/seed_pg.py, after a bulk load with the trigger off).
+# The rollup rebuilt from `requests` (bench/seed_pg.py, after a bulk load with COPY, which
+# does not go through the writer's per-batch rollups).
 ROLLUP_REBUILD = f"DELETE FROM request_rollup; {_rollup_fill()}"
+# key_spend rebuilt the same way, as 006_proxy_keys fills it.
+KEY_SPEND_REBUILD = (
+    f"DELETE FROM key_spend; INSERT INTO key_spend SELECT key_name, {POSTGRES.hour('ts')}, "
+    "SUM(cost_nanousd) FROM requests WHERE cost_nanousd IS NOT NULL GROUP BY 1, 2;"
+)
 
 
 def _m002_report_rollup() -> str:

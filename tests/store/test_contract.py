@@ -49,31 +49,17 @@ from meterfox_cli.store.billed import (
     synced_until,
 )
 from meterfox_cli.store.costs import find_request, reprice
-from meterfox_cli.store.dialect import (
-    POSTGRES,
-    SQLITE,
-    Dialect,
-    LedgerConnection,
-    write_transaction,
-)
+from meterfox_cli.store.dialect import LedgerConnection, write_transaction
 from meterfox_cli.store.dimensions import parse_dimensions
-from meterfox_cli.store.latency import LATENCY_BUCKET_SQL, SAMPLE_TABLE_EVERY
-from meterfox_cli.store.migrations import (
-    HOST_DAY_ROLLUP_KEYS,
-    ROLLUP_KEYS,
-    ROLLUP_SUMS,
-    TAG_ROLLUP_KEYS,
-)
-from meterfox_cli.store.pg_migrations import PG_ROLLUP_KEYS, PG_ROLLUP_SUMS
 from meterfox_cli.store.postgres import PostgresLedger
 from meterfox_cli.store.queries import Report, read_report
 from meterfox_cli.store.rows import RequestLine, insert_records
 from meterfox_cli.store.select import Filters, TimeRange
 from meterfox_cli.store.sqlite import SqliteLedger
-from meterfox_cli.store.tagsets import request_tags_sql, tagset_sql
 from meterfox_cli.store.writer import RecordWriter
 from meterfox_cli.usage import Reading, Usage
 from tests.fakes.records import Req, at, usage_record
+from tests.store.summed import assert_summed
 
 BACKENDS = ("sqlite", "postgresql")
 DAY_S = 86400
@@ -263,66 +249,6 @@ def test_the_rollup_stays_in_step_when_rows_change(ledger: Ledger) -> None:
     }
     raw = read_report(ledger, ("provider", "tag:team"), ALL)  # the requests table alone
     assert raw is not None and raw.total.cost_nanousd == report.total.cost_nanousd
-
-
-def summed_tables(dialect: Dialect) -> list[tuple[str, str, str]]:
-    """Per table the store keeps beside `requests` (the rollups, key spend, the sample):
-    (its name, a SELECT of its rows, the same rows computed from the requests and their tags
-    with a GROUP BY, the expressions of the migrations' triggers). Rows left at zero by a
-    delete or a tag's move are left out of both."""
-    if dialect is POSTGRES:
-        keys, sums, hour = PG_ROLLUP_KEYS, PG_ROLLUP_SUMS, POSTGRES.hour("r.ts")
-    else:
-        keys, sums, hour = ROLLUP_KEYS, ROLLUP_SUMS, SQLITE.hour("r.ts")
-    tagset = tagset_sql(request_tags_sql("r.id"))
-    bucket = LATENCY_BUCKET_SQL.format(ms="r.latency_ms")
-    # (table, key columns and their expressions, value columns and their SUMs, live rows)
-    specs = [
-        ("request_rollup", keys, sums, ""),
-        ("key_spend", [("key_name", "{r}.key_name"), ("hour", hour)],
-         [("cost_nanousd", "{r}.cost_nanousd")], "cost_nanousd != 0"),
-    ]  # fmt: skip
-    if dialect is SQLITE:
-        specs += [
-            ("day_rollup", HOST_DAY_ROLLUP_KEYS, sums, ""),
-            ("tag_rollup", [*TAG_ROLLUP_KEYS, ("tagset", tagset)], sums, "requests != 0"),
-            ("latency_rollup",
-             [("utc_day", "CAST({r}.ts / 86400 AS INTEGER)"), ("provider", "{r}.provider"),
-              ("bucket", bucket)],
-             [("requests", "1")], "requests != 0"),
-        ]  # fmt: skip
-    out = []
-    for table, key_exprs, sum_exprs, live in specs:
-        names = ", ".join(name for name, _ in [*key_exprs, *sum_exprs])
-        where = f" WHERE {live}" if live else ""
-        having = f" HAVING SUM({sum_exprs[0][1].format(r='r')}) != 0" if live else ""
-        selected = [e.format(r="r") for _, e in key_exprs]
-        selected += [f"SUM({e.format(r='r')})" for _, e in sum_exprs]
-        groups = ", ".join(str(i + 1) for i in range(len(key_exprs)))
-        grouped = f"SELECT {', '.join(selected)} FROM requests r GROUP BY {groups}{having}"
-        out.append((table, f"SELECT {names} FROM {table}{where}", grouped))
-    if dialect is SQLITE:
-        columns = "ts, id, day, provider, model, key_name, endpoint, host, latency_ms, ttfb_ms"
-        out.append(
-            (
-                "latency_sample",
-                f"SELECT {columns}, seq FROM latency_sample",
-                f"SELECT {columns}, rowid / {SAMPLE_TABLE_EVERY} FROM requests "
-                f"WHERE rowid % {SAMPLE_TABLE_EVERY} = 0",
-            )
-        )
-    return out
-
-
-def assert_summed(ledger: Ledger) -> None:
-    conn = ledger.open_writer(1000)
-    try:
-        for table, stored, grouped in summed_tables(ledger.dialect):
-            expected = sorted(tuple(row) for row in conn.execute(grouped).fetchall())
-            assert sorted(tuple(row) for row in conn.execute(stored).fetchall()) == expected, table
-            assert expected, table
-    finally:
-        conn.close()
 
 
 def varied_requests(count: int) -> list[Req]:
