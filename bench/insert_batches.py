@@ -4,7 +4,8 @@ rollups) in transactions of `--batch` records, nothing else (no pricing, no writ
     python -m bench.insert_batches [--records 10000] [--batch 100] [--rounds 3] [--url PG_URL]
 
 Records are seed_db's mix (models, keys, two tags on most) with times inside the last minute,
-as a live writer's batches hold them. Each round writes into a fresh SQLite file in a temp dir
+as a live writer's batches hold them; with `--one-group`, all of one model and key, untagged
+(what bench/cpu_per_request's JSON load records: each batch then adds to one row per rollup). Each round writes into a fresh SQLite file in a temp dir
 (or, with `--url`, into the PostgreSQL ledger at that URL, emptied first), and prints the
 process CPU time per record (`time.process_time`: the SQLite library runs in this thread; a
 PostgreSQL server's own CPU is not counted) and the wall time; then the median of the rounds.
@@ -33,7 +34,7 @@ from meterfox_cli.store.sqlite import SqliteLedger
 PG_TABLES = "requests, request_tags, request_rollup, key_spend, key_reservations"
 
 
-def records(count: int, seed: int) -> list[tuple[UsageRecord, Price]]:
+def records(count: int, seed: int, one_group: bool = False) -> list[tuple[UsageRecord, Price]]:
     rng = random.Random(seed)
     keys, key_weights = weighted(KEYS)
     features, feature_weights = weighted(FEATURES)
@@ -41,10 +42,11 @@ def records(count: int, seed: int) -> list[tuple[UsageRecord, Price]]:
     now = time.time()
     out = []
     for i in range(count):
-        model = rng.choices(MODELS, model_weights)[0]
-        key = rng.choices(keys, key_weights)[0]
+        model = MODELS[0] if one_group else rng.choices(MODELS, model_weights)[0]
+        key = keys[0] if one_group else rng.choices(keys, key_weights)[0]
+        tags = () if one_group else make_tags(rng, features, feature_weights)
         ts = now - 60 + 60 * i / count
-        record = make_record(rng, ts, model, key, make_tags(rng, features, feature_weights))
+        record = make_record(rng, ts, model, key, tags)
         out.append((record, price(model, record.reading.usage)))
     return out
 
@@ -87,12 +89,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--one-group", action="store_true", help="one model and key, no tags")
     parser.add_argument("--url", help="a PostgreSQL ledger (emptied!) instead of a SQLite file")
     args = parser.parse_args()
     import meterfox_cli
 
     print(f"meterfox_cli from {Path(meterfox_cli.__file__).parent}")
-    rows = records(args.records, args.seed)
+    rows = records(args.records, args.seed, args.one_group)
     per_record = []
     with tempfile.TemporaryDirectory(prefix="meterfox-insert-bench-") as home:
         for n in range(args.rounds):
