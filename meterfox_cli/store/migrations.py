@@ -653,9 +653,19 @@ BATCH_ROLLED_TRIGGERS = (
 
 def m016_rollups_per_batch(conn: sqlite3.Connection) -> None:
     """The rollups follow inserts per batch, from the writer (store/rollups.py), not per row by
-    triggers: the tables keep their contents; only the INSERT triggers go."""
+    triggers: the tables keep their contents; the INSERT triggers go. `rollup_state` holds the
+    largest rowid the rollups hold: a meterfox from before, still running when a newer one
+    migrated its file, inserts rows past it (no trigger rolls them up now), and the next batch
+    of a current writer rolls them up."""
     for name in BATCH_ROLLED_TRIGGERS:
         conn.execute(f"DROP TRIGGER {name}")
+    conn.execute(
+        "CREATE TABLE rollup_state (id INTEGER PRIMARY KEY CHECK (id = 1), "
+        "through_rowid INTEGER NOT NULL)"
+    )
+    conn.execute(
+        "INSERT INTO rollup_state VALUES (1, (SELECT IFNULL(max(rowid), 0) FROM requests))"
+    )
 
 
 MIGRATIONS: list[tuple[str, Migration]] = [

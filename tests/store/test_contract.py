@@ -49,11 +49,18 @@ from meterfox_cli.store.billed import (
     synced_until,
 )
 from meterfox_cli.store.costs import find_request, reprice
-from meterfox_cli.store.dialect import LedgerConnection, write_transaction
+from meterfox_cli.store.dialect import POSTGRES, SQLITE, LedgerConnection, write_transaction
 from meterfox_cli.store.dimensions import parse_dimensions
 from meterfox_cli.store.postgres import PostgresLedger
 from meterfox_cli.store.queries import Report, read_report
-from meterfox_cli.store.rows import RequestLine, insert_records
+from meterfox_cli.store.rows import (
+    REQUEST_COLUMNS,
+    TAG_COLUMNS,
+    RequestLine,
+    insert_records,
+    record_tags,
+    request_row,
+)
 from meterfox_cli.store.select import Filters, TimeRange
 from meterfox_cli.store.sqlite import SqliteLedger
 from meterfox_cli.store.writer import RecordWriter
@@ -318,6 +325,50 @@ def test_the_rollups_are_the_requests_summed(ledger: Ledger) -> None:
     finally:
         conn.close()
     assert_summed(ledger)
+
+
+def test_what_an_older_meterfox_inserts_is_rolled_up_too(ledger: Ledger) -> None:
+    """A meterfox from before the per-batch rollups (SQLite 016, PostgreSQL 008), still running
+    when a newer one migrated the ledger, inserts plain rows (its INSERT, in its order): on
+    PostgreSQL the INSERT triggers kept for it roll them up at once and settle the reservation;
+    on SQLite the next batch of a current writer does. Nothing is counted twice."""
+    requests = varied_requests(30)
+    records = [(req.record(), req.price()) for req in requests]
+    dialect = ledger.dialect
+    conn = ledger.open_writer(1000)
+    try:
+        with ledger.transaction(conn):
+            conn.execute(
+                "INSERT INTO key_reservations VALUES (?, 'app', 5, ?)",
+                (records[0][0].id, time.time() + 60),
+            )
+        rows = [[row[c] for c in REQUEST_COLUMNS] for row in (request_row(*r) for r in records)]
+        statements = [
+            (dialect.insert_ignoring("requests", REQUEST_COLUMNS), rows[:20]),
+            (
+                dialect.insert_ignoring("request_tags", TAG_COLUMNS),
+                record_tags(r for r, _ in records[:20]),
+            ),
+        ]
+        with ledger.transaction(conn):  # SQLite's writer put the tags first; PostgreSQL's could not
+            for sql, values in statements[:: -1 if dialect is SQLITE else 1]:
+                conn.executemany(sql, values)
+        if dialect is POSTGRES:
+            assert_summed(ledger)
+    finally:
+        conn.close()
+    write(ledger, [r for r, _ in records[15:]], {r.id: p for r, p in records})
+    assert count(ledger) == 30
+    assert_summed(ledger)
+    assert count_rows(ledger, "SELECT count(*) FROM key_reservations") == 0
+
+
+def count_rows(ledger: Ledger, sql: str) -> int:
+    conn = ledger.open_writer(1000)
+    try:
+        return conn.execute(sql).fetchone()[0]
+    finally:
+        conn.close()
 
 
 def test_the_writer_reconnects_when_the_server_drops_its_connection(pg_url: str) -> None:
