@@ -7,13 +7,15 @@ Records are seed_db's mix (models, keys, two tags on most) with times inside the
 as a live writer's batches hold them; with `--one-group`, all of one model and key, untagged
 (what bench/cpu_per_request's JSON load records: each batch then adds to one row per rollup). Each round writes into a fresh SQLite file in a temp dir
 (or, with `--url`, into the PostgreSQL ledger at that URL, emptied first), and prints the
-process CPU time per record (`time.process_time`: the SQLite library runs in this thread; a
-PostgreSQL server's own CPU is not counted) and the wall time; then the median of the rounds.
+CPU time per record (`time.process_time`: the SQLite library runs in this thread; with
+PostgreSQL, plus the CPU of the server process serving the connection, from /proc) and the
+wall time; then the median of the rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -53,17 +55,31 @@ def records(count: int, seed: int, one_group: bool = False) -> list[tuple[UsageR
 
 def one_round(
     ledger: Ledger, rows: list[tuple[UsageRecord, Price]], batch: int
-) -> tuple[float, float]:
-    """(CPU seconds, wall seconds) to insert `rows` in transactions of `batch`."""
+) -> tuple[float, float, float | None]:
+    """(CPU seconds here, wall seconds, CPU seconds of the PostgreSQL backend serving the
+    connection or None on SQLite) to insert `rows` in transactions of `batch`."""
     conn = ledger.open_writer(5000)
     try:
+        backend = None
+        if ledger.dialect.name == "postgresql":
+            backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        server = _cpu_of(backend)
         cpu, wall = time.process_time(), time.perf_counter()
         for offset in range(0, len(rows), batch):
             with ledger.transaction(conn):
                 insert_records(conn, rows[offset : offset + batch], host="bench")
-        return time.process_time() - cpu, time.perf_counter() - wall
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        return cpu, wall, None if backend is None else _cpu_of(backend) - server
     finally:
         conn.close()
+
+
+def _cpu_of(pid: int | None) -> float:
+    """User + system CPU seconds of process `pid` so far (/proc: Linux, the same machine)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def fresh_ledger(url: str | None, home: Path, n: int) -> Ledger:
@@ -100,10 +116,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="meterfox-insert-bench-") as home:
         for n in range(args.rounds):
             ledger = fresh_ledger(args.url, Path(home), n)
-            cpu, wall = one_round(ledger, rows, args.batch)
-            per_record.append(cpu / len(rows) * 1e6)
+            cpu, wall, server = one_round(ledger, rows, args.batch)
+            per_record.append((cpu + (server or 0)) / len(rows) * 1e6)
+            in_server = (
+                "" if server is None else f" ({server / len(rows) * 1e6:.1f} of it the server's)"
+            )
             print(
-                f"round {n + 1}: {per_record[-1]:.1f} µs CPU a record, "
+                f"round {n + 1}: {per_record[-1]:.1f} µs CPU a record{in_server}, "
                 f"{wall / len(rows) * 1e6:.1f} µs wall ({len(rows)} records, batches of {args.batch})"
             )
     print(f"median: {statistics.median(per_record):.1f} µs CPU a record")
