@@ -1,9 +1,9 @@
 """Moving a ledger from one store to another (`meterfox db copy`): every request with its tags,
 in batches, idempotent on the record id (copying twice leaves one copy of each record), through
-the writer's own insert (store/rows.insert_rows), so the target's rollups follow. And every proxy key with its budget and
-revocation, idempotent on the key's hash (each store numbers its keys itself): a key the target
-already holds is kept as the target has it, and a live key under a name the target gives
-another live key is refused before anything is written."""
+the writer's own insert (store/rows.insert_rows), so the target's rollups follow. And every
+proxy key with its budget and revocation, idempotent on the key's hash (each store numbers its
+keys itself): a key the target already holds is kept as the target has it, and a live key
+under a name the target gives another live key is refused before anything is written."""
 
 from __future__ import annotations
 
