@@ -28,7 +28,7 @@ from meterfox_cli.paths import resolve_paths
 from meterfox_cli.pricing.quote import NO_USAGE, UNPRICED, Price
 from meterfox_cli.records import Outcome, UsageRecord
 from meterfox_cli.store.db import connect, transaction
-from meterfox_cli.store.rows import insert_records
+from meterfox_cli.store.rows import REQUEST_COLUMNS, insert_records, insert_rows, named_rows
 from meterfox_cli.usage import Reading, Usage
 
 BATCH = 20_000
@@ -174,25 +174,13 @@ def make_tags(rng: random.Random, features, feature_weights) -> tuple[tuple[str,
     return (("env", "prod" if rng.random() < 0.8 else "dev"), feature)
 
 
-def drop_report_structures(conn) -> None:
-    """Undo migration 002_report_rollup's objects: measures what they cost each write."""
-    for name in ("request_rollup_insert", "request_rollup_delete", "request_rollup_update"):
-        conn.execute(f"DROP TRIGGER IF EXISTS {name}")
-    conn.execute("DROP TABLE IF EXISTS request_rollup")
-    conn.execute("DROP INDEX IF EXISTS requests_latency")
-
-
-def seed(
-    db_path: Path, rows: int, days: float, seed_value: int, end: float, *, bare: bool = False
-) -> float:
+def seed(db_path: Path, rows: int, days: float, seed_value: int, end: float) -> float:
     """Add `rows` records; return the seconds spent writing them."""
     rng = random.Random(seed_value)
     keys, key_weights = weighted(KEYS)
     features, feature_weights = weighted(FEATURES)
     model_weights = [m.weight for m in MODELS]
     conn = connect(db_path)
-    if bare:
-        drop_report_structures(conn)
     writing = 0.0
     started = time.perf_counter()
     try:
@@ -224,33 +212,31 @@ def seed(
 def grow_to(db_path: Path, target: int) -> None:
     """Copy recorded requests (and their tags) inside the database until it holds `target`:
     the same times and contents under new ids, spread evenly over the ledger (every k-th
-    rowid), every trigger live; it may overshoot by part of a 200,000-rowid chunk. Several
-    times faster than making records in Python; the ledger is then denser, not longer."""
+    rowid), inserted as the writer inserts (`store.rows.insert_rows`: the rollups follow); it
+    may overshoot by part of a 20,000-rowid chunk. Faster than making records in Python; the
+    ledger is then denser, not longer."""
     conn = connect(db_path)
+    columns = ", ".join(REQUEST_COLUMNS)
     try:
-        columns = [row[1] for row in conn.execute("PRAGMA table_info(requests)")]
-        copied = ", ".join("id || ?" if c == "id" else c for c in columns)
         started, round_ = time.perf_counter(), 0
         while (have := conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0]) < target:
             round_ += 1
             top = conn.execute("SELECT MAX(rowid) FROM requests").fetchone()[0]
             every = max(1, math.ceil(have / (target - have)))
-            for low in range(0, top, 200_000):  # a transaction per 200,000 rowids
-                chosen = f"rowid > {low} AND rowid <= {low + 200_000} AND rowid % {every} = 0"
-                suffix = f"c{round_}"
+            suffix = f"c{round_}"
+            for low in range(0, top, BATCH):  # a transaction per 20,000 rowids
+                chosen = f"rowid > {low} AND rowid <= {low + BATCH} AND rowid % {every} = 0"
                 with transaction(conn):
-                    # tags first: the tag rollup's trigger reads a request's tags at its insert
-                    conn.execute(
-                        "INSERT INTO request_tags SELECT t.request_id || ?, t.name, t.value "
-                        f"FROM request_tags t JOIN requests r ON r.id = t.request_id "
-                        f"WHERE {chosen.replace('rowid', 'r.rowid')}",
-                        (suffix,),
+                    rows = named_rows(
+                        conn.execute(f"SELECT {columns} FROM requests WHERE {chosen}")
                     )
-                    have += conn.execute(
-                        f"INSERT INTO requests ({', '.join(columns)}) SELECT {copied} "
-                        f"FROM requests WHERE {chosen}",
+                    tags = conn.execute(
+                        "SELECT t.request_id || ?, t.name, t.value FROM request_tags t "
+                        f"JOIN requests r ON r.id = t.request_id WHERE {chosen.replace('rowid', 'r.rowid')}",
                         (suffix,),
-                    ).rowcount
+                    ).fetchall()
+                    insert_rows(conn, [{**row, "id": row["id"] + suffix} for row in rows], tags)
+                have += len(rows)
                 print(f"\r{have:,} / {target:,} rows", end="", file=sys.stderr, flush=True)
                 if have >= target:
                     break
@@ -265,11 +251,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--days", type=float, default=45, help="span of timestamps, ending now")
     parser.add_argument("--seed", type=int, default=7, help="random seed (same seed, same rows)")
     parser.add_argument(
-        "--without-rollup",
-        action="store_true",
-        help="drop migration 002's rollup, triggers and latency index first (to measure them)",
-    )
-    parser.add_argument(
         "--grow-to",
         type=int,
         default=None,
@@ -281,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.grow_to is not None:
         grow_to(paths.database, args.grow_to)
         return
-    seed(paths.database, args.rows, args.days, args.seed, time.time(), bare=args.without_rollup)
+    seed(paths.database, args.rows, args.days, args.seed, time.time())
 
 
 if __name__ == "__main__":

@@ -4,11 +4,11 @@
     python bench/seed_pg.py --url postgresql://meterfox@127.0.0.1:5432/bench --rows 10000000
 
 The ledger is migrated first (`PostgresLedger.migrate`: the real schema). Each record becomes
-its row through `store.rows.request_row`, as the writer makes it. For speed the rollup's row
-trigger is disabled while the rows stream in and the rollup is then rebuilt in one statement,
-exactly as migration 002_report_rollup builds it over existing rows (`--with-trigger` keeps the
-trigger on, to measure what it costs a write). Bounded: it stops after `--rows`, and exits with
-an error when `--max-seconds` pass first.
+its row through `store.rows.request_row`, as the writer makes it. For speed the rows stream in
+with COPY, not through the writer's insert (`store.rows.insert_rows`, which rolls each batch
+up), and the rollup and key spend are then rebuilt from them in one statement each, exactly as
+migrations 002_report_rollup and 006_proxy_keys build them over existing rows. Bounded: it
+stops after `--rows`, and exits with an error when `--max-seconds` pass first.
 
 Making a record in Python costs some 65 µs of CPU, so on a busy 2-core machine ten million
 take most of an hour; `--copies K` makes `--rows / K` records and then copies them K - 1 times
@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.seed_db import FEATURES, KEYS, MODELS, make_record, make_tags, price, weighted
-from meterfox_cli.store.pg_migrations import ROLLUP_REBUILD
+from meterfox_cli.store.pg_migrations import KEY_SPEND_REBUILD, ROLLUP_REBUILD
 from meterfox_cli.store.postgres import PostgresLedger
 from meterfox_cli.store.rows import REQUEST_COLUMNS, TAG_COLUMNS, request_row
 
@@ -71,7 +71,6 @@ def seed(
     days: float,
     seed_value: int,
     *,
-    trigger: bool,
     limit_s: float,
     copies: int = 1,
 ):
@@ -89,8 +88,6 @@ def seed(
     request_copy = f"COPY requests ({', '.join(REQUEST_COLUMNS)}) FROM STDIN"
     tag_copy = f"COPY request_tags ({', '.join(TAG_COLUMNS)}) FROM STDIN"
     try:
-        if not trigger:
-            conn.execute("ALTER TABLE requests DISABLE TRIGGER request_rollup_step")
         for n, offset in enumerate(range(0, rows, CHUNK)):
             if time.perf_counter() - started > limit_s:
                 raise SystemExit(f"stopped at {offset:,} rows: --max-seconds {limit_s:g} passed")
@@ -115,10 +112,9 @@ def seed(
             rate = done / (time.perf_counter() - started)
             print(f"\r{done:,} / {rows:,} rows ({rate:,.0f}/s)", end="", file=sys.stderr)
         copy_records(conn, copies)
-        if not trigger:
-            with conn.raw.transaction():
-                conn.execute(ROLLUP_REBUILD)
-                conn.execute("ALTER TABLE requests ENABLE TRIGGER request_rollup_step")
+        with conn.raw.transaction():
+            conn.execute(ROLLUP_REBUILD)
+            conn.execute(KEY_SPEND_REBUILD)
         conn.execute("VACUUM ANALYZE requests")
         conn.execute("VACUUM ANALYZE request_tags")
         conn.execute("VACUUM ANALYZE request_rollup")
@@ -136,7 +132,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, required=True, help="how many records to add")
     parser.add_argument("--days", type=float, default=45, help="span of timestamps, ending now")
     parser.add_argument("--seed", type=int, default=7, help="random seed (same seed, same rows)")
-    parser.add_argument("--with-trigger", action="store_true", help="keep the rollup trigger on")
     parser.add_argument("--copies", type=int, default=1, help="make rows/K, copy them K times")
     parser.add_argument("--max-seconds", type=float, default=3600, help="give up after this")
     args = parser.parse_args(argv)
@@ -145,7 +140,6 @@ def main(argv: list[str] | None = None) -> None:
         args.rows,
         args.days,
         args.seed,
-        trigger=args.with_trigger,
         limit_s=args.max_seconds,
         copies=args.copies,
     )

@@ -1,13 +1,13 @@
 """Record writer throughput: how many records per second reach SQLite, priced, in batches.
 
-    python -m bench.writer [--records 100000] [--no-pricing] [--without TRIGGER_PREFIX]
+    python -m bench.writer [--records 100000] [--no-pricing] [--tags N]
 
 Submits realistic records (varied usage across several providers and models, a tag each)
 through the project's own RecordWriter into a fresh database in a temp METERFOX_HOME, as fast as
 it can, and reports records/s from the first submit to the last commit. The target (issue 7)
-is >= 10,000 records/s sustained. `--without tag_rollup_` (repeatable; or `request_rollup_`…) drops the
-triggers whose names start so before the first record: what those triggers cost each write,
-measured with the same code.
+is >= 10,000 records/s sustained. (Its `--without PREFIX`, which dropped INSERT triggers to
+measure them, went with them: the rollups are summed per batch since migration 016; see
+bench/insert_batches.py for the write path's CPU per record.)
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from pathlib import Path
 from meterfox_cli.pricing.book import price_record
 from meterfox_cli.pricing.quote import UNPRICED
 from meterfox_cli.records import Outcome, UsageRecord, new_request_id
-from meterfox_cli.store.db import connect
 from meterfox_cli.store.writer import RecordWriter
 from meterfox_cli.usage import Reading, Usage
 
@@ -62,35 +61,16 @@ def record(rng: random.Random, tags: int = 1) -> UsageRecord:
     )
 
 
-def drop_triggers(database: Path, prefix: str) -> None:
-    """Create the database (every migration) and drop the triggers whose names start so."""
-    conn = connect(database)
-    try:
-        names = conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE ?", (prefix + "%",)
-        ).fetchall()
-        for (name,) in names:
-            conn.execute(f"DROP TRIGGER {name}")
-        print(f"dropped {len(names)} triggers: {', '.join(n for (n,) in names)}")
-    finally:
-        conn.close()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--no-pricing", action="store_true")
     parser.add_argument("--tags", type=int, default=1, help="tags on each record (0-3)")
-    parser.add_argument(
-        "--without", metavar="PREFIX", action="append", help="drop the triggers named PREFIX…"
-    )
     args = parser.parse_args()
     rng = random.Random(7)
     records = [record(rng, args.tags) for _ in range(args.records)]
     home = Path(tempfile.mkdtemp(prefix="meterfox-writer-bench-"))
     pricer = (lambda r: UNPRICED) if args.no_pricing else price_record
-    for prefix in args.without or ():
-        drop_triggers(home / "meterfox.db", prefix)
     writer = RecordWriter(home / "meterfox.db", pricer=pricer)
     writer.start()
     price_record(records[0])  # load the price data before the clock starts
@@ -103,7 +83,6 @@ def main() -> None:
     elapsed = time.perf_counter() - started
     writer.close()
     print(
-        f"{'without ' + ', '.join(p + '*' for p in args.without) + ' ' if args.without else ''}"
         f"{writer.written} records in {elapsed:.2f} s: {writer.written / elapsed:,.0f} records/s "
         f"({'no pricing' if args.no_pricing else 'priced'}, {args.tags} tags each; largest batch {writer.max_batch}, "
         f"dropped {writer.dropped})"

@@ -1,9 +1,9 @@
 """Moving a ledger from one store to another (`meterfox db copy`): every request with its tags,
-in batches, idempotent on the record id (copying twice leaves one copy of each record); the
-target's rollup follows through its own triggers. And every proxy key with its budget and
-revocation, idempotent on the key's hash (each store numbers its keys itself): a key the target
-already holds is kept as the target has it, and a live key under a name the target gives
-another live key is refused before anything is written."""
+in batches, idempotent on the record id (copying twice leaves one copy of each record), through
+the writer's own insert (store/rows.insert_rows), so the target's rollups follow. And every
+proxy key with its budget and revocation, idempotent on the key's hash (each store numbers its
+keys itself): a key the target already holds is kept as the target has it, and a live key
+under a name the target gives another live key is refused before anything is written."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from meterfox_cli.errors import StoreError
 from meterfox_cli.store.backend import Ledger, schema_problem
-from meterfox_cli.store.dialect import LedgerConnection, dialect_of
-from meterfox_cli.store.rows import REQUEST_COLUMNS, TAG_COLUMNS
+from meterfox_cli.store.dialect import LedgerConnection
+from meterfox_cli.store.rows import REQUEST_COLUMNS, TAG_COLUMNS, insert_rows
 
 BATCH = 1000  # records per read and per target transaction (their ids are one IN list)
 
@@ -51,8 +51,9 @@ def copy_ledger(source: Ledger, target: Ledger, batch: int = BATCH) -> Copied:
         read = 0
         for requests, tags in _batches(reader, batch):
             with target.transaction(writer):
-                _insert(writer, "requests", REQUEST_COLUMNS, requests)
-                _insert(writer, "request_tags", TAG_COLUMNS, tags)
+                insert_rows(
+                    writer, [dict(zip(REQUEST_COLUMNS, row, strict=True)) for row in requests], tags
+                )
             read += len(requests)
         with target.transaction(writer):
             writer.executemany(
@@ -116,11 +117,6 @@ def _batches(conn: LedgerConnection, size: int):
             ids,
         ).fetchall()
         yield requests, [tuple(tag) for tag in tags]
-
-
-def _insert(conn: LedgerConnection, table: str, columns: tuple[str, ...], rows: list) -> None:
-    if rows:
-        conn.executemany(dialect_of(conn).insert_ignoring(table, columns), rows)
 
 
 def _count(conn: LedgerConnection) -> int:

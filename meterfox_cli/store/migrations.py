@@ -324,7 +324,7 @@ def _tag_upsert(row: str, tagset: str, sign: str) -> str:
     )
 
 
-def _tag_move(request_id: str, tagset: str, sign: str) -> str:
+def tag_move(request_id: str, tagset: str, sign: str) -> str:
     """Add or take away the sums of the stored request `request_id` under `tagset`."""
     return (
         f"INSERT INTO tag_rollup ({_TAG_KEY_NAMES}, {_TAG_SUM_NAMES}) "
@@ -392,8 +392,8 @@ def m009_tag_rollup(conn: sqlite3.Connection) -> None:
     before_new = tagset_sql(request_tags_sql("NEW.request_id", without="NEW.name"))
     conn.execute(
         "CREATE TRIGGER tag_rollup_tag_insert AFTER INSERT ON request_tags BEGIN "
-        f"{_tag_move('NEW.request_id', before_new, '-')} "
-        f"{_tag_move('NEW.request_id', with_new, '+')} END"
+        f"{tag_move('NEW.request_id', before_new, '-')} "
+        f"{tag_move('NEW.request_id', with_new, '+')} END"
     )
     without_old = tagset_sql(request_tags_sql("OLD.request_id"))
     with_old = tagset_sql(
@@ -401,8 +401,8 @@ def m009_tag_rollup(conn: sqlite3.Connection) -> None:
     )
     conn.execute(
         "CREATE TRIGGER tag_rollup_tag_delete AFTER DELETE ON request_tags BEGIN "
-        f"{_tag_move('OLD.request_id', with_old, '-')} "
-        f"{_tag_move('OLD.request_id', without_old, '+')} "
+        f"{tag_move('OLD.request_id', with_old, '-')} "
+        f"{tag_move('OLD.request_id', without_old, '+')} "
         f"{_tag_prune_stored('OLD.request_id', with_old)} END"
     )
     conn.execute(
@@ -595,11 +595,11 @@ def m014_day_rollup_host(conn: sqlite3.Connection) -> None:
 # in window order. A report over a window too large to read whole reads this instead of the
 # requests: its cost grows with the window / SAMPLE_TABLE_EVERY, at one INSERT per
 # SAMPLE_TABLE_EVERY requests in the writer. Deletes and updates of a sampled request follow.
-_SAMPLE_COLUMNS = "ts, id, day, provider, model, key_name, endpoint, host, latency_ms, ttfb_ms"
+SAMPLE_COLUMNS = "ts, id, day, provider, model, key_name, endpoint, host, latency_ms, ttfb_ms"
 
 
 def _sample_values(row: str) -> str:
-    return ", ".join(f"{row}.{column.strip()}" for column in _SAMPLE_COLUMNS.split(","))
+    return ", ".join(f"{row}.{column.strip()}" for column in SAMPLE_COLUMNS.split(","))
 
 
 def m015_latency_sample(conn: sqlite3.Connection) -> None:
@@ -611,14 +611,14 @@ def m015_latency_sample(conn: sqlite3.Connection) -> None:
     )
     every = SAMPLE_TABLE_EVERY
     conn.execute(
-        f"INSERT INTO latency_sample ({_SAMPLE_COLUMNS}, seq) "
+        f"INSERT INTO latency_sample ({SAMPLE_COLUMNS}, seq) "
         f"SELECT {_sample_values('requests')}, rowid / {every} FROM requests "
         f"WHERE rowid % {every} = 0"
     )
     conn.execute(
         f"CREATE TRIGGER latency_sample_insert AFTER INSERT ON requests "
         f"WHEN NEW.rowid % {every} = 0 BEGIN "
-        f"INSERT INTO latency_sample ({_SAMPLE_COLUMNS}, seq) "
+        f"INSERT INTO latency_sample ({SAMPLE_COLUMNS}, seq) "
         f"VALUES ({_sample_values('NEW')}, NEW.rowid / {every}); END"
     )
     conn.execute(
@@ -626,11 +626,45 @@ def m015_latency_sample(conn: sqlite3.Connection) -> None:
         "DELETE FROM latency_sample WHERE ts = OLD.ts AND id = OLD.id; END"
     )
     updates = ", ".join(
-        f"{column.strip()} = NEW.{column.strip()}" for column in _SAMPLE_COLUMNS.split(",")
+        f"{column.strip()} = NEW.{column.strip()}" for column in SAMPLE_COLUMNS.split(",")
     )
     conn.execute(
-        f"CREATE TRIGGER latency_sample_update AFTER UPDATE OF {_SAMPLE_COLUMNS} ON requests "
+        f"CREATE TRIGGER latency_sample_update AFTER UPDATE OF {SAMPLE_COLUMNS} ON requests "
         f"BEGIN UPDATE latency_sample SET {updates} WHERE ts = OLD.ts AND id = OLD.id; END"
+    )
+
+
+# The INSERT triggers 016 drops: what they did for every inserted request (an UPSERT into each
+# of four rollups and key_spend, a reservation's DELETE, a sample row for one in 16) and for
+# every inserted tag (move a stored request to its new tag set) is now done once per batch by
+# store/rollups.py, called by store/rows.insert_rows, the one way records are inserted. The
+# UPDATE and DELETE triggers stay: re-pricing and deletes are rare, and may come from anywhere.
+BATCH_ROLLED_TRIGGERS = (
+    "request_rollup_insert",
+    "tag_rollup_request_insert",
+    "tag_rollup_tag_insert",
+    "latency_rollup_insert",
+    "day_rollup_insert",
+    "key_spend_insert",
+    "key_reservations_settle",
+    "latency_sample_insert",
+)
+
+
+def m016_rollups_per_batch(conn: sqlite3.Connection) -> None:
+    """The rollups follow inserts per batch, from the writer (store/rollups.py), not per row by
+    triggers: the tables keep their contents; the INSERT triggers go. `rollup_state` holds the
+    largest rowid the rollups hold: a meterfox from before, still running when a newer one
+    migrated its file, inserts rows past it (no trigger rolls them up now), and the next batch
+    of a current writer rolls them up."""
+    for name in BATCH_ROLLED_TRIGGERS:
+        conn.execute(f"DROP TRIGGER {name}")
+    conn.execute(
+        "CREATE TABLE rollup_state (id INTEGER PRIMARY KEY CHECK (id = 1), "
+        "through_rowid INTEGER NOT NULL)"
+    )
+    conn.execute(
+        "INSERT INTO rollup_state VALUES (1, (SELECT IFNULL(max(rowid), 0) FROM requests))"
     )
 
 
@@ -650,4 +684,5 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("013_key_reservations", m013_key_reservations),
     ("014_day_rollup_host", m014_day_rollup_host),
     ("015_latency_sample", m015_latency_sample),
+    ("016_rollups_per_batch", m016_rollups_per_batch),
 ]

@@ -102,8 +102,14 @@ def _rollup_fill() -> str:
     return f"INSERT INTO request_rollup SELECT {key_exprs}, {sum_exprs} FROM requests GROUP BY {groups};"
 
 
-# The rollup rebuilt from `requests` (bench/seed_pg.py, after a bulk load with the trigger off).
+# The rollup rebuilt from `requests` (bench/seed_pg.py, after a bulk load with COPY, which
+# does not go through the writer's per-batch rollups).
 ROLLUP_REBUILD = f"DELETE FROM request_rollup; {_rollup_fill()}"
+# key_spend rebuilt the same way, as 006_proxy_keys fills it.
+KEY_SPEND_REBUILD = (
+    f"DELETE FROM key_spend; INSERT INTO key_spend SELECT key_name, {POSTGRES.hour('ts')}, "
+    "SUM(cost_nanousd) FROM requests WHERE cost_nanousd IS NOT NULL GROUP BY 1, 2;"
+)
 
 
 def _m002_report_rollup() -> str:
@@ -271,6 +277,31 @@ CREATE TRIGGER key_reservations_settle AFTER INSERT ON requests
 """
 
 
+# The rollup, key spend and reservations follow inserts per batch, from the writer
+# (store/rollups.py, as on SQLite since its 016), which says so in each of its transactions
+# (`meterfox.rolls_up`): the row triggers now fire on UPDATE and DELETE, and on INSERT only
+# for a transaction that does not say so (a meterfox from before, still running on another
+# machine when this one migrated the ledger: its rows are rolled up as before). The WHEN test
+# runs without calling the function, so a current writer's rows cost no trigger. The trigger
+# functions are unchanged; the tables keep their contents.
+_NOT_ROLLED = "WHEN (current_setting('meterfox.rolls_up', true) IS DISTINCT FROM 'on')"
+M008_ROLLUPS_PER_BATCH = f"""
+DROP TRIGGER request_rollup_step ON requests;
+CREATE TRIGGER request_rollup_step AFTER UPDATE OR DELETE ON requests
+    FOR EACH ROW EXECUTE FUNCTION request_rollup_step();
+CREATE TRIGGER request_rollup_older_writer AFTER INSERT ON requests
+    FOR EACH ROW {_NOT_ROLLED} EXECUTE FUNCTION request_rollup_step();
+DROP TRIGGER key_spend_step ON requests;
+CREATE TRIGGER key_spend_step AFTER UPDATE OR DELETE ON requests
+    FOR EACH ROW EXECUTE FUNCTION key_spend_step();
+CREATE TRIGGER key_spend_older_writer AFTER INSERT ON requests
+    FOR EACH ROW {_NOT_ROLLED} EXECUTE FUNCTION key_spend_step();
+DROP TRIGGER key_reservations_settle ON requests;
+CREATE TRIGGER key_reservations_settle AFTER INSERT ON requests
+    FOR EACH ROW {_NOT_ROLLED} EXECUTE FUNCTION key_reservations_settle();
+"""
+
+
 PG_MIGRATIONS: list[tuple[str, str]] = [
     ("001_requests", M001_REQUESTS),
     ("002_report_rollup", _m002_report_rollup()),
@@ -279,4 +310,5 @@ PG_MIGRATIONS: list[tuple[str, str]] = [
     ("005_alerts_fired", ALERTS_FIRED),  # the same table as SQLite's 008_alerts_fired
     ("006_proxy_keys", _m006_proxy_keys()),
     ("007_key_reservations", M007_KEY_RESERVATIONS),
+    ("008_rollups_per_batch", M008_ROLLUPS_PER_BATCH),
 ]

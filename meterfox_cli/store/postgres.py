@@ -65,6 +65,21 @@ class PgConnection:
         with self.raw.cursor() as cursor:
             cursor.executemany(_translated(sql), list(parameters))
 
+    def executemany_returning(
+        self, sql: str, parameters: Iterable[Sequence[Any]], /
+    ) -> list[tuple[Any, ...]]:
+        """executemany of a statement with RETURNING: the rows it returned, all statements'."""
+        rows: list[tuple[Any, ...]] = []
+        parameters = list(parameters)
+        if not parameters:
+            return rows
+        with self.raw.cursor() as cursor:
+            cursor.executemany(_translated(sql), parameters, returning=True)
+            while True:
+                rows.extend(cursor.fetchall())
+                if not cursor.nextset():
+                    return rows
+
     def stream(self, sql: str, parameters: Sequence[Any] = ()) -> _Streamed:
         """A server-side cursor over `sql` in a read-only snapshot (store/dialect.streamed)."""
         return _Streamed(self.raw, _translated(sql) if parameters else sql, parameters)

@@ -16,6 +16,13 @@ from meterfox_cli.money import from_nanousd
 from meterfox_cli.pricing.quote import Price, Quote
 from meterfox_cli.records import UsageRecord
 from meterfox_cli.store.dialect import POSTGRES, SQLITE, Dialect, LedgerConnection, dialect_of
+from meterfox_cli.store.rollups import (
+    POSTGRES_ROLLS_UP,
+    SQLITE_ROLLED_THROUGH,
+    SQLITE_ROLLUP_STATE,
+    add_new_rows,
+    move_to_tag_set,
+)
 from meterfox_cli.usage import Reading, Usage
 
 INT64_MAX = 2**63 - 1
@@ -86,18 +93,73 @@ def insert_records(
 
 def insert_rows(conn: LedgerConnection, rows: Sequence[Row], tags: Sequence[Tag]) -> None:
     """Insert `requests` rows and their tags (in the caller's transaction); a row whose id is
-    already stored is skipped, its tags too."""
+    already stored is skipped, its tags too. The rows it stores, and only those, are added to
+    the rollups (store/rollups.py) in the same transaction: every writer of records (the record
+    writer, the outbox's drain, `db copy`, the seeding scripts) comes through here. Rows an
+    older meterfox inserted without rolling them up are rolled up here too: on SQLite by the
+    next batch (`rollup_state`), on PostgreSQL at once by the triggers it still fires."""
     dialect = dialect_of(conn)
     insert_request, insert_tag = _INSERTS[dialect.name]
     requests = [_in_column_order(row) for row in rows]
+    unrolled: list[tuple[int, Row]] = []
     if dialect is SQLITE:
-        # Tags first (SQLite does not enforce the foreign key): the tag rollup's trigger on the
-        # request row then sums it once under its whole tag set, instead of a move per tag.
-        conn.executemany(insert_tag, tags)
-        conn.executemany(insert_request, requests)
+        last, through = conn.execute(SQLITE_ROLLUP_STATE).fetchone()
+        if through is not None and last > through:
+            unrolled = _read_back(conn, "rowid > ? AND rowid <= ?", (through, last))
+        inserted = _inserted_sqlite(conn, insert_request, requests, last)
+        new_ids = {row_id for _, row_id in inserted}
+        conn.executemany(insert_tag, [tag for tag in tags if tag[0] in new_ids])
+        for tag in tags:  # for a request stored before (sent again): rare, one at a time
+            if tag[0] not in new_ids and conn.execute(insert_tag, tag).rowcount:
+                move_to_tag_set(conn, tag[0], tag[1])
     else:
-        conn.executemany(insert_request, requests)
+        conn.execute(POSTGRES_ROLLS_UP)  # the INSERT triggers left for older writers stand by
+        inserted = conn.executemany_returning(f"{insert_request} RETURNING rowid, id", requests)  # type: ignore[attr-defined]
         conn.executemany(insert_tag, tags)
+    new = [*unrolled, *_as_inserted(conn, rows, inserted)]
+    if new:
+        add_new_rows(conn, new)
+        if dialect is SQLITE:
+            conn.execute(SQLITE_ROLLED_THROUGH, (max(last, new[-1][0]),))
+
+
+def _as_inserted(
+    conn: LedgerConnection, rows: Sequence[Row], inserted: list[tuple[int, str]]
+) -> list[tuple[int, Row]]:
+    """Each inserted (rowid, id) with its row: the batch's row of that id, or, for an id the
+    batch repeats (rare: a record sent twice), the row the database kept, read back (the
+    first of them, unless a unique dedupe key made the INSERT skip it)."""
+    by_id: dict[object, Row] = {}
+    repeated = set()
+    for row in rows:
+        if by_id.setdefault(row["id"], row) is not row:
+            repeated.add(row["id"])
+    for _, row_id in inserted:
+        if row_id in repeated:
+            by_id[row_id] = _read_back(conn, "id = ?", (row_id,))[0][1]
+    return [(rowid, by_id[row_id]) for rowid, row_id in inserted]
+
+
+def _read_back(conn: LedgerConnection, where: str, parameters: tuple) -> list[tuple[int, Row]]:
+    """(rowid, row) of the stored requests `where` says, in rowid order."""
+    columns = ", ".join(REQUEST_COLUMNS)
+    cursor = conn.execute(
+        f"SELECT rowid AS rowid_, {columns} FROM requests WHERE {where} ORDER BY rowid", parameters
+    )
+    return [(row.pop("rowid_"), row) for row in named_rows(cursor)]
+
+
+def _inserted_sqlite(
+    conn: LedgerConnection, sql: str, requests: list, last: int
+) -> list[tuple[int, str]]:
+    """Run the INSERT of `requests`; (rowid, id) of each row it stored, in rowid order. The
+    write transaction holds the database's one write lock, so those are exactly the rows past
+    `last`, the largest rowid before it (sqlite3's executemany returns no RETURNING rows)."""
+    if conn.executemany(sql, requests).rowcount == 0:
+        return []
+    return conn.execute(
+        "SELECT rowid, id FROM requests WHERE rowid > ? ORDER BY rowid", (last,)
+    ).fetchall()
 
 
 def record_tags(records: Iterable[UsageRecord]) -> list[Tag]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +14,14 @@ from pathlib import Path
 from meterfox_cli.pricing.quote import NO_USAGE, UNPRICED, Price
 from meterfox_cli.records import Outcome, UsageRecord, new_request_id
 from meterfox_cli.store.db import connect, transaction
-from meterfox_cli.store.rows import insert_records
+from meterfox_cli.store.rows import (
+    INSERT_REQUEST,
+    INSERT_TAG,
+    REQUEST_COLUMNS,
+    insert_records,
+    record_tags,
+    request_row,
+)
 from meterfox_cli.usage import Reading, Usage
 
 _ids = itertools.count(1)
@@ -102,6 +110,18 @@ def insert(conn: sqlite3.Connection, *requests: Req) -> None:
     """Commit requests exactly as RecordWriter does (`insert_records` in a transaction)."""
     with transaction(conn):
         insert_records(conn, [(req.record(), req.price()) for req in requests])
+
+
+def insert_as_before_016(
+    conn: sqlite3.Connection, records: Sequence[tuple[UsageRecord, Price]], host: str = ""
+) -> None:
+    """Commit records as `insert_records` did before migration 016: the tags, then the
+    requests, plain INSERTs skipping an id already stored, the rollups left to that schema's
+    triggers. For a database migrated only part of the way (not past 015)."""
+    rows = [request_row(record, price, host) for record, price in records]
+    with transaction(conn):
+        conn.executemany(INSERT_TAG, record_tags(record for record, _ in records))
+        conn.executemany(INSERT_REQUEST, [[row[c] for c in REQUEST_COLUMNS] for row in rows])
 
 
 def record_to(path: Path, *requests: Req) -> None:

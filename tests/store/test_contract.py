@@ -6,6 +6,7 @@ ledger too: `keys` functions and the spend budgets read behave the same on both.
 from __future__ import annotations
 
 import contextlib
+import random
 import tempfile
 import threading
 import time
@@ -48,16 +49,24 @@ from meterfox_cli.store.billed import (
     synced_until,
 )
 from meterfox_cli.store.costs import find_request, reprice
-from meterfox_cli.store.dialect import LedgerConnection, write_transaction
+from meterfox_cli.store.dialect import POSTGRES, SQLITE, LedgerConnection, write_transaction
 from meterfox_cli.store.dimensions import parse_dimensions
 from meterfox_cli.store.postgres import PostgresLedger
 from meterfox_cli.store.queries import Report, read_report
-from meterfox_cli.store.rows import RequestLine, insert_records
+from meterfox_cli.store.rows import (
+    REQUEST_COLUMNS,
+    TAG_COLUMNS,
+    RequestLine,
+    insert_records,
+    record_tags,
+    request_row,
+)
 from meterfox_cli.store.select import Filters, TimeRange
 from meterfox_cli.store.sqlite import SqliteLedger
 from meterfox_cli.store.writer import RecordWriter
 from meterfox_cli.usage import Reading, Usage
 from tests.fakes.records import Req, at, usage_record
+from tests.store.summed import assert_summed
 
 BACKENDS = ("sqlite", "postgresql")
 DAY_S = 86400
@@ -247,6 +256,119 @@ def test_the_rollup_stays_in_step_when_rows_change(ledger: Ledger) -> None:
     }
     raw = read_report(ledger, ("provider", "tag:team"), ALL)  # the requests table alone
     assert raw is not None and raw.total.cost_nanousd == report.total.cost_nanousd
+
+
+def varied_requests(count: int) -> list[Req]:
+    """`count` requests over two days of hours, three providers, models (one missing), three
+    keys, tags or none, errors, unpriced and unusaged ones, latencies of every bucket size."""
+    rng = random.Random(17)
+    tag_sets = [(), (("team", "search"),), (("feature", "chat"), ("team", "ads")), (("a:b", ""),)]
+    return [
+        Req(
+            at("2026-11-02 22:00") + rng.uniform(0, 2 * DAY_S),
+            provider=rng.choice(["openai", "anthropic", "groq"]),
+            model=rng.choice(["gpt-4o", "mini", None]),
+            key=rng.choice(["app", "ci", "passthrough"]),
+            status=rng.choice([200, 200, 200, 429]),
+            input_tokens=rng.randint(0, 50_000),
+            cached_tokens=rng.randint(0, 50),
+            output_tokens=rng.randint(0, 5_000),
+            cost_nano=rng.choice([None, rng.randint(0, 10**9), rng.randint(0, 10**12)]),
+            unpriced=rng.random() < 0.5,
+            latency_ms=rng.choice([0.5, 42.0, 123.4, 5_678.9, 98_765.4, 2.5e6]),
+            ttfb_ms=rng.choice([None, 12.5]),
+            tags=rng.choice(tag_sets),
+        )
+        for _ in range(count)
+    ]
+
+
+def test_the_rollups_are_the_requests_summed(ledger: Ledger) -> None:
+    """Every table kept beside `requests` (SQLite: the hourly, daily, tag and latency rollups,
+    key spend, the 1-in-16 latency sample; PostgreSQL: the hourly rollup and key spend) holds
+    the GROUP BY of the requests stored, however they came through the writer: repeated in a
+    batch, sent again in a later batch by another host, sent again with a tag more, a billable
+    unit seen twice; a reservation goes with its record's insert, and only then; re-pricing
+    and deletes follow."""
+    requests = varied_requests(40)
+    records = [req.record() for req in requests]
+    prices = {r.id: req.price() for r, req in zip(records, requests, strict=True)}
+    usage = Usage(input_tokens=12, output_tokens=2)
+    polls = [
+        usage_record(reading=Reading(model="m", usage=usage, dedupe_key="replicate:p1"))
+        for _ in range(2)
+    ]
+    prices |= {poll.id: Req(0, cost_nano=500).price() for poll in polls}
+    conn = ledger.open_writer(1000)
+    try:
+        with ledger.transaction(conn):
+            conn.executemany(
+                "INSERT INTO key_reservations VALUES (?, 'app', 5, ?)",
+                [(request_id, time.time() + 60) for request_id in [r.id for r in records[:3]]]
+                + [("never-recorded", time.time() + 60)],
+            )
+    finally:
+        conn.close()
+    write(ledger, [*records[:20], records[3], records[3], polls[0]], prices, host="laptop-1")
+    write(ledger, [*records[10:], polls[1]], prices, host="ci-runner")
+    more = replace(records[5], tags=(*records[5].tags, ("extra", "1")))
+    write(ledger, [more], prices, host="ci-runner")
+    assert count(ledger) == 42
+    assert_summed(ledger)
+    conn = ledger.open_writer(1000)
+    try:
+        left = conn.execute("SELECT request_id FROM key_reservations").fetchall()
+        assert [row[0] for row in left] == ["never-recorded"]
+        with ledger.transaction(conn):
+            conn.execute("UPDATE requests SET cost_nanousd = 5 WHERE model = ?", ("mini",))
+            conn.execute("DELETE FROM requests WHERE key_name = ?", ("ci",))
+    finally:
+        conn.close()
+    assert_summed(ledger)
+
+
+def test_what_an_older_meterfox_inserts_is_rolled_up_too(ledger: Ledger) -> None:
+    """A meterfox from before the per-batch rollups (SQLite 016, PostgreSQL 008), still running
+    when a newer one migrated the ledger, inserts plain rows (its INSERT, in its order): on
+    PostgreSQL the INSERT triggers kept for it roll them up at once and settle the reservation;
+    on SQLite the next batch of a current writer does. Nothing is counted twice."""
+    requests = varied_requests(30)
+    records = [(req.record(), req.price()) for req in requests]
+    dialect = ledger.dialect
+    conn = ledger.open_writer(1000)
+    try:
+        with ledger.transaction(conn):
+            conn.execute(
+                "INSERT INTO key_reservations VALUES (?, 'app', 5, ?)",
+                (records[0][0].id, time.time() + 60),
+            )
+        rows = [[row[c] for c in REQUEST_COLUMNS] for row in (request_row(*r) for r in records)]
+        statements = [
+            (dialect.insert_ignoring("requests", REQUEST_COLUMNS), rows[:20]),
+            (
+                dialect.insert_ignoring("request_tags", TAG_COLUMNS),
+                record_tags(r for r, _ in records[:20]),
+            ),
+        ]
+        with ledger.transaction(conn):  # SQLite's writer put the tags first; PostgreSQL's could not
+            for sql, values in statements[:: -1 if dialect is SQLITE else 1]:
+                conn.executemany(sql, values)
+        if dialect is POSTGRES:
+            assert_summed(ledger)
+    finally:
+        conn.close()
+    write(ledger, [r for r, _ in records[15:]], {r.id: p for r, p in records})
+    assert count(ledger) == 30
+    assert_summed(ledger)
+    assert count_rows(ledger, "SELECT count(*) FROM key_reservations") == 0
+
+
+def count_rows(ledger: Ledger, sql: str) -> int:
+    conn = ledger.open_writer(1000)
+    try:
+        return conn.execute(sql).fetchone()[0]
+    finally:
+        conn.close()
 
 
 def test_the_writer_reconnects_when_the_server_drops_its_connection(pg_url: str) -> None:

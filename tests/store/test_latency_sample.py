@@ -43,7 +43,7 @@ def test_the_sample_is_one_request_in_n_and_follows_updates_and_deletes(conn):
 def test_the_migration_fills_the_sample_from_the_requests_recorded_before(conn):
     insert(conn, *(Req(at("2026-11-03 10:00") + i) for i in range(50)))
     for event in ("insert", "delete", "update"):
-        conn.execute(f"DROP TRIGGER latency_sample_{event}")
+        conn.execute(f"DROP TRIGGER IF EXISTS latency_sample_{event}")
     conn.execute("DROP TABLE latency_sample")
     migrations.m015_latency_sample(conn)
     conn.commit()
