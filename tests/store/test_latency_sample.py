@@ -103,6 +103,9 @@ def test_with_a_tag_the_sample_table_is_read_from_half_the_rate(conn, monkeypatc
     assert filtered.sample_every == SAMPLE_TABLE_EVERY
 
 
+ENV_P = ("env", "p")
+
+
 def test_with_a_tag_a_small_sample_is_not_read_whole(conn, monkeypatch):
     """Every row read with a tag costs a lookup of its tags, so a sample that could be read
     whole once (as without a tag) is not: a tag filter's thin groups are topped up from every
@@ -114,15 +117,22 @@ def test_with_a_tag_a_small_sample_is_not_read_whole(conn, monkeypatch):
     insert(
         conn,
         *(
-            Req(at("2026-11-03 10:00"), model="big", latency_ms=float(i), tags=(("team", "a"),))
+            Req(
+                at("2026-11-03 10:00"),
+                model="big",
+                latency_ms=float(i),
+                tags=(("team", "a"), ENV_P),
+            )
             for i in range(1, 201)
         ),
-        *(Req(at("2026-11-03 11:00"), model="small", tags=(("team", "b"),)) for _ in range(40)),
+        *(
+            Req(at("2026-11-03 11:00"), model="small", tags=(("team", "b"), ENV_P))
+            for _ in range(40)
+        ),
     )
     plain = build_report(conn, ("model",), ALL)
     assert {row.latency_sample_every for row in plain.rows} == {SAMPLE_TABLE_EVERY}
-    everyone = Filters(tags=(("env", "p"),))
-    conn.execute("INSERT INTO request_tags SELECT id, 'env', 'p' FROM requests")
+    everyone = Filters(tags=(ENV_P,))
     filtered = {row.group: row for row in build_report(conn, ("model",), ALL, everyone).rows}
     assert filtered["big"].latency_sample_every == 4 * SAMPLE_TABLE_EVERY
     assert filtered["big"].latency_p50_ms == 128.0  # seq 4, 8, 12: rowids 64, 128, 192
