@@ -8,11 +8,13 @@ from decimal import Decimal
 
 from meterfox_cli.metrics.prometheus import PrometheusMetrics
 from meterfox_cli.records import Outcome
+from meterfox_cli.store.observers import InWriter
 from meterfox_cli.store.sqlite import SqliteLedger
 from meterfox_cli.store.writer_process import ProcessWriter, _decode, _encode, from_wire, to_wire
 from meterfox_cli.usage import Reading, Usage
 from tests.conftest import read_records
 from tests.fakes.records import SlowToArrive, usage_record
+from tests.store.writer_probe import ModulesLoaded
 
 FULL = usage_record(
     model=None,
@@ -81,3 +83,18 @@ def test_start_does_not_wait_for_the_child_and_counts_what_waits_for_it_as_queue
     writer.close()
     assert {r["id"] for r in read_records(db)} == {r.id for r in records}
     assert (writer.written, writer.queued) == (20, 0)
+
+
+def test_the_writer_process_imports_no_web_server_cli_prometheus_or_openssl(tmp_path):
+    """Its idle memory (docs/performance.md, "Start-up and idle memory"): the child builds the
+    observers `serve` gives it (Prometheus' counting half among them) and prices a record, yet
+    loads none of the proxy's web server, the CLI, the Prometheus page's library or hashlib."""
+    loaded: list[list[str]] = []
+    writer = ProcessWriter(tmp_path / "meterfox.db")
+    writer.add_observer(PrometheusMetrics())
+    writer.add_observer(InWriter(ModulesLoaded, (), loaded.append))
+    writer.start()
+    writer.submit(usage_record(reading=Reading(model="gpt-4o", usage=Usage(7, 0, 0, 0, 8))))
+    writer.close()
+    assert writer.written == 1 and loaded, "the child sent no report"
+    assert loaded[-1] == []
