@@ -7,8 +7,8 @@ aiohttp and nothing else, the floor) and then `meterfox serve`, and measures for
 from the process start to its first answer (the relay's 404, serve's 200 from
 /_meterfox/health), and the CPU time (user + system) each had used by then, which a loaded
 machine disturbs far less than the wall time; then serve's resident memory after `--idle`
-seconds with no traffic (VmRSS from /proc, summed over the daemon and its child processes, each
-also shown; start-up is timed on a restart, the database made by a first start, timed too);
+seconds with no traffic (VmRSS from /proc, summed over the daemon and its child processes, and
+PSS, which counts the pages they share once; each process also shown, RSS/PSS; start-up is timed on a restart, the database made by a first start, timed too);
 then 50 sequential JSON requests through it to a fake upstream (the first record of a provider
 reads its models from the compact price table: the slowest of these shows what that costs the
 requests in flight). Prints each run, the medians, and issue 17's goals (start-up ≤ 0.5 s,
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -47,9 +48,13 @@ class Startup:
     relay_cpu_s: float
     first_start_s: float  # a fresh METERFOX_HOME: creates and migrates the database
     healthy_s: float  # a restart: the database exists
-    healthy_cpu_s: float
+    healthy_cpu_s: float  # the daemon and its children
+    healthy_cpu_own_s: float  # the daemon's own process: its path to listening
     idle_rss_mb: float  # the daemon and its children
     idle_rss_each: tuple[float, ...]  # the daemon's own first
+    idle_pss_mb: float  # the same, pages shared between processes counted once (PSS)
+    idle_pss_each: tuple[float, ...]
+    names: tuple[str, ...]  # what each of those processes runs
     first_p50_ms: float
     first_max_ms: float
 
@@ -62,6 +67,31 @@ def process_tree(pid: int) -> list[int]:
             found += [int(child) for child in (task / "children").read_text().split()]
         index += 1
     return found
+
+
+def pss_mb(pid: int) -> float:
+    """Proportional set size: each page a process shares with others counted as its share
+    (the fair sum over a daemon and its children, which share the interpreter's libraries)."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def process_name(pid: int) -> str:
+    """`serve`, or the module a child runs (`-m meterfox_cli.store.writer_process`: the
+    writer; `meterfox_cli.web.worker`: the dashboard's read worker)."""
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    module = argv[argv.index(b"-m") + 1].decode() if b"-m" in argv else argv[0].decode()
+    return {
+        "meterfox_cli": "serve",
+        "meterfox_cli.store.writer_process": "writer",
+        "meterfox_cli.web.worker": "dashboard reader",
+    }.get(module, module)
+
+
+def load_average() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def answered_after(url: str, began: float, timeout: float = 60) -> float:
@@ -127,13 +157,17 @@ def measure(checkout: Path, upstream: str, idle_s: float, code_env: dict[str, st
         try:
             healthy = answered_after(health, began)
             healthy_cpu = sum(cpu_seconds(pid) for pid in process_tree(process.pid))
+            healthy_cpu_own = cpu_seconds(process.pid)
             time.sleep(idle_s)
-            each = tuple(rss_mb(pid) for pid in process_tree(process.pid))
+            pids = process_tree(process.pid)
+            each = tuple(rss_mb(pid) for pid in pids)
+            shares = tuple(pss_mb(pid) for pid in pids)
+            names = tuple(process_name(pid) for pid in pids)
             times = first_requests(f"http://127.0.0.1:{port}/openai{CHAT_PATH}")
             median = statistics.median(times)
             return Startup(
-                relay_s, relay_cpu, first_start, healthy, healthy_cpu, sum(each), each,
-                median, max(times),
+                relay_s, relay_cpu, first_start, healthy, healthy_cpu, healthy_cpu_own, sum(each), each,
+                sum(shares), shares, names, median, max(times),
             )  # fmt: skip
         finally:
             stop(process)
@@ -172,11 +206,18 @@ def main() -> None:
         for number in range(1, args.runs + 1):
             run = measure(args.checkout.resolve(), upstream_url, args.idle, code_env)
             runs.append(run)
-            processes = " + ".join(f"{mb:.1f}" for mb in run.idle_rss_each)
-            print(f"run {number}: relay answers after {run.relay_s:.3f} s ({run.relay_cpu_s:.2f} s CPU), "
-                  f"serve healthy after {run.first_start_s:.3f} s (first start), {run.healthy_s:.3f} s "
-                  f"(restart; {run.healthy_cpu_s:.2f} s CPU), idle RSS {run.idle_rss_mb:.1f} MB "
-                  f"({processes}), first {FIRST_REQUESTS} requests p50 {run.first_p50_ms:.1f} ms max "
+            processes = " + ".join(
+                f"{name} {rss:.1f}/{pss:.1f}"
+                for name, rss, pss in zip(
+                    run.names, run.idle_rss_each, run.idle_pss_each, strict=True
+                )
+            )
+            print(f"run {number} (load {load_average()}): relay answers after {run.relay_s:.3f} s "
+                  f"({run.relay_cpu_s:.2f} s CPU), serve healthy after {run.first_start_s:.3f} s "
+                  f"(first start), {run.healthy_s:.3f} s (restart; {run.healthy_cpu_s:.2f} s CPU, "
+                  f"{run.healthy_cpu_own_s:.2f} s of it serve's own), "
+                  f"idle RSS/PSS {run.idle_rss_mb:.1f}/{run.idle_pss_mb:.1f} MB ({processes}), "
+                  f"first {FIRST_REQUESTS} requests p50 {run.first_p50_ms:.1f} ms max "
                   f"{run.first_max_ms:.1f} ms", flush=True)  # fmt: skip
     finally:
         stop(upstream)
@@ -187,15 +228,21 @@ def main() -> None:
     first_start = statistics.median(r.first_start_s for r in runs)
     healthy = statistics.median(r.healthy_s for r in runs)
     rss = statistics.median(r.idle_rss_mb for r in runs)
+    pss = statistics.median(r.idle_pss_mb for r in runs)
     cpu = statistics.median(r.healthy_cpu_s for r in runs)
     relay_cpu = statistics.median(r.relay_cpu_s for r in runs)
+    own_cpu = statistics.median(r.healthy_cpu_own_s for r in runs)
     print(f"first start          {first_start:.3f} s, {first_start / relay:.2f}x the bare relay's")
     print(f"start-up to healthy  {healthy:.3f} s, {healthy / relay:.2f}x the bare relay's "
           f"{relay:.3f} s  (goal ≤ {STARTUP_GOAL_S} s)  {verdict(healthy <= STARTUP_GOAL_S)}")  # fmt: skip
     print(f"CPU to healthy       {cpu:.3f} s, {cpu / relay_cpu:.2f}x the bare relay's "
           f"{relay_cpu:.3f} s  (less disturbed by load than the wall time)")  # fmt: skip
+    print(f"  serve's own        {own_cpu:.3f} s, {own_cpu / relay_cpu:.2f}x the relay's  (its "
+          "children start beside it, not waited for)")  # fmt: skip
     print(f"idle RSS             {rss:.1f} MB  (goal ≤ {IDLE_RSS_GOAL_MB:g} MB)  "
           f"{verdict(rss <= IDLE_RSS_GOAL_MB)}")  # fmt: skip
+    print(f"idle PSS             {pss:.1f} MB  (shared pages counted once)")
+    print(f"load average         {load_average()} (1/5/15 min) at the end")
 
 
 if __name__ == "__main__":

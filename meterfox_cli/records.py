@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import secrets
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -40,11 +39,17 @@ class UsageRecord:
     tags: tuple[tuple[str, str], ...] = ()
 
 
-_random = random.Random(secrets.randbits(128))
+def _os_seed() -> int:
+    """128 bits from the OS (what `secrets` reads, without importing it: it pulls in hashlib
+    and OpenSSL, 4 MB of the writer's process, which never makes an id)."""
+    return int.from_bytes(os.urandom(16), "big")
+
+
+_random = random.Random(_os_seed())
 
 
 def _reseed() -> None:
-    _random.seed(secrets.randbits(128))
+    _random.seed(_os_seed())
 
 
 # A forked process (`serve --workers N`) must not repeat its parent's ids: the store keeps the

@@ -122,7 +122,9 @@ def serve(
     if ledger_url(config, os.environ) is not None:
         outbox = settings.paths.outbox
     try:
-        ledger.check()  # a PostgreSQL ledger behind or ahead of this version: refused
+        # Before the writer's process starts, which serve does not wait for: a SQLite file is
+        # created and migrated here; a PostgreSQL ledger behind or ahead of this version refused.
+        ledger.check()
     except LedgerUnreachable as away:  # checked at the drain's first connection instead
         click.secho(
             f"meterfox: {away}\nmeterfox: serving meanwhile: records wait in {outbox}; "

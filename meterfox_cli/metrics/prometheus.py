@@ -14,14 +14,8 @@ import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from meterfox_cli.config import MetricsConfig
 from meterfox_cli.errors import ConfigError
@@ -29,6 +23,10 @@ from meterfox_cli.metrics.labels import UNKNOWN_MODEL, Capped, tag_label
 from meterfox_cli.money import from_nanousd
 from meterfox_cli.records import Outcome
 from meterfox_cli.store.observers import InWriter, Row
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import HistogramMetricFamily, Metric
 
 # What the counting side hands the page's side after each batch (`report`, `adopt`): every
 # label set's sums as plain tuples, then each histogram's timings.
@@ -111,6 +109,8 @@ class _Histogram:
 
     def family(self) -> HistogramMetricFamily:
         """Under the caller's lock."""
+        from prometheus_client.core import HistogramMetricFamily
+
         family = HistogramMetricFamily(self.name, self.documentation, labels=TIMED_LABELS)
         bounds = [*(f"{b:g}" for b in self.buckets), "+Inf"]
         for labels, timing in self.timings.items():
@@ -156,8 +156,17 @@ class PrometheusMetrics:
             "Time from a request's arrival to the first byte of the upstream's response.",
             TTFB_BUCKETS,
         )
-        self.registry = CollectorRegistry()
-        self.registry.register(_Families(self))
+
+    @cached_property
+    def registry(self) -> CollectorRegistry:
+        """The page's registry, made at the first scrape: prometheus_client (66 modules, about
+        4.6 MB) is imported only where the page is served, never in the writer's process, where
+        the counting half runs."""
+        from prometheus_client import CollectorRegistry
+
+        registry = CollectorRegistry()
+        registry.register(_Families(self))
+        return registry
 
     def _shared(self) -> str:
         return next(label for label in self.labels if self.labels.count(label) > 1)
@@ -225,6 +234,8 @@ class PrometheusMetrics:
 
     def render(self) -> bytes:
         """The Prometheus text exposition (blocking for a moment: call it off the loop)."""
+        from prometheus_client import generate_latest
+
         return generate_latest(self.registry)
 
     def _tag_values(self, tags: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
@@ -234,6 +245,8 @@ class PrometheusMetrics:
         return tuple(capped(given[tag]) if tag in given else "" for tag, capped in self._tags)
 
     def families(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         with self._lock:
             sums = [
                 (labels, s.requests, dict(s.errors), list(s.tokens), s.cost_nanousd)
@@ -280,6 +293,8 @@ class PrometheusMetrics:
         yield dropped
 
     def _budget_families(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
         budget = GaugeMetricFamily(
             "meterfox_key_budget_usd",
             "Each budgeted proxy key's budget per period.",

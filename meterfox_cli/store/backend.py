@@ -71,9 +71,11 @@ class Ledger(Protocol):
         ...
 
     def check(self) -> None:
-        """StoreError, in one sentence, when `serve` must not write here: a PostgreSQL schema
-        behind or ahead of this version, or no server (LedgerUnreachable). SQLite migrates as
-        it opens: no check."""
+        """Open a writing connection once, as `serve` does before its writer's process starts:
+        the SQLite file is created and migrated here (so the writer, and another daemon, open
+        it in milliseconds); StoreError, in one sentence, when `serve` must not write here (a
+        database from a newer meterfox; a PostgreSQL schema behind or ahead of this version, or
+        no server: LedgerUnreachable)."""
         ...
 
     def pending(self) -> tuple[list[str], list[str]]:

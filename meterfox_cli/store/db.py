@@ -15,6 +15,7 @@ from meterfox_cli.store.dialect import write_transaction
 from meterfox_cli.store.migrations import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 5000
+WAL_RETRY_S = 0.005  # between attempts to switch a fresh file to WAL while another holds it
 
 
 def connect(
@@ -49,13 +50,34 @@ def connect(
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         if not readonly:
-            conn.execute("PRAGMA journal_mode = WAL")
+            use_wal(conn, busy_timeout_ms / 1000)
             conn.execute("PRAGMA synchronous = NORMAL")
             migrate(conn)
         return conn
     except sqlite3.Error as exc:
         conn.close()
         raise StoreError(f"cannot open the database {path}: {exc}") from exc
+
+
+def use_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
+    """Put the database in WAL mode (it stays so). Switching a file still in rollback mode (a
+    fresh one) needs its write lock, and while another connection holds that lock SQLite says
+    "database is locked" at once, without waiting out the busy timeout: two daemons creating
+    one database at the same moment. So the switch is tried again until `timeout_s` has passed;
+    sqlite3.OperationalError after that."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        else:
+            if mode == "wal":
+                return
+            if time.monotonic() >= deadline:
+                raise sqlite3.OperationalError(f"database is locked (journal mode {mode}, not wal)")
+        time.sleep(WAL_RETRY_S)
 
 
 def refuse_newer(path: Path) -> set[str]:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from meterfox_cli.errors import StoreError
 from meterfox_cli.store.backend import Ledger
-from meterfox_cli.store.db import create_owner_only
+from meterfox_cli.store.db import create_owner_only, use_wal
 from meterfox_cli.store.dialect import LedgerConnection
 from meterfox_cli.store.faults import Faults
 from meterfox_cli.store.rows import Row, Tag, counted_once, insert_rows
@@ -71,7 +71,7 @@ class OutboxFile:
             self._conn = sqlite3.connect(  # made by `start`, used by the drain's thread
                 path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
             )
-            self._conn.execute("PRAGMA journal_mode = WAL")
+            use_wal(self._conn, busy_timeout_ms / 1000)
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute(OUTBOX_SCHEMA)
         except (sqlite3.Error, OSError) as exc:

@@ -62,7 +62,7 @@ class SqliteLedger:
         return missing
 
     def check(self) -> None:
-        return None
+        self.open_writer().close()  # creates and migrates the file
 
     def pending(self) -> tuple[list[str], list[str]]:
         known = [name for name, _ in MIGRATIONS]

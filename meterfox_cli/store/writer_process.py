@@ -36,11 +36,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import BinaryIO
 
-from meterfox_cli.errors import StoreError
 from meterfox_cli.pricing.quote import Price
 from meterfox_cli.records import Outcome, UsageRecord
 from meterfox_cli.store.backend import Ledger, as_ledger
 from meterfox_cli.store.observers import InWriter, RecordObserver, Row
+from meterfox_cli.store.outbox import waiting_in
 from meterfox_cli.store.writer import RecordWriter, ledger_file
 from meterfox_cli.usage import Reading, Usage
 
@@ -51,7 +51,6 @@ log = logging.getLogger("meterfox.writer")
 FEED_INTERVAL_S = 0.01
 STATUS_INTERVAL_S = 0.05  # the child's figures, when they change between batches
 ORPHAN_CHECK_S = 1.0
-START_TIMEOUT_S = 120.0  # to open and migrate the database (a large upgrade takes a while)
 CLOSE_MARGIN_S = 25.0  # beyond the close deadline: the observers' flush (OpenTelemetry's 20 s)
 
 
@@ -211,7 +210,6 @@ class ProcessWriter:
         self._absorbs: list[Callable[[object], None] | None] = []
         self._here: list[RecordObserver] = []  # observers of this process, closed at the end
         self._status = Status()
-        self._started = threading.Event()
         self._closing = threading.Event()
         self._process: subprocess.Popen[bytes] | None = None
         self._feeder = threading.Thread(target=self._feed, name="meterfox-feeder", daemon=True)
@@ -235,6 +233,12 @@ class ProcessWriter:
 
     @property
     def waiting(self) -> int | None:
+        """Records in the PostgreSQL outbox (None without one). Until the child's first report
+        (it is not waited for: a few tenths of a second), counted in the outbox file itself: a
+        daemon stopped earlier may have left records there. (Records not yet in the child's
+        hands are `queued`.)"""
+        if self._status.waiting is None and self._outbox is not None:
+            return waiting_in(self._outbox)
         return self._status.waiting
 
     @property
@@ -286,8 +290,12 @@ class ProcessWriter:
         self._absorbs.append(observer.absorb)
 
     def start(self) -> None:
-        """Start the child and wait until it has opened the database (a database that cannot be
-        opened yet is logged, not fatal, as with RecordWriter); StoreError if it cannot start."""
+        """Start the child, without waiting for it: records submitted while it starts (a few
+        tenths of a second, off the proxy's way to listening) wait in the pipe, counted as
+        queued, and are committed once it has opened the database, which `serve` has created
+        and migrated before (Ledger.check), so opening it is quick and no other daemon finds it
+        half-migrated. A child that cannot start makes health say why (degraded); a database
+        that cannot be opened yet is logged, not fatal, as with RecordWriter."""
         spec = pickle.dumps(
             WriterSpec(
                 ledger=self._ledger,
@@ -310,10 +318,6 @@ class ProcessWriter:
         self._process.stdin.write(_frame(spec))
         self._process.stdin.flush()
         self._reader.start()
-        self._started.wait(START_TIMEOUT_S)
-        if self._gone is not None or not self._started.is_set():
-            self._process.kill()
-            raise StoreError(f"the record writer's process did not start ({self._gone})")
         self._feeder.start()
 
     def submit(self, record: UsageRecord) -> None:
@@ -399,13 +403,11 @@ class ProcessWriter:
             if reports is not None:  # before the figures: a page never lags `records_written`
                 self._absorb(reports)
             self._status = Status(*fields)
-            self._started.set()
         code = self._process.wait()  # type: ignore[union-attr]
         if code != 0 or not self._closing.is_set():
             self._gone = f"the record writer's process exited (code {code}); see the log"
             log.error("%s", self._gone)
             self._closing.set()  # the feeder stops; records submitted from now on are dropped
-        self._started.set()
 
 
 # --- the writer's side -----------------------------------------------------------------------
@@ -499,7 +501,7 @@ def main() -> None:
     reporter = _Reporter(writer, observers, out, spec.outbox is not None)
     writer.add_observer(reporter)
     writer.start()
-    reporter.send([None] * len(observers))  # started: the proxy may listen now
+    reporter.send([None] * len(observers))  # opened: the proxy's first figures from here
     stop = threading.Event()
     status = threading.Thread(target=reporter.run, args=(stop,), daemon=True)
     status.start()

@@ -197,6 +197,16 @@ async def test_monthly_provider_and_tag_budgets_and_the_spike_rule(
     assert "--tag team=search" in tag["command"]
 
 
+async def settled(daemon) -> None:
+    """Five requests through `daemon`, committed: its writer's process has started (serve
+    listens before it has), so a latency measured next sees neither daemon's start."""
+    await latencies(daemon.url, 5)
+    deadline = time.monotonic() + 30
+    while (await daemon.health())["records_written"] < 5:
+        assert time.monotonic() < deadline, "the writer's process did not commit"
+        await asyncio.sleep(0.05)
+
+
 async def latencies(url: str, count: int) -> list[float]:
     """Each of `count` sequential requests' round trip, in seconds."""
     found = []
@@ -238,6 +248,7 @@ async def test_a_webhook_that_hangs_or_fails_leaves_the_proxy_latency_unchanged(
         ):
             await hanging.wait_for(1)
             await failing.wait_for(1)
+            await asyncio.gather(settled(alerting), settled(quiet))
             with_alerts, without = [], []
             for _ in range(4):  # interleaved, so the machine's noise falls on both alike
                 with_alerts += await latencies(alerting.url, 10)

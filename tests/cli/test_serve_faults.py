@@ -72,7 +72,10 @@ async def test_sigkill_mid_load_keeps_every_committed_record_and_the_db_reopens(
         deadline = time.monotonic() + 20
         while completed < 400 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        committed = (await health(session, base))["records_written"]
+        committed, deadline = 0, time.monotonic() + 20
+        while committed == 0 and time.monotonic() < deadline:  # the writer starts beside serve
+            committed = (await health(session, base))["records_written"]
+            await asyncio.sleep(0.02)
         writers = writer_processes(served.pid)
         served.process.kill()  # SIGKILL: no handler, no drain
         await served.process.wait()

@@ -1,5 +1,6 @@
 """Records for tests: `usage_record` builds one UsageRecord; `Req` / `insert` write recorded
-requests for report tests through the record writer's own INSERT path."""
+requests for report tests through the record writer's own INSERT path; `SlowToArrive` is a
+pricer that makes a writer's process slow to start."""
 
 from __future__ import annotations
 
@@ -135,3 +136,20 @@ def record_to(path: Path, *requests: Req) -> None:
 def at(text: str) -> float:
     """Unix seconds for a local date/time, e.g. at('2026-11-03 14:00')."""
     return datetime.fromisoformat(text).timestamp()
+
+
+class SlowToArrive:
+    """A pricer (price_record, as it is) that a writer's process takes `delay_s` to unpickle:
+    a child that is slow to start, as on a loaded machine."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+
+    def __call__(self, record: UsageRecord) -> Price:
+        from meterfox_cli.pricing.book import price_record
+
+        return price_record(record)
+
+    def __setstate__(self, state: dict[str, float]) -> None:
+        time.sleep(state["delay_s"])
+        self.__dict__.update(state)

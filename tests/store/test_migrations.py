@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
+import threading
+
+import pytest
 
 from meterfox_cli.store.db import connect, migrate
 from meterfox_cli.store.migrations import MIGRATIONS
+from meterfox_cli.store.outbox import OutboxFile
 
 REQUEST_COLUMNS = [
     "id", "ts", "day", "provider", "model", "endpoint", "method", "status", "streamed",
@@ -37,6 +42,26 @@ def test_database_is_wal_and_owner_only(tmp_path):
     conn.execute("INSERT INTO _migrations VALUES ('probe', 0)")
     for file in tmp_path.iterdir():
         assert stat.S_IMODE(os.stat(file).st_mode) == 0o600, file.name
+
+
+@pytest.mark.parametrize("opener", [connect, OutboxFile], ids=["database", "outbox"])
+def test_a_fresh_file_another_connection_is_writing_is_waited_for_not_refused(tmp_path, opener):
+    """Two daemons creating one database at the same moment: the second's switch to WAL met the
+    first's write lock on the still rollback-mode file, and SQLite refused it at once ("database
+    is locked") instead of waiting out the busy timeout. It waits now, like any other write."""
+    path = tmp_path / "m.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE first (a)")  # the other daemon, half-way through creating it
+    threading.Timer(0.3, other.execute, ("COMMIT",)).start()
+    opener(path).close()
+    other.close()
+    check = sqlite3.connect(path)
+    try:
+        assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert check.execute("SELECT count(*) FROM first").fetchone() == (0,)
+    finally:
+        check.close()
 
 
 def test_billed_tables_hold_every_bucket_field_and_no_secret(tmp_path):

@@ -3,14 +3,18 @@ child process, a real SQLite file) commits what it is given and reports it as Re
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 from meterfox_cli.metrics.prometheus import PrometheusMetrics
 from meterfox_cli.records import Outcome
+from meterfox_cli.store.observers import InWriter
+from meterfox_cli.store.sqlite import SqliteLedger
 from meterfox_cli.store.writer_process import ProcessWriter, _decode, _encode, from_wire, to_wire
 from meterfox_cli.usage import Reading, Usage
 from tests.conftest import read_records
-from tests.fakes.records import usage_record
+from tests.fakes.records import SlowToArrive, usage_record
+from tests.store.writer_probe import ModulesLoaded
 
 FULL = usage_record(
     model=None,
@@ -59,3 +63,38 @@ def test_the_process_writer_commits_everything_by_close_and_reports_it(tmp_path)
         'meterfox_requests_total{key="passthrough",model="gpt-4o",provider="openai",status="200"} 50.0'
         in page
     )
+
+
+def test_start_does_not_wait_for_the_child_and_counts_what_waits_for_it_as_queued(tmp_path):
+    """`serve` listens without waiting for its writer's process (start-up, docs/performance.md):
+    records submitted before the child has opened the database wait in its pipe, health counts
+    them as queued (not written), and close() still commits every one."""
+    db = tmp_path / "meterfox.db"
+    SqliteLedger(db).check()  # as `serve` does first: created and migrated
+    writer = ProcessWriter(db, pricer=SlowToArrive(1.5))
+    began = time.monotonic()
+    writer.start()
+    assert time.monotonic() - began < 1.0
+    records = [usage_record() for _ in range(20)]
+    for record in records:
+        writer.submit(record)
+    time.sleep(0.2)  # the feeder has sent them down the pipe; the child is still unpickling
+    assert (writer.written, writer.queued, writer.dropped) == (0, 20, 0) and writer.healthy
+    writer.close()
+    assert {r["id"] for r in read_records(db)} == {r.id for r in records}
+    assert (writer.written, writer.queued) == (20, 0)
+
+
+def test_the_writer_process_imports_no_web_server_cli_prometheus_or_openssl(tmp_path):
+    """Its idle memory (docs/performance.md, "Start-up and idle memory"): the child builds the
+    observers `serve` gives it (Prometheus' counting half among them) and prices a record, yet
+    loads none of the proxy's web server, the CLI, the Prometheus page's library or hashlib."""
+    loaded: list[list[str]] = []
+    writer = ProcessWriter(tmp_path / "meterfox.db")
+    writer.add_observer(PrometheusMetrics())
+    writer.add_observer(InWriter(ModulesLoaded, (), loaded.append))
+    writer.start()
+    writer.submit(usage_record(reading=Reading(model="gpt-4o", usage=Usage(7, 0, 0, 0, 8))))
+    writer.close()
+    assert writer.written == 1 and loaded, "the child sent no report"
+    assert loaded[-1] == []
