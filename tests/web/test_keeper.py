@@ -102,6 +102,14 @@ async def shown_in_time(
         await asyncio.sleep(0.1)
 
 
+def created_database():
+    """This test's paths, with an empty migrated database."""
+    paths = resolve_paths()
+    paths.ensure()
+    connect(paths.database).close()
+    return paths
+
+
 async def test_a_cold_overview_needs_no_worker_and_is_the_fresh_computation():
     paths = resolve_paths()
     paths.ensure()
@@ -129,9 +137,7 @@ async def test_a_cold_overview_needs_no_worker_and_is_the_fresh_computation():
 @pytest.mark.usefixtures("serve_workers")
 async def test_a_committed_record_is_in_the_overview_within_five_seconds():
     """With --workers 2 each worker keeps its own answer; a page lands on either."""
-    paths = resolve_paths()
-    paths.ensure()
-    connect(paths.database).close()
+    paths = created_database()
     async with launch_serve() as served, aiohttp.ClientSession() as session:
         url = f"{served.url}/_meterfox/api/overview"
         assert (await get(session, url))["month"]["requests"] == 0
@@ -146,9 +152,7 @@ async def test_a_committed_record_is_in_the_overview_within_five_seconds():
 
 
 async def test_an_answer_the_worker_cannot_confirm_is_not_served_past_five_seconds():
-    paths = resolve_paths()
-    paths.ensure()
-    connect(paths.database).close()
+    created_database()
     async with launch_serve() as served, aiohttp.ClientSession() as session:
         worker = await read_worker(served)
         await kept_answers(served, session, worker)
@@ -163,9 +167,7 @@ async def test_an_answer_the_worker_cannot_confirm_is_not_served_past_five_secon
 
 
 async def test_a_key_created_or_revoked_in_the_page_is_in_the_overview_at_once():
-    paths = resolve_paths()
-    paths.ensure()
-    connect(paths.database).close()
+    created_database()
     async with launch_serve() as served, aiohttp.ClientSession() as session:
         base = f"{served.url}/_meterfox/api/"
         await kept_answers(served, session, await read_worker(served))
