@@ -294,11 +294,13 @@ async def _relay(
     undecodable = encoding not in ("", "identity") and decoder is None
     content = upstream.content
     last = b""
+    headers_held = streaming  # until the first wait on upstream sends them (streams only)
     while True:
         chunk = content.read_nowait()  # what is here already needs no timer
         if not chunk and not content.is_eof():
-            if streaming:  # a stream's status and headers never wait on upstream
-                await _write(response.write(b""))  # sends them if they have not left yet
+            if headers_held:  # a stream's status and headers never wait on upstream
+                await _write(response.write(b""))  # sends them if no body bytes did
+                headers_held = False
             async with asyncio.timeout(timeouts.idle if exchange.ttfb else timeouts.first_byte):
                 chunk = await content.readany()
         if not chunk:
