@@ -216,6 +216,9 @@ async def test_serve_starts_while_postgresql_is_away_and_drains_when_it_is_back(
     env = {URL_ENV: ledger_url}
     await asyncio.to_thread(pg_restartable.stop)
     async with launch_serve(upstreams={"openai": server}, env=env) as served:
+        health = await served.health()  # before any record: the keys alone make it degraded
+        assert health["status"] == "degraded", health
+        assert "ledger that holds its proxy keys" in health["store_error"]
         async with Load(served, clients=2) as load:
             await load.until_answered(20)
         health = await health_until(served, lambda h: h["records_waiting"] == load.sent)
