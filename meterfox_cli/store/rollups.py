@@ -109,17 +109,21 @@ class Rollup:
         """One UPSERT's parameters per key of this table, summed over `groups` (FINE_KEY,
         sums); in order of first appearance, each key once."""
         part = itemgetter(*(FINE_KEY.index(name) for name in self.keys))
-        summed: dict[tuple, Sums] = {}
-        for key, sums in groups:
-            mine = part(key)
-            into = summed.get(mine)
-            summed[mine] = sums if into is None else list(map(add, into, sums))
         out = []
-        for key, sums in summed.items():
+        for key, sums in summed((part(key), sums) for key, sums in groups).items():
             values = self.values(sums)
             if values is not None:
                 out.append((*key, *values))
         return out
+
+
+def summed(entries: Iterable[tuple[tuple, Sums]]) -> dict[tuple, Sums]:
+    """The sums of the entries of each key, keys in order of first appearance."""
+    totals: dict[tuple, Sums] = {}
+    for key, sums in entries:
+        into = totals.get(key)
+        totals[key] = sums if into is None else list(map(add, into, sums))
+    return totals
 
 
 def _spend(sums: Sums) -> tuple[int] | None:
@@ -176,10 +180,7 @@ def add_new_rows(conn: LedgerConnection, new: Sequence[NewRow]) -> None:
     on_sqlite = dialect_of(conn) is SQLITE
     sets = tagsets(conn, new) if on_sqlite else {}
     entries = [(fine_key(row, sets.get(row["id"], "")), row_sums(row)) for _, row in new]
-    fine: dict[tuple, Sums] = {}
-    for key, sums in entries:
-        into = fine.get(key)
-        fine[key] = sums if into is None else list(map(add, into, sums))
+    fine = summed(entries)
     # Every sum of every table is at most this in size (nearly always far below 64 bits).
     bound = sum(max(max(sums), -min(sums)) for sums in fine.values())
     for rollup in SQLITE_ROLLUPS if on_sqlite else POSTGRES_ROLLUPS:
@@ -192,7 +193,6 @@ def add_new_rows(conn: LedgerConnection, new: Sequence[NewRow]) -> None:
     if on_sqlite:
         conn.executemany(LATENCY_UPSERT, latency_counts(row for _, row in new))
         conn.executemany(SAMPLE_INSERT, sample_rows(new))
-    if on_sqlite:
         conn.executemany(SETTLE, [(row["id"],) for _, row in new])
     else:  # one statement: psycopg's executemany costs a statement (and its CPU) per row
         conn.execute(SETTLE_ALL, ([row["id"] for _, row in new],))
