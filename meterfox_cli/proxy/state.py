@@ -12,6 +12,7 @@ from aiohttp import web
 from meterfox_cli.config import Timeouts
 from meterfox_cli.providers.registry import Registry
 from meterfox_cli.proxy.auth import Authorizer
+from meterfox_cli.proxy.upstream import UpstreamClient
 from meterfox_cli.store.writer import RecordWriter
 
 
@@ -22,7 +23,8 @@ class ProxyState:
     authorizer: Authorizer
     timeouts: Timeouts
     max_body_bytes: int
-    session: aiohttp.ClientSession = field(init=False)
+    session: aiohttp.ClientSession = field(init=False)  # the WebSocket path's (websocket.py)
+    upstream: UpstreamClient = field(init=False)  # every other upstream call's (upstream.py)
     started_at: float = field(default_factory=time.monotonic)
     started_wall: float = field(default_factory=time.time)  # for people: since when it runs
     refused: Counter[str] = field(default_factory=Counter)  # refusals by reason (error kind)
