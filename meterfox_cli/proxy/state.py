@@ -28,12 +28,6 @@ class ProxyState:
     started_at: float = field(default_factory=time.monotonic)
     started_wall: float = field(default_factory=time.time)  # for people: since when it runs
     refused: Counter[str] = field(default_factory=Counter)  # refusals by reason (error kind)
-    # Every upstream call's aiohttp timeout (one object, not one per request): only the connect
-    # is aiohttp's to time; forward.py times the headers and each chunk itself.
-    client_timeout: aiohttp.ClientTimeout = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect)
 
 
 STATE = web.AppKey("meterfox_state", ProxyState)

@@ -6,13 +6,17 @@ already shaped, relay what comes back): no cookie jar, redirects, auto headers, 
 or decompression; the request head leaves in one write (with a small body). The WebSocket path
 keeps aiohttp's session (proxy/websocket.py).
 
-Retries (aiohttp's rules, RFC 9112 §9.3.1, made narrower where a body could have been taken): a
-request is sent again once, on a fresh connection, only when it went out on a reused connection,
-no byte of the response arrived, its body is bytes (a streamed upload is never replayed), and
-either its method is idempotent and the connection ended (aiohttp's rule), or the connection was
-already closed or reset when the request was written (the write itself failed, so the server
-cannot have taken any of it). A pooled connection the upstream closed while idle is found
-before reuse (its transport is closing, or it saw EOF or stray bytes) and never used.
+Connections: one pool per (scheme, host, port), no limit (as `TCPConnector(limit=0)`); an idle
+connection is closed after KEEPALIVE_S, and one the upstream closed while idle (its transport is
+closing, or it saw EOF or stray bytes) is found before reuse and never used. Addresses are cached
+for DNS_TTL_S (as `ttl_dns_cache=300`) and tried with aiohttp's happy eyeballs; TLS verifies as
+aiohttp's default does (`ssl.create_default_context()`, the hostname checked, SNI).
+
+Retries: a request is sent again once, on a fresh connection, only when it went out on a reused
+connection, no byte of its response arrived, its body is bytes (a streamed upload is never
+replayed), and either its method is idempotent and the connection ended (aiohttp's rule, RFC 9112
+§9.3.1: a POST the server may have read and acted on is never sent twice) or, any method, the
+write itself failed at once (the socket was already reset: the server cannot have read a byte).
 """
 
 from __future__ import annotations
@@ -129,7 +133,7 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self.dead = False  # closed, or saw bytes or EOF while idle: never reused
         self.uses = 0
-        self.waiter: asyncio.Future[None] | None = None  # readany or the head wait, or drain
+        self.waiter: asyncio.Future[None] | None = None  # a readany waiting for body bytes
         self.head: asyncio.Future[UpstreamResponse] | None = None
         self.response: UpstreamResponse | None = None
         self.parser: httptools.HttpResponseParser | None = None
@@ -360,7 +364,6 @@ class _Pool:
 
     def release(self, conn: _Connection) -> None:
         conn.idle_since = time.monotonic()
-        conn.parser = None
         self.idle.append(conn)
 
     def take(self) -> _Connection | None:
@@ -403,7 +406,10 @@ class UpstreamClient:
         headers: CIMultiDict[str],
         body: bytes | AsyncIterable[bytes] | None,
     ) -> UpstreamResponse:
-        """Send one request and return its response once the head is in (the body follows)."""
+        """Send one request and return its response once the head is in (the body follows).
+        Raises TimeoutError (connecting took over `connect_timeout`), OSError (it could not
+        connect: refused, no address, TLS refused), Disconnected or InvalidResponse; a body cut
+        later raises BodyCut from `readany`/`read_nowait`."""
         origin = (url.scheme, url.raw_host or "", url.port or 0)
         pool = self._pools.get(origin)
         if pool is None:
@@ -413,8 +419,8 @@ class UpstreamClient:
         if conn is not None:
             try:
                 return await self._send(conn, method, head, body)
-            except (Disconnected, ConnectionResetError, BrokenPipeError) as exc:
-                if not _may_retry(conn, method, body, exc):
+            except Disconnected:
+                if not _may_retry(conn, method, body):
                     raise
         conn = await self._connect(pool, url)
         return await self._send(conn, method, head, body)
@@ -496,15 +502,17 @@ class UpstreamClient:
             self._schedule_sweep()
 
 
-def _may_retry(conn: _Connection, method: str, body: object, exc: BaseException) -> bool:
+def _may_retry(conn: _Connection, method: str, body: object) -> bool:
     """See the module docstring: only a reused connection, before any response byte, with a
     body that can be sent again, and when the server cannot have acted on the request."""
     if conn.uses < 2 or conn.got_bytes or not (body is None or isinstance(body, bytes)):
         return False
-    return method in IDEMPOTENT or getattr(conn, "write_failed", False)
+    return method in IDEMPOTENT or conn.write_failed
 
 
-async def _await_head(conn: _Connection, waiting: asyncio.Future[UpstreamResponse]):
+async def _await_head(
+    conn: _Connection, waiting: asyncio.Future[UpstreamResponse]
+) -> UpstreamResponse:
     if conn.dead and not waiting.done():  # lost before the write: nothing was sent
         conn._ended(None)
     try:
