@@ -141,7 +141,10 @@ async def test_a_pooled_connection_the_upstream_closed_while_idle_is_not_used():
     script, seen = serving(OK, then_close=True)  # answers once, then closes (a FIN) while idle
     async with raw_upstream(script) as upstream, client() as up:
         await fetch(up, upstream.url)
-        await asyncio.sleep(0.1)  # the FIN arrives while the connection sits in the pool
+        (pool,) = up._pools.values()
+        async with asyncio.timeout(5):  # the FIN arrives while the connection sits in the pool
+            while pool.idle and pool.idle[-1].reusable():
+                await asyncio.sleep(0.01)
         response, body = await fetch(up, upstream.url)  # a POST: never retried, so not sent twice
         assert (response.status, body) == (200, BODY)
         assert upstream.connections == 2 and len(seen) == 2
