@@ -216,7 +216,9 @@ async def test_a_post_whose_write_failed_on_a_reused_connection_goes_out_on_a_fr
         (pool,) = up._pools.values()
         # Our side of the pooled connection can no longer send: the write fails at once
         # (EPIPE), as when the upstream reset it a moment before the loop could notice.
-        pool.idle[-1].transport.get_extra_info("socket").shutdown(socket.SHUT_WR)
+        fileno = pool.idle[-1].transport.get_extra_info("socket").fileno()
+        with socket.fromfd(fileno, socket.AF_INET, socket.SOCK_STREAM) as same:  # any loop's
+            same.shutdown(socket.SHUT_WR)
         response, body = await fetch(up, upstream.url)
         assert (response.status, body) == (200, BODY)
         assert upstream.connections == 2 and len(seen) == 2  # nothing reached the first
