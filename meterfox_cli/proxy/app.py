@@ -15,6 +15,7 @@ from meterfox_cli.providers.registry import Registry
 from meterfox_cli.proxy import forward, websocket
 from meterfox_cli.proxy.auth import Authorizer
 from meterfox_cli.proxy.state import STATE, ProxyState
+from meterfox_cli.proxy.upstream import UpstreamClient
 from meterfox_cli.store.observers import InWriter, RecordObserver
 from meterfox_cli.store.writer import RecordWriter
 from meterfox_cli.store.writer_process import ProcessWriter
@@ -69,13 +70,17 @@ def make_app(
 
 
 async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The one upstream ClientSession. Bytes are relayed as sent: no decompression."""
+    """The upstream clients: upstream.py's for proxied requests, and one aiohttp ClientSession
+    for WebSockets. Bytes are relayed as sent: no decompression."""
+    state = app[STATE]
+    state.upstream = UpstreamClient(connect_timeout=state.timeouts.connect)
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
     session = aiohttp.ClientSession(
         connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
     )
-    app[STATE].session = session
+    state.session = session
     yield
+    await state.upstream.close()
     await session.close()
 
 

@@ -17,7 +17,7 @@ import logging
 import re
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -40,6 +40,7 @@ from meterfox_cli.proxy.headers import (
     upstream_request_headers,
 )
 from meterfox_cli.proxy.state import STATE, ProxyState
+from meterfox_cli.proxy.upstream import InvalidResponse, UpstreamError, UpstreamResponse
 from meterfox_cli.records import Outcome, UsageRecord, new_request_id
 from meterfox_cli.usage import Reading
 
@@ -48,7 +49,6 @@ log = logging.getLogger("meterfox.proxy")
 _JSON_TYPES = ("application/json", "text/json", "")
 _DECODABLE = {"gzip": 47, "x-gzip": 47, "deflate": 47}  # zlib wbits: 32 + 15 = auto-detect
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
-_SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 # A refusal (bad key, spent budget) gives the same answer on retry: tell SDKs that honour it.
 _NO_RETRY = {"x-should-retry": "false"}
 
@@ -220,21 +220,13 @@ async def _exchange(
     exchange: Exchange,
     url: URL,
     headers: CIMultiDict[str],
-    data: object,
+    data: bytes | AsyncIterator[bytes] | None,
 ) -> web.StreamResponse:
-    upstream: aiohttp.ClientResponse | None = None
+    upstream: UpstreamResponse | None = None
     timeouts = state.timeouts
     try:
         async with asyncio.timeout(timeouts.connect + timeouts.first_byte):
-            upstream = await state.session.request(
-                request.method,
-                url,
-                headers=headers,
-                data=data,
-                allow_redirects=False,
-                skip_auto_headers=_SKIP_AUTO_HEADERS,
-                timeout=state.client_timeout,
-            )
+            upstream = await state.upstream.request(request.method, url, headers, data)
         exchange.status = upstream.status
         if upstream.status >= 400:
             exchange.outcome = Outcome.UPSTREAM_ERROR
@@ -245,7 +237,7 @@ async def _exchange(
     except ClientGone:
         exchange.outcome = Outcome.CLIENT_CLOSED
         return exchange.response or web.Response(status=499)
-    except (aiohttp.ClientError, TimeoutError, OSError, zlib.error) as exc:
+    except (UpstreamError, TimeoutError, OSError, zlib.error) as exc:
         return _upstream_failed(request, exchange, exc)
     except Exception:
         # A bug of ours: aiohttp logs it and answers 500 (or cuts a started response).
@@ -267,7 +259,7 @@ async def _exchange(
 async def _relay(
     request: web.Request,
     exchange: Exchange,
-    upstream: aiohttp.ClientResponse,
+    upstream: UpstreamResponse,
     timeouts: Timeouts,
 ) -> web.StreamResponse:
     plan = exchange.plan
@@ -292,7 +284,7 @@ async def _relay(
     await _write(response.prepare(request))
     passthrough_raw = decoder is not None and not forward_decoded
     undecodable = encoding not in ("", "identity") and decoder is None
-    content = upstream.content
+    content = upstream
     last = b""
     headers_held = streaming  # until the first wait on upstream sends them (streams only)
     while True:
@@ -355,7 +347,7 @@ def _upstream_failed(
     exchange.status = status
     if timed_out:
         what, kind = "timed out", "upstream_timeout"
-    elif isinstance(exc, aiohttp.ClientResponseError):
+    elif isinstance(exc, InvalidResponse):
         what, kind = f"sent an invalid response ({type(exc).__name__})", "upstream_invalid"
     else:
         what, kind = f"is unreachable ({type(exc).__name__})", "upstream_unreachable"

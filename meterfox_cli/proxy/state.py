@@ -12,6 +12,7 @@ from aiohttp import web
 from meterfox_cli.config import Timeouts
 from meterfox_cli.providers.registry import Registry
 from meterfox_cli.proxy.auth import Authorizer
+from meterfox_cli.proxy.upstream import UpstreamClient
 from meterfox_cli.store.writer import RecordWriter
 
 
@@ -22,16 +23,11 @@ class ProxyState:
     authorizer: Authorizer
     timeouts: Timeouts
     max_body_bytes: int
-    session: aiohttp.ClientSession = field(init=False)
+    session: aiohttp.ClientSession = field(init=False)  # the WebSocket path's (websocket.py)
+    upstream: UpstreamClient = field(init=False)  # every other upstream call's (upstream.py)
     started_at: float = field(default_factory=time.monotonic)
     started_wall: float = field(default_factory=time.time)  # for people: since when it runs
     refused: Counter[str] = field(default_factory=Counter)  # refusals by reason (error kind)
-    # Every upstream call's aiohttp timeout (one object, not one per request): only the connect
-    # is aiohttp's to time; forward.py times the headers and each chunk itself.
-    client_timeout: aiohttp.ClientTimeout = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect)
 
 
 STATE = web.AppKey("meterfox_state", ProxyState)
