@@ -262,8 +262,9 @@ def _billed(
     if schedule is None:
         return None
     values = usage_values(usage)
-    if not all(type(v) is int and v > 0 for v in values.values()):
-        return None  # fractional (or invalid) amounts: genai-prices' own arithmetic decides
+    for value in values.values():  # a loop, not all() over a generator: once per record
+        if type(value) is not int or value <= 0:
+            return None  # fractional (or invalid) amounts: genai-prices' own arithmetic decides
     try:
         tariff = schedule.tariff_at(at)
     except ValueError:  # price data genai-prices rejects: the reference path reports it
@@ -295,10 +296,14 @@ def fast_price(
     if found is None:
         return None
     tariff, billed = found
-    total = sum((cost for _, _, cost in billed), Decimal(0))  # in bucket order, as Quote.total
+    total = Decimal(0)
+    for _, _, cost in billed:  # in bucket order, as Quote.total
+        total += cost
     buckets = ", ".join(
-        f"{line.json_units}{count}{line.json_cost}{decimal_text(cost)}{line.json_end}"
-        for line, count, cost in billed
+        [
+            f"{line.json_units}{count}{line.json_cost}{decimal_text(cost)}{line.json_end}"
+            for line, count, cost in billed
+        ]
     )
     listed = f', "buckets": [{buckets}]' if buckets else ""
     detail = (

@@ -55,8 +55,10 @@ LATENCY_BUCKET_SQL = (
 def latency_bucket(ms: float) -> tuple[int, int]:
     """The bucket of a latency: its lower bound and width, in whole milliseconds."""
     whole = int(ms)
-    step = next((step for below, step in _STEPS if whole < below), 100_000)
-    return whole - whole % step, step
+    for below, step in _STEPS:  # a loop, not next() over a generator: once per record written
+        if whole < below:
+            return whole - whole % step, step
+    return whole - whole % 100_000, 100_000
 
 
 def provider_latency(

@@ -142,3 +142,23 @@ def test_counts_and_costs_beyond_sqlite_integers_are_clamped():
     row = request_row(record(reading=Reading(usage=huge)), Price(2**80, "computed"))
     assert (row["input_tokens"], row["output_tokens"]) == (INT64_MAX, -INT64_MAX)
     assert row["cost_nanousd"] == INT64_MAX
+
+
+def test_every_none_of_a_row_is_stored_as_null(conn):
+    """store/db registers an adapter for None (binding it costs far less that way): each None a
+    row holds is stored as SQL NULL, through execute and executemany alike."""
+    import sqlite3
+
+    assert (type(None), sqlite3.PrepareProtocol) in sqlite3.adapters
+    bare = record(model=None, ttfb_ms=None, reading=Reading())
+    with transaction(conn):
+        insert_records(conn, [(bare, UNPRICED)])
+    row = request_row(bare, UNPRICED)
+    nulls = [name for name in REQUEST_COLUMNS if row[name] is None]
+    assert {"ttfb_ms", "units", "price_context", "dedupe_key", "cost_nanousd"} <= set(nulls)
+    kinds = conn.execute(
+        f"SELECT {', '.join(f'typeof({n})' for n in nulls)} FROM requests WHERE id = ?",
+        (bare.id,),
+    ).fetchone()
+    assert set(kinds) == {"null"}
+    assert conn.execute("SELECT typeof(?)", (None,)).fetchone() == ("null",)

@@ -6,8 +6,11 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from meterfox_cli.metrics.prometheus import PrometheusMetrics
-from meterfox_cli.records import Outcome
+from meterfox_cli.records import Outcome, UsageRecord
 from meterfox_cli.store.observers import InWriter
 from meterfox_cli.store.sqlite import SqliteLedger
 from meterfox_cli.store.writer_process import ProcessWriter, _decode, _encode, from_wire, to_wire
@@ -38,6 +41,59 @@ def test_a_record_crosses_the_wire_unchanged():
         assert from_wire(to_wire(record)) == record
     assert [from_wire(f) for f in _decode(_encode([FULL, bare]))] == [FULL, bare]
     assert _encode([FULL])[:1] == b"m"  # marshal, not the pickle fallback
+
+
+# Odd values in every field: huge and negative ints, floats of every size (NaN aside: it equals
+# nothing, itself included), unicode and control characters, and None wherever a field takes it.
+INTS = st.integers() | st.integers(-(2**200), 2**200)
+FLOATS = st.floats(allow_nan=False)
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+PAIRS = st.lists(st.tuples(TEXT, TEXT), max_size=3).map(tuple)
+USAGES = st.builds(
+    Usage,
+    INTS,
+    INTS,
+    INTS,
+    INTS,
+    INTS,
+    INTS,
+    st.lists(st.tuples(TEXT, FLOATS), max_size=3).map(tuple),
+)
+READINGS = st.builds(
+    Reading,
+    st.none() | TEXT,
+    st.none() | USAGES,
+    st.none() | st.decimals(allow_nan=False, allow_infinity=False),
+    PAIRS,
+    st.none() | TEXT,
+)
+RECORDS = st.builds(
+    UsageRecord,
+    TEXT,
+    FLOATS,
+    TEXT,
+    st.none() | TEXT,
+    TEXT,
+    TEXT,
+    INTS,
+    st.booleans(),
+    st.sampled_from(Outcome),
+    TEXT,
+    st.none() | FLOATS,
+    FLOATS,
+    READINGS,
+    PAIRS,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(RECORDS, max_size=4))
+def test_any_batch_of_records_crosses_the_wire_unchanged(records):
+    crossed = [from_wire(fields) for fields in _decode(_encode(records))]
+    assert crossed == records
+    for before, after in zip(records, crossed, strict=True):
+        assert type(after.outcome) is Outcome and after.outcome is before.outcome
+        assert repr(after) == repr(before)  # -0.0 stays -0.0; a Decimal keeps its exponent
 
 
 def test_the_process_writer_commits_everything_by_close_and_reports_it(tmp_path):
