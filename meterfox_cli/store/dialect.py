@@ -113,7 +113,9 @@ POSTGRES = Dialect(
     week_sql="to_char(date_trunc('week', CAST({day} AS date)), 'YYYY-MM-DD')",
     char_sql="chr({code})",
     table_exists_sql="SELECT 1 WHERE to_regclass(?) IS NOT NULL",
-    begin_snapshot_sql="BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    # without JIT: compiling a report's query (0.3-0.6 s, whenever a sample's plan looks
+    # costly) takes longer than running it
+    begin_snapshot_sql="BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL jit = off",
     begin_write_sql="BEGIN",
     utc_day_sql="to_char(to_timestamp({ts}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
     # SQLite's text exactly: no spaces, names in byte order
