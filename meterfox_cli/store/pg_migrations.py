@@ -339,25 +339,25 @@ _OLDER_ROLLUPS = (
 )
 
 
-def _table(table: str, keys: Keys, sums: Keys) -> str:
+def _table(table: str, keys: Keys) -> str:
     columns = [f"{n} {'BIGINT' if n == 'utc_day' else 'TEXT'} NOT NULL" for n, _ in keys]
-    columns += [f"{name} BIGINT NOT NULL" for name, _ in sums]
+    columns += [f"{name} BIGINT NOT NULL" for name, _ in PG_ROLLUP_SUMS]
     key_names = ", ".join(name for name, _ in keys)
     return f"CREATE TABLE {table} ({', '.join(columns)}, PRIMARY KEY ({key_names}));"
 
 
-def _upsert(table: str, keys: Keys, row: str, sign: str, sums: Keys = PG_ROLLUP_SUMS) -> str:
+def _upsert(table: str, keys: Keys, row: str, sign: str) -> str:
     """Add (sign '+') or take away ('-') the sums of the request row `row` in `table`."""
-    names = ", ".join(name for name, _ in (*keys, *sums))
+    names = ", ".join(name for name, _ in (*keys, *PG_ROLLUP_SUMS))
     values = ", ".join(
         [expr.format(r=row) for _, expr in keys]
-        + [f"{sign}({expr.format(r=row)})" for _, expr in sums]
+        + [f"{sign}({expr.format(r=row)})" for _, expr in PG_ROLLUP_SUMS]
     )
-    return f"INSERT INTO {table} ({names}) VALUES ({values}) {_adding(table, keys, sums)};"
+    return f"INSERT INTO {table} ({names}) VALUES ({values}) {_adding(table, keys)};"
 
 
-def _adding(table: str, keys: Keys, sums: Keys) -> str:
-    updates = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name, _ in sums)
+def _adding(table: str, keys: Keys) -> str:
+    updates = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name, _ in PG_ROLLUP_SUMS)
     return f"ON CONFLICT ({', '.join(name for name, _ in keys)}) DO UPDATE SET {updates}"
 
 
@@ -366,15 +366,15 @@ def _prune(table: str, keys: Keys, row: str) -> str:
     return f"DELETE FROM {table} WHERE {match} AND requests = 0;"
 
 
-def _fill(table: str, keys: Keys, sums: Keys = PG_ROLLUP_SUMS) -> str:
+def _fill(table: str, keys: Keys) -> str:
     """`table`'s rows computed from every request (the table must be empty)."""
     key_exprs = ", ".join(expr.format(r="r") for _, expr in keys)
-    sum_exprs = ", ".join(f"SUM({expr.format(r='r')})" for _, expr in sums)
+    sum_exprs = ", ".join(f"SUM({expr.format(r='r')})" for _, expr in PG_ROLLUP_SUMS)
     groups = ", ".join(str(i + 1) for i in range(len(keys)))
     return f"INSERT INTO {table} SELECT {key_exprs}, {sum_exprs} FROM requests r GROUP BY {groups};"
 
 
-def _step(name: str, table: str, keys: Keys, sums: Keys) -> str:
+def _step(name: str, table: str, keys: Keys) -> str:
     """The row trigger function keeping `table` in step with `requests` (as request_rollup_step):
     an update moves a request's sums, a delete takes them away (and the rows left at zero
     requests), an insert by an older writer adds them. It returns the old row, so it may run
@@ -383,10 +383,10 @@ def _step(name: str, table: str, keys: Keys, sums: Keys) -> str:
 CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $step$
 BEGIN
     IF TG_OP IN ('DELETE', 'UPDATE') THEN
-        {_upsert(table, keys, "OLD", "-", sums)}
+        {_upsert(table, keys, "OLD", "-")}
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        {_upsert(table, keys, "NEW", "+", sums)}
+        {_upsert(table, keys, "NEW", "+")}
     END IF;
     IF TG_OP IN ('DELETE', 'UPDATE') THEN
         {_prune(table, keys, "OLD")}
@@ -403,9 +403,9 @@ def _m009_day_rollup_host() -> str:
     table, keys = "day_rollup", PG_DAY_ROLLUP_KEYS
     return f"""
 {_HOLD_WRITES}
-{_table(table, keys, PG_ROLLUP_SUMS)}
+{_table(table, keys)}
 {_fill(table, keys)}
-{_step("day_rollup_step", table, keys, PG_ROLLUP_SUMS)}
+{_step("day_rollup_step", table, keys)}
 CREATE TRIGGER day_rollup_step AFTER UPDATE OR DELETE ON requests
     FOR EACH ROW EXECUTE FUNCTION day_rollup_step();
 CREATE TRIGGER day_rollup_older_writer AFTER INSERT ON requests
@@ -425,7 +425,7 @@ def pg_tag_move(request_id: str, tagset: str, sign: str) -> str:
     )
     return (
         f"INSERT INTO tag_rollup ({names}) SELECT {values} FROM requests r "
-        f"WHERE r.id = {request_id} {_adding('tag_rollup', PG_TAG_KEYS, PG_ROLLUP_SUMS)}"
+        f"WHERE r.id = {request_id} {_adding('tag_rollup', PG_TAG_KEYS)}"
     )
 
 
@@ -479,9 +479,9 @@ def _m010_tag_rollup() -> str:
     )
     return f"""
 {_HOLD_WRITES}
-{_table(table, keys, PG_ROLLUP_SUMS)}
+{_table(table, keys)}
 {_tag_fill()}
-{_step("tag_rollup_request_step", table, keys, PG_ROLLUP_SUMS)}
+{_step("tag_rollup_request_step", table, keys)}
 CREATE TRIGGER tag_rollup_request_delete BEFORE DELETE ON requests
     FOR EACH ROW EXECUTE FUNCTION tag_rollup_request_step();
 CREATE TRIGGER tag_rollup_request_update AFTER UPDATE ON requests
