@@ -18,12 +18,16 @@ times the report commands again: the same code then reads the requests table alo
     python bench/report_speed.py --url postgresql://meterfox@127.0.0.1:5432/bench --repeat 5
 
 times the report commands over a PostgreSQL ledger instead (METERFOX_DATABASE_URL; seed it
-first with bench/seed_pg.py), in the 90-day window a team's report reads.
+first with bench/seed_pg.py), in the 90-day window a team's report reads; with `--groupings`
+(and `--since`), every grouping the SQLite table times. With the server on this machine and
+/proc readable, the table gives the server's CPU per command too (its postmaster's and
+backends' user + system time, before and after: run nothing else against the server meanwhile).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import select
@@ -150,11 +154,20 @@ def ensure_seeded(home: Path, rows: int, days: float = 45, *, given: bool = Fals
 class Timing:
     wall: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)  # user + system time of the process
+    server_cpu: list[float] = field(default_factory=list)  # the database server's, if known
 
 
 def time_command(
-    argv: list[str], home: Path, repeat: int, url: str | None = None, *, tty: bool = False
+    argv: list[str],
+    home: Path,
+    repeat: int,
+    url: str | None = None,
+    *,
+    tty: bool = False,
+    server: int | None = None,
 ) -> Timing:
+    """`argv` run `repeat` times after one warm-up; `server`: the database server's
+    postmaster PID, whose CPU is taken too."""
     env = {**os.environ, "METERFOX_HOME": str(home), "COLUMNS": "120"}
     if url is not None:
         env["METERFOX_DATABASE_URL"] = url
@@ -162,6 +175,7 @@ def time_command(
     timing = Timing()
     for attempt in range(repeat + 1):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        server_before = server_cpu(server)
         started = time.perf_counter()
         code, errors = run(argv, env)
         elapsed = time.perf_counter() - started
@@ -171,7 +185,31 @@ def time_command(
         if attempt:  # the first run only warms the page cache
             timing.wall.append(elapsed)
             timing.cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+            if server is not None:
+                time.sleep(0.2)  # the command's backend exits and its postmaster reaps it
+                timing.server_cpu.append(server_cpu(server) - server_before)
     return timing
+
+
+def server_cpu(postmaster: int | None) -> float:
+    """Seconds of CPU the server has used: its postmaster's own and reaped children's, and its
+    live processes' (backends, parallel workers, background workers); 0 without a PID."""
+    if postmaster is None:
+        return 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    total = sum(_proc_stat(postmaster)[11:15])  # utime, stime, cutime, cstime
+    for child in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split():
+        with contextlib.suppress(FileNotFoundError):  # gone meanwhile: then in cutime
+            total += sum(_proc_stat(int(child))[11:13])
+    return total / tick
+
+
+def _proc_stat(pid: int) -> list[int]:
+    """The numeric fields of /proc/PID/stat after the command name (field 3 onwards)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return [
+        int(part) if part.lstrip("-").isdigit() else 0 for part in text.rsplit(")", 1)[1].split()
+    ]
 
 
 def piped(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
@@ -225,16 +263,19 @@ def without_rollup(home: Path) -> Path:
 
 
 def table(results: list[tuple[str, Timing, float | None]]) -> str:
+    served = any(timing.server_cpu for _, timing, _ in results)
+    server = " server CPU median |" if served else ""
     lines = [
-        "| command | wall median | wall min – max | CPU median | target |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        f"| command | wall median | wall min – max | CPU median |{server} target |",
+        "| --- | ---: | ---: | ---: |" + (" ---: |" if served else "") + " ---: |",
     ]
     for label, timing, target in results:
         wall = statistics.median(timing.wall)
         verdict = "" if target is None else f"< {target:g} s " + ("✔" if wall < target else "✘")
+        server_cell = f" {statistics.median(timing.server_cpu):.3f} s |" if served else ""
         lines.append(
             f"| `{label}` | {wall:.3f} s | {min(timing.wall):.3f} – {max(timing.wall):.3f} s "
-            f"| {statistics.median(timing.cpu):.3f} s | {verdict} |"
+            f"| {statistics.median(timing.cpu):.3f} s |{server_cell} {verdict} |"
         )
     return "\n".join(lines)
 
@@ -347,7 +388,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     if args.url is not None:
-        time_ledger(args.url, args.repeat)
+        commands = grouping_commands(args.since) if args.groupings else PG_COMMANDS
+        time_ledger(args.url, args.repeat, commands)
         return
     home = args.home or Path(f"/tmp/meterfox-bench-{args.rows}")
     ensure_seeded(home, args.rows, args.days, given=args.home is not None)
@@ -380,8 +422,8 @@ def main(argv: list[str] | None = None) -> None:
         print(accuracy(home))
 
 
-def time_ledger(url: str, repeat: int) -> None:
-    """The report commands over the PostgreSQL ledger at `url`, as real processes."""
+def time_ledger(url: str, repeat: int, commands: list[tuple[str, list[str], float | None]]) -> None:
+    """`commands` over the PostgreSQL ledger at `url`, as real processes."""
     sys.path.insert(0, str(HERE.parent))
     from meterfox_cli.store.postgres import PostgresLedger
 
@@ -390,13 +432,15 @@ def time_ledger(url: str, repeat: int) -> None:
         rows = conn.execute("SELECT count(*) FROM requests").fetchone()[0]
         rollup = conn.execute("SELECT count(*) FROM request_rollup").fetchone()[0]
         size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
     finally:
         conn.close()
+    server = local_postmaster(backend)
     home = Path(f"/tmp/meterfox-bench-pg-home-{os.getpid()}")
     base = meterfox_argv()
     results = [
-        (label, time_command([*base, *command], home, repeat, url), target)
-        for label, command, target in PG_COMMANDS
+        (label, time_command([*base, *command], home, repeat, url, server=server), target)
+        for label, command, target in commands
     ]
     shutil.rmtree(home, ignore_errors=True)
     load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -405,6 +449,17 @@ def time_ledger(url: str, repeat: int) -> None:
         f"{size / 1e9:.1f} GB, {os.cpu_count()} CPUs — median of {repeat} runs; load {load}\n"
     )
     print(table(results))
+
+
+def local_postmaster(backend: int) -> int | None:
+    """The postmaster PID of the server whose backend has PID `backend`, if it runs on this
+    machine (its /proc entry names a postgres process); else None."""
+    try:
+        if "postgres" not in Path(f"/proc/{backend}/cmdline").read_text():
+            return None
+        return _proc_stat(backend)[1]  # the parent: the postmaster
+    except OSError:
+        return None
 
 
 if __name__ == "__main__":

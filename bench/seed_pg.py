@@ -6,8 +6,9 @@
 The ledger is migrated first (`PostgresLedger.migrate`: the real schema). Each record becomes
 its row through `store.rows.request_row`, as the writer makes it. For speed the rows stream in
 with COPY, not through the writer's insert (`store.rows.insert_rows`, which rolls each batch
-up), and the rollup and key spend are then rebuilt from them in one statement each, exactly as
-migrations 002_report_rollup and 006_proxy_keys build them over existing rows. Bounded: it
+up; its transactions say they roll up, so the INSERT triggers kept for older writers stand by),
+and every rollup and key spend is then rebuilt from them in one statement each, exactly as the
+migrations (002, 006, 009-011) build them over existing rows. Bounded: it
 stops after `--rows`, and exits with an error when `--max-seconds` pass first.
 
 Making a record in Python costs some 65 µs of CPU, so on a busy 2-core machine ten million
@@ -27,8 +28,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.seed_db import FEATURES, KEYS, MODELS, make_record, make_tags, price, weighted
-from meterfox_cli.store.pg_migrations import KEY_SPEND_REBUILD, ROLLUP_REBUILD
+from meterfox_cli.store.pg_migrations import ROLLUPS_REBUILD
 from meterfox_cli.store.postgres import PostgresLedger
+from meterfox_cli.store.rollups import POSTGRES_ROLLS_UP
 from meterfox_cli.store.rows import REQUEST_COLUMNS, TAG_COLUMNS, request_row
 
 CHUNK = 100_000  # timestamps drawn, and rows copied, per chunk (memory stays bounded)
@@ -54,6 +56,7 @@ def copy_records(conn, copies: int) -> None:
     listed = ", ".join(columns)
     for k in range(1, copies):
         with conn.raw.transaction():
+            conn.execute(POSTGRES_ROLLS_UP)  # rebuilt after (seed)
             conn.execute(
                 f"INSERT INTO requests (id, {listed}) SELECT id || '-{k}', {listed} "
                 "FROM requests WHERE strpos(id, '-') = 0"
@@ -100,6 +103,7 @@ def seed(
                 record = make_record(rng, ts, model, key, make_tags(rng, features, feature_weights))
                 records.append((record, price(model, record.reading.usage)))
             with conn.raw.transaction(), conn.raw.cursor() as cursor:
+                cursor.execute(POSTGRES_ROLLS_UP)
                 with cursor.copy(request_copy) as copy:
                     for record, cost in records:
                         row = request_row(record, cost)
@@ -113,11 +117,10 @@ def seed(
             print(f"\r{done:,} / {rows:,} rows ({rate:,.0f}/s)", end="", file=sys.stderr)
         copy_records(conn, copies)
         with conn.raw.transaction():
-            conn.execute(ROLLUP_REBUILD)
-            conn.execute(KEY_SPEND_REBUILD)
-        conn.execute("VACUUM ANALYZE requests")
-        conn.execute("VACUUM ANALYZE request_tags")
-        conn.execute("VACUUM ANALYZE request_rollup")
+            for rebuild in ROLLUPS_REBUILD:
+                conn.execute(rebuild)
+        for table in ("requests", "request_tags", "request_rollup", "day_rollup", "tag_rollup"):
+            conn.execute(f"VACUUM ANALYZE {table}")
     finally:
         conn.close()
     print(

@@ -41,6 +41,9 @@ class Dialect:
     utc_day_sql: str  # the UTC day (YYYY-MM-DD) of unix seconds {ts}
     # a request's tags as one JSON object text, compact and by name, over tag rows {t}
     tags_object_sql: str
+    # {expr} over the rows of the SELECT {rows} concatenated in byte order of {order} ('' for
+    # no row): a scalar subquery
+    concat_ordered_sql: str
     # latency percentiles: taken by the database (PostgreSQL's percentile_disc, so rows never
     # cross the wire), or by Python over the rows read (SQLite, in-process: cheap to read)
     percentiles_in_sql: bool
@@ -76,6 +79,9 @@ class Dialect:
     def tags_object(self, t: str) -> str:
         return self.tags_object_sql.format(t=t)
 
+    def concat_ordered(self, expr: str, rows: str, order: str) -> str:
+        return self.concat_ordered_sql.format(expr=expr, rows=rows, order=order)
+
     def lock_table(self, table: str) -> str | None:
         return self.lock_table_sql.format(table=table) if self.lock_table_sql else None
 
@@ -91,6 +97,8 @@ SQLITE = Dialect(
     begin_write_sql="BEGIN IMMEDIATE",
     utc_day_sql="date({ts}, 'unixepoch')",
     tags_object_sql="json_group_object({t}.name, {t}.value)",  # read by the (request, name) key
+    # group_concat keeps the inner ORDER BY; text compares byte by byte (BINARY)
+    concat_ordered_sql="IFNULL((SELECT group_concat({expr}, '') FROM ({rows} ORDER BY {order})), '')",
     percentiles_in_sql=False,
     sample_sql="",  # SQLite samples one row in n by rowid instead (store/latency.py)
     lock_table_sql="",
@@ -105,13 +113,18 @@ POSTGRES = Dialect(
     week_sql="to_char(date_trunc('week', CAST({day} AS date)), 'YYYY-MM-DD')",
     char_sql="chr({code})",
     table_exists_sql="SELECT 1 WHERE to_regclass(?) IS NOT NULL",
-    begin_snapshot_sql="BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    # without JIT: compiling a report's query (0.3-0.6 s, whenever a sample's plan looks
+    # costly) takes longer than running it
+    begin_snapshot_sql="BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL jit = off",
     begin_write_sql="BEGIN",
     utc_day_sql="to_char(to_timestamp({ts}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
     # SQLite's text exactly: no spaces, names in byte order
     tags_object_sql=(
         "'{{' || string_agg(to_json({t}.name)::text || ':' || to_json({t}.value)::text, ',' "
         "ORDER BY {t}.name COLLATE \"C\") || '}}'"
+    ),
+    concat_ordered_sql=(
+        "COALESCE((SELECT string_agg({expr}, '' ORDER BY {order} COLLATE \"C\") FROM ({rows}) s), '')"
     ),
     percentiles_in_sql=True,
     sample_sql="TABLESAMPLE SYSTEM ({percent}) REPEATABLE (0)",

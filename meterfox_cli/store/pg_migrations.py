@@ -1,14 +1,21 @@
 """The PostgreSQL ledger's schema, as ordered, named migrations beside SQLite's (migrations.py):
-the same tables and columns for the records, their rollup, the proxy keys and their spend, in
-PostgreSQL's types.
+the same tables and columns for the records, their rollups (hourly, daily with host, per tag
+set), the proxy keys and their spend, in PostgreSQL's types.
 `PostgresLedger.migrate` applies and records them; once shipped, one is never edited.
 tests/store/test_pg_schema.py migrates a blank database and checks the schema."""
 
 from __future__ import annotations
 
 from meterfox_cli.pricing.quote import UNPRICED_SOURCE
-from meterfox_cli.store.dialect import POSTGRES
-from meterfox_cli.store.migrations import ALERTS_FIRED, ROLLUP_KEYS, ROLLUP_SUMS
+from meterfox_cli.store.dialect import DAY_S, POSTGRES
+from meterfox_cli.store.migrations import (
+    ALERTS_FIRED,
+    HOST_DAY_ROLLUP_KEYS,
+    ROLLUP_KEYS,
+    ROLLUP_SUMS,
+    TAG_ROLLUP_KEYS,
+)
+from meterfox_cli.store.tagsets import request_tags_sql, tagset_sql
 
 M001_REQUESTS = """
 CREATE TABLE requests (
@@ -302,6 +309,219 @@ CREATE TRIGGER key_reservations_settle AFTER INSERT ON requests
 """
 
 
+# --- the rollups every grouping reads (SQLite's 009, 011 and 014) ------------------------------
+
+Keys = tuple[tuple[str, str], ...]  # (column, its SQL over a request row {r})
+
+PG_TAG_ROLLUP_KEYS: Keys = (
+    ("utc_day", POSTGRES.bucket("{r}.ts", DAY_S)),
+    *((name, expr) for name, expr in PG_ROLLUP_KEYS if name != "hour"),
+)
+PG_DAY_ROLLUP_KEYS: Keys = (*PG_TAG_ROLLUP_KEYS, ("host", "{r}.host"))
+assert [n for n, _ in PG_TAG_ROLLUP_KEYS] == [n for n, _ in TAG_ROLLUP_KEYS]
+assert [n for n, _ in PG_DAY_ROLLUP_KEYS] == [n for n, _ in HOST_DAY_ROLLUP_KEYS]
+# A request's tag set (store/tagsets.py) as stored, over request_tags ({r}.id: the request).
+PG_TAGSET = tagset_sql(request_tags_sql("{r}.id"), POSTGRES)
+PG_TAG_KEYS: Keys = (*PG_TAG_ROLLUP_KEYS, ("tagset", PG_TAGSET))
+# The rollups a writing transaction of this meterfox keeps itself (store/rollups.py sets
+# `meterfox.rollups` to it): the INSERT triggers of the tables added since 008 fire for a
+# transaction that keeps fewer — a meterfox from before them, still running on another machine
+# when this one migrated the ledger (one that sets `meterfox.rolls_up` keeps request_rollup and
+# key_spend itself, not these). The WHEN test runs without calling the trigger's function.
+ROLLUPS_GENERATION = 2
+# Taken first by each migration that fills a rollup and then adds its triggers: no row may be
+# written between the fill and the triggers (it would be in neither). Writers wait until the
+# migrating transaction commits (docs/team.md says how long); reads go on.
+_HOLD_WRITES = "LOCK TABLE requests, request_tags IN SHARE ROW EXCLUSIVE MODE;"
+_OLDER_ROLLUPS = (
+    "WHEN (COALESCE(NULLIF(current_setting('meterfox.rollups', true), ''), '0')::int "
+    f"< {ROLLUPS_GENERATION})"
+)
+
+
+def _table(table: str, keys: Keys) -> str:
+    columns = [f"{n} {'BIGINT' if n == 'utc_day' else 'TEXT'} NOT NULL" for n, _ in keys]
+    columns += [f"{name} BIGINT NOT NULL" for name, _ in PG_ROLLUP_SUMS]
+    key_names = ", ".join(name for name, _ in keys)
+    return f"CREATE TABLE {table} ({', '.join(columns)}, PRIMARY KEY ({key_names}));"
+
+
+def _upsert(table: str, keys: Keys, row: str, sign: str) -> str:
+    """Add (sign '+') or take away ('-') the sums of the request row `row` in `table`."""
+    names = ", ".join(name for name, _ in (*keys, *PG_ROLLUP_SUMS))
+    values = ", ".join(
+        [expr.format(r=row) for _, expr in keys]
+        + [f"{sign}({expr.format(r=row)})" for _, expr in PG_ROLLUP_SUMS]
+    )
+    return f"INSERT INTO {table} ({names}) VALUES ({values}) {_adding(table, keys)};"
+
+
+def _adding(table: str, keys: Keys) -> str:
+    updates = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name, _ in PG_ROLLUP_SUMS)
+    return f"ON CONFLICT ({', '.join(name for name, _ in keys)}) DO UPDATE SET {updates}"
+
+
+def _prune(table: str, keys: Keys, row: str) -> str:
+    match = " AND ".join(f"{name} = {expr.format(r=row)}" for name, expr in keys)
+    return f"DELETE FROM {table} WHERE {match} AND requests = 0;"
+
+
+def _fill(table: str, keys: Keys) -> str:
+    """`table`'s rows computed from every request (the table must be empty)."""
+    key_exprs = ", ".join(expr.format(r="r") for _, expr in keys)
+    sum_exprs = ", ".join(f"SUM({expr.format(r='r')})" for _, expr in PG_ROLLUP_SUMS)
+    groups = ", ".join(str(i + 1) for i in range(len(keys)))
+    return f"INSERT INTO {table} SELECT {key_exprs}, {sum_exprs} FROM requests r GROUP BY {groups};"
+
+
+def _step(name: str, table: str, keys: Keys) -> str:
+    """The row trigger function keeping `table` in step with `requests` (as request_rollup_step):
+    an update moves a request's sums, a delete takes them away (and the rows left at zero
+    requests), an insert by an older writer adds them. It returns the old row, so it may run
+    BEFORE a DELETE too."""
+    return f"""
+CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $step$
+BEGIN
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        {_upsert(table, keys, "OLD", "-")}
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        {_upsert(table, keys, "NEW", "+")}
+    END IF;
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        {_prune(table, keys, "OLD")}
+    END IF;
+    RETURN OLD;
+END
+$step$;"""
+
+
+def _m009_day_rollup_host() -> str:
+    """request_rollup per UTC day and keyed by the recording host too (SQLite's 011 with 014):
+    a report reads it for the whole UTC days of a window (and `--by host` reads nothing else
+    but the partial days' requests). Filled from `requests` (the hourly rollup has no host)."""
+    table, keys = "day_rollup", PG_DAY_ROLLUP_KEYS
+    return f"""
+{_HOLD_WRITES}
+{_table(table, keys)}
+{_fill(table, keys)}
+{_step("day_rollup_step", table, keys)}
+CREATE TRIGGER day_rollup_step AFTER UPDATE OR DELETE ON requests
+    FOR EACH ROW EXECUTE FUNCTION day_rollup_step();
+CREATE TRIGGER day_rollup_older_writer AFTER INSERT ON requests
+    FOR EACH ROW {_OLDER_ROLLUPS} EXECUTE FUNCTION day_rollup_step();
+"""
+
+
+def pg_tag_move(request_id: str, tagset: str, sign: str) -> str:
+    """Add or take away the sums of the stored request `request_id` (SQL) under the tag set
+    `tagset` (SQL over the request row `r`); nothing when no such request is stored."""
+    keys = PG_TAG_ROLLUP_KEYS
+    names = ", ".join(name for name, _ in (*PG_TAG_KEYS, *PG_ROLLUP_SUMS))
+    values = ", ".join(
+        [expr.format(r="r") for _, expr in keys]
+        + [tagset]
+        + [f"{sign}({expr.format(r='r')})" for _, expr in PG_ROLLUP_SUMS]
+    )
+    return (
+        f"INSERT INTO tag_rollup ({names}) SELECT {values} FROM requests r "
+        f"WHERE r.id = {request_id} {_adding('tag_rollup', PG_TAG_KEYS)}"
+    )
+
+
+# A tag stored for a stored request moves the request from its set without the tag to its
+# set with it (parameters: the tag's name, the request's id; for the trigger, NEW's).
+PG_TAG_ADDED = (
+    pg_tag_move("?", tagset_sql(request_tags_sql("r.id", without="?"), POSTGRES), "-"),
+    pg_tag_move("?", PG_TAGSET.format(r="r"), "+"),
+)
+
+
+def _tag_fill() -> str:
+    """The tag rollup's rows computed from every request and its tags (in one join: each
+    request's set built once, not by PG_TAGSET per request); the table must be empty."""
+    sets = (
+        "SELECT request_id, string_agg(length(name) || ':' || name || length(value) || ':' || "
+        "value, '' ORDER BY name COLLATE \"C\") AS tagset FROM request_tags GROUP BY request_id"
+    )
+    keys = ", ".join(expr.format(r="r") for _, expr in PG_TAG_ROLLUP_KEYS)
+    sums = ", ".join(f"SUM({expr.format(r='r')})" for _, expr in PG_ROLLUP_SUMS)
+    groups = ", ".join(str(i + 1) for i in range(len(PG_TAG_KEYS)))
+    return (
+        f"INSERT INTO tag_rollup SELECT {keys}, COALESCE(s.tagset, ''), {sums} FROM requests r "
+        f"LEFT JOIN ({sets}) s ON s.request_id = r.id GROUP BY {groups};"
+    )
+
+
+def _m010_tag_rollup() -> str:
+    """Sums per UTC day and the request's whole tag set (SQLite's 009): a report grouped or
+    filtered by tags reads it for whole UTC days. Rows a tag's move leaves at zero requests
+    stay (reads skip them); deletes prune. A request's delete takes its sums away BEFORE the
+    delete, while its tags (deleted with it, ON DELETE CASCADE) are still there; the tag
+    deletes that follow find no request to move."""
+    table, keys = "tag_rollup", PG_TAG_KEYS
+    added = [
+        pg_tag_move(
+            "NEW.request_id",
+            tagset_sql(request_tags_sql("r.id", without="NEW.name"), POSTGRES),
+            "-",
+        ),
+        pg_tag_move("NEW.request_id", PG_TAGSET.format(r="r"), "+"),
+    ]
+    with_old = tagset_sql(
+        f"{request_tags_sql('r.id')} UNION ALL SELECT OLD.name, OLD.value", POSTGRES
+    )
+    without_old = PG_TAGSET.format(r="r")
+    prune_old = (
+        "DELETE FROM tag_rollup t USING requests r WHERE r.id = OLD.request_id AND "
+        + " AND ".join(f"t.{n} = {e.format(r='r')}" for n, e in PG_TAG_ROLLUP_KEYS)
+        + f" AND t.tagset = {with_old} AND t.requests = 0;"
+    )
+    return f"""
+{_HOLD_WRITES}
+{_table(table, keys)}
+{_tag_fill()}
+{_step("tag_rollup_request_step", table, keys)}
+CREATE TRIGGER tag_rollup_request_delete BEFORE DELETE ON requests
+    FOR EACH ROW EXECUTE FUNCTION tag_rollup_request_step();
+CREATE TRIGGER tag_rollup_request_update AFTER UPDATE ON requests
+    FOR EACH ROW EXECUTE FUNCTION tag_rollup_request_step();
+CREATE TRIGGER tag_rollup_older_writer AFTER INSERT ON requests
+    FOR EACH ROW {_OLDER_ROLLUPS} EXECUTE FUNCTION tag_rollup_request_step();
+CREATE FUNCTION tag_rollup_tag_step() RETURNS trigger LANGUAGE plpgsql AS $step$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        {added[0]};
+        {added[1]};
+    ELSIF TG_OP = 'DELETE' THEN
+        {pg_tag_move("OLD.request_id", with_old, "-")};
+        {pg_tag_move("OLD.request_id", without_old, "+")};
+        {prune_old}
+    ELSE
+        RAISE EXCEPTION 'request_tags rows are not updated: delete and insert';
+    END IF;
+    RETURN NULL;
+END
+$step$;
+CREATE TRIGGER tag_rollup_tag_delete AFTER DELETE ON request_tags
+    FOR EACH ROW EXECUTE FUNCTION tag_rollup_tag_step();
+CREATE TRIGGER tag_rollup_tag_update BEFORE UPDATE ON request_tags
+    FOR EACH ROW EXECUTE FUNCTION tag_rollup_tag_step();
+CREATE TRIGGER tag_rollup_tag_older_writer AFTER INSERT ON request_tags
+    FOR EACH ROW {_OLDER_ROLLUPS} EXECUTE FUNCTION tag_rollup_tag_step();
+"""
+
+
+# Every rollup and key spend rebuilt from `requests`, one statement each (bench/seed_pg.py,
+# after a bulk load with COPY in transactions that said they roll up: no trigger fired).
+ROLLUPS_REBUILD = (
+    ROLLUP_REBUILD,
+    KEY_SPEND_REBUILD,
+    f"DELETE FROM day_rollup; {_fill('day_rollup', PG_DAY_ROLLUP_KEYS)}",
+    f"DELETE FROM tag_rollup; {_tag_fill()}",
+)
+
+
 PG_MIGRATIONS: list[tuple[str, str]] = [
     ("001_requests", M001_REQUESTS),
     ("002_report_rollup", _m002_report_rollup()),
@@ -311,4 +531,6 @@ PG_MIGRATIONS: list[tuple[str, str]] = [
     ("006_proxy_keys", _m006_proxy_keys()),
     ("007_key_reservations", M007_KEY_RESERVATIONS),
     ("008_rollups_per_batch", M008_ROLLUPS_PER_BATCH),
+    ("009_day_rollup_host", _m009_day_rollup_host()),
+    ("010_tag_rollup", _m010_tag_rollup()),
 ]

@@ -3,7 +3,9 @@ inserting transaction: each row's rollup keys and sums computed in Python (the e
 migrations.py's ROLLUP_KEYS / ROLLUP_SUMS, mirrored), summed per key, and one UPSERT per
 (table, key); the latency sample's rows; the key reservations the records settle.
 `store/rows.insert_rows` is the one caller. Updates and deletes of stored rows (rare: `reprice`)
-are still followed by the migrations' triggers."""
+are still followed by the migrations' triggers. Both stores keep the same four rollups;
+PostgreSQL has no latency rollup or sample (its latency pass samples pages: store/latency.py;
+and a row per day, provider and bucket would be one every daemon's batch waits on)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from operator import add, itemgetter
 
 from meterfox_cli.pricing.quote import UNPRICED_SOURCE
-from meterfox_cli.store.dialect import SQLITE, LedgerConnection, dialect_of
+from meterfox_cli.store.dialect import POSTGRES, SQLITE, LedgerConnection, dialect_of
 from meterfox_cli.store.latency import SAMPLE_TABLE_EVERY, latency_bucket
 from meterfox_cli.store.migrations import (
     HOST_DAY_ROLLUP_KEYS,
@@ -23,6 +25,7 @@ from meterfox_cli.store.migrations import (
     TAG_ROLLUP_KEYS,
     tag_move,
 )
+from meterfox_cli.store.pg_migrations import PG_TAG_ADDED, ROLLUPS_GENERATION
 from meterfox_cli.store.tagsets import encode, request_tags_sql, tagset_sql
 
 Row = Mapping[str, object]  # a `requests` row by column name, as inserted
@@ -135,9 +138,9 @@ REQUEST_ROLLUP = Rollup("request_rollup", tuple(name for name, _ in ROLLUP_KEYS)
 DAY_ROLLUP = Rollup("day_rollup", tuple(name for name, _ in HOST_DAY_ROLLUP_KEYS))
 TAG_ROLLUP = Rollup("tag_rollup", (*(name for name, _ in TAG_ROLLUP_KEYS), "tagset"))
 KEY_SPEND = Rollup("key_spend", ("key_name", "hour"), ("cost_nanousd",), _spend)
-# Per store: the rollups its schema has (PostgreSQL keeps the hourly one and key spend).
+# Per store: the rollups its schema has (the same since PostgreSQL's 009 and 010).
 SQLITE_ROLLUPS = (REQUEST_ROLLUP, TAG_ROLLUP, DAY_ROLLUP, KEY_SPEND)
-POSTGRES_ROLLUPS = (REQUEST_ROLLUP, KEY_SPEND)
+POSTGRES_ROLLUPS = (REQUEST_ROLLUP, TAG_ROLLUP, DAY_ROLLUP, KEY_SPEND)
 
 LATENCY_UPSERT = (
     "INSERT INTO latency_rollup (utc_day, provider, bucket, requests) VALUES (?, ?, ?, ?) "
@@ -158,13 +161,17 @@ SQLITE_ROLLUP_STATE = (
     "SELECT IFNULL(max(rowid), 0), (SELECT through_rowid FROM rollup_state) FROM requests"
 )
 SQLITE_ROLLED_THROUGH = "UPDATE rollup_state SET through_rowid = ?"
-# PostgreSQL: this transaction rolls its rows up itself; the INSERT triggers kept for an older
-# meterfox still writing (pg_migrations 008) skip its rows.
-POSTGRES_ROLLS_UP = "SELECT set_config('meterfox.rolls_up', 'on', true)"
+# PostgreSQL: this transaction rolls its rows up itself, into every rollup of
+# ROLLUPS_GENERATION; the INSERT triggers kept for an older meterfox still writing
+# (pg_migrations 008, and 009-010 for one that keeps only the hourly rollup) skip its rows.
+POSTGRES_ROLLS_UP = (
+    "SELECT set_config('meterfox.rolls_up', 'on', true), "
+    f"set_config('meterfox.rollups', '{ROLLUPS_GENERATION}', true)"
+)
 TAG_READ_CHUNK = 5000  # request ids per read of their tags (SQLite takes up to 32,766 values)
 # A tag stored for a request stored before (a record sent again with one tag more) moves the
-# request from its tag set without the tag to the one with it (SQLite's tag rollup), as the
-# trigger 016 dropped did: parameters `id` and `name`.
+# request from its tag set without the tag to the one with it, as SQLite's trigger 016 dropped
+# did (parameters `id` and `name`) and PostgreSQL's for an older writer does (`name`, `id`).
 TAG_MOVES = (
     tag_move(":id", tagset_sql(request_tags_sql(":id", without=":name")), "-"),
     tag_move(":id", tagset_sql(request_tags_sql(":id")), "+"),
@@ -178,7 +185,7 @@ def add_new_rows(conn: LedgerConnection, new: Sequence[NewRow]) -> None:
     if not new:
         return
     on_sqlite = dialect_of(conn) is SQLITE
-    sets = tagsets(conn, new) if on_sqlite else {}
+    sets = tagsets(conn, new)
     entries = [(fine_key(row, sets.get(row["id"], "")), row_sums(row)) for _, row in new]
     fine = summed(entries)
     # Every sum of every table is at most this in size (nearly always far below 64 bits).
@@ -200,7 +207,12 @@ def add_new_rows(conn: LedgerConnection, new: Sequence[NewRow]) -> None:
 
 def move_to_tag_set(conn: LedgerConnection, request_id: object, name: str) -> None:
     """The tag `name` was just stored for the request `request_id` stored before: move the
-    request's sums to its new tag set (SQLite's tag rollup; nothing if there is no request)."""
+    request's sums to its new tag set (nothing if there is no request)."""
+    if dialect_of(conn) is POSTGRES:
+        without, with_it = PG_TAG_ADDED
+        conn.execute(without, (name, request_id))
+        conn.execute(with_it, (request_id,))
+        return
     parameters = {"id": request_id, "name": name}
     for sql in TAG_MOVES:
         conn.execute(sql, parameters)

@@ -107,15 +107,14 @@ def insert_rows(conn: LedgerConnection, rows: Sequence[Row], tags: Sequence[Tag]
         if through is not None and last > through:
             unrolled = _read_back(conn, "rowid > ? AND rowid <= ?", (through, last))
         inserted = _inserted_sqlite(conn, insert_request, requests, last)
-        new_ids = {row_id for _, row_id in inserted}
-        conn.executemany(insert_tag, [tag for tag in tags if tag[0] in new_ids])
-        for tag in tags:  # for a request stored before (sent again): rare, one at a time
-            if tag[0] not in new_ids and conn.execute(insert_tag, tag).rowcount:
-                move_to_tag_set(conn, tag[0], tag[1])
     else:
         conn.execute(POSTGRES_ROLLS_UP)  # the INSERT triggers left for older writers stand by
         inserted = conn.executemany_returning(f"{insert_request} RETURNING rowid, id", requests)  # type: ignore[attr-defined]
-        conn.executemany(insert_tag, tags)
+    new_ids = {row_id for _, row_id in inserted}
+    conn.executemany(insert_tag, [tag for tag in tags if tag[0] in new_ids])
+    for tag in tags:  # for a request stored before (sent again): rare, one at a time
+        if tag[0] not in new_ids and conn.execute(insert_tag, tag).rowcount:
+            move_to_tag_set(conn, tag[0], tag[1])
     new = [*unrolled, *_as_inserted(conn, rows, inserted)]
     if new:
         add_new_rows(conn, new)

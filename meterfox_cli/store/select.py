@@ -56,10 +56,10 @@ def filter_sql(filters: Filters, alias: str = "r") -> tuple[list[str], list[obje
         if values:
             clauses.append(f"{alias}.{column} IN ({', '.join('?' * len(values))})")
             params.extend(values)
-    for name, value in filters.tags:
+    for name, value in filters.tags:  # a scalar lookup by the tags' key, per request row
+        # (an EXISTS would let PostgreSQL hash every tag of that name and value instead)
         clauses.append(
-            "EXISTS (SELECT 1 FROM request_tags f "
-            f"WHERE f.request_id = {alias}.id AND f.name = ? AND f.value = ?)"
+            f"(SELECT f.value FROM request_tags f WHERE f.request_id = {alias}.id AND f.name = ?) = ?"
         )
         params.extend([name, value])
     return clauses, params

@@ -1,5 +1,6 @@
-"""A request's whole set of tags as one string, the key the tag rollup (migration 009) sums under:
-the SQL that builds it from `request_tags` and the Python that reads it back.
+"""A request's whole set of tags as one string, the key the tag rollup (SQLite's migration 009,
+PostgreSQL's 010) sums under: the SQL that builds it from `request_tags` (either dialect) and
+the Python that reads it back.
 
 Each tag is `len(name):name` `len(value):value` (lengths in characters), tags ordered by name
 and concatenated: no name or value can be mistaken for a separator, whatever it holds. An
@@ -11,16 +12,17 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from meterfox_cli.store.dialect import SQLITE, Dialect
+
 Tags = dict[str, str]
 
 _PAIR = "length({n}) || ':' || {n} || length({v}) || ':' || {v}"
 
 
-def tagset_sql(rows: str) -> str:
+def tagset_sql(rows: str, dialect: Dialect = SQLITE) -> str:
     """The encoded set of the tag rows `rows` (a SELECT of `name, value`), '' when none: a
-    scalar subquery for SQLite (group_concat keeps the inner ORDER BY)."""
-    pair = _PAIR.format(n="name", v="value")
-    return f"IFNULL((SELECT group_concat({pair}, '') FROM ({rows} ORDER BY name)), '')"
+    scalar subquery in `dialect`'s SQL."""
+    return dialect.concat_ordered(_PAIR.format(n="name", v="value"), rows, "name")
 
 
 def request_tags_sql(request_id: str, *, without: str | None = None) -> str:

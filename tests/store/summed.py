@@ -1,6 +1,7 @@
 """The tables a ledger keeps beside `requests` (rollups, key spend, the latency sample), read
 as stored and as a GROUP BY over the requests and their tags with the expressions of the
-migrations' triggers: the two must be equal, whoever inserted the records."""
+migrations' triggers (each store's own: SQLite's or PostgreSQL's): the two must be equal,
+whoever inserted the records."""
 
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ from meterfox_cli.store.migrations import (
     SAMPLE_COLUMNS,
     TAG_ROLLUP_KEYS,
 )
-from meterfox_cli.store.pg_migrations import PG_ROLLUP_KEYS, PG_ROLLUP_SUMS
+from meterfox_cli.store.pg_migrations import (
+    PG_DAY_ROLLUP_KEYS,
+    PG_ROLLUP_KEYS,
+    PG_ROLLUP_SUMS,
+    PG_TAG_KEYS,
+)
 from meterfox_cli.store.tagsets import request_tags_sql, tagset_sql
 
 
@@ -25,25 +31,27 @@ def summed_tables(dialect: Dialect) -> list[tuple[str, str, str]]:
     delete or a tag's move are left out of both."""
     if dialect is POSTGRES:
         keys, sums, hour = PG_ROLLUP_KEYS, PG_ROLLUP_SUMS, POSTGRES.hour("r.ts")
+        day_keys, tag_keys = PG_DAY_ROLLUP_KEYS, PG_TAG_KEYS
     else:
         keys, sums, hour = ROLLUP_KEYS, ROLLUP_SUMS, SQLITE.hour("r.ts")
-    tagset = tagset_sql(request_tags_sql("r.id"))
-    bucket = LATENCY_BUCKET_SQL.format(ms="r.latency_ms")
+        day_keys = HOST_DAY_ROLLUP_KEYS
+        tag_keys = (*TAG_ROLLUP_KEYS, ("tagset", tagset_sql(request_tags_sql("r.id"))))
     # (table, key columns and their expressions, value columns and their SUMs, live rows)
     specs = [
         ("request_rollup", keys, sums, ""),
         ("key_spend", [("key_name", "{r}.key_name"), ("hour", hour)],
          [("cost_nanousd", "{r}.cost_nanousd")], "cost_nanousd != 0"),
+        ("day_rollup", day_keys, sums, ""),
+        ("tag_rollup", tag_keys, sums, "requests != 0"),
     ]  # fmt: skip
-    if dialect is SQLITE:
-        specs += [
-            ("day_rollup", HOST_DAY_ROLLUP_KEYS, sums, ""),
-            ("tag_rollup", [*TAG_ROLLUP_KEYS, ("tagset", tagset)], sums, "requests != 0"),
+    if dialect is SQLITE:  # (PostgreSQL keeps no latency rollup: store/rollups.py says why)
+        bucket = LATENCY_BUCKET_SQL.format(ms="r.latency_ms")
+        specs.append(
             ("latency_rollup",
              [("utc_day", "CAST({r}.ts / 86400 AS INTEGER)"), ("provider", "{r}.provider"),
               ("bucket", bucket)],
              [("requests", "1")], "requests != 0"),
-        ]  # fmt: skip
+        )  # fmt: skip
     out = []
     for table, key_exprs, sum_exprs, live in specs:
         names = ", ".join(name for name, _ in [*key_exprs, *sum_exprs])

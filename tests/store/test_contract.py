@@ -53,6 +53,7 @@ from meterfox_cli.store.dialect import POSTGRES, SQLITE, LedgerConnection, write
 from meterfox_cli.store.dimensions import parse_dimensions
 from meterfox_cli.store.postgres import PostgresLedger
 from meterfox_cli.store.queries import Report, read_report
+from meterfox_cli.store.rollups import KEY_SPEND, REQUEST_ROLLUP, fine_key, row_sums, summed
 from meterfox_cli.store.rows import (
     REQUEST_COLUMNS,
     TAG_COLUMNS,
@@ -284,12 +285,12 @@ def varied_requests(count: int) -> list[Req]:
 
 
 def test_the_rollups_are_the_requests_summed(ledger: Ledger) -> None:
-    """Every table kept beside `requests` (SQLite: the hourly, daily, tag and latency rollups,
-    key spend, the 1-in-16 latency sample; PostgreSQL: the hourly rollup and key spend) holds
-    the GROUP BY of the requests stored, however they came through the writer: repeated in a
-    batch, sent again in a later batch by another host, sent again with a tag more, a billable
-    unit seen twice; a reservation goes with its record's insert, and only then; re-pricing
-    and deletes follow."""
+    """Every table kept beside `requests` (the hourly, daily and tag rollups, key spend;
+    SQLite's latency rollup and 1-in-16 latency sample) holds the GROUP BY of the requests stored, however
+    they came through the writer: repeated in a batch, sent again in a later batch by another
+    host, sent again with a tag more, a billable unit seen twice; a reservation goes with its
+    record's insert, and only then; re-pricing, a tag's delete and deletes of tagged and
+    untagged requests follow."""
     requests = varied_requests(40)
     records = [req.record() for req in requests]
     prices = {r.id: req.price() for r, req in zip(records, requests, strict=True)}
@@ -321,6 +322,10 @@ def test_the_rollups_are_the_requests_summed(ledger: Ledger) -> None:
         assert [row[0] for row in left] == ["never-recorded"]
         with ledger.transaction(conn):
             conn.execute("UPDATE requests SET cost_nanousd = 5 WHERE model = ?", ("mini",))
+            conn.execute("UPDATE requests SET latency_ms = 7.5, ts = ts + 3600 WHERE status = 429")
+        assert_summed(ledger)
+        with ledger.transaction(conn):
+            conn.execute("DELETE FROM request_tags WHERE name = ?", ("feature",))
             conn.execute("DELETE FROM requests WHERE key_name = ?", ("ci",))
     finally:
         conn.close()
@@ -361,6 +366,41 @@ def test_what_an_older_meterfox_inserts_is_rolled_up_too(ledger: Ledger) -> None
     assert count(ledger) == 30
     assert_summed(ledger)
     assert count_rows(ledger, "SELECT count(*) FROM key_reservations") == 0
+
+
+def test_what_a_meterfox_keeping_only_the_hourly_rollup_inserts_is_rolled_up_too(
+    pg_url: str,
+) -> None:
+    """PostgreSQL only: a meterfox of schema 008 still writing after a newer one migrated the
+    ledger says it rolls up (`meterfox.rolls_up`) and keeps request_rollup and key_spend itself,
+    per batch, but knows nothing of the daily and tag rollups (009, 010): their INSERT
+    triggers roll its rows up, and its tags move its requests as they come. Nothing is counted
+    twice, in its rows or in the current writer's after it."""
+    ledger = PostgresLedger(pg_url)
+    ledger.migrate()
+    records = [(req.record(), req.price()) for req in varied_requests(30)]
+    rows = [request_row(record, price, "old-laptop") for record, price in records[:20]]
+    conn = ledger.open_writer(1000)
+    try:
+        with ledger.transaction(conn):  # as store/rows.insert_rows did at 008
+            conn.execute("SELECT set_config('meterfox.rolls_up', 'on', true)")
+            conn.executemany(
+                POSTGRES.insert_ignoring("requests", REQUEST_COLUMNS),
+                [[row[c] for c in REQUEST_COLUMNS] for row in rows],
+            )
+            conn.executemany(
+                POSTGRES.insert_ignoring("request_tags", TAG_COLUMNS),
+                record_tags(r for r, _ in records[:20]),
+            )
+            fine = summed((fine_key(row, ""), row_sums(row)) for row in rows)
+            for rollup in (REQUEST_ROLLUP, KEY_SPEND):
+                conn.executemany(rollup.upsert_sql, rollup.parameters(fine.items()))
+    finally:
+        conn.close()
+    assert_summed(ledger)
+    write(ledger, [r for r, _ in records[15:]], {r.id: p for r, p in records})
+    assert count(ledger) == 30
+    assert_summed(ledger)
 
 
 def count_rows(ledger: Ledger, sql: str) -> int:

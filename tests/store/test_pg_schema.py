@@ -7,12 +7,18 @@ import psycopg
 import pytest
 
 from meterfox_cli.errors import StoreError
-from meterfox_cli.store.migrations import ROLLUP_KEYS, ROLLUP_SUMS
+from meterfox_cli.store.migrations import (
+    HOST_DAY_ROLLUP_KEYS,
+    ROLLUP_KEYS,
+    ROLLUP_SUMS,
+    TAG_ROLLUP_KEYS,
+)
 from meterfox_cli.store.pg_migrations import PG_MIGRATIONS
 from meterfox_cli.store.postgres import PostgresLedger
 from meterfox_cli.store.rows import REQUEST_COLUMNS
 
 TEXT, BIGINT, INT, REAL = "text", "bigint", "integer", "double precision"
+SUMS = {name: BIGINT for name, _ in ROLLUP_SUMS}
 REQUESTS = {
     "rowid": BIGINT, "id": TEXT, "ts": REAL, "day": TEXT, "provider": TEXT, "model": TEXT,
     "endpoint": TEXT, "method": TEXT, "status": INT, "streamed": INT, "outcome": TEXT,
@@ -29,6 +35,16 @@ EXPECTED = {
     "request_rollup": {
         **{name: BIGINT if name == "hour" else TEXT for name, _ in ROLLUP_KEYS},
         **{name: BIGINT for name, _ in ROLLUP_SUMS},
+    },
+    # SQLite's columns, in SQLite's order (store/rollups.py writes both with one UPSERT)
+    "day_rollup": {
+        **{name: BIGINT if name == "utc_day" else TEXT for name, _ in HOST_DAY_ROLLUP_KEYS},
+        **SUMS,
+    },
+    "tag_rollup": {
+        **{name: BIGINT if name == "utc_day" else TEXT for name, _ in TAG_ROLLUP_KEYS},
+        "tagset": TEXT,
+        **SUMS,
     },
     "billed_buckets": {
         "provider": TEXT, "bucket_start": BIGINT, "bucket_end": BIGINT, "model": TEXT,
@@ -59,7 +75,8 @@ EXPECTED = {
 EXPECTED_INDEXES = {
     "requests_pkey", "requests_rowid_key", "requests_ts", "requests_day", "requests_key_ts",
     "requests_latency", "requests_dedupe", "request_tags_pkey", "request_tags_name",
-    "request_rollup_pkey", "_migrations_pkey", "billed_buckets_pkey", "sync_state_pkey",
+    "request_rollup_pkey", "day_rollup_pkey", "tag_rollup_pkey",
+    "_migrations_pkey", "billed_buckets_pkey", "sync_state_pkey",
     "alerts_fired_pkey",
     "proxy_keys_pkey", "proxy_keys_key_hash_key",
     "proxy_keys_live_name", "key_state_pkey", "key_spend_pkey",

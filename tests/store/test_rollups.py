@@ -1,23 +1,38 @@
 """The per-batch rollups (store/rollups.py, migration 016) leave every table exactly as the
 INSERT triggers of migrations 004–015 left it: the same batches written through today's
 `insert_records` into a current database, and through the insert of before 016 into a database
-migrated to 015 (its triggers live), give the same rows in every table, to the last column."""
+migrated to 015 (its triggers live), give the same rows in every table, to the last column.
+On PostgreSQL, the same against the INSERT triggers kept for an older writer (008–010)."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meterfox_cli.pricing.quote import NO_USAGE, UNPRICED, Price
 from meterfox_cli.records import Outcome, UsageRecord
 from meterfox_cli.store.db import connect, transaction
+from meterfox_cli.store.dialect import POSTGRES, LedgerConnection, write_transaction
 from meterfox_cli.store.migrations import MIGRATIONS
-from meterfox_cli.store.rows import INT64_MAX, insert_records
+from meterfox_cli.store.postgres import PostgresLedger
+from meterfox_cli.store.rows import (
+    INT64_MAX,
+    REQUEST_COLUMNS,
+    TAG_COLUMNS,
+    counted_once,
+    insert_records,
+    insert_rows,
+    record_tags,
+    request_row,
+)
 from meterfox_cli.usage import Reading, Usage
 from tests.fakes.records import at, insert_as_before_016
+from tests.pg import PgServer
 
 # Every table an insert of records writes, and the order that makes a dump comparable.
 TABLES = (
@@ -184,3 +199,71 @@ def test_sums_past_64_bits_are_added_row_by_row_as_the_triggers_did(tmp_path: Pa
     assert new == old
     (cost,) = {row[13] for row in new["request_rollup"]}
     assert isinstance(cost, float) and cost > INT64_MAX
+
+
+# --- PostgreSQL: the writer's per-batch rollups against the triggers an older writer fires ---
+
+# (no latency rollup or sample on PostgreSQL: store/rollups.py)
+PG_TABLES = tuple(table for table in TABLES if not table.startswith("latency_"))
+PG_RESERVE = "INSERT INTO key_reservations VALUES (?, 'app', 5, 1e12) ON CONFLICT DO NOTHING"
+
+
+def pg_dump(conn: LedgerConnection) -> dict[str, list[tuple]]:
+    """Every row of every table an insert writes on PostgreSQL (`requests` with its rowid),
+    but the tag rollup's rows at zero requests: an older writer inserted a request before its
+    tags, so each tag moved it on from the set it had, leaving those (reads skip them)."""
+    out = {}
+    for table in PG_TABLES:
+        columns = len(conn.execute(f"SELECT * FROM {table} LIMIT 0").description)
+        order = ", ".join(str(i + 1) for i in range(columns))
+        live = " WHERE requests != 0" if table == "tag_rollup" else ""
+        out[table] = conn.execute(f"SELECT * FROM {table}{live} ORDER BY {order}").fetchall()
+    return out
+
+
+def insert_as_an_older_writer(conn: LedgerConnection, rows: list[dict], tags: list) -> None:
+    """Commit rows as a meterfox from before PostgreSQL's 008 did: plain INSERTs (requests,
+    then their tags) skipping what is stored, every rollup left to the triggers."""
+    with write_transaction(conn):
+        conn.executemany(
+            POSTGRES.insert_ignoring("requests", REQUEST_COLUMNS),
+            [[row[c] for c in REQUEST_COLUMNS] for row in rows],
+        )
+        conn.executemany(POSTGRES.insert_ignoring("request_tags", TAG_COLUMNS), tags)
+
+
+@pytest.fixture(scope="module")
+def pg_pair(pg_server: PgServer) -> Iterator[tuple[LedgerConnection, LedgerConnection]]:
+    """Two migrated PostgreSQL ledgers (an older writer's, a current one's), connected."""
+    conns = []
+    for _ in range(2):
+        ledger = PostgresLedger(pg_server.create_database())
+        ledger.migrate()
+        conns.append(ledger.connect())
+    yield conns[0], conns[1]
+    for conn in conns:
+        conn.close()
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batches=batches)
+def test_every_postgresql_table_is_as_its_triggers_leave_it(pg_pair, batches) -> None:
+    """The same random batches on PostgreSQL: the current writer's per-batch rollups (every
+    rollup, key spend, reservations) leave each table as the triggers an older writer fires
+    leave it, to the last column (a record sent again with a tag more moves it, as the tag's
+    trigger does). Rows go through `counted_once`, as the writer sends them (PostgreSQL
+    enforces the tags' foreign key: a row its dedupe index skipped would leave tags behind)."""
+    old, new = pg_pair
+    for conn in (old, new):
+        conn.execute(f"TRUNCATE {', '.join(PG_TABLES)} RESTART IDENTITY")
+    for records, host, reserved in batches:
+        for conn in (old, new):
+            with write_transaction(conn):
+                conn.executemany(PG_RESERVE, [(request_id,) for request_id in reserved])
+        with write_transaction(new):
+            rows = counted_once(new, [request_row(r, p, host) for r, p in records])
+            insert_rows(new, rows, record_tags(r for r, _ in records))
+        insert_as_an_older_writer(old, rows, record_tags(r for r, _ in records))
+    assert pg_dump(new) == pg_dump(old)
