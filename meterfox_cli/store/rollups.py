@@ -110,14 +110,20 @@ class Rollup:
 
     def parameters(self, groups: Iterable[tuple[tuple, Sums]]) -> list[tuple]:
         """One UPSERT's parameters per key of this table, summed over `groups` (FINE_KEY,
-        sums); in order of first appearance, each key once."""
+        sums), each key once, in key order: every batch locks a table's rows in the same order,
+        so two daemons' batches on one PostgreSQL ledger cannot deadlock on them."""
         part = itemgetter(*(FINE_KEY.index(name) for name in self.keys))
         out = []
         for key, sums in summed((part(key), sums) for key, sums in groups).items():
             values = self.values(sums)
             if values is not None:
                 out.append((*key, *values))
+        out.sort(key=self._lock_order)
         return out
+
+    def _lock_order(self, parameters: tuple) -> tuple:
+        """The key part of `parameters`, sortable with NULLs in it (a key column may be NULL)."""
+        return tuple((False, 0) if v is None else (True, v) for v in parameters[: len(self.keys)])
 
 
 def summed(entries: Iterable[tuple[tuple, Sums]]) -> dict[tuple, Sums]:

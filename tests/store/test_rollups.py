@@ -20,6 +20,7 @@ from meterfox_cli.store.db import connect, transaction
 from meterfox_cli.store.dialect import POSTGRES, LedgerConnection, write_transaction
 from meterfox_cli.store.migrations import MIGRATIONS
 from meterfox_cli.store.postgres import PostgresLedger
+from meterfox_cli.store.rollups import POSTGRES_ROLLUPS, SUM_NAMES
 from meterfox_cli.store.rows import (
     INT64_MAX,
     REQUEST_COLUMNS,
@@ -267,3 +268,32 @@ def test_every_postgresql_table_is_as_its_triggers_leave_it(pg_pair, batches) ->
             insert_rows(new, rows, record_tags(r for r, _ in records))
         insert_as_an_older_writer(old, rows, record_tags(r for r, _ in records))
     assert pg_dump(new) == pg_dump(old)
+
+
+FINE_KEYS = st.tuples(
+    st.integers(0, 3),  # hour
+    st.integers(0, 1),  # utc_day
+    st.sampled_from(["2026-11-28", "2026-11-29"]),  # day
+    st.sampled_from(["openai", "anthropic"]),  # provider
+    st.sampled_from(["", "gpt-4o", "gpt-4o-mini"]),  # model
+    st.sampled_from([None, "app", "ci"]),  # key_name
+    st.sampled_from(["/v1/chat/completions", "/v1/embeddings"]),  # endpoint
+    st.sampled_from([None, "laptop", "gateway"]),  # host
+    st.sampled_from(["", "env=prod"]),  # tagset
+)
+SUMS = st.lists(st.integers(0, 10), min_size=len(SUM_NAMES), max_size=len(SUM_NAMES))
+
+
+@given(groups=st.lists(st.tuples(FINE_KEYS, SUMS), max_size=20), data=st.data())
+def test_every_batch_upserts_a_table_in_key_order(groups, data) -> None:
+    """Two daemons' batches on one PostgreSQL ledger lock a rollup's rows in the same order
+    (so neither waits on the other in a cycle): each table's UPSERTs come in key order, NULLs
+    first, whatever order the batch's records came in, with the same sums."""
+    shuffled = data.draw(st.permutations(groups))
+    for rollup in POSTGRES_ROLLUPS:
+        parameters = rollup.parameters(groups)
+        assert parameters == rollup.parameters(shuffled)
+        keys = [p[: len(rollup.keys)] for p in parameters]
+        order = [tuple((False, 0) if v is None else (True, v) for v in key) for key in keys]
+        assert order == sorted(order)
+        assert len(set(keys)) == len(keys)
