@@ -228,7 +228,7 @@ def _dashboard(settings: Settings, host: str, login: bool):
     from meterfox_cli.proxy.server import is_loopback
     from meterfox_cli.web.guard import access_for
     from meterfox_cli.web.login import forget_login, issue_login
-    from meterfox_cli.web.routes import dashboard_mount
+    from meterfox_cli.web.mount import dashboard_mount
 
     state_dir = settings.paths.state_dir
     loopback = is_loopback(host)
