@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from typing import TYPE_CHECKING
 
 import click
@@ -87,6 +89,14 @@ def serve(
     Every call passes through unchanged; MeterFox records only metadata: provider, model,
     tokens, latency, status, cost and your tags. Prompts and responses are never stored.
     """
+    from meterfox_cli.proxy.trust import load_trust, trust_later
+
+    # aiohttp's client builds two TLS contexts as it is imported; with one worker they read the
+    # system's CA store once the port listens, in a thread (proxy/trust.py): workers are forked
+    # after this, each of them would have to read it again
+    with trust_later() if workers == 1 else contextlib.nullcontext():
+        import aiohttp  # noqa: F401
+
     from meterfox_cli.config import ledger_url, recording_host, tls_files
     from meterfox_cli.keys.authorizer import KeyAuthorizer
     from meterfox_cli.keys.reservations import hold_seconds
@@ -177,6 +187,7 @@ def serve(
         )
 
     def ready(base: str) -> None:
+        threading.Thread(target=load_trust, name="meterfox-trust", daemon=True).start()
         click.echo(f"MeterFox {base}  (database: {ledger.describe()})")
         if is_loopback(host):
             login = "  (behind a login: meterfox dashboard)" if dashboard_login else ""
