@@ -353,6 +353,9 @@ def _key_store(settings: Settings) -> StoreChoice | Callable[[], StoreChoice]:
     return choice
 
 
+# The alert thread starts this long after the app (which `serve` starts and then listens): its
+# first check, and the imports it needs, do not delay health or the first requests (issue 17).
+ALERTS_AFTER_S = 0.2
 SYNC_OFF: dict[str, object] = {"enabled": False}  # health's sync section with `[sync]` off
 
 
@@ -423,9 +426,11 @@ def _alerts(
     watcher = AlertWatcher(ledger, config.alerts, config.budget, channels)
 
     async def running(app: web.Application):
-        watcher.start()
+        loop = asyncio.get_running_loop()
+        starting = loop.call_later(ALERTS_AFTER_S, watcher.start)  # serve listens by then
         yield
-        await asyncio.get_running_loop().run_in_executor(None, watcher.stop)
+        starting.cancel()
+        await loop.run_in_executor(None, watcher.stop)
 
     return [lambda app: app.cleanup_ctx.append(running)], watcher.health, skipped
 
