@@ -21,12 +21,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from meterfox_cli import __version__
-from meterfox_cli.alerts.rules import Alert
 from meterfox_cli.config import AlertsConfig, Webhook
+
+if TYPE_CHECKING:
+    from meterfox_cli.alerts.rules import Alert
 
 log = logging.getLogger("meterfox.alerts")
 

@@ -5,7 +5,10 @@ to every channel (alerts/channels.py). It never touches the event loop: the prox
 and stops it. A failure is logged once and shown in `/_meterfox/health`, never raised.
 
 A threshold crossed while no daemon ran fires on the first check after the next start; several
-thresholds of one budget crossed between two checks send one alert, for the highest."""
+thresholds of one budget crossed between two checks send one alert, for the highest.
+
+The rules, the spend queries and the fired-state are imported by the thread's first check, not
+with this module: `serve` builds the watcher before it listens and starts it after (issue 17)."""
 
 from __future__ import annotations
 
@@ -14,16 +17,17 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from meterfox_cli.alerts.channels import Channel
-from meterfox_cli.alerts.rules import Alert, Standing, budget_alert, crossed, iso_utc, spike_alert
-from meterfox_cli.alerts.spend import budget_standings, day_spend, key_standings
-from meterfox_cli.alerts.state import already_fired, claim
-from meterfox_cli.config import AlertsConfig, BudgetConfig
 from meterfox_cli.keys.budget import SpendCounter
 from meterfox_cli.keys.proxy_keys import key_version
-from meterfox_cli.store.backend import Ledger
-from meterfox_cli.store.dialect import LedgerConnection
+
+if TYPE_CHECKING:
+    from meterfox_cli.alerts.channels import Channel
+    from meterfox_cli.alerts.rules import Alert, Standing
+    from meterfox_cli.config import AlertsConfig, BudgetConfig
+    from meterfox_cli.store.backend import Ledger
+    from meterfox_cli.store.dialect import LedgerConnection
 
 log = logging.getLogger("meterfox.alerts")
 
@@ -105,6 +109,9 @@ class AlertWatcher:
         return sent
 
     def _check(self, now: float) -> list[Alert]:
+        from meterfox_cli.alerts.rules import spike_alert
+        from meterfox_cli.alerts.spend import budget_standings, day_spend, key_standings
+
         conn = self._ledger_conn()
         mark = self._changes(conn, now)
         if mark == self._mark:
@@ -124,6 +131,9 @@ class AlertWatcher:
         return sent
 
     def _fire_budget(self, conn: LedgerConnection, standing: Standing, now: float) -> Alert | None:
+        from meterfox_cli.alerts.rules import budget_alert, crossed
+        from meterfox_cli.alerts.state import already_fired
+
         reached = crossed(standing, self.alerts.thresholds)
         if not reached:
             return None
@@ -135,6 +145,8 @@ class AlertWatcher:
         return budget_alert(standing, new[-1], now) if new else None
 
     def _claim(self, conn: LedgerConnection, alert: Alert, thresholds: list[int]) -> list[int]:
+        from meterfox_cli.alerts.state import claim
+
         with self.ledger.transaction(conn):
             return claim(conn, alert, thresholds)
 
@@ -172,15 +184,20 @@ class AlertWatcher:
     # --- health -----------------------------------------------------------------------
 
     def health(self) -> dict[str, object]:
-        """What `/_meterfox/health` shows under `alerts` (cheap: it runs on the loop)."""
+        """What `/_meterfox/health` shows under `alerts` (cheap: it runs on the loop; nothing is
+        imported before the first check, which imports the rules)."""
         with self._lock:
             return {
                 "enabled": True,
                 "every_s": self._poll_s,
-                "last_check_at": None
-                if self._last_check_at is None
-                else iso_utc(self._last_check_at),
+                "last_check_at": None if self._last_check_at is None else _iso(self._last_check_at),
                 "last_error": self._error,
                 "sent": self._sent,
                 "channels": [channel.name for channel in self.channels],
             }
+
+
+def _iso(at: float) -> str:
+    from meterfox_cli.alerts.rules import iso_utc  # imported by the check that set `at`
+
+    return iso_utc(at)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from typing import TYPE_CHECKING
 
 import click
@@ -87,6 +89,14 @@ def serve(
     Every call passes through unchanged; MeterFox records only metadata: provider, model,
     tokens, latency, status, cost and your tags. Prompts and responses are never stored.
     """
+    from meterfox_cli.proxy.trust import load_trust, trust_later
+
+    # aiohttp's client builds two TLS contexts as it is imported; with one worker they read the
+    # system's CA store once the port listens, in a thread (proxy/trust.py): workers are forked
+    # after this, each of them would have to read it again
+    with trust_later() if workers == 1 else contextlib.nullcontext():
+        import aiohttp  # noqa: F401
+
     from meterfox_cli.config import ledger_url, recording_host, tls_files
     from meterfox_cli.keys.authorizer import KeyAuthorizer
     from meterfox_cli.keys.reservations import hold_seconds
@@ -177,6 +187,7 @@ def serve(
         )
 
     def ready(base: str) -> None:
+        threading.Thread(target=load_trust, name="meterfox-trust", daemon=True).start()
         click.echo(f"MeterFox {base}  (database: {ledger.describe()})")
         if is_loopback(host):
             login = "  (behind a login: meterfox dashboard)" if dashboard_login else ""
@@ -228,7 +239,7 @@ def _dashboard(settings: Settings, host: str, login: bool):
     from meterfox_cli.proxy.server import is_loopback
     from meterfox_cli.web.guard import access_for
     from meterfox_cli.web.login import forget_login, issue_login
-    from meterfox_cli.web.routes import dashboard_mount
+    from meterfox_cli.web.mount import dashboard_mount
 
     state_dir = settings.paths.state_dir
     loopback = is_loopback(host)
@@ -342,6 +353,9 @@ def _key_store(settings: Settings) -> StoreChoice | Callable[[], StoreChoice]:
     return choice
 
 
+# The alert thread starts this long after the app (which `serve` starts and then listens): its
+# first check, and the imports it needs, do not delay health or the first requests (issue 17).
+ALERTS_AFTER_S = 0.2
 SYNC_OFF: dict[str, object] = {"enabled": False}  # health's sync section with `[sync]` off
 
 
@@ -412,9 +426,11 @@ def _alerts(
     watcher = AlertWatcher(ledger, config.alerts, config.budget, channels)
 
     async def running(app: web.Application):
-        watcher.start()
+        loop = asyncio.get_running_loop()
+        starting = loop.call_later(ALERTS_AFTER_S, watcher.start)  # serve listens by then
         yield
-        await asyncio.get_running_loop().run_in_executor(None, watcher.stop)
+        starting.cancel()
+        await loop.run_in_executor(None, watcher.stop)
 
     return [lambda app: app.cleanup_ctx.append(running)], watcher.health, skipped
 

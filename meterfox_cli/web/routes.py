@@ -1,8 +1,9 @@
-"""The dashboard's routes under `/_meterfox/`: the page, its static files, and the JSON API
-(docs/dashboard.md). `dashboard_mount` returns the hook `proxy.app.make_app(mounts=...)` calls;
-every handler is behind `guard.guarded`, every query runs in the `Reader`'s process and comes
-back as the text the handler sends. The Overview's default view is answered from what the
-keeper (web/keeper.py) holds while it is fresh, without asking the worker."""
+"""The dashboard's handlers under `/_meterfox/`: the page, its static files, and the JSON API
+(docs/dashboard.md), and the state they share (`Dashboard`). web/mount.py adds the routes and
+imports this module once the daemon listens (or at the first dashboard request); every query
+runs in the `Reader`'s process and comes back as the text the handler sends. The Overview's
+default view is answered from what the keeper (web/keeper.py) holds while it is fresh, without
+asking the worker."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
@@ -29,9 +30,10 @@ from meterfox_cli.store.dimensions import parse_dimensions
 from meterfox_cli.store.select import parse_filters
 from meterfox_cli.sync.reconcile import DEFAULT_TOLERANCE
 from meterfox_cli.timewindow import resolve_window
-from meterfox_cli.web.guard import LOGIN_PARAM, Access, guarded, login_cookie, prepare_secure
+from meterfox_cli.web.guard import LOGIN_PARAM, Access, login_cookie, prepare_secure
 from meterfox_cli.web.keeper import OVERVIEW_FRESH_S, TAGS_FRESH_S, KeptAnswers, keep
 from meterfox_cli.web.live import LiveFeed
+from meterfox_cli.web.mount import BASE
 from meterfox_cli.web.overview import STACK_BY, overview, providers_json, tags_json
 from meterfox_cli.web.reader import Reader
 from meterfox_cli.web.shapes import keys_json, reconcile_text, report_json, report_text
@@ -39,8 +41,6 @@ from meterfox_cli.web.worker import json_text
 
 log = logging.getLogger("meterfox.dashboard")
 
-BASE = "/_meterfox/"
-API = BASE + "api/"
 TOKEN_PLACEHOLDER = "__METERFOX_CSRF_TOKEN__"
 # index.html's preload of the first screen's read: the page carries the kept answer instead
 # when the keeper has a fresh one (`_first_screen`)
@@ -56,9 +56,6 @@ _TYPES = {
     ".txt": "text/plain",
 }
 NO_STORE = {"Cache-Control": "no-store"}
-# The read worker and its keeper start this long after the app does: `proxy/server.serve` starts
-# the app and then listens, so by then the port answers and the worker's start delays neither.
-KEEP_AFTER_S = 0.2
 KEEP_RETRY_S = 2.0  # the keeper asked again after its worker died or its read failed
 
 
@@ -102,9 +99,7 @@ class Dashboard:
     providers: Recent
     reconcile_tolerance: Decimal
     kept: KeptAnswers  # the default view's three answers, kept ready by the worker
-
-
-DASHBOARD = web.AppKey("meterfox_dashboard", Dashboard)
+    keeping: asyncio.Task[None] | None = None  # the keeper's task (`_keep`)
 
 
 def page_halves(index: bytes, token: str) -> tuple[bytes, bytes]:
@@ -122,80 +117,61 @@ def static_files() -> dict[str, bytes]:
     return {item.name: item.read_bytes() for item in root.iterdir() if item.is_file()}
 
 
-def dashboard_mount(
+def open_dashboard(
     database: Path,
     access: Access,
-    reconcile_tolerance: Decimal = DEFAULT_TOLERANCE,
+    reconcile_tolerance: Decimal | None = None,
     ledger: Ledger | None = None,
-) -> Callable[[web.Application], None]:
-    """The hook that adds the dashboard to the proxy app (`reconcile_tolerance`: the config's
-    `[reconcile] tolerance`, as `meterfox reconcile` uses it), reading from `ledger` (default:
-    the SQLite file `database`)."""
-
-    def mount(app: web.Application) -> None:
-        reader = Reader(database, ledger=ledger)
-        files = static_files()
-        tags = Recent(reader, partial(json_text, tags_json), TAGS_FRESH_S)
-        overviews = {
-            by: Recent(reader, partial(json_text, overview, by=by), OVERVIEW_FRESH_S)
-            for by in STACK_BY
-        }
-        app[DASHBOARD] = Dashboard(
-            reader,
-            LiveFeed(reader),
-            access,
-            files,
-            page_halves(files["index.html"], access.csrf_token),
-            tags,
-            overviews,
-            Recent(reader, partial(json_text, providers_json), OVERVIEW_FRESH_S),
-            reconcile_tolerance,
-            KeptAnswers(),
-        )
-        app.cleanup_ctx.append(_dashboard_ctx)
-        routes = [
-            ("GET", BASE.rstrip("/"), _to_page, False),
-            ("GET", BASE, _page, False),
-            ("GET", BASE + "static/{name}", _static, False),
-            ("GET", API + "session", _session, False),
-            ("GET", API + "overview", _overview, False),
-            ("GET", API + "overview/providers", _providers, False),
-            ("GET", API + "overview/tags", _tags, False),
-            ("GET", API + "report", _report, False),
-            ("GET", API + "report.csv", _report_csv, False),
-            ("GET", API + "reconcile", _reconcile, False),
-            ("GET", API + "keys", _keys, False),
-            ("POST", API + "keys", _create_key, True),
-            ("POST", API + "keys/{name}/revoke", _revoke_key, True),
-            ("GET", API + "live", _live, False),
-        ]
-        for method, path, handler, changes in routes:
-            app.router.add_route(method, path, guarded(access, _errors(handler), changes=changes))
-
-    return mount
-
-
-async def _dashboard_ctx(app: web.Application) -> AsyncIterator[None]:
-    dashboard = app[DASHBOARD]
+) -> Dashboard:
+    """The dashboard's state (on the loop), its live feed and, when it is on, its keeper
+    started: `reconcile_tolerance` is the config's `[reconcile] tolerance` (None: its default),
+    reads go to `ledger` (default: the SQLite file `database`)."""
+    reader = Reader(database, ledger=ledger)
+    files = static_files()
+    tags = Recent(reader, partial(json_text, tags_json), TAGS_FRESH_S)
+    overviews = {
+        by: Recent(reader, partial(json_text, overview, by=by), OVERVIEW_FRESH_S) for by in STACK_BY
+    }
+    dashboard = Dashboard(
+        reader,
+        LiveFeed(reader),
+        access,
+        files,
+        page_halves(files["index.html"], access.csrf_token),
+        tags,
+        overviews,
+        Recent(reader, partial(json_text, providers_json), OVERVIEW_FRESH_S),
+        DEFAULT_TOLERANCE if reconcile_tolerance is None else reconcile_tolerance,
+        KeptAnswers(),
+    )
     dashboard.live.start()
-    keeping = asyncio.get_running_loop().create_task(_keep(dashboard))
-    yield
-    keeping.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await keeping
+    if access.enabled:
+        dashboard.keeping = asyncio.get_running_loop().create_task(_keep(dashboard))
+    return dashboard
+
+
+async def close_dashboard(dashboard: Dashboard) -> None:
+    if dashboard.keeping is not None:
+        dashboard.keeping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await dashboard.keeping
     await dashboard.live.close()
     await dashboard.reader.close()
 
 
+async def answer(name: str, request: web.Request, dashboard: Dashboard) -> web.StreamResponse:
+    """The response of the handler named `name` (web/mount.ROUTES); a MeterFoxError is a 400."""
+    try:
+        return await HANDLERS[name](request, dashboard)
+    except MeterFoxError as exc:
+        return web.json_response({"error": {"message": str(exc)}}, status=400)
+
+
 async def _keep(dashboard: Dashboard) -> None:
-    """Once the daemon listens, start the read worker in the background and its keeper in it
-    (web/keeper.py), taking each answer it sends for as long as the daemon runs; again
-    KEEP_RETRY_S after the worker died or a read failed (no ledger yet, the server away).
-    Until the first answer, and whenever the kept one is not fresh, pages read on demand.
-    Nothing when the dashboard is off (beyond loopback without a login)."""
-    if not dashboard.access.enabled:
-        return
-    await asyncio.sleep(KEEP_AFTER_S)
+    """Start the read worker and its keeper in it (web/keeper.py), taking each answer it sends
+    for as long as the daemon runs; again KEEP_RETRY_S after the worker died or a read failed
+    (no ledger yet, the server away). Until the first answer, and whenever the kept one is not
+    fresh, pages read on demand. (web/mount.py opens the dashboard once the daemon listens.)"""
     while True:
         try:
             async for kept in dashboard.reader.stream(keep):
@@ -205,20 +181,10 @@ async def _keep(dashboard: Dashboard) -> None:
         await asyncio.sleep(KEEP_RETRY_S)
 
 
-def _errors(handler):
-    async def answer(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except MeterFoxError as exc:
-            return web.json_response({"error": {"message": str(exc)}}, status=400)
-
-    return answer
-
-
 # --- the page -------------------------------------------------------------------------------
 
 
-async def _to_page(request: web.Request) -> web.StreamResponse:
+async def _to_page(request: web.Request, dashboard: Dashboard) -> web.StreamResponse:
     return _redirect()
 
 
@@ -226,8 +192,7 @@ def _redirect() -> web.Response:
     return web.Response(status=302, headers={"Location": BASE, **NO_STORE})
 
 
-async def _page(request: web.Request) -> web.StreamResponse:
-    dashboard = request.app[DASHBOARD]
+async def _page(request: web.Request, dashboard: Dashboard) -> web.StreamResponse:
     if LOGIN_PARAM in request.query:  # the login link: keep the token in a cookie, not the URL
         response = _redirect()
         login_cookie(response, dashboard.access)
@@ -247,9 +212,9 @@ def _first_screen(kept: KeptAnswers) -> bytes:
     return block if bodies["overview"] else PRELOAD + block
 
 
-async def _static(request: web.Request) -> web.StreamResponse:
+async def _static(request: web.Request, dashboard: Dashboard) -> web.StreamResponse:
     name = request.match_info["name"]
-    body = request.app[DASHBOARD].files.get(name)
+    body = dashboard.files.get(name)
     kind = _TYPES.get(Path(name).suffix)
     if body is None or kind is None or name == "index.html":
         return web.json_response({"error": {"message": "no such file"}}, status=404)
@@ -259,26 +224,21 @@ async def _static(request: web.Request) -> web.StreamResponse:
 # --- the API --------------------------------------------------------------------------------
 
 
-async def _session(request: web.Request) -> web.StreamResponse:
-    return web.json_response(
-        {"csrf_token": request.app[DASHBOARD].access.csrf_token}, headers=NO_STORE
-    )
+async def _session(request: web.Request, dashboard: Dashboard) -> web.StreamResponse:
+    return web.json_response({"csrf_token": dashboard.access.csrf_token}, headers=NO_STORE)
 
 
-async def _overview(request: web.Request) -> web.StreamResponse:
-    dashboard = request.app[DASHBOARD]
+async def _overview(request: web.Request, dashboard: Dashboard) -> web.StreamResponse:
     default = dashboard.overviews["provider"]
     recent = dashboard.overviews.get(request.query.get("by", ""), default)
     return await _answer(dashboard, "overview" if recent is default else None, recent)
 
 
-async def _providers(request: web.Request) -> web.StreamResponse:
-    dashboard = request.app[DASHBOARD]
+async def _providers(request: web.Request, dashboard: Dashboard) -> web.StreamResponse:
     return await _answer(dashboard, "providers", dashboard.providers)
 
 
-async def _tags(request: web.Request) -> web.StreamResponse:
-    dashboard = request.app[DASHBOARD]
+async def _tags(request: web.Request, dashboard: Dashboard) -> web.StreamResponse:
     return await _answer(dashboard, "tags", dashboard.tags)
 
 
@@ -310,21 +270,20 @@ def _report_query(request: web.Request, shape) -> partial:
     return partial(report_text, dims=dims, window=window, filters=filters, shape=shape)
 
 
-async def _report(request: web.Request) -> web.StreamResponse:
-    _, text = await request.app[DASHBOARD].reader.read(_report_query(request, report_json))
+async def _report(request: web.Request, dashboard: Dashboard) -> web.StreamResponse:
+    _, text = await dashboard.reader.read(_report_query(request, report_json))
     return _json(text)
 
 
-async def _report_csv(request: web.Request) -> web.StreamResponse:
-    dims, csv = await request.app[DASHBOARD].reader.read(_report_query(request, to_csv))
+async def _report_csv(request: web.Request, dashboard: Dashboard) -> web.StreamResponse:
+    dims, csv = await dashboard.reader.read(_report_query(request, to_csv))
     headers = {**NO_STORE, "Content-Disposition": f'attachment; filename="meterfox-{dims}.csv"'}
     return web.Response(text=csv, content_type="text/csv", headers=headers)
 
 
-async def _reconcile(request: web.Request) -> web.StreamResponse:
+async def _reconcile(request: web.Request, dashboard: Dashboard) -> web.StreamResponse:
     """`meterfox reconcile --format json`'s rows (the same read, in the worker), with the
     totals line and the providers synced so far."""
-    dashboard = request.app[DASHBOARD]
     query = partial(
         reconcile_text,
         since=request.query.get("since") or "30d",
@@ -336,11 +295,11 @@ async def _reconcile(request: web.Request) -> web.StreamResponse:
     return _json(await dashboard.reader.read(query))
 
 
-async def _keys(request: web.Request) -> web.StreamResponse:
-    return _json(await request.app[DASHBOARD].reader.read(partial(json_text, keys_json)))
+async def _keys(request: web.Request, dashboard: Dashboard) -> web.StreamResponse:
+    return _json(await dashboard.reader.read(partial(json_text, keys_json)))
 
 
-async def _create_key(request: web.Request) -> web.StreamResponse:
+async def _create_key(request: web.Request, dashboard: Dashboard) -> web.StreamResponse:
     body = await _json_body(request)
     spec = key_spec(
         request.app[STATE].registry,
@@ -351,17 +310,17 @@ async def _create_key(request: web.Request) -> web.StreamResponse:
         tags=[str(t) for t in body.get("tags") or []],
         allow_unpriced=bool(body.get("allow_unpriced")),
     )
-    new = await request.app[DASHBOARD].reader.write(lambda conn: create_key(conn, spec))
-    _keys_changed(request.app[DASHBOARD])
+    new = await dashboard.reader.write(lambda conn: create_key(conn, spec))
+    _keys_changed(dashboard)
     key = new.key
     shown = {"name": key.name, "prefix": key.prefix, "secret": new.secret}
     return web.json_response(shown, status=201, headers=NO_STORE)
 
 
-async def _revoke_key(request: web.Request) -> web.StreamResponse:
+async def _revoke_key(request: web.Request, dashboard: Dashboard) -> web.StreamResponse:
     name = request.match_info["name"]
-    key = await request.app[DASHBOARD].reader.write(lambda conn: revoke_key(conn, name))
-    _keys_changed(request.app[DASHBOARD])
+    key = await dashboard.reader.write(lambda conn: revoke_key(conn, name))
+    _keys_changed(dashboard)
     return web.json_response(
         {"name": key.name, "prefix": key.prefix, "revoked_at": key.revoked_at}, headers=NO_STORE
     )
@@ -385,8 +344,8 @@ async def _json_body(request: web.Request) -> dict:
     return body
 
 
-async def _live(request: web.Request) -> web.StreamResponse:
-    live = request.app[DASHBOARD].live
+async def _live(request: web.Request, dashboard: Dashboard) -> web.StreamResponse:
+    live = dashboard.live
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
     )
@@ -408,3 +367,21 @@ async def _live(request: web.Request) -> web.StreamResponse:
     finally:
         live.leave(queue)
     return response
+
+
+HANDLERS: dict[str, Callable[[web.Request, Dashboard], Awaitable[web.StreamResponse]]] = {
+    "to_page": _to_page,
+    "page": _page,
+    "static": _static,
+    "session": _session,
+    "overview": _overview,
+    "providers": _providers,
+    "tags": _tags,
+    "report": _report,
+    "report_csv": _report_csv,
+    "reconcile": _reconcile,
+    "keys": _keys,
+    "create_key": _create_key,
+    "revoke_key": _revoke_key,
+    "live": _live,
+}

@@ -17,7 +17,7 @@ from bench.seed_db import seed
 from meterfox_cli.paths import resolve_paths
 from meterfox_cli.timewindow import month_start
 from meterfox_cli.web.guard import access_for
-from meterfox_cli.web.routes import dashboard_mount
+from meterfox_cli.web.mount import dashboard_mount
 from tests.cli.conftest import run_meterfox
 from tests.conftest import start_proxy
 from tests.fakes.upstream import Reply

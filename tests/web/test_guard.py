@@ -10,7 +10,7 @@ import pytest
 
 from meterfox_cli.paths import resolve_paths
 from meterfox_cli.web.guard import LOGIN_COOKIE, SECURITY_HEADERS, TOKEN_HEADER, Access, access_for
-from meterfox_cli.web.routes import dashboard_mount
+from meterfox_cli.web.mount import dashboard_mount
 from tests.conftest import start_proxy
 
 API_GETS = (

@@ -25,9 +25,9 @@ from meterfox_cli.store.rows import insert_records
 from meterfox_cli.store.select import NO_FILTERS, TimeRange
 from meterfox_cli.web.guard import access_for
 from meterfox_cli.web.live import new_event
+from meterfox_cli.web.mount import DASHBOARD_LOAD, dashboard_mount
 from meterfox_cli.web.overview import overview, providers_json, tags_json
 from meterfox_cli.web.reader import Reader, WorkerGone
-from meterfox_cli.web.routes import DASHBOARD, dashboard_mount
 from meterfox_cli.web.shapes import keys_json, report_json, report_text
 from meterfox_cli.web.worker import json_text
 from tests.cli.conftest import launch_serve
@@ -197,9 +197,10 @@ async def test_no_worker_starts_while_the_dashboard_is_off(upstream_server, data
                 fake, server, mounts=(dashboard_mount(database, access),)
             )
             started.append(proxy_server)
-        off, on = (proxy_server.app[DASHBOARD].reader for proxy_server in started)
-        assert await eventually(lambda: on.pid)  # the same app with the dashboard on: started
-        assert off.pid is None
+        off, on = (proxy_server.app[DASHBOARD_LOAD] for proxy_server in started)
+        # the same app with the dashboard on: loaded and its worker started, unasked
+        assert await eventually(lambda: on.dashboard is not None and on.dashboard.reader.pid)
+        assert off.dashboard is None  # off: not even loaded
     finally:
         for proxy_server in started:
             await proxy_server.close()

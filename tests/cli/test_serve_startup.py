@@ -1,0 +1,90 @@
+"""What `serve` leaves until after it listens (issue 17), and what it must not: aiohttp's TLS
+contexts read the system's CA store in a thread once the port is bound (proxy/trust.py), yet
+a request to an HTTPS upstream the moment health says ok is verified against that store; the
+dashboard's code is imported then too (web/mount.py), yet a dashboard request that early is
+answered."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from tests.cli.conftest import launch_serve
+from tests.conftest import read_records
+from tests.fakes.tls import loopback_contexts
+from tests.fakes.upstream import FakeUpstream, Reply
+
+# A CA file this many times the system's: reading it takes seconds, so the first requests come
+# while the thread is still at it
+SLOW_STORE_COPIES = 25
+USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+
+
+async def https_upstream(directory: Path) -> TestServer:
+    """A fake OpenAI-style upstream on HTTPS, its certificate (self-signed) in `directory`."""
+    directory.mkdir()
+    server_tls, _ = loopback_contexts(directory)
+    fake = FakeUpstream()
+    fake.reply = Reply(json_body={"id": "c1", "model": "gpt-4o", "usage": USAGE})
+    server = TestServer(fake.app(), host="127.0.0.1", scheme="https")
+    await server.start_server(ssl=server_tls)
+    return server
+
+
+def slow_store(own_ca: Path) -> Path:
+    """A CA file (for SSL_CERT_FILE) that vouches for `own_ca` and is slow to read: the
+    system's CAs SLOW_STORE_COPIES times over (or `own_ca` itself, many times)."""
+    system = Path(ssl.get_default_verify_paths().cafile or "/nonexistent")
+    filler = system.read_text() if system.is_file() else own_ca.read_text() * 100
+    store = own_ca.with_name("slow-store.pem")
+    store.write_text(filler * SLOW_STORE_COPIES + own_ca.read_text())
+    return store
+
+
+@pytest.fixture
+async def upstreams(tmp_path) -> AsyncIterator[tuple[TestServer, TestServer, Path]]:
+    """Two HTTPS upstreams: the first's certificate is among the CAs `serve` will trust (its
+    SSL_CERT_FILE, slow to read), the second's is trusted by nobody."""
+    trusted = await https_upstream(tmp_path / "trusted")
+    stranger = await https_upstream(tmp_path / "stranger")
+    yield trusted, stranger, slow_store(tmp_path / "trusted" / "loopback.pem")
+    await trusted.close()
+    await stranger.close()
+
+
+async def test_an_https_upstream_is_verified_from_the_first_request(upstreams, meterfox_home):
+    trusted, stranger, ca_file = upstreams
+    async with launch_serve(
+        upstreams={"openai": trusted, "mistral": stranger}, env={"SSL_CERT_FILE": str(ca_file)}
+    ) as served:
+        async with aiohttp.ClientSession() as session:
+            # at once, both, while the thread is still reading the store
+            first, refused = await asyncio.gather(
+                session.post(f"{served.url}/openai/v1/chat/completions", json=CHAT),
+                session.post(f"{served.url}/mistral/v1/chat/completions", json=CHAT),
+            )
+            assert first.status == 200, await first.text()
+            assert (await first.json())["usage"] == USAGE
+            assert refused.status == 502  # an upstream the store does not vouch for: refused
+            assert "certificate" in (await refused.text()).lower()
+    [record] = [r for r in read_records(meterfox_home / "meterfox.db") if r["status"] == 200]
+    assert (record["input_tokens"], record["output_tokens"]) == (7, 3)
+
+
+async def test_a_dashboard_request_as_health_says_ok_is_answered(meterfox_home):
+    """web/routes.py is imported in a thread 0.2 s after the app starts; a request before that
+    (here: the first thing after healthy) waits for it and gets its answer."""
+    async with launch_serve() as served, aiohttp.ClientSession() as session:
+        async with session.get(f"{served.url}/_meterfox/api/session") as response:
+            assert response.status == 200
+            assert len((await response.json())["csrf_token"]) > 20
+        async with session.get(f"{served.url}/_meterfox/") as response:
+            assert response.status == 200
+            assert "MeterFox" in await response.text()
