@@ -90,6 +90,7 @@ def serve(
     tokens, latency, status, cost and your tags. Prompts and responses are never stored.
     """
     from meterfox_cli.proxy.trust import load_trust, trust_later
+    from meterfox_cli.proxy.upstream import default_context
 
     # aiohttp's client builds two TLS contexts as it is imported; with one worker they read the
     # system's CA store once the port listens, in a thread (proxy/trust.py): workers are forked
@@ -186,8 +187,12 @@ def serve(
             observers=observers,
         )
 
+    def read_trust() -> None:
+        load_trust()
+        default_context()  # the upstream client's, before the first HTTPS request needs it
+
     def ready(base: str) -> None:
-        threading.Thread(target=load_trust, name="meterfox-trust", daemon=True).start()
+        threading.Thread(target=read_trust, name="meterfox-trust", daemon=True).start()
         click.echo(f"MeterFox {base}  (database: {ledger.describe()})")
         if is_loopback(host):
             login = "  (behind a login: meterfox dashboard)" if dashboard_login else ""

@@ -15,6 +15,7 @@ import functools
 import json
 import logging
 import re
+import ssl
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable
@@ -349,6 +350,10 @@ def _upstream_failed(
         what, kind = "timed out", "upstream_timeout"
     elif isinstance(exc, InvalidResponse):
         what, kind = f"sent an invalid response ({type(exc).__name__})", "upstream_invalid"
+    elif isinstance(exc, ssl.SSLCertVerificationError):
+        reason = exc.verify_message or type(exc).__name__
+        what = f"is unreachable: its TLS certificate could not be verified ({reason})"
+        kind = "upstream_unreachable"
     else:
         what, kind = f"is unreachable ({type(exc).__name__})", "upstream_unreachable"
     log.warning("upstream %s %s", exchange.provider.slug, what)

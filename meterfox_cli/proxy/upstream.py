@@ -564,15 +564,17 @@ _DEFAULT_CONTEXT: ssl.SSLContext | None = None
 
 
 async def _default_context() -> ssl.SSLContext:
+    """The verified default context, made off the loop if nothing made it yet."""
+    return _DEFAULT_CONTEXT or await asyncio.to_thread(default_context)
+
+
+def default_context() -> ssl.SSLContext:
     """aiohttp's default: `ssl.create_default_context()` (system CAs, hostname checked), ALPN
-    http/1.1. Made off the loop once (loading the CA store reads files)."""
+    http/1.1; made once. It reads the CA store (files, tenths of a second): call it off the
+    loop (`serve` does, in the thread it starts once it listens)."""
     global _DEFAULT_CONTEXT
     if _DEFAULT_CONTEXT is None:
-        _DEFAULT_CONTEXT = await asyncio.to_thread(_make_default_context)
+        context = ssl.create_default_context()
+        context.set_alpn_protocols(("http/1.1",))
+        _DEFAULT_CONTEXT = context
     return _DEFAULT_CONTEXT
-
-
-def _make_default_context() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.set_alpn_protocols(("http/1.1",))
-    return context
