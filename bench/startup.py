@@ -1,7 +1,7 @@
 """Start-up and idle memory of `meterfox serve` with a passthrough-only config (no keys), and
 with `--with-key`, start-up with a proxy key too, paired in each run.
 
-    python -m bench.startup [--runs 3] [--idle 2] [--checkout DIR] [--with-key]
+    python -m bench.startup [--runs 3] [--idle 2] [--checkout DIR] [--with-key [--against DIR]]
 
 Each run starts, in a fresh METERFOX_HOME, the bare relay (bench/bare_relay.py: Python and
 aiohttp and nothing else, the floor) and then `meterfox serve`, and measures for each the time
@@ -16,7 +16,8 @@ requests in flight). With `--with-key`, each run then starts `serve` once more, 
 a provider key in the encrypted file and a proxy key for it (made by the checkout's own `keys
 set` and `keys create`, as bench/run.py's mint_proxy_key does: the database exists, so it
 compares with the restart), and times it to healthy; one request with the proxy key must then
-be forwarded. Prints each run, the medians, and issue 17's goals (start-up ≤ 0.5 s,
+be forwarded; `--against DIR` times another checkout's start with a proxy key in each run too
+(first on even runs, after on odd ones), paired. Prints each run, the medians, and issue 17's goals (start-up ≤ 0.5 s,
 idle RSS ≤ 50 MB) as PASS or MISS. The processes read byte-code, as an installed package
 does, from a cache directory an untimed warm-up run writes (no checkout is written to); with
 `--source` they compile every module on every start instead (what an environment with
@@ -138,6 +139,11 @@ def first_requests(url: str, count: int = FIRST_REQUESTS, key: str = "sk-bench")
     return times
 
 
+def serve_command(port: int, upstream: str) -> list[str]:
+    return [sys.executable, "-m", "meterfox_cli", "serve", "--port", str(port),
+            "--upstream", f"openai={upstream}"]  # fmt: skip
+
+
 def measure_with_key(
     checkout: Path, command: list[str], port: int, code_env: dict[str, str]
 ) -> tuple[float, float]:
@@ -184,8 +190,7 @@ def measure(
         relay_cpu = cpu_seconds(relay.pid)
     finally:
         stop(relay)
-    command = [python, "-m", "meterfox_cli", "serve", "--port", str(port),
-               "--upstream", f"openai={upstream}"]  # fmt: skip
+    command = serve_command(port, upstream)
     health = f"http://127.0.0.1:{port}/_meterfox/health"
     with tempfile.TemporaryDirectory(prefix="meterfox-startup-") as home:
         began = time.monotonic()
@@ -236,10 +241,16 @@ def main() -> None:
         help="also time a start with a proxy key (its provider key in the encrypted file) in "
         "each run, beside the passthrough restart",
     )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="with --with-key: also time this checkout's start with a proxy key in each run",
+    )
     args = parser.parse_args()
     upstream_port = free_port()
     upstream = start([sys.executable, "-m", "bench.fake_upstream", "--port", str(upstream_port)])
-    runs = []
+    runs: list[Startup] = []
+    others: list[tuple[float, float]] = []  # --against: its start with a proxy key, each run
     code_dir = tempfile.TemporaryDirectory(prefix="meterfox-startup-pycache-")
     # Byte-code in a directory of its own (no checkout is written to), written by one untimed
     # warm-up run: what `pip install` leaves. With --source, every start compiles every module.
@@ -249,10 +260,23 @@ def main() -> None:
     try:
         wait_listening(upstream_port)
         upstream_url = f"http://127.0.0.1:{upstream_port}"
+        against = args.against.resolve() if args.against and args.with_key else None
+
+        def other_start() -> tuple[float, float]:
+            assert against is not None
+            port = free_port()
+            return measure_with_key(against, serve_command(port, upstream_url), port, code_env)
+
         if not args.source:
             measure(args.checkout.resolve(), upstream_url, 0, code_env, args.with_key)
+            if against is not None:
+                other_start()
         for number in range(1, args.runs + 1):
+            if against is not None and number % 2 == 0:
+                others.append(other_start())
             run = measure(args.checkout.resolve(), upstream_url, args.idle, code_env, args.with_key)
+            if against is not None and number % 2 == 1:
+                others.append(other_start())
             runs.append(run)
             processes = " + ".join(
                 f"{name} {rss:.1f}/{pss:.1f}"
@@ -271,6 +295,9 @@ def main() -> None:
                 print(f"      with a proxy key: serve healthy after {run.key_healthy_s:.3f} s "
                       f"({run.key_healthy_cpu_s:.2f} s CPU), {run.key_healthy_s - run.healthy_s:+.3f} s "
                       "over the restart above", flush=True)  # fmt: skip
+            if against is not None:
+                print(f"      {against}'s with a proxy key: healthy after {others[-1][0]:.3f} s "
+                      f"({others[-1][1]:.2f} s CPU)", flush=True)  # fmt: skip
     finally:
         stop(upstream)
         code_dir.cleanup()
@@ -297,6 +324,14 @@ def main() -> None:
         over = statistics.median(r.key_healthy_s - r.healthy_s for r in runs)
         print(f"with a proxy key     {keyed:.3f} s to healthy ({keyed_cpu:.3f} s CPU), "
               f"{over:+.3f} s over the passthrough restart (median of each run's difference)")  # fmt: skip
+    if others:
+        theirs = statistics.median(other[0] for other in others)
+        paired = statistics.median(
+            r.key_healthy_s - o[0] for r, o in zip(runs, others, strict=True)
+        )
+        print(f"  {args.against}  {theirs:.3f} s to healthy with a proxy key "
+              f"({statistics.median(o[1] for o in others):.3f} s CPU); this checkout "
+              f"{paired:+.3f} s (median of each run's difference)")  # fmt: skip
     print(f"idle RSS             {rss:.1f} MB  (goal ≤ {IDLE_RSS_GOAL_MB:g} MB)  "
           f"{verdict(rss <= IDLE_RSS_GOAL_MB)}")  # fmt: skip
     print(f"idle PSS             {pss:.1f} MB  (shared pages counted once)")
