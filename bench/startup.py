@@ -1,6 +1,7 @@
-"""Start-up and idle memory of `meterfox serve` with a passthrough-only config (no keys).
+"""Start-up and idle memory of `meterfox serve` with a passthrough-only config (no keys), and
+with `--with-key`, start-up with a proxy key too, paired in each run.
 
-    python -m bench.startup [--runs 3] [--idle 2] [--checkout DIR]
+    python -m bench.startup [--runs 3] [--idle 2] [--checkout DIR] [--with-key [--against DIR]]
 
 Each run starts, in a fresh METERFOX_HOME, the bare relay (bench/bare_relay.py: Python and
 aiohttp and nothing else, the floor) and then `meterfox serve`, and measures for each the time
@@ -11,7 +12,12 @@ seconds with no traffic (VmRSS from /proc, summed over the daemon and its child 
 PSS, which counts the pages they share once; each process also shown, RSS/PSS; start-up is timed on a restart, the database made by a first start, timed too);
 then 50 sequential JSON requests through it to a fake upstream (the first record of a provider
 reads its models from the compact price table: the slowest of these shows what that costs the
-requests in flight). Prints each run, the medians, and issue 17's goals (start-up ≤ 0.5 s,
+requests in flight). With `--with-key`, each run then starts `serve` once more, in a home with
+a provider key in the encrypted file and a proxy key for it (made by the checkout's own `keys
+set` and `keys create`, as bench/run.py's mint_proxy_key does: the database exists, so it
+compares with the restart), and times it to healthy; one request with the proxy key must then
+be forwarded; `--against DIR` times another checkout's start with a proxy key in each run too
+(first on even runs, after on odd ones), paired. Prints each run, the medians, and issue 17's goals (start-up ≤ 0.5 s,
 idle RSS ≤ 50 MB) as PASS or MISS. The processes read byte-code, as an installed package
 does, from a cache directory an untimed warm-up run writes (no checkout is written to); with
 `--source` they compile every module on every start instead (what an environment with
@@ -35,7 +41,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.cpu_per_request import cpu_seconds
-from bench.run import CHAT_PATH, JSON_BODY, ROOT, free_port, rss_mb, start, stop, wait_listening
+from bench.run import (
+    CHAT_PATH,
+    JSON_BODY,
+    KEY_ENV,
+    ROOT,
+    free_port,
+    mint_proxy_key,
+    rss_mb,
+    start,
+    stop,
+    wait_listening,
+)
 
 STARTUP_GOAL_S = 0.5
 IDLE_RSS_GOAL_MB = 50.0
@@ -57,6 +74,8 @@ class Startup:
     names: tuple[str, ...]  # what each of those processes runs
     first_p50_ms: float
     first_max_ms: float
+    key_healthy_s: float | None = None  # --with-key: a start with a proxy key (a restart)
+    key_healthy_cpu_s: float | None = None
 
 
 def process_tree(pid: int) -> list[int]:
@@ -107,11 +126,11 @@ def answered_after(url: str, began: float, timeout: float = 60) -> float:
     raise RuntimeError(f"no answer from {url} in {timeout} s")
 
 
-def first_requests(url: str) -> list[float]:
+def first_requests(url: str, count: int = FIRST_REQUESTS, key: str = "sk-bench") -> list[float]:
     body = json.dumps(JSON_BODY).encode()
-    headers = {"Content-Type": "application/json", "Authorization": "Bearer sk-bench"}
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
     times = []
-    for _ in range(FIRST_REQUESTS):
+    for _ in range(count):
         began = time.perf_counter()
         request = urllib.request.Request(url, data=body, headers=headers)
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -120,16 +139,45 @@ def first_requests(url: str) -> list[float]:
     return times
 
 
-def measure_installed(checkout: Path, upstream: str, idle_s: float) -> Startup:
+def serve_command(port: int, upstream: str) -> list[str]:
+    return [sys.executable, "-m", "meterfox_cli", "serve", "--port", str(port),
+            "--upstream", f"openai={upstream}"]  # fmt: skip
+
+
+def measure_with_key(
+    checkout: Path, command: list[str], port: int, code_env: dict[str, str]
+) -> tuple[float, float]:
+    """Seconds and CPU seconds (the daemon and its children) from the start of `command` to
+    healthy, in a fresh home with a proxy key; then one request with that key (an error unless
+    it is forwarded)."""
+    with tempfile.TemporaryDirectory(prefix="meterfox-startup-key-") as home:
+        key = mint_proxy_key(Path(home), checkout, code_env)
+        env = {"METERFOX_HOME": home, **KEY_ENV, **code_env}
+        began = time.monotonic()
+        process = start(command, env=env, checkout=checkout)
+        try:
+            healthy = answered_after(f"http://127.0.0.1:{port}/_meterfox/health", began)
+            cpu = sum(cpu_seconds(pid) for pid in process_tree(process.pid))
+            first_requests(f"http://127.0.0.1:{port}/openai{CHAT_PATH}", count=1, key=key)
+        finally:
+            stop(process)
+    return healthy, cpu
+
+
+def measure_installed(
+    checkout: Path, upstream: str, idle_s: float, with_key: bool = False
+) -> Startup:
     """One measured start, with byte-code read from a cache an untimed start wrote first (what
     an installed package does: bench/run.py's figure)."""
     with tempfile.TemporaryDirectory(prefix="meterfox-startup-pycache-") as code_dir:
         code_env = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": code_dir}
-        measure(checkout, upstream, 0, code_env)
-        return measure(checkout, upstream, idle_s, code_env)
+        measure(checkout, upstream, 0, code_env, with_key)
+        return measure(checkout, upstream, idle_s, code_env, with_key)
 
 
-def measure(checkout: Path, upstream: str, idle_s: float, code_env: dict[str, str]) -> Startup:
+def measure(
+    checkout: Path, upstream: str, idle_s: float, code_env: dict[str, str], with_key: bool = False
+) -> Startup:
     relay_port, port = free_port(), free_port()
     python = sys.executable
     began = time.monotonic()
@@ -142,8 +190,7 @@ def measure(checkout: Path, upstream: str, idle_s: float, code_env: dict[str, st
         relay_cpu = cpu_seconds(relay.pid)
     finally:
         stop(relay)
-    command = [python, "-m", "meterfox_cli", "serve", "--port", str(port),
-               "--upstream", f"openai={upstream}"]  # fmt: skip
+    command = serve_command(port, upstream)
     health = f"http://127.0.0.1:{port}/_meterfox/health"
     with tempfile.TemporaryDirectory(prefix="meterfox-startup-") as home:
         began = time.monotonic()
@@ -164,13 +211,13 @@ def measure(checkout: Path, upstream: str, idle_s: float, code_env: dict[str, st
             shares = tuple(pss_mb(pid) for pid in pids)
             names = tuple(process_name(pid) for pid in pids)
             times = first_requests(f"http://127.0.0.1:{port}/openai{CHAT_PATH}")
-            median = statistics.median(times)
-            return Startup(
-                relay_s, relay_cpu, first_start, healthy, healthy_cpu, healthy_cpu_own, sum(each), each,
-                sum(shares), shares, names, median, max(times),
-            )  # fmt: skip
         finally:
             stop(process)
+    keyed = measure_with_key(checkout, command, port, code_env) if with_key else (None, None)
+    return Startup(
+        relay_s, relay_cpu, first_start, healthy, healthy_cpu, healthy_cpu_own, sum(each), each,
+        sum(shares), shares, names, statistics.median(times), max(times), *keyed,
+    )  # fmt: skip
 
 
 def verdict(ok: bool) -> str:
@@ -188,10 +235,22 @@ def main() -> None:
         help="compile the Python sources on every start (PYTHONDONTWRITEBYTECODE=1) instead of "
         "reading byte-code, as an installed package does",
     )
+    parser.add_argument(
+        "--with-key",
+        action="store_true",
+        help="also time a start with a proxy key (its provider key in the encrypted file) in "
+        "each run, beside the passthrough restart",
+    )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="with --with-key: also time this checkout's start with a proxy key in each run",
+    )
     args = parser.parse_args()
     upstream_port = free_port()
     upstream = start([sys.executable, "-m", "bench.fake_upstream", "--port", str(upstream_port)])
-    runs = []
+    runs: list[Startup] = []
+    others: list[tuple[float, float]] = []  # --against: its start with a proxy key, each run
     code_dir = tempfile.TemporaryDirectory(prefix="meterfox-startup-pycache-")
     # Byte-code in a directory of its own (no checkout is written to), written by one untimed
     # warm-up run: what `pip install` leaves. With --source, every start compiles every module.
@@ -201,10 +260,23 @@ def main() -> None:
     try:
         wait_listening(upstream_port)
         upstream_url = f"http://127.0.0.1:{upstream_port}"
+        against = args.against.resolve() if args.against and args.with_key else None
+
+        def other_start() -> tuple[float, float]:
+            assert against is not None
+            port = free_port()
+            return measure_with_key(against, serve_command(port, upstream_url), port, code_env)
+
         if not args.source:
-            measure(args.checkout.resolve(), upstream_url, 0, code_env)
+            measure(args.checkout.resolve(), upstream_url, 0, code_env, args.with_key)
+            if against is not None:
+                other_start()
         for number in range(1, args.runs + 1):
-            run = measure(args.checkout.resolve(), upstream_url, args.idle, code_env)
+            if against is not None and number % 2 == 0:
+                others.append(other_start())
+            run = measure(args.checkout.resolve(), upstream_url, args.idle, code_env, args.with_key)
+            if against is not None and number % 2 == 1:
+                others.append(other_start())
             runs.append(run)
             processes = " + ".join(
                 f"{name} {rss:.1f}/{pss:.1f}"
@@ -219,6 +291,13 @@ def main() -> None:
                   f"idle RSS/PSS {run.idle_rss_mb:.1f}/{run.idle_pss_mb:.1f} MB ({processes}), "
                   f"first {FIRST_REQUESTS} requests p50 {run.first_p50_ms:.1f} ms max "
                   f"{run.first_max_ms:.1f} ms", flush=True)  # fmt: skip
+            if run.key_healthy_s is not None:
+                print(f"      with a proxy key: serve healthy after {run.key_healthy_s:.3f} s "
+                      f"({run.key_healthy_cpu_s:.2f} s CPU), {run.key_healthy_s - run.healthy_s:+.3f} s "
+                      "over the restart above", flush=True)  # fmt: skip
+            if against is not None:
+                print(f"      {against}'s with a proxy key: healthy after {others[-1][0]:.3f} s "
+                      f"({others[-1][1]:.2f} s CPU)", flush=True)  # fmt: skip
     finally:
         stop(upstream)
         code_dir.cleanup()
@@ -239,6 +318,20 @@ def main() -> None:
           f"{relay_cpu:.3f} s  (less disturbed by load than the wall time)")  # fmt: skip
     print(f"  serve's own        {own_cpu:.3f} s, {own_cpu / relay_cpu:.2f}x the relay's  (its "
           "children start beside it, not waited for)")  # fmt: skip
+    if args.with_key:
+        keyed = statistics.median(r.key_healthy_s for r in runs)
+        keyed_cpu = statistics.median(r.key_healthy_cpu_s for r in runs)
+        over = statistics.median(r.key_healthy_s - r.healthy_s for r in runs)
+        print(f"with a proxy key     {keyed:.3f} s to healthy ({keyed_cpu:.3f} s CPU), "
+              f"{over:+.3f} s over the passthrough restart (median of each run's difference)")  # fmt: skip
+    if others:
+        theirs = statistics.median(other[0] for other in others)
+        paired = statistics.median(
+            r.key_healthy_s - o[0] for r, o in zip(runs, others, strict=True)
+        )
+        print(f"  {args.against}  {theirs:.3f} s to healthy with a proxy key "
+              f"({statistics.median(o[1] for o in others):.3f} s CPU); this checkout "
+              f"{paired:+.3f} s (median of each run's difference)")  # fmt: skip
     print(f"idle RSS             {rss:.1f} MB  (goal ≤ {IDLE_RSS_GOAL_MB:g} MB)  "
           f"{verdict(rss <= IDLE_RSS_GOAL_MB)}")  # fmt: skip
     print(f"idle PSS             {pss:.1f} MB  (shared pages counted once)")

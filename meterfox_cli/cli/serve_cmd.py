@@ -20,11 +20,12 @@ from meterfox_cli.cli.common import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from concurrent.futures import Future
 
     from aiohttp import web
 
     from meterfox_cli.keys.authorizer import KeyAuthorizer
-    from meterfox_cli.keys.provider_keys import StoreChoice
+    from meterfox_cli.keys.provider_keys import EncryptedFileStore, StoreChoice
     from meterfox_cli.metrics.prometheus import KeyBudget
     from meterfox_cli.pricing.book import PriceBook
     from meterfox_cli.store.backend import Ledger
@@ -89,6 +90,11 @@ def serve(
     Every call passes through unchanged; MeterFox records only metadata: provider, model,
     tokens, latency, status, cost and your tags. Prompts and responses are never stored.
     """
+    # First, before the imports below: a home with an encrypted key file has its passphrase
+    # asked for and its scrypt run in a thread beside the rest of the start-up (issue 17)
+    settings = load_settings(parse_upstreams(upstreams))
+    key_file, opening = _open_key_file(settings)
+
     from meterfox_cli.proxy.trust import load_trust, trust_later
     from meterfox_cli.proxy.upstream import default_context
 
@@ -116,7 +122,6 @@ def serve(
     from meterfox_cli.store.writer_process import ProcessWriter
 
     loop = chosen_loop(os.environ)  # a wrong METERFOX_LOOP fails before anything starts
-    settings = load_settings(parse_upstreams(upstreams))
     config = settings.config
     for unknown in config.unknown:
         click.secho(
@@ -152,7 +157,7 @@ def serve(
     for line in exposure_warning(host, port, require, tls=tls is not None):
         click.secho(line, err=True, fg="red", bold=True)
     mount = _dashboard(settings, host, dashboard_login)
-    store = _key_store(settings)
+    store = _key_store(settings, key_file, opening)
     sync_mounts, sync_health = _background_sync(settings, store, book)
     alert_mounts, alert_health, alert_notes = _alerts(settings, ledger)
 
@@ -323,10 +328,25 @@ def _key_budgets(authorizer: KeyAuthorizer) -> list[KeyBudget]:
     ]
 
 
-def _key_store(settings: Settings) -> StoreChoice | Callable[[], StoreChoice]:
+def _open_key_file(settings: Settings) -> tuple[EncryptedFileStore, Future[None] | None]:
+    """This home's encrypted key file and, if it exists, its opening under way: the passphrase
+    asked for now (a prompt comes before the server starts; the daemon never prompts later),
+    scrypt in a thread (`EncryptedFileStore.unlock_soon`) that `_key_store` waits for. Without
+    it a home with a proxy key took scrypt's half-second longer than a passthrough-only one."""
+    from meterfox_cli.keys.provider_keys import KEY_FILE_NAME, EncryptedFileStore, env_passphrase
+
+    file_store = EncryptedFileStore(settings.paths.data_dir / KEY_FILE_NAME, env_passphrase())
+    if not file_store.path.exists():
+        return file_store, None
+    return file_store, file_store.unlock_soon(prompt_passphrase)
+
+
+def _key_store(
+    settings: Settings, file_store: EncryptedFileStore, opening: Future[None] | None
+) -> StoreChoice | Callable[[], StoreChoice]:
     """The key store for proxy keys' providers and the background sync's admin keys, unlocked
-    now (a prompt, if one is needed, comes before the server starts; the daemon never prompts
-    later). With no key stored yet, a callable that chooses it on first use."""
+    now: the encrypted file's opening (`_open_key_file`) waited for, or, if the file appeared
+    since, opened here. With no key stored yet, a callable that chooses it on first use."""
     from functools import partial
 
     from meterfox_cli.errors import MeterFoxError
@@ -347,12 +367,14 @@ def _key_store(settings: Settings) -> StoreChoice | Callable[[], StoreChoice]:
     data_dir = settings.paths.data_dir
     if not stored and not (data_dir / KEY_FILE_NAME).exists():  # passthrough only, so far
         return partial(choose_store, data_dir, env_passphrase())
-    choice = choose_store(data_dir, env_passphrase())
+    choice = choose_store(data_dir, env_passphrase(), file_store=file_store)
     in_file = any(entry.store == FILE_STORE for entry in stored)
-    file_store = choice.file_store
     if in_file or file_store.path.exists():
         try:
-            file_store.unlock(prompt_passphrase)
+            if opening is None:
+                file_store.unlock(prompt_passphrase)
+            else:
+                opening.result()
         except MeterFoxError as exc:
             click.secho(f"meterfox: provider keys unavailable: {exc}", err=True, fg="yellow")
     return choice

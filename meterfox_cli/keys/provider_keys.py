@@ -31,13 +31,15 @@ import json
 import os
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from meterfox_cli.errors import KeyError_
+from meterfox_cli.errors import KeyError_, MeterFoxError
 from meterfox_cli.proxy.auth import is_proxy_key
 from meterfox_cli.store.db import transaction
 
@@ -192,7 +194,8 @@ class EncryptedFileStore:
     """All provider keys in one AES-256-GCM message, keyed by scrypt over a passphrase.
 
     The passphrase is asked for at most once per process and kept in memory (a daemon needs it
-    to read keys that `keys set` changes while it runs); derived keys are cached per salt.
+    to read keys that `keys set` changes while it runs); derived keys are cached per salt, and
+    derived one at a time (a read while a derivation is under way waits for it).
     """
 
     id = FILE_STORE
@@ -204,6 +207,7 @@ class EncryptedFileStore:
         self._passphrase: str | None = None
         self._scrypt_n = scrypt_n
         self._derived: dict[tuple[bytes, int, int, int], bytes] = {}
+        self._deriving = threading.Lock()
 
     def get(self, provider: str) -> str | None:
         return self._read().get(provider)
@@ -228,6 +232,30 @@ class EncryptedFileStore:
         if source is not None and self._passphrase is None:
             self._passphrase = source(False)
         self._read()
+
+    def unlock_soon(self, source: PassphraseSource) -> Future[None]:
+        """`unlock`, the passphrase asked for now (a prompt comes before this returns) and the
+        file opened in a thread: scrypt (N=2**17: half a second on purpose) releases the GIL,
+        so the caller's own work goes on beside it. The future ends when the file is open, or
+        holds the error `unlock` would raise."""
+        opened: Future[None] = Future()
+        try:
+            if self._passphrase is None:
+                self._passphrase = source(False)
+        except MeterFoxError as exc:
+            opened.set_exception(exc)
+            return opened
+
+        def run() -> None:
+            try:
+                self._read()
+            except BaseException as exc:
+                opened.set_exception(exc)
+            else:
+                opened.set_result(None)
+
+        threading.Thread(target=run, name="meterfox-unlock", daemon=True).start()
+        return opened
 
     def _read(self) -> dict[str, str]:
         return self._read_with_header()[0]
@@ -302,16 +330,17 @@ class EncryptedFileStore:
         assert isinstance(kdf, dict)
         salt = _b64d(kdf["salt"])
         params = (salt, int(kdf["n"]), int(kdf["r"]), int(kdf["p"]))
-        if params in self._derived:
-            return self._derived[params]
-        passphrase = self._get_passphrase(new)
-        from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+        with self._deriving:
+            if params in self._derived:
+                return self._derived[params]
+            passphrase = self._get_passphrase(new)
+            from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-        key = Scrypt(salt=salt, length=32, n=params[1], r=params[2], p=params[3]).derive(
-            passphrase.encode()
-        )
-        self._derived[params] = key
-        return key
+            key = Scrypt(salt=salt, length=32, n=params[1], r=params[2], p=params[3]).derive(
+                passphrase.encode()
+            )
+            self._derived[params] = key
+            return key
 
     def _get_passphrase(self, new: bool) -> str:
         if self._passphrase is None:
@@ -389,14 +418,18 @@ def choose_store(
     data_dir: Path,
     passphrase: PassphraseSource,
     environ: Mapping[str, str] | None = None,
+    *,
+    file_store: EncryptedFileStore | None = None,
 ) -> StoreChoice:
-    """The store this process uses, following keyring's own order (see the module doc)."""
+    """The store this process uses, following keyring's own order (see the module doc);
+    `file_store`: the encrypted file's, if the caller made it already (`serve` opens it first)."""
     import keyring.backend
     import keyring.core
     from keyring.util import platform_
 
     env = os.environ if environ is None else environ
-    file_store = EncryptedFileStore(data_dir / KEY_FILE_NAME, passphrase)
+    if file_store is None:
+        file_store = EncryptedFileStore(data_dir / KEY_FILE_NAME, passphrase)
     explicit = env.get(KEYRING_ENV)
     if explicit:
         try:

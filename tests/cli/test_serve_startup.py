@@ -2,7 +2,9 @@
 contexts read the system's CA store in a thread once the port is bound (proxy/trust.py), yet
 a request to an HTTPS upstream the moment health says ok is verified against that store; the
 dashboard's code is imported then too (web/mount.py), yet a dashboard request that early is
-answered."""
+answered. And what it does beside its start-up: the encrypted key file is opened (scrypt) in a
+thread while serve imports and builds the app, yet a proxy key's first request as health says
+ok goes out with the provider key, and a file that does not open is said as before."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.cli.conftest import launch_serve
+from tests.cli.conftest import launch_serve, run_meterfox
 from tests.conftest import read_records
 from tests.fakes.tls import loopback_contexts
 from tests.fakes.upstream import FakeUpstream, Reply
@@ -25,6 +27,7 @@ from tests.fakes.upstream import FakeUpstream, Reply
 SLOW_STORE_COPIES = 25
 USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+PROVIDER_KEY = "sk-proj-TESTONLY-startup-3333"
 
 
 async def https_upstream(directory: Path) -> TestServer:
@@ -88,3 +91,58 @@ async def test_a_dashboard_request_as_health_says_ok_is_answered(meterfox_home):
         async with session.get(f"{served.url}/_meterfox/") as response:
             assert response.status == 200
             assert "MeterFox" in await response.text()
+
+
+async def proxy_key_in_the_key_file() -> str:
+    """The openai key in the encrypted file (the test's passphrase), and a proxy key for it."""
+    stored = await run_meterfox("keys", "set", "openai", input=PROVIDER_KEY)
+    assert stored.returncode == 0 and "encrypted file" in stored.stdout, stored.stderr
+    created = await run_meterfox("keys", "create", "app", "--provider", "openai")
+    assert created.returncode == 0, created.stderr
+    return created.stdout.split()[0]
+
+
+@pytest.mark.usefixtures("serve_workers", "encrypted_file_store")
+async def test_a_proxy_key_goes_out_with_the_file_key_as_health_says_ok(upstream_server):
+    fake, server = upstream_server
+    fake.reply = Reply(json_body={"id": "c1", "model": "gpt-4o", "usage": USAGE})
+    secret = await proxy_key_in_the_key_file()
+    async with launch_serve(upstreams={"openai": server}) as served:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(
+                f"{served.url}/openai/v1/chat/completions",
+                json=CHAT,
+                headers={"Authorization": f"Bearer {secret}"},
+            ) as response:
+                assert response.status == 200, await response.text()
+    assert [r.headers["Authorization"] for r in fake.received] == [f"Bearer {PROVIDER_KEY}"]
+
+
+@pytest.mark.usefixtures("encrypted_file_store")
+@pytest.mark.parametrize(
+    ("passphrase", "says"),
+    [
+        ("not the passphrase", "the passphrase does not open"),
+        (None, "the provider keys are in an encrypted file and no passphrase was given"),
+    ],
+    ids=["wrong", "none"],
+)
+async def test_a_key_file_that_does_not_open_is_said_and_serve_goes_on(
+    upstream_server, passphrase, says
+):
+    fake, server = upstream_server
+    fake.reply = Reply(json_body={"id": "c1", "model": "gpt-4o", "usage": USAGE})
+    secret = await proxy_key_in_the_key_file()
+    env = {"METERFOX_PASSPHRASE": passphrase}
+    async with launch_serve(upstreams={"openai": server}, env=env) as served:
+        url = f"{served.url}/openai/v1/chat/completions"
+        async with aiohttp.ClientSession() as session:
+            headers = {"Authorization": f"Bearer {secret}"}
+            async with session.post(url, json=CHAT, headers=headers) as refused:
+                assert refused.status == 401
+                assert "cannot read the openai key" in await refused.text()
+            headers = {"Authorization": "Bearer sk-callers-own"}
+            async with session.post(url, json=CHAT, headers=headers) as own:
+                assert own.status == 200, await own.text()
+    assert f"meterfox: provider keys unavailable: {says}" in served.output
+    assert [r.headers["Authorization"] for r in fake.received] == ["Bearer sk-callers-own"]

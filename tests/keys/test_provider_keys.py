@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 import keyring.backend
@@ -34,6 +35,7 @@ from tests.keys.support import mode
 
 OPENAI_KEY = "sk-proj-TESTONLY-0123456789abcdef"
 FAST_N = 2**14  # scrypt cost for tests that open many files; real files use 2**17
+SLOW_N = 2**16  # long enough (a quarter-second) to do something while it runs
 
 
 def data_dir() -> Path:
@@ -156,6 +158,42 @@ def test_a_wrong_passphrase_is_refused_with_what_to_do():
     file_store().set("openai", OPENAI_KEY)
     with pytest.raises(KeyError_, match=r"passphrase does not open .* check METERFOX_PASSPHRASE"):
         file_store("not the passphrase").get("openai")
+
+
+def test_a_read_while_the_file_opens_in_the_background_waits_for_that_derivation():
+    """`unlock_soon` (serve's start): the passphrase is asked for at the call, in the caller's
+    thread; scrypt runs in another; a key read meanwhile waits for that derivation instead of
+    running its own (this thread's CPU time says which)."""
+    path = data_dir() / KEY_FILE_NAME
+    EncryptedFileStore(path, lambda new: TEST_PASSPHRASE, scrypt_n=SLOW_N).set("openai", OPENAI_KEY)
+    asked_in: list[threading.Thread] = []
+
+    def passphrase(new: bool) -> str:
+        asked_in.append(threading.current_thread())
+        return TEST_PASSPHRASE
+
+    store = EncryptedFileStore(path, env_passphrase({}))  # its own source would refuse
+    opening = store.unlock_soon(passphrase)
+    assert asked_in == [threading.current_thread()]
+    deadline = time.monotonic() + 10
+    while not store._deriving.locked():  # the thread is deriving (a quarter-second at least)
+        assert not opening.done() and time.monotonic() < deadline
+        time.sleep(0.001)
+    began = time.thread_time()
+    assert store.get("openai") == OPENAI_KEY
+    assert time.thread_time() - began < 0.05  # deriving here would cost ~0.2 s of CPU
+    assert opening.result(timeout=30) is None
+
+
+def test_opening_in_the_background_holds_what_went_wrong():
+    file_store().set("openai", OPENAI_KEY)
+    wrong = file_store().unlock_soon(lambda new: "not the passphrase")
+    with pytest.raises(KeyError_, match="passphrase does not open"):
+        wrong.result(timeout=30)
+    missing = file_store().unlock_soon(env_passphrase({}))
+    assert missing.done()  # no passphrase: nothing to derive, no thread
+    with pytest.raises(KeyError_, match="set METERFOX_PASSPHRASE"):
+        missing.result()
 
 
 def test_no_passphrase_says_to_set_one(encrypted_file_store, monkeypatch):
