@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date, timedelta
 
@@ -191,7 +191,7 @@ def _from_sample_table(
     filters: Filters,
     counts: dict[Key, int],
     every: int,
-    measure,
+    measure: Callable[..., Measured],
 ) -> tuple[int, dict[Key | None, dict[str, object]]]:
     """The latency pass over `latency_sample` (one request in SAMPLE_TABLE_EVERY): one in
     `step` of its rows in the window (SQLite: by `seq`, the request's rowid /
