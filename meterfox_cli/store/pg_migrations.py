@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from meterfox_cli.pricing.quote import UNPRICED_SOURCE
 from meterfox_cli.store.dialect import DAY_S, POSTGRES
+from meterfox_cli.store.latency import SAMPLE_TABLE_EVERY
 from meterfox_cli.store.migrations import (
     ALERTS_FIRED,
     HOST_DAY_ROLLUP_KEYS,
     ROLLUP_KEYS,
     ROLLUP_SUMS,
+    SAMPLE_COLUMNS,
     TAG_ROLLUP_KEYS,
 )
 from meterfox_cli.store.tagsets import request_tags_sql, tagset_sql
@@ -328,15 +330,13 @@ PG_TAG_KEYS: Keys = (*PG_TAG_ROLLUP_KEYS, ("tagset", PG_TAGSET))
 # transaction that keeps fewer — a meterfox from before them, still running on another machine
 # when this one migrated the ledger (one that sets `meterfox.rolls_up` keeps request_rollup and
 # key_spend itself, not these). The WHEN test runs without calling the trigger's function.
-ROLLUPS_GENERATION = 2
+ROLLUPS_GENERATION = 3  # 2: day_rollup and tag_rollup (009, 010); 3: latency_sample (011)
 # Taken first by each migration that fills a rollup and then adds its triggers: no row may be
 # written between the fill and the triggers (it would be in neither). Writers wait until the
 # migrating transaction commits (docs/team.md says how long); reads go on.
 _HOLD_WRITES = "LOCK TABLE requests, request_tags IN SHARE ROW EXCLUSIVE MODE;"
-_OLDER_ROLLUPS = (
-    "WHEN (COALESCE(NULLIF(current_setting('meterfox.rollups', true), ''), '0')::int "
-    f"< {ROLLUPS_GENERATION})"
-)
+_GENERATION = "COALESCE(NULLIF(current_setting('meterfox.rollups', true), ''), '0')::int"
+_OLDER_ROLLUPS = f"WHEN ({_GENERATION} < 2)"  # as 009 and 010 shipped (generation 2)
 
 
 def _table(table: str, keys: Keys) -> str:
@@ -512,6 +512,92 @@ CREATE TRIGGER tag_rollup_tag_older_writer AFTER INSERT ON request_tags
 """
 
 
+# The columns a sample row copies from its request (SQLite's 015), and the request's tags as
+# one JSON object (name: value), so that the latency pass reads a tag with `tags ->> name`
+# instead of a lookup in request_tags per request.
+PG_SAMPLE_COLUMNS = tuple(name.strip() for name in SAMPLE_COLUMNS.split(","))
+TAGS_OBJECT = (
+    "(SELECT COALESCE(jsonb_object_agg(name, value), '{{}}') FROM request_tags "
+    "WHERE request_id = {id})"
+)
+SAMPLE_TAGS_REFRESH = f"UPDATE latency_sample SET tags = {TAGS_OBJECT.format(id='?')} WHERE id = ?"
+
+
+def _sample_fill() -> str:
+    """latency_sample's rows computed from every request and its tags (the table must be
+    empty): one join, each sampled request's tags gathered once."""
+    every = SAMPLE_TABLE_EVERY
+    copied = [n for n in PG_SAMPLE_COLUMNS if n != "id"]
+    return (
+        f"INSERT INTO latency_sample (id, seq, {', '.join(copied)}, tags) "
+        f"SELECT r.id, r.rowid / {every}, {', '.join(f'r.{n}' for n in copied)}, "
+        "COALESCE(t.tags, '{}') FROM requests r LEFT JOIN ("
+        "SELECT request_id, jsonb_object_agg(name, value) AS tags FROM request_tags "
+        f"GROUP BY request_id) t ON t.request_id = r.id WHERE r.rowid % {every} = 0;"
+    )
+
+
+def _m011_latency_sample() -> str:
+    """One request in SAMPLE_TABLE_EVERY (by rowid, as SQLite's 015) with its tags, for the
+    latency pass of a grouping or filter by tag (store/latency.py). Insert-only rows, one per
+    sampled request, added per batch by store/rollups.py (no row two daemons' batches share);
+    a request's delete takes its row away (the foreign key), an update of a copied column
+    copies it again, a tag stored or deleted rewrites the request's `tags`. The INSERT
+    triggers stand by for an older meterfox (generation < 3) still writing."""
+    every = SAMPLE_TABLE_EVERY
+    columns = ", ".join(PG_SAMPLE_COLUMNS)
+    copied = ", ".join(f"NEW.{name}" for name in PG_SAMPLE_COLUMNS)
+    updates = ", ".join(f"{name} = NEW.{name}" for name in PG_SAMPLE_COLUMNS)
+    older = f"{_GENERATION} < 3"
+    return f"""
+{_HOLD_WRITES}
+CREATE TABLE latency_sample (
+    id TEXT PRIMARY KEY REFERENCES requests (id) ON DELETE CASCADE,
+    seq BIGINT NOT NULL,
+    ts DOUBLE PRECISION NOT NULL,
+    day TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT,
+    key_name TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    host TEXT NOT NULL,
+    latency_ms DOUBLE PRECISION NOT NULL,
+    ttfb_ms DOUBLE PRECISION,
+    tags JSONB NOT NULL
+);
+{_sample_fill()}
+CREATE INDEX latency_sample_ts ON latency_sample (ts);
+CREATE FUNCTION latency_sample_step() RETURNS trigger LANGUAGE plpgsql AS $step$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO latency_sample ({columns}, seq, tags)
+            VALUES ({copied}, NEW.rowid / {every}, {TAGS_OBJECT.format(id="NEW.id")});
+    ELSE
+        UPDATE latency_sample SET {updates} WHERE id = OLD.id;
+    END IF;
+    RETURN NULL;
+END
+$step$;
+CREATE TRIGGER latency_sample_older_writer AFTER INSERT ON requests
+    FOR EACH ROW WHEN ({older} AND NEW.rowid % {every} = 0)
+    EXECUTE FUNCTION latency_sample_step();
+CREATE TRIGGER latency_sample_update AFTER UPDATE OF {columns} ON requests
+    FOR EACH ROW EXECUTE FUNCTION latency_sample_step();
+CREATE FUNCTION latency_sample_tags_step() RETURNS trigger LANGUAGE plpgsql AS $step$
+DECLARE
+    request TEXT := CASE WHEN TG_OP = 'DELETE' THEN OLD.request_id ELSE NEW.request_id END;
+BEGIN
+    UPDATE latency_sample SET tags = {TAGS_OBJECT.format(id="request")} WHERE id = request;
+    RETURN NULL;
+END
+$step$;
+CREATE TRIGGER latency_sample_tag_delete AFTER DELETE ON request_tags
+    FOR EACH ROW EXECUTE FUNCTION latency_sample_tags_step();
+CREATE TRIGGER latency_sample_tag_older_writer AFTER INSERT ON request_tags
+    FOR EACH ROW WHEN ({older}) EXECUTE FUNCTION latency_sample_tags_step();
+"""
+
+
 # Every rollup and key spend rebuilt from `requests`, one statement each (bench/seed_pg.py,
 # after a bulk load with COPY in transactions that said they roll up: no trigger fired).
 ROLLUPS_REBUILD = (
@@ -519,6 +605,7 @@ ROLLUPS_REBUILD = (
     KEY_SPEND_REBUILD,
     f"DELETE FROM day_rollup; {_fill('day_rollup', PG_DAY_ROLLUP_KEYS)}",
     f"DELETE FROM tag_rollup; {_tag_fill()}",
+    f"DELETE FROM latency_sample; {_sample_fill()}",
 )
 
 
@@ -533,4 +620,5 @@ PG_MIGRATIONS: list[tuple[str, str]] = [
     ("008_rollups_per_batch", M008_ROLLUPS_PER_BATCH),
     ("009_day_rollup_host", _m009_day_rollup_host()),
     ("010_tag_rollup", _m010_tag_rollup()),
+    ("011_latency_sample", _m011_latency_sample()),
 ]

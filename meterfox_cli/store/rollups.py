@@ -3,12 +3,13 @@ inserting transaction: each row's rollup keys and sums computed in Python (the e
 migrations.py's ROLLUP_KEYS / ROLLUP_SUMS, mirrored), summed per key, and one UPSERT per
 (table, key); the latency sample's rows; the key reservations the records settle.
 `store/rows.insert_rows` is the one caller. Updates and deletes of stored rows (rare: `reprice`)
-are still followed by the migrations' triggers. Both stores keep the same four rollups;
-PostgreSQL has no latency rollup or sample (its latency pass samples pages: store/latency.py;
-and a row per day, provider and bucket would be one every daemon's batch waits on)."""
+are still followed by the migrations' triggers. Both stores keep the same four rollups and a
+latency sample (PostgreSQL's with each request's tags); PostgreSQL has no latency rollup (a row
+per day, provider and bucket would be one every daemon's batch waits on)."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,12 @@ from meterfox_cli.store.migrations import (
     TAG_ROLLUP_KEYS,
     tag_move,
 )
-from meterfox_cli.store.pg_migrations import PG_TAG_ADDED, ROLLUPS_GENERATION
+from meterfox_cli.store.pg_migrations import (
+    PG_SAMPLE_COLUMNS,
+    PG_TAG_ADDED,
+    ROLLUPS_GENERATION,
+    SAMPLE_TAGS_REFRESH,
+)
 from meterfox_cli.store.tagsets import encode, request_tags_sql, tagset_sql
 
 Row = Mapping[str, object]  # a `requests` row by column name, as inserted
@@ -158,6 +164,10 @@ SAMPLE_INSERT = (
     f"INSERT INTO latency_sample ({SAMPLE_COLUMNS}, seq) "
     f"VALUES ({', '.join('?' * (len(_SAMPLE_NAMES) + 1))})"
 )
+PG_SAMPLE_INSERT = (
+    f"INSERT INTO latency_sample ({', '.join(PG_SAMPLE_COLUMNS)}, seq, tags) "
+    f"VALUES ({', '.join('?' * (len(PG_SAMPLE_COLUMNS) + 1))}, ?::jsonb)"
+)
 SETTLE = "DELETE FROM key_reservations WHERE request_id = ?"
 SETTLE_ALL = "DELETE FROM key_reservations WHERE request_id = ANY(?)"  # PostgreSQL: an array
 # SQLite: the largest rowid now, and the largest the rollups hold (migration 016's
@@ -191,7 +201,8 @@ def add_new_rows(conn: LedgerConnection, new: Sequence[NewRow]) -> None:
     if not new:
         return
     on_sqlite = dialect_of(conn) is SQLITE
-    sets = tagsets(conn, new)
+    tags = stored_tags(conn, new)
+    sets = {request_id: encode(pairs) for request_id, pairs in tags.items()}
     entries = [(fine_key(row, sets.get(row["id"], "")), row_sums(row)) for _, row in new]
     fine = summed(entries)
     # Every sum of every table is at most this in size (nearly always far below 64 bits).
@@ -209,6 +220,7 @@ def add_new_rows(conn: LedgerConnection, new: Sequence[NewRow]) -> None:
         conn.executemany(SETTLE, [(row["id"],) for _, row in new])
     else:  # one statement: psycopg's executemany costs a statement (and its CPU) per row
         conn.execute(SETTLE_ALL, ([row["id"] for _, row in new],))
+        conn.executemany(PG_SAMPLE_INSERT, pg_sample_rows(new, tags))
 
 
 def move_to_tag_set(conn: LedgerConnection, request_id: object, name: str) -> None:
@@ -218,14 +230,15 @@ def move_to_tag_set(conn: LedgerConnection, request_id: object, name: str) -> No
         without, with_it = PG_TAG_ADDED
         conn.execute(without, (name, request_id))
         conn.execute(with_it, (request_id,))
+        conn.execute(SAMPLE_TAGS_REFRESH, (request_id, request_id))
         return
     parameters = {"id": request_id, "name": name}
     for sql in TAG_MOVES:
         conn.execute(sql, parameters)
 
 
-def tagsets(conn: LedgerConnection, new: Sequence[NewRow]) -> dict[object, str]:
-    """The encoded tag set (store/tagsets.py) of each new row that has tags, as stored: read
+def stored_tags(conn: LedgerConnection, new: Sequence[NewRow]) -> dict[object, dict[str, str]]:
+    """The tags of each new row that has tags, as stored: read
     back, not taken from the batch, so a tag row the batch did not bring (left by a request
     row the INSERT skipped, or deleted: SQLite does not enforce the foreign key) counts, as
     it did for the trigger."""
@@ -237,7 +250,7 @@ def tagsets(conn: LedgerConnection, new: Sequence[NewRow]) -> dict[object, str]:
         sql = f"SELECT request_id, name, value FROM request_tags WHERE request_id IN ({marks})"
         for request_id, name, value in conn.execute(sql, chunk):
             found.setdefault(request_id, {})[name] = value
-    return {request_id: encode(pairs) for request_id, pairs in found.items()}
+    return found
 
 
 def latency_counts(rows: Iterable[Row]) -> list[tuple]:
@@ -259,6 +272,21 @@ def sample_rows(new: Iterable[NewRow]) -> list[tuple]:
     every = SAMPLE_TABLE_EVERY
     return [
         (*(row[name] for name in _SAMPLE_NAMES), rowid // every)
+        for rowid, row in new
+        if rowid % every == 0
+    ]
+
+
+def pg_sample_rows(new: Iterable[NewRow], tags: Mapping[object, Mapping[str, str]]) -> list:
+    """PostgreSQL's latency_sample rows (pg_migrations 011): as `sample_rows`, with the
+    request's tags as a JSON object."""
+    every = SAMPLE_TABLE_EVERY
+    return [
+        (
+            *(row[name] for name in PG_SAMPLE_COLUMNS),
+            rowid // every,
+            json.dumps(tags.get(row["id"], {}), ensure_ascii=False),
+        )
         for rowid, row in new
         if rowid % every == 0
     ]

@@ -19,7 +19,9 @@ from meterfox_cli.store.pg_migrations import (
     PG_DAY_ROLLUP_KEYS,
     PG_ROLLUP_KEYS,
     PG_ROLLUP_SUMS,
+    PG_SAMPLE_COLUMNS,
     PG_TAG_KEYS,
+    TAGS_OBJECT,
 )
 from meterfox_cli.store.tagsets import request_tags_sql, tagset_sql
 
@@ -68,6 +70,17 @@ def summed_tables(dialect: Dialect) -> list[tuple[str, str, str]]:
                 "latency_sample",
                 f"SELECT {SAMPLE_COLUMNS}, seq FROM latency_sample",
                 f"SELECT {SAMPLE_COLUMNS}, rowid / {SAMPLE_TABLE_EVERY} FROM requests "
+                f"WHERE rowid % {SAMPLE_TABLE_EVERY} = 0",
+            )
+        )
+    else:  # PostgreSQL's sample holds each sampled request's tags too (pg_migrations 011)
+        columns = ", ".join(PG_SAMPLE_COLUMNS)
+        out.append(
+            (
+                "latency_sample",
+                f"SELECT {columns}, seq, tags::text FROM latency_sample",
+                f"SELECT {columns}, rowid / {SAMPLE_TABLE_EVERY}, "
+                f"{TAGS_OBJECT.format(id='r.id')}::text FROM requests r "
                 f"WHERE rowid % {SAMPLE_TABLE_EVERY} = 0",
             )
         )

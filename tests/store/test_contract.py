@@ -51,6 +51,7 @@ from meterfox_cli.store.billed import (
 from meterfox_cli.store.costs import find_request, reprice
 from meterfox_cli.store.dialect import POSTGRES, SQLITE, LedgerConnection, write_transaction
 from meterfox_cli.store.dimensions import parse_dimensions
+from meterfox_cli.store.latency import SAMPLE_TABLE_EVERY
 from meterfox_cli.store.postgres import PostgresLedger
 from meterfox_cli.store.queries import Report, read_report
 from meterfox_cli.store.rollups import KEY_SPEND, REQUEST_ROLLUP, fine_key, row_sums, summed
@@ -313,7 +314,9 @@ def test_the_rollups_are_the_requests_summed(ledger: Ledger) -> None:
     write(ledger, [*records[:20], records[3], records[3], polls[0]], prices, host="laptop-1")
     write(ledger, [*records[10:], polls[1]], prices, host="ci-runner")
     more = replace(records[5], tags=(*records[5].tags, ("extra", "1")))
-    write(ledger, [more], prices, host="ci-runner")
+    sampled = first_sampled(ledger, records)  # (PostgreSQL's sample holds its tags)
+    again = replace(sampled, tags=(*sampled.tags, ("extra", "2")))
+    write(ledger, [more, again], prices, host="ci-runner")
     assert count(ledger) == 42
     assert_summed(ledger)
     conn = ledger.open_writer(1000)
@@ -330,6 +333,17 @@ def test_the_rollups_are_the_requests_summed(ledger: Ledger) -> None:
     finally:
         conn.close()
     assert_summed(ledger)
+
+
+def first_sampled(ledger: Ledger, records: list[UsageRecord]) -> UsageRecord:
+    """The first of `records` stored in the latency sample (rowid a multiple of 16)."""
+    conn = ledger.open_writer(1000)
+    try:
+        sql = f"SELECT id FROM requests WHERE rowid % {SAMPLE_TABLE_EVERY} = 0 ORDER BY rowid"
+        ids = [row[0] for row in conn.execute(sql).fetchall()]
+    finally:
+        conn.close()
+    return next(record for record in records if record.id in ids)
 
 
 def test_what_an_older_meterfox_inserts_is_rolled_up_too(ledger: Ledger) -> None:
@@ -575,6 +589,45 @@ def test_a_sampled_latency_pass_tops_up_thin_groups_to_the_exact_values(
         assert sampled is not None and unsampled is not None
         assert sampled.sample_every == 3 and sampled.total.latency_sample_every == 3
         assert sampled.rows == unsampled.rows  # every group topped up: exact, as before
+
+
+def test_a_tag_groupings_sampled_pass_reads_the_latency_sample_on_both(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over a window that many times the sample limit, a grouping or filter by tag reads the
+    latency sample (one request in 16, by rowid) on both stores — PostgreSQL's with the tags
+    in its rows, no lookup per request — so both give the percentiles of the same requests:
+    rowids 16, 32, … 160, whose latency is their rowid, tagged a and b in turn."""
+    requests = [
+        Req(at("2026-11-03 10:00") + i, latency_ms=float(i), ttfb_ms=float(i) / 2,
+            tags=(("team", "a" if i // SAMPLE_TABLE_EVERY % 2 else "b"),))
+        for i in range(1, 161)
+    ]  # fmt: skip
+    records = [req.record() for req in requests]
+    prices = {r.id: req.price() for r, req in zip(records, requests, strict=True)}
+    pair = (SqliteLedger(tmp_path / "ledger.db"), PostgresLedger(pg_url))
+    for ledger in pair:
+        ledger.migrate()
+        write(ledger, records, prices)
+    monkeypatch.setattr(latency, "LATENCY_SAMPLE_MAX", 12)  # one in 14 wanted: the sample's 16
+    monkeypatch.setattr(latency, "LATENCY_MIN_SAMPLES", 1)
+    team_a = Filters(tags=(("team", "a"),))
+    for ledger in pair:
+        by_tag = read_report(ledger, ("tag:team",), ALL)
+        assert by_tag is not None and by_tag.sample_every == SAMPLE_TABLE_EVERY
+        rows = {row.group: row for row in by_tag.rows}
+        # a: rowids 16, 48, 80, 112, 144; b: 32, 64, 96, 128, 160 (nearest rank)
+        assert (rows["a"].latency_p50_ms, rows["a"].latency_p95_ms) == (80.0, 144.0)
+        assert (rows["b"].latency_p50_ms, rows["b"].ttfb_p50_ms) == (96.0, 48.0)
+        assert by_tag.total.latency_p50_ms == 80.0
+    assert summary(read_report(pair[0], ("day", "tag:team"), ALL)) == summary(
+        read_report(pair[1], ("day", "tag:team"), ALL)
+    )
+    monkeypatch.setattr(latency, "LATENCY_SAMPLE_MAX", 6)  # team a's 80: one in 14 again
+    for ledger in pair:
+        filtered = read_report(ledger, ("model",), ALL, team_a)
+        assert filtered is not None and filtered.sample_every == SAMPLE_TABLE_EVERY
+        assert filtered.total.latency_p95_ms == 144.0 and filtered.total.requests == 80
 
 
 # --- proxy keys and budgets: the same behaviour in either ledger ------------------------------

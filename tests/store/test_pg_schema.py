@@ -71,6 +71,12 @@ EXPECTED = {
     "key_reservations": {
         "request_id": TEXT, "key_name": TEXT, "nanousd": BIGINT, "expires_at": REAL,
     },
+    # SQLite's 015 columns, and the sampled request's tags (a JSON object)
+    "latency_sample": {
+        "id": TEXT, "seq": BIGINT, "ts": REAL, "day": TEXT, "provider": TEXT, "model": TEXT,
+        "key_name": TEXT, "endpoint": TEXT, "host": TEXT, "latency_ms": REAL, "ttfb_ms": REAL,
+        "tags": "jsonb",
+    },
 }  # fmt: skip
 EXPECTED_INDEXES = {
     "requests_pkey", "requests_rowid_key", "requests_ts", "requests_day", "requests_key_ts",
@@ -81,6 +87,7 @@ EXPECTED_INDEXES = {
     "proxy_keys_pkey", "proxy_keys_key_hash_key",
     "proxy_keys_live_name", "key_state_pkey", "key_spend_pkey",
     "key_reservations_pkey", "key_reservations_key",
+    "latency_sample_pkey", "latency_sample_ts",
 }  # fmt: skip
 
 
