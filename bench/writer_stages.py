@@ -3,12 +3,21 @@
 commit, the observers: Prometheus counting and the figures sent back to the proxy).
 
     python -m bench.writer_stages [--records 20000] [--batch 30] [--rounds 3] [--tagged]
+                                  [--warm-up N]
 
 Records are those `bench/cpu_per_request.py`'s JSON load makes (OpenAI, gpt-4o-mini, a usage
 that varies, no key, no tags; `--tagged`: two tags each), in batches of `--batch` (under that
 load a batch holds a few tens: the writer takes what 25 ms brought). Each stage is timed with
 `time.process_time` (SQLite runs in this thread) over every batch, into a fresh SQLite file per
 round; prints each stage's CPU per record, then the medians of the rounds.
+
+Instructions a record, which a loaded machine does not disturb: run it under callgrind twice,
+`--warm-up 300 --rounds 1 --records 2000`, then the same with `--baseline` (the same records
+made, a round that stores none of them), and divide the difference of the two totals
+(callgrind's "I refs") by 2,000 (docs/performance.md, "The writer's CPU per record"):
+
+    PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+        python -m bench.writer_stages --warm-up 300 --rounds 1 --records 2000 [--baseline]
 """
 
 from __future__ import annotations
@@ -121,6 +130,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--tagged", action="store_true", help="two tags on every record")
+    parser.add_argument(
+        "--warm-up", type=int, default=0, help="records written first, unmeasured (callgrind)"
+    )
+    parser.add_argument(
+        "--baseline", action="store_true", help="make the records, write none of them (callgrind)"
+    )
     args = parser.parse_args()
     import meterfox_cli
 
@@ -129,6 +144,12 @@ def main() -> None:
     batch_records = records(args.records, args.seed, args.tagged)
     rounds = []
     with tempfile.TemporaryDirectory(prefix="meterfox-writer-stages-") as home:
+        if args.warm_up:  # every code path run once, unmeasured (caches, imports, the book)
+            warm = records(args.warm_up, args.seed + 1, args.tagged)
+            one_round(Path(home) / "warm-up.db", warm, args.batch)
+        if args.baseline:  # all the above, and a round that stores nothing (callgrind)
+            one_round(Path(home) / "baseline.db", [], args.batch)
+            return
         for n in range(args.rounds):
             spent = one_round(Path(home) / f"round{n}.db", batch_records, args.batch)
             per = {stage: took / len(batch_records) * 1e6 for stage, took in spent.items()}

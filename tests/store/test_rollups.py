@@ -32,7 +32,7 @@ from meterfox_cli.store.rows import (
     request_row,
 )
 from meterfox_cli.usage import Reading, Usage
-from tests.fakes.records import at, insert_as_before_016
+from tests.fakes.records import at, insert_as_before_016, usage_record
 from tests.pg import PgServer
 
 # Every table an insert of records writes, and the order that makes a dump comparable.
@@ -177,16 +177,9 @@ def test_sums_past_64_bits_are_added_row_by_row_as_the_triggers_did(tmp_path: Pa
     usage = Usage(input_tokens=10**18, output_tokens=1)
     batch = [
         (
-            UsageRecord(
+            usage_record(
                 id=f"big{n}",
                 started_at=BASE,
-                provider="openai",
-                model="gpt-4o",
-                endpoint="/v1/chat/completions",
-                method="POST",
-                status=200,
-                streamed=False,
-                outcome=Outcome.OK,
                 key_name="app",
                 ttfb_ms=None,
                 latency_ms=5.0,
