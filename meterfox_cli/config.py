@@ -17,6 +17,7 @@ from meterfox_cli.errors import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
+DEFAULT_REST_AFTER_S = 300.0  # [server] rest_after: five minutes
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,10 @@ class Config:
     pricing: PricingConfig = PricingConfig()
     reconcile_tolerance: Decimal = Decimal("0.02")  # [reconcile] tolerance: 2% either way
     max_connections: int | None = None  # None: as many as the open-file limit leaves room for
+    # [server] rest_after: how long the record writer's and the dashboard's processes are kept
+    # with nothing for them to do (no record, no dashboard request) before they stop, to start
+    # again when needed; None ("never"): they run as long as the daemon.
+    rest_after_s: float | None = DEFAULT_REST_AFTER_S
     store_url: str | None = None  # [store] url: a PostgreSQL ledger; None: the local SQLite file
     store_host: str | None = None  # [store] host: this daemon's name on its records
     sync: SyncConfig = SyncConfig()
@@ -278,6 +283,7 @@ def config_from_dict(data: Mapping[str, object], source: str = "config") -> Conf
             pricing=pricing_from_dict(data, source),
             reconcile_tolerance=_tolerance(data, source),
             max_connections=_positive_int(server.get("max_connections"), "max_connections"),
+            rest_after_s=_rest_after(server.get("rest_after"), source),
             store_url=_store_url(_table(data, "store", source), source),
             store_host=_store_host(_table(data, "store", source), source),
             sync=_sync(data, source),
@@ -307,6 +313,7 @@ _SCHEMA: dict[str, object] = {
             "max_connections",
             "tls_cert",
             "tls_key",
+            "rest_after",
         )
     ),
     "timeouts": dict.fromkeys(_TIMEOUTS),
@@ -411,6 +418,15 @@ def masked_url(url: str) -> str:
     user = parts.username or ""
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _rest_after(value: object, source: str) -> float | None:
+    """`[server] rest_after`: a duration, or "never"."""
+    if value is None:
+        return DEFAULT_REST_AFTER_S
+    if isinstance(value, str) and value.strip().lower() == "never":
+        return None
+    return parse_duration(value, f'{source}: [server] rest_after (or "never")')
 
 
 def _positive_int(value: object, name: str) -> int | None:

@@ -59,6 +59,7 @@ def test_a_config_of_known_names_has_nothing_to_say():
             "max_body_bytes": 1000,
             "require_proxy_key": True,
             "max_connections": 10,
+            "rest_after": "90s",
         },
         "timeouts": {
             "connect": 1,
@@ -337,3 +338,19 @@ def test_a_mistake_in_alerts_or_budget_is_an_error_that_names_it(data, message):
     """A misspelt alert or budget setting would keep an alert from ever firing: refused."""
     with pytest.raises(ConfigError, match=message):
         config_from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [(None, 300.0), ("90s", 90.0), ("10m", 600.0), ("never", None)]
+)
+def test_rest_after_is_a_duration_or_never_and_five_minutes_by_default(value, seconds):
+    server = {} if value is None else {"rest_after": value}
+    assert config_from_dict({"server": server}).rest_after_s == seconds
+
+
+@pytest.mark.parametrize("value", ["0s", "soon", 5, True])
+def test_a_rest_after_that_is_not_a_duration_is_a_clear_error(value):
+    with pytest.raises(
+        ConfigError, match=r'\[server\] rest_after \(or "never"\) must be a duration'
+    ):
+        config_from_dict({"server": {"rest_after": value}})
