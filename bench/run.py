@@ -7,7 +7,8 @@ Starts a fake OpenAI upstream, the bare relay and `meterfox serve` (recording on
 METERFOX_HOME) as separate processes on loopback, then drives each with wrk (POST, keep-alive)
 for JSON and SSE chat completions at concurrency 1 and 32, and measures streamed time to first
 byte with a sequential asyncio client. Prints medians over the runs, the ratios the
-performance targets are stated in, and each goal of issue 17 as PASS or MISS (start-up and idle
+performance targets are stated in, and each goal of issue 17 as PASS or MISS (throughput against
+the relay as the median of each run's own ratio, both taken back to back; start-up and idle
 RSS from one bench/startup.py run with a passthrough-only config, which times a start with a
 proxy key beside it). With --workers N, one more
 target, `meterfox xN`, is `serve --workers N` (the goal: N times one worker's throughput). Every load loop is bounded by --seconds; every process it
@@ -592,6 +593,9 @@ def summarise(results, ttfb, startup_s, rss_idle, rss_after) -> dict:
                 ratios[f"{mode} c={c} {name} throughput vs direct"] = rps / direct
                 if name != "bare relay":
                     ratios[f"{mode} c={c} {name} throughput vs bare relay"] = rps / relay
+                    ratios[f"{mode} c={c} {name} vs bare relay, paired runs"] = paired(
+                        results[(name, mode, c)], results[("bare relay", mode, c)]
+                    )
                 for q in ("p50", "p99"):
                     added = med(name, mode, c, f"{q}_ms") - med("direct", mode, c, f"{q}_ms")
                     ratios[f"{mode} c={c} {name} added {q} ms"] = added
@@ -599,13 +603,8 @@ def summarise(results, ttfb, startup_s, rss_idle, rss_after) -> dict:
             ratios[f"{mode} c={c} meterfox+obs throughput vs meterfox"] = med(
                 "meterfox+obs", mode, c, "rps"
             ) / med("meterfox", mode, c, "rps")
-            # Each run's pair was measured back to back: the median of their ratios drifts less
-            # with a shared machine's load than the ratio of the two medians.
-            pairs = zip(
-                results[("meterfox+obs", mode, c)], results[("meterfox", mode, c)], strict=True
-            )
-            ratios[f"{mode} c={c} meterfox+obs vs meterfox, paired runs"] = median(
-                [obs.rps / plain.rps for obs, plain in pairs]
+            ratios[f"{mode} c={c} meterfox+obs vs meterfox, paired runs"] = paired(
+                results[("meterfox+obs", mode, c)], results[("meterfox", mode, c)]
             )
         if {"litellm", "meterfox"} <= names:
             ratios[f"{mode} c={c} meterfox throughput vs litellm"] = med(
@@ -624,6 +623,13 @@ def summarise(results, ttfb, startup_s, rss_idle, rss_after) -> dict:
     }
 
 
+def paired(these: list[WrkResult], those: list[WrkResult]) -> float:
+    """The median over runs of each run's throughput ratio. Each run's two figures were taken
+    back to back, so their ratio drifts less with a shared machine's load than the ratio of the
+    two medians (which can pair one target's fast run with the other's slow one)."""
+    return median([one.rps / other.rps for one, other in zip(these, those, strict=True)])
+
+
 def goals(summary: dict, workers: int) -> list[dict]:
     """Issue 17's goals, each as the measured figure, its bound and PASS or MISS; a goal whose
     figures the run did not take (`--modes`, `--concurrency`, `--only`) is left out."""
@@ -633,8 +639,8 @@ def goals(summary: dict, workers: int) -> list[dict]:
     relay_ttfb = ratios.get("stream ttfb bare relay added p50 ms")
     startup = summary["passthrough_startup"]
     rows = [
-        ("JSON c=32 throughput vs the bare relay", ratios.get("json c=32 meterfox throughput vs bare relay"), 0.90, ">="),
-        ("stream c=32 throughput vs the bare relay", ratios.get("stream c=32 meterfox throughput vs bare relay"), 0.90, ">="),
+        ("JSON c=32 throughput vs the bare relay, paired runs", ratios.get("json c=32 meterfox vs bare relay, paired runs"), 0.90, ">="),
+        ("stream c=32 throughput vs the bare relay, paired runs", ratios.get("stream c=32 meterfox vs bare relay, paired runs"), 0.90, ">="),
         ("JSON c=1 added p50 ms (bound: the relay's + 0.1)", ratios.get("json c=1 meterfox added p50 ms"), None if relay_p50 is None else relay_p50 + 0.1, "<="),
         ("streamed TTFB added p50 ms (bound: the relay's + 0.1)", ratios.get("stream ttfb meterfox added p50 ms"), None if relay_ttfb is None else relay_ttfb + 0.1, "<="),
         ("idle RSS MB, passthrough-only", startup["idle_rss_mb"], 50.0, "<="),
@@ -643,7 +649,7 @@ def goals(summary: dict, workers: int) -> list[dict]:
     for mode in ("json", "stream"):
         many, one = rps.get((f"meterfox x{workers}", mode, 32)), rps.get(("meterfox", mode, 32))
         if workers > 1 and many is not None and one is not None:
-            rows.append((f"{mode} c=32 throughput, {workers} workers vs 1", many / one, float(workers), ">="))  # fmt: skip
+            rows.append((f"{mode} c=32 throughput, {workers} workers vs 1", many / one, float(workers), ">=", 2 * workers))  # fmt: skip
         litellm = ratios.get(f"{mode} c=32 meterfox throughput vs litellm")
         if litellm is not None:
             rows.append((f"{mode} c=32 throughput vs LiteLLM", litellm, 30.0, ">="))
@@ -652,11 +658,20 @@ def goals(summary: dict, workers: int) -> list[dict]:
             "goal": goal,
             "measured": value,
             "bound": f"{sign} {bound:.3g}",
-            "verdict": "PASS" if (value >= bound if sign == ">=" else value <= bound) else "MISS",
+            "verdict": verdict(value, bound, sign, *cores),
         }
-        for goal, value, bound, sign in rows
+        for goal, value, bound, sign, *cores in rows
         if value is not None and bound is not None
     ]
+
+
+def verdict(value: float, bound: float, sign: str, cores_needed: int | None = None) -> str:
+    """PASS or MISS; a scaling goal on a machine with fewer cores than it needs (N workers, and
+    as many again for wrk and the upstream, which share the same cores here) is measured and
+    printed, not judged: issue 17 asks for the figure on 2 vCPUs and the expected scaling beyond."""
+    if cores_needed is not None and (os.cpu_count() or 1) < cores_needed:
+        return f"not judged: {os.cpu_count()} vCPUs, needs {cores_needed}"
+    return "PASS" if (value >= bound if sign == ">=" else value <= bound) else "MISS"
 
 
 def print_summary(summary: dict) -> None:
