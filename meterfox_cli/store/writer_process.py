@@ -660,8 +660,9 @@ def main() -> None:
     )
     observers = [build(*args) for build, args in spec.observers]
     for observer, report in zip(observers, spec.resume or [None] * len(observers), strict=True):
-        if report is not None:  # after a rest: the figures count on from the last process's
-            observer.resume(report)  # type: ignore[attr-defined]
+        resume = getattr(observer, "resume", None)
+        if report is not None and resume is not None:  # after a rest: count on from the last
+            resume(report)
         writer.add_observer(observer)
     reporter = _Reporter(writer, observers, out, spec.outbox is not None)
     writer.add_observer(reporter)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from meterfox_cli.metrics.prometheus import PrometheusMetrics
+from meterfox_cli.store.observers import InWriter
 from meterfox_cli.store.postgres import PostgresLedger
 from meterfox_cli.store.sqlite import SqliteLedger
 from meterfox_cli.store.writer_process import ProcessWriter
@@ -19,6 +20,7 @@ from meterfox_cli.usage import Reading, Usage
 from tests.cli.conftest import free_port
 from tests.conftest import read_records
 from tests.fakes.records import SlowToArrive, usage_record
+from tests.store.writer_probe import ModulesLoaded
 
 REST_S = 0.3
 WAIT_S = 20.0
@@ -66,8 +68,10 @@ def test_the_child_rests_and_the_next_record_starts_a_new_one_each_record_once(t
     count on across children, never back."""
     db = migrated(tmp_path)
     metrics = PrometheusMetrics()
+    loaded: list[list[str]] = []  # an observer with reports but no `resume`
     writer = ProcessWriter(db, rest_after_s=REST_S)
     writer.add_observer(metrics)
+    writer.add_observer(InWriter(ModulesLoaded, (), loaded.append))
     writer.start()
     sent: list = []
     pids: list[int] = []
@@ -99,6 +103,7 @@ def test_the_child_rests_and_the_next_record_starts_a_new_one_each_record_once(t
     assert sorted(ids) == sorted(r.id for r in sent)  # each exactly once
     assert (writer.written, writer.queued, writer.dropped) == (len(sent), 0, 0)
     assert requests_counted(metrics) == len(sent)
+    assert loaded and loaded[-1] == []
 
 
 def test_prometheus_label_caps_hold_across_children(tmp_path):
