@@ -171,7 +171,13 @@ def serve(
             mounts, health_sections = [mount], {"sync": lambda: {"in_worker": 0}}
         if workers > 1:
             health_sections["worker"] = lambda: {"number": worker, "of": workers}
-        writer = ProcessWriter(ledger, pricer=book, host=recording_host(config), outbox=outbox)
+        writer = ProcessWriter(
+            ledger,
+            pricer=book,
+            host=recording_host(config),
+            outbox=outbox,
+            rest_after_s=config.rest_after_s,
+        )
         authorizer = KeyAuthorizer(
             settings.paths.database,
             store,

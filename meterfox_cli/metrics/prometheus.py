@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from meterfox_cli.config import MetricsConfig
 from meterfox_cli.errors import ConfigError
-from meterfox_cli.metrics.labels import UNKNOWN_MODEL, Capped, tag_label
+from meterfox_cli.metrics.labels import OTHER, UNKNOWN_MODEL, Capped, tag_label
 from meterfox_cli.money import from_nanousd
 from meterfox_cli.records import Outcome
 from meterfox_cli.store.observers import InWriter, Row
@@ -231,6 +231,21 @@ class PrometheusMetrics:
             self._sums = adopted
             self._latency.adopt(latency)
             self._ttfb.adopt(ttfb)
+
+    def resume(self, counts: Counts) -> None:
+        """Count on from `counts` (a new writer's process after a rest, given the last one's
+        report): the page's counters never go back. Their label values are admitted to the caps
+        first, so the caps hold across processes."""
+        self.adopt(counts)
+        for labels in counts[0]:
+            self._admit(self._models, labels[1])
+            for (_, capped), value in zip(self._tags, labels[len(LABELS) :], strict=True):
+                self._admit(capped, value)
+
+    @staticmethod
+    def _admit(capped: Capped, value: str) -> None:
+        if value and value != OTHER:  # "": the record had no such tag
+            capped(value)
 
     def render(self) -> bytes:
         """The Prometheus text exposition (blocking for a moment: call it off the loop)."""

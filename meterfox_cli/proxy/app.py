@@ -109,6 +109,8 @@ async def health(request: web.Request) -> web.Response:
     sections = {name: section() for name, section in request.app[HEALTH_SECTIONS].items()}
     if writer.waiting is not None:  # a PostgreSQL ledger: records wait in its outbox
         sections["records_waiting"] = writer.waiting
+    if isinstance(writer, ProcessWriter):  # running, starting, or resting (not degraded)
+        sections["writer_process"] = writer.state
     keys_unavailable = state.authorizer.keys_unavailable
     return web.json_response(
         {

@@ -37,7 +37,9 @@ class InWriter:
     writer's own process can build it: store/writer_process.py). If the built observer has a
     `report()` (a small picklable value), what it returns after each batch is handed to `absorb`
     in the proxy's process: Prometheus counts in the writer's process and its page is served
-    from the proxy's this way."""
+    from the proxy's this way. If it also has a `resume(report)`, a writer's process started
+    after a rest (store/writer_process.py) hands it the last process's last report first, so
+    its figures count on rather than start again."""
 
     build: Callable[..., RecordObserver]
     args: tuple[object, ...] = ()

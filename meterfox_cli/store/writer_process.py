@@ -15,6 +15,10 @@ only records still in the proxy's deque (at most one feed interval's) are lost. 
 ignores SIGINT and SIGTERM (a Ctrl-C or a service manager's stop reaches the whole group while
 the proxy still has records to send: it stops at end of input), and it leaves, after committing,
 if it is orphaned while something else still holds the pipe open.
+
+At rest (`rest_after_s`, `[server] rest_after` under `serve`): with no record for that long and
+nothing unfinished, the feeder closes the child's input — the same end of input — and the next
+record starts a new child, which counts on from the last one's figures.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import BinaryIO
@@ -163,6 +168,8 @@ class WriterSpec:
     max_queue: int
     observers: tuple[tuple[Callable[..., RecordObserver], tuple[object, ...]], ...]
     close_timeout_s: float
+    # each observer's last report from the child before (after a rest), to count on from
+    resume: tuple[object, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -184,10 +191,46 @@ class Status:
 # --- the proxy's side ------------------------------------------------------------------------
 
 
+class _Child:
+    """One writer process, as the proxy's side sees it."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        self.reported = threading.Event()  # its first figures: the database is open
+        self.ended = threading.Event()  # its figures' pipe closed: it has committed all it will
+        self.ending = False  # we closed its input (a rest, or close()): its end is expected
+        self.reader: threading.Thread | None = None
+
+    def end_input(self) -> None:
+        self.ending = True
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()  # type: ignore[union-attr]
+
+
+def _carried(base: Status, now: Status) -> Status:
+    """A child's figures on top of those its predecessors left (`base`): the counts add up,
+    the maxima carry over, the state (queue, health, outbox) is the child's own."""
+    return replace(
+        now,
+        written=base.written + now.written,
+        received=base.received + now.received,
+        dropped=base.dropped + now.dropped,
+        max_batch=max(base.max_batch, now.max_batch),
+        max_commit_lag_s=max(base.max_commit_lag_s, now.max_commit_lag_s),
+    )
+
+
 class ProcessWriter:
     """RecordWriter's interface, the writing done in a child process (see the module's
     docstring). Observers must be able to run there: an `InWriter`, or an observer with an
-    `in_writer()` (PrometheusMetrics), whose reports come back to it here."""
+    `in_writer()` (PrometheusMetrics), whose reports come back to it here.
+
+    With `rest_after_s`, the child rests: once no record has come for that long and nothing is
+    unfinished (records queued anywhere, records waiting in the PostgreSQL outbox, a write
+    failing, the child not yet open), the feeder closes its input, the child's ordinary end
+    (commit all, close its observers, exit). The next record starts a new child; records wait
+    in the deque meanwhile. The figures carry on across children (`Status` and every
+    observer's report: a new child starts from its predecessor's last report, `resume`)."""
 
     def __init__(
         self,
@@ -200,7 +243,9 @@ class ProcessWriter:
         max_queue: int = 100_000,
         feed_interval_s: float = FEED_INTERVAL_S,
         close_timeout_s: float = 30.0,
+        rest_after_s: float | None = None,
     ) -> None:
+        """`rest_after_s`: how long the child is kept with nothing to do (None: for ever)."""
         from meterfox_cli.pricing.book import price_record
 
         self._ledger = as_ledger(ledger)
@@ -209,15 +254,19 @@ class ProcessWriter:
         self._batch_size, self._max_queue = batch_size, max_queue
         self._feed_interval_s = feed_interval_s
         self._close_timeout_s = close_timeout_s
+        self._rest_after_s = rest_after_s
         self._pending: deque[UsageRecord] = deque()
         self._observers: list[tuple[Callable[..., RecordObserver], tuple[object, ...]]] = []
         self._absorbs: list[Callable[[object], None] | None] = []
+        self._reports: list[object] = []  # each observer's last report: the next child's start
         self._here: list[RecordObserver] = []  # observers of this process, closed at the end
-        self._status = Status()
+        self._base = Status()  # the figures the children before the current one left
+        self._status = Status()  # the current child's on top of `_base`
         self._closing = threading.Event()
-        self._process: subprocess.Popen[bytes] | None = None
+        self._child: _Child | None = None  # None: not started, or resting
+        self._children: list[_Child] = []  # every child started, waited for by close()
         self._feeder = threading.Thread(target=self._feed, name="meterfox-feeder", daemon=True)
-        self._reader = threading.Thread(target=self._read, name="meterfox-status", daemon=True)
+        self._quiet_since = 0.0  # monotonic: since when nothing was sent or unfinished
         self._sent = 0
         self._dropped = 0
         self._gone: str | None = None  # why the child is gone, if it went before `close`
@@ -275,11 +324,23 @@ class ProcessWriter:
 
     @property
     def alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        child = self._child
+        return child is not None and child.process.poll() is None
 
     @property
     def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
+        """The current child's (None while it rests)."""
+        child = self._child
+        return None if child is None else child.process.pid
+
+    @property
+    def state(self) -> str:
+        """`running`, `starting` (its database not open yet) or `resting` (no process: the
+        next record starts one)."""
+        child = self._child
+        if child is None:
+            return "resting"
+        return "running" if child.reported.is_set() else "starting"
 
     def add_observer(self, observer: RecordObserver | InWriter) -> None:
         """Build `observer` in the writer's process: an `InWriter`, or an observer with an
@@ -292,6 +353,7 @@ class ProcessWriter:
             observer = in_writer()
         self._observers.append((observer.build, observer.args))
         self._absorbs.append(observer.absorb)
+        self._reports.append(None)
 
     def start(self) -> None:
         """Start the child, without waiting for it: records submitted while it starts (a few
@@ -300,28 +362,8 @@ class ProcessWriter:
         and migrated before (Ledger.check), so opening it is quick and no other daemon finds it
         half-migrated. A child that cannot start makes health say why (degraded); a database
         that cannot be opened yet is logged, not fatal, as with RecordWriter."""
-        spec = pickle.dumps(
-            WriterSpec(
-                ledger=self._ledger,
-                pricer=self._pricer,
-                host=self._host,
-                outbox=self._outbox,
-                batch_size=self._batch_size,
-                max_queue=self._max_queue,
-                observers=tuple(self._observers),
-                close_timeout_s=self._close_timeout_s,
-            ),
-            pickle.HIGHEST_PROTOCOL,
-        )
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "meterfox_cli.store.writer_process"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        assert self._process.stdin is not None
-        self._process.stdin.write(_frame(spec))
-        self._process.stdin.flush()
-        self._reader.start()
+        self._spawn()
+        self._quiet_since = time.monotonic()
         self._feeder.start()
 
     def submit(self, record: UsageRecord) -> None:
@@ -334,24 +376,26 @@ class ProcessWriter:
         self._pending.append(record)
 
     def close(self, timeout: float | None = None) -> None:
-        """Send everything queued, close the pipe and wait for the child to commit it all and
-        exit (blocks: call it off the event loop)."""
+        """Send everything queued (starting a child if it rests and records came), close the
+        pipe and wait for every child to commit it all and exit (blocks: off the event loop)."""
         self._closing.set()
-        if self._process is None:
+        if not self._children:
             return
         if self._feeder.is_alive():
             self._feeder.join()
-        else:
-            with contextlib.suppress(OSError):
-                self._process.stdin.close()  # type: ignore[union-attr]
+        elif self._child is not None:
+            self._child.end_input()
         wait = (timeout or self._close_timeout_s) + CLOSE_MARGIN_S
-        try:
-            self._process.wait(wait)
-        except subprocess.TimeoutExpired:
-            log.error("the record writer's process did not finish in %.0f s; stopping it", wait)
-            self._process.kill()
-            self._process.wait()
-        self._reader.join(5)
+        deadline = time.monotonic() + wait
+        for child in self._children:
+            try:
+                child.process.wait(max(deadline - time.monotonic(), 0))
+            except subprocess.TimeoutExpired:
+                log.error("the record writer's process did not finish in %.0f s; stopping it", wait)
+                child.process.kill()
+                child.process.wait()
+            if child.reader is not None:
+                child.reader.join(5)
 
     def close_observers(self) -> None:
         """The child closed its own with its writer; these are this side's (a page's)."""
@@ -361,24 +405,122 @@ class ProcessWriter:
             except Exception:
                 log.exception("record observer %r failed to close", observer)
 
+    def _spawn(self) -> _Child:
+        """A new child, given its spec (and the observers' last reports, to count on from)."""
+        spec = pickle.dumps(
+            WriterSpec(
+                ledger=self._ledger,
+                pricer=self._pricer,
+                host=self._host,
+                outbox=self._outbox,
+                batch_size=self._batch_size,
+                max_queue=self._max_queue,
+                observers=tuple(self._observers),
+                close_timeout_s=self._close_timeout_s,
+                resume=tuple(self._reports),
+            ),
+            pickle.HIGHEST_PROTOCOL,
+        )
+        process = subprocess.Popen(
+            [sys.executable, "-m", "meterfox_cli.store.writer_process"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        child = _Child(process)
+        self._children = [c for c in self._children if c.process.poll() is None] + [child]
+        self._child = child
+        child.reader = threading.Thread(
+            target=self._read, args=(child,), name="meterfox-status", daemon=True
+        )
+        child.reader.start()
+        assert process.stdin is not None
+        process.stdin.write(_frame(spec))
+        process.stdin.flush()
+        return child
+
     def _feed(self) -> None:
-        pipe = self._process.stdin  # type: ignore[union-attr]
         try:
             stopping = False
             while not stopping:
                 stopping = self._closing.wait(self._feed_interval_s)
-                while self._pending:
-                    batch = self._take()
-                    try:
-                        pipe.write(_frame(_encode(batch)))
-                        pipe.flush()
-                    except OSError as exc:
-                        self._lose(len(batch), exc)
+                if self._pending:
+                    if not self._send_pending():
                         return
-                    self._sent += len(batch)
+                elif not stopping and self._quiet_enough():
+                    self._rest()
         finally:
-            with contextlib.suppress(OSError):
-                pipe.close()
+            if self._child is not None:
+                self._child.end_input()
+
+    def _send_pending(self) -> bool:
+        """Send what is queued, to the child or, if it rests, to a new one; False if the
+        child is gone (what it did not take is lost)."""
+        child = self._child
+        if child is None:
+            try:
+                child = self._wake()
+            except OSError as exc:
+                self._gone = f"the record writer's process could not start again ({exc})"
+                self._lose(0, exc)
+                return False
+        pipe = child.process.stdin
+        while self._pending:
+            batch = self._take()
+            try:
+                pipe.write(_frame(_encode(batch)))  # type: ignore[union-attr]
+                pipe.flush()  # type: ignore[union-attr]
+            except OSError as exc:
+                self._lose(len(batch), exc)
+                return False
+            self._sent += len(batch)
+        self._quiet_since = time.monotonic()
+        return True
+
+    def _quiet_enough(self) -> bool:
+        """Time to rest: nothing sent and nothing unfinished for `rest_after_s`."""
+        if self._rest_after_s is None or self._child is None:
+            return False
+        now = time.monotonic()
+        if self._unfinished(self._child):
+            self._quiet_since = now
+            return False
+        return now - self._quiet_since >= self._rest_after_s
+
+    def _unfinished(self, child: _Child) -> bool:
+        """Anything a rest would leave undone, or hide: the child not open yet (or not yet
+        reporting), records queued (here, in the pipe, in its writer), records waiting in the
+        PostgreSQL outbox, a write failing (or an outbox behind: `healthy`)."""
+        status = self._status
+        return (
+            not child.reported.is_set()
+            or self.queued > 0
+            or bool(status.waiting)
+            or status.failing_since is not None
+            or not self.healthy
+        )
+
+    def _rest(self) -> None:
+        child, self._child = self._child, None
+        assert child is not None
+        log.info(
+            "no record for %s s: the record writer's process (pid %d) rests until the next one",
+            f"{self._rest_after_s:g}",
+            child.process.pid,
+        )
+        child.end_input()
+
+    def _wake(self) -> _Child:
+        """A new child for the records that came: once the one that rested has said its last
+        (it has committed all, closed its database and outbox; its observers may still be
+        flushing, an OpenTelemetry export among them: that goes on beside the new one)."""
+        last = self._children[-1] if self._children else None
+        if last is not None and not last.ended.wait(self._close_timeout_s + CLOSE_MARGIN_S):
+            log.error(
+                "the record writer's process (pid %d) did not end; stopping it", last.process.pid
+            )
+            last.process.kill()
+            last.ended.wait(5)
+        return self._spawn()
 
     def _take(self) -> list[UsageRecord]:
         pending = self._pending
@@ -393,24 +535,32 @@ class ProcessWriter:
         log.error("the record writer's process is gone (%s): %d records lost", exc, lost)
 
     def _absorb(self, reports: list[object]) -> None:
-        for absorb, report in zip(self._absorbs, reports, strict=True):
-            if absorb is not None and report is not None:
+        for i, (absorb, report) in enumerate(zip(self._absorbs, reports, strict=True)):
+            if report is None:
+                continue
+            self._reports[i] = report
+            if absorb is not None:
                 try:
                     absorb(report)
                 except Exception:
                     log.exception("an observer's report failed; its figures lag")
 
-    def _read(self) -> None:
-        stream = self._process.stdout  # type: ignore[union-attr]
-        while (data := _read_frame(stream)) is not None:
+    def _read(self, child: _Child) -> None:
+        stream = child.process.stdout
+        while (data := _read_frame(stream)) is not None:  # type: ignore[arg-type]
             fields, reports = pickle.loads(data)
             if reports is not None:  # before the figures: a page never lags `records_written`
                 self._absorb(reports)
-            self._status = Status(*fields)
-        code = self._process.wait()  # type: ignore[union-attr]
-        if code != 0 or not self._closing.is_set():
-            self._gone = f"the record writer's process exited (code {code}); see the log"
-            log.error("%s", self._gone)
+            self._status = _carried(self._base, Status(*fields))
+            child.reported.set()
+        self._base = self._status  # what the next child counts on from
+        child.ended.set()
+        code = child.process.wait()
+        if child.ending and code == 0:
+            return
+        self._gone = f"the record writer's process exited (code {code}); see the log"
+        log.error("%s", self._gone)
+        if not child.ending:
             self._closing.set()  # the feeder stops; records submitted from now on are dropped
 
 
@@ -438,7 +588,16 @@ class _Reporter:
         self.send(reports, committing=len(rows))
 
     def close(self) -> None:
+        """As an observer: `finish` has sent the last figures."""
+
+    def finish(self) -> None:
+        """The last figures, then the end of them: the proxy may start the next process now
+        (after a rest), while the other observers flush."""
         self.send(None)
+        with self._lock:
+            self.proxy_gone = True
+            with contextlib.suppress(OSError):
+                self._out.close()
 
     def send(self, reports: list[object] | None, committing: int = 0) -> None:
         """`committing`: records the writer still counts as queued that are committed (the
@@ -500,7 +659,10 @@ def main() -> None:
         max_queue=spec.max_queue,
     )
     observers = [build(*args) for build, args in spec.observers]
-    for observer in observers:
+    for observer, report in zip(observers, spec.resume or [None] * len(observers), strict=True):
+        resume = getattr(observer, "resume", None)
+        if report is not None and resume is not None:  # after a rest: count on from the last
+            resume(report)
         writer.add_observer(observer)
     reporter = _Reporter(writer, observers, out, spec.outbox is not None)
     writer.add_observer(reporter)
@@ -517,9 +679,10 @@ def main() -> None:
             writer.submit(from_wire(fields))
         reporter.received += len(batch)
     writer.close(spec.close_timeout_s)
-    writer.close_observers()
     stop.set()
     status.join()
+    reporter.finish()
+    writer.close_observers()
 
 
 def _batches(stream: BinaryIO, parent: int) -> Iterator[list[tuple]]:
