@@ -39,6 +39,7 @@ from meterfox_cli.pricing.quote import (
     Bucket,
     Price,
     Quote,
+    quote_time,
     revised,
     usage_decimal,
 )
@@ -179,7 +180,7 @@ def price_reading(
     if usage is None:
         return NO_USAGE
     at = datetime.fromtimestamp(started_at, UTC)
-    at_text = at.isoformat().replace("+00:00", "Z")
+    at_text = quote_time(started_at, at)
     override = book.override_for(provider, model)
     provider_id = book.pricing_id(provider)
     storage_hours = usage.unit(cache_storage_prices.STORAGE_UNIT)

@@ -5,6 +5,7 @@ pricing needs) or a RequestLine (what `tail` and `export` show). The only place 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import date
@@ -69,6 +70,7 @@ _INSERTS = {
 }
 INSERT_REQUEST, INSERT_TAG = _INSERTS[SQLITE.name]
 _in_column_order = itemgetter(*REQUEST_COLUMNS)  # a row's values as INSERT_REQUEST takes them
+_FIRST = itemgetter(0)  # the id, of those values
 
 
 # --- record → row ---------------------------------------------------------------------------
@@ -153,9 +155,15 @@ def _inserted_sqlite(
 ) -> list[tuple[int, str]]:
     """Run the INSERT of `requests`; (rowid, id) of each row it stored, in rowid order. The
     write transaction holds the database's one write lock, so those are exactly the rows past
-    `last`, the largest rowid before it (sqlite3's executemany returns no RETURNING rows)."""
-    if conn.executemany(sql, requests).rowcount == 0:
+    `last`, the largest rowid before it (sqlite3's executemany returns no RETURNING rows).
+    When it stored every row, those are last + 1, last + 2, … in order, as SQLite numbers a
+    rowid table without AUTOINCREMENT (one more than the largest, below the 64-bit end), and
+    they are not read back."""
+    stored = conn.executemany(sql, requests).rowcount
+    if stored == 0:
         return []
+    if stored == len(requests) and last + stored < INT64_MAX:
+        return list(zip(range(last + 1, last + stored + 1), map(_FIRST, requests), strict=True))
     return conn.execute(
         "SELECT rowid, id FROM requests WHERE rowid > ? ORDER BY rowid", (last,)
     ).fetchall()
@@ -218,7 +226,7 @@ def request_row(record: UsageRecord, price: Price, host: str = "") -> dict[str, 
     return {
         "id": record.id,
         "ts": record.started_at,
-        "day": date.fromtimestamp(record.started_at).isoformat(),  # the local day
+        "day": local_day(record.started_at),
         "provider": record.provider,
         "model": reading.model or record.model,
         "endpoint": record.endpoint,
@@ -248,6 +256,31 @@ def request_row(record: UsageRecord, price: Price, host: str = "") -> dict[str, 
         "price_detail": price.detail,
         "host": host,
     }
+
+
+def local_day(ts: float) -> str:
+    """The local day of unix time `ts`, as `date.fromtimestamp(ts).isoformat()` writes it.
+    That is about 4k instructions a record in the writer; the day is kept for the UTC minute
+    it was last asked for (records come in time order). Since 1973 every time zone's offset
+    and every change of it falls on a whole minute, so a local day starts on one: within a
+    minute the day cannot change. `time.tzset()` makes a new `time.tzname`, which clears it."""
+    minute = ts // 60
+    memo = _day
+    if memo[0] == minute and memo[1] is time.tzname:
+        return memo[2]
+    day = date.fromtimestamp(ts).isoformat()
+    if ts >= _WHOLE_MINUTES_SINCE:
+        _remember_day((minute, time.tzname, day))
+    return day
+
+
+_WHOLE_MINUTES_SINCE = 94_694_400.0  # 1973-01-01 UTC (Liberia's -0:44:30 ended in 1972)
+_day: tuple[float, object, str] = (-1.0, None, "")  # (UTC minute, time.tzname, its day)
+
+
+def _remember_day(day: tuple[float, object, str]) -> None:
+    global _day
+    _day = day  # one assignment: a thread reading it sees the old triple or the new one
 
 
 def _int64(value: int) -> int:
