@@ -121,7 +121,7 @@ class _Schedule:
     tariffs: dict[tuple[int, tuple[int, ...]], Tariff] = field(default_factory=dict)
 
     def tariff_at(self, at: datetime) -> Tariff:
-        period = self.period(at)
+        period = self.period(at) if self.standard or self.variants else _ALWAYS
         tariff = self.tariffs.get(period)
         if tariff is None:
             tariff = self.tariffs[period] = _tariff(self, at)
@@ -137,6 +137,9 @@ class _Schedule:
                 chosen = index
                 break
         return chosen, tuple(i for i, c in self.variants if c is None or c.active(at))
+
+
+_ALWAYS: tuple[int, tuple[int, ...]] = (0, ())  # `period` of a schedule without constraints
 
 
 @cleared_when_data_changes

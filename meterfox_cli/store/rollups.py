@@ -13,6 +13,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from operator import add, itemgetter
 
 from meterfox_cli.pricing.quote import UNPRICED_SOURCE
@@ -106,6 +107,9 @@ class Rollup:
 
     @property
     def upsert_sql(self) -> str:
+        return _upsert_sql(self)
+
+    def _upsert_sql(self) -> str:
         names = ", ".join((*self.keys, *self.columns))
         marks = ", ".join("?" * (len(self.keys) + len(self.columns)))
         adds = ", ".join(f"{c} = {self.table}.{c} + excluded.{c}" for c in self.columns)
@@ -130,6 +134,11 @@ class Rollup:
     def _lock_order(self, parameters: tuple) -> tuple:
         """The key part of `parameters`, sortable with NULLs in it (a key column may be NULL)."""
         return tuple((False, 0) if v is None else (True, v) for v in parameters[: len(self.keys)])
+
+
+@cache  # four rollups: the text is written once, not four times a batch
+def _upsert_sql(rollup: Rollup) -> str:
+    return rollup._upsert_sql()
 
 
 def summed(entries: Iterable[tuple[tuple, Sums]]) -> dict[tuple, Sums]:

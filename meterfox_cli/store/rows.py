@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import date
 from decimal import Decimal
-from operator import is_, itemgetter
+from operator import attrgetter, is_, itemgetter
 from typing import Any
 
 from meterfox_cli.money import from_nanousd
@@ -270,7 +270,13 @@ def request_row(record: UsageRecord, price: Price, host: str = "") -> dict[str, 
     `host` ('' when unnamed), column by column."""
     reading = record.reading
     usage = reading.usage
-    counted = usage is not None
+    cost = price.cost_nanousd
+    if usage is None:
+        tokens: tuple[int, ...] = _NO_TOKENS
+    else:
+        tokens = _token_counts(usage)
+        if not (min(tokens) >= -INT64_MAX and max(tokens) <= INT64_MAX):  # nearly never
+            tokens = tuple(map(_int64, tokens))
     return {
         "id": record.id,
         "ts": record.started_at,
@@ -286,24 +292,36 @@ def request_row(record: UsageRecord, price: Price, host: str = "") -> dict[str, 
         "ttfb_ms": record.ttfb_ms,
         "latency_ms": record.latency_ms,
         # The Reading, as `reading_from` reads it back:
-        "usage_known": int(counted),
-        "input_tokens": _int64(usage.input_tokens) if counted else 0,
-        "cached_tokens": _int64(usage.cached_tokens) if counted else 0,
-        "cache_write_tokens": _int64(usage.cache_write_tokens) if counted else 0,
-        "cache_write_1h_tokens": _int64(usage.cache_write_1h_tokens) if counted else 0,
-        "output_tokens": _int64(usage.output_tokens) if counted else 0,
-        "reasoning_tokens": _int64(usage.reasoning_tokens) if counted else 0,
-        "units": json.dumps(dict(usage.units)) if counted and usage.units else None,
+        "usage_known": 0 if usage is None else 1,
+        "input_tokens": tokens[0],
+        "cached_tokens": tokens[1],
+        "cache_write_tokens": tokens[2],
+        "cache_write_1h_tokens": tokens[3],
+        "output_tokens": tokens[4],
+        "reasoning_tokens": tokens[5],
+        "units": json.dumps(dict(usage.units)) if usage is not None and usage.units else None,
         "price_context": json.dumps(dict(reading.price_context)) if reading.price_context else None,
         "dedupe_key": reading.dedupe_key,
         "reported_cost_usd": (
             None if reading.reported_cost_usd is None else str(reading.reported_cost_usd)
         ),
-        "cost_nanousd": None if price.cost_nanousd is None else _int64(price.cost_nanousd),
+        "cost_nanousd": None if cost is None else _int64(cost),
         "cost_source": price.source,
         "price_detail": price.detail,
         "host": host,
     }
+
+
+# A Usage's counts in the order of _TOKEN_COLUMNS (its fields of the same names).
+_token_counts = attrgetter(
+    "input_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
+_NO_TOKENS = (0,) * len(_TOKEN_COLUMNS)
 
 
 def local_day(ts: float) -> str:
