@@ -57,13 +57,20 @@ def sql_integer(value: float) -> int:
     return int(value)
 
 
+_CAST_BOUND = 2.0**63
+
+
 def fine_key(row: Row, tagset: str) -> tuple:
     """FINE_KEY of `row`: hour and UTC day as the SQL's CAST(ts / 3600 AS INTEGER) and
     CAST(ts / 86400 AS INTEGER) (PostgreSQL's TRUNC gives the same), a missing model as ''."""
     ts = float(row["ts"])  # type: ignore[arg-type]
+    if -_CAST_BOUND < ts < _CAST_BOUND:  # then so are ts / 3600 and ts / 86400: int() is CAST
+        hour, utc_day = int(ts / 3600), int(ts / 86400)
+    else:  # nearly never: CAST saturates past 64 bits
+        hour, utc_day = sql_integer(ts / 3600), sql_integer(ts / 86400)
     return (
-        sql_integer(ts / 3600),
-        sql_integer(ts / 86400),
+        hour,
+        utc_day,
         row["day"],
         row["provider"],
         row["model"] or "",
