@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 
+from meterfox_cli.frozen import quick_init
 from meterfox_cli.usage import Reading
 
 
@@ -21,6 +22,7 @@ class Outcome(StrEnum):
 PASSTHROUGH_KEY = "passthrough"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class UsageRecord:
     id: str

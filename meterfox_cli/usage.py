@@ -15,7 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from meterfox_cli.frozen import quick_init
 
+
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Usage:
     input_tokens: int = 0
@@ -30,6 +33,7 @@ class Usage:
         return dict(self.units).get(name, 0)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Reading:
     """What an adapter read from one response: the usage, and the facts needed to price it.

@@ -30,6 +30,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "meterfox_cli.config",
             "meterfox_cli.replicate_prices",
             "meterfox_cli.cache_storage_prices",
+            "meterfox_cli.frozen",
         ),
     ),
     ("pricing", ("meterfox_cli.pricing",)),

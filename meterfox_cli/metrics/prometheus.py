@@ -15,6 +15,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from operator import add, attrgetter
 from typing import TYPE_CHECKING
 
 from meterfox_cli.config import MetricsConfig
@@ -49,6 +50,7 @@ TOKEN_TYPES = (
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 300)
 TTFB_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_token_counts = attrgetter(*(field for _, field in TOKEN_TYPES))  # a Usage's, in that order
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,27 +174,28 @@ class PrometheusMetrics:
         return next(label for label in self.labels if self.labels.count(label) > 1)
 
     def observe(self, rows: Sequence[Row]) -> None:
-        for record, price in rows:
-            model = self._models(record.reading.model or record.model or UNKNOWN_MODEL)
-            timed = (record.provider, model, record.key_name)
-            labels = (*timed, str(record.status), *self._tag_values(record.tags))
-            usage = record.reading.usage
-            with self._lock:
-                sums = self._sums.get(labels)
+        models, tag_values = self._models, self._tag_values
+        latency, ttfb = self._latency.observe, self._ttfb.observe
+        with self._lock:  # once a batch: a scrape waits for a few tens of records at most
+            all_sums = self._sums
+            for record, price in rows:
+                model = models(record.reading.model or record.model or UNKNOWN_MODEL)
+                timed = (record.provider, model, record.key_name)
+                labels = (*timed, str(record.status), *tag_values(record.tags))
+                usage = record.reading.usage
+                sums = all_sums.get(labels)
                 if sums is None:
-                    sums = self._sums[labels] = _Sums()
+                    sums = all_sums[labels] = _Sums()
                 sums.requests += 1
                 if record.status >= 400 or record.outcome is not Outcome.OK:
                     sums.errors[record.outcome] = sums.errors.get(record.outcome, 0) + 1
                 if usage is not None:
-                    tokens = sums.tokens
-                    for i, (_, field) in enumerate(TOKEN_TYPES):
-                        tokens[i] += getattr(usage, field)
+                    sums.tokens = list(map(add, sums.tokens, _token_counts(usage)))
                 if price.cost_nanousd is not None:
                     sums.cost_nanousd += price.cost_nanousd
-                self._latency.observe(timed, record.latency_ms / 1000)
+                latency(timed, record.latency_ms / 1000)
                 if record.ttfb_ms is not None:
-                    self._ttfb.observe(timed, record.ttfb_ms / 1000)
+                    ttfb(timed, record.ttfb_ms / 1000)
 
     def close(self) -> None:
         """Nothing to flush: a scrape reads the figures as they are."""

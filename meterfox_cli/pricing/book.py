@@ -39,6 +39,7 @@ from meterfox_cli.pricing.quote import (
     Bucket,
     Price,
     Quote,
+    quote_time,
     revised,
     usage_decimal,
 )
@@ -179,10 +180,10 @@ def price_reading(
     if usage is None:
         return NO_USAGE
     at = datetime.fromtimestamp(started_at, UTC)
-    at_text = at.isoformat().replace("+00:00", "Z")
+    at_text = quote_time(started_at, at)
     override = book.override_for(provider, model)
     provider_id = book.pricing_id(provider)
-    storage_hours = usage.unit(cache_storage_prices.STORAGE_UNIT)
+    storage_hours = usage.unit(cache_storage_prices.STORAGE_UNIT) if usage.units else 0
     plain = override is None and reading.reported_cost_usd is None and not storage_hours
     if fast and plain and model is not None:
         price = fast_price(provider, provider_id, model, reading.price_context, usage, at, at_text)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from meterfox_cli.frozen import quick_init
 from meterfox_cli.money import decimal_text, to_nanousd
 
 MTOK = 1_000_000
@@ -21,6 +23,7 @@ OVERRIDE = "override"
 UNPRICED_SOURCE = "unpriced"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Price:
     """A record's cost in nano-USD (None when unknown), where it came from, and how."""
@@ -186,3 +189,27 @@ _KEY_LABELS = {
 def bucket_label(key: str) -> str:
     """A usage key as people read it (`cache_read_tokens` → "cache read")."""
     return _KEY_LABELS.get(key) or key.removesuffix("_tokens").replace("_", " ")
+
+
+def quote_time(started_at: float, at: datetime) -> str:
+    """A Quote's `at`: `at` (UTC, from `started_at`) as ISO 8601 with a Z, as
+    `at.isoformat().replace("+00:00", "Z")` writes it. isoformat is about 11k instructions a
+    record in the writer; the text of the whole second is kept from one record to the next
+    (they come in time order) and only the microseconds are written."""
+    micro = at.microsecond
+    if not micro or started_at < 0:  # a whole second (or one carried to): isoformat decides
+        return at.isoformat().replace("+00:00", "Z")
+    whole = int(started_at)  # the second `at` is in: fromtimestamp carried nothing over
+    second = _second
+    if second[0] != whole:
+        second = (whole, at.replace(microsecond=0, tzinfo=None).isoformat())
+        _set_second(second)
+    return f"{second[1]}.{str(1_000_000 + micro)[1:]}Z" if second[0] == whole else "x"
+
+
+_second: tuple[int, str] = (-1, "")  # (unix second, its text): one record's to the next
+
+
+def _set_second(second: tuple[int, str]) -> None:
+    global _second
+    _second = second  # one assignment: a thread reading it sees the old pair or the new one

@@ -59,6 +59,7 @@ class _Line:
     json_units: str  # '{"key": "input_tokens", "units": "'
     json_cost: str  # '", "rate": "2.5", "per": 1000000, "cost": "'
     json_end: str  # '"}', or '", "tier": "prompt > 200,000 tokens"}'
+    rate_per: Decimal | None  # rate / per when exact (per a power of ten): a unit's cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +122,7 @@ class _Schedule:
     tariffs: dict[tuple[int, tuple[int, ...]], Tariff] = field(default_factory=dict)
 
     def tariff_at(self, at: datetime) -> Tariff:
-        period = self.period(at)
+        period = self.period(at) if self.standard or self.variants else _ALWAYS
         tariff = self.tariffs.get(period)
         if tariff is None:
             tariff = self.tariffs[period] = _tariff(self, at)
@@ -137,6 +138,9 @@ class _Schedule:
                 chosen = index
                 break
         return chosen, tuple(i for i, c in self.variants if c is None or c.active(at))
+
+
+_ALWAYS: tuple[int, tuple[int, ...]] = (0, ())  # `period` of a schedule without constraints
 
 
 @cleared_when_data_changes
@@ -245,6 +249,7 @@ def _line(key: str, per: int, rate: Decimal, tier: str | None) -> _Line:
         json_units=f'{{"key": {json.dumps(key)}, "units": "',
         json_cost=f'", "rate": "{decimal_text(rate)}", "per": {per}, "cost": "',
         json_end=end,
+        rate_per=rate / per if str(per).rstrip("0") == "1" else None,
     )
 
 
@@ -276,10 +281,20 @@ def _billed(
         return None
     level = bisect_left(tariff.tiers, values.get("input_tokens", 0)) if tariff.tiers else 0
     return tariff, [
-        (line, count, Decimal(count) * line.rate / line.per)  # as Bucket.cost
+        (line, count, _cost(line, count))
         for line in tariff.lines[level]
         if (count := counts.get(line.key))
     ]
+
+
+def _cost(line: _Line, count: int) -> Decimal:
+    """Bucket.cost's `units * rate / per`: as `count * (rate / per)` when rate / per is exact,
+    one division less. The same number, so the same text once `decimal_text` has dropped the
+    trailing zeros (the product's exponent differs) and the same nano-USD; rounded past 28
+    digits, the same digits too: dividing by a power of ten only moves the exponent."""
+    if line.rate_per is None:
+        return Decimal(count) * line.rate / line.per
+    return count * line.rate_per
 
 
 def fast_price(

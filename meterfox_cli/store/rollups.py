@@ -13,6 +13,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from operator import add, itemgetter
 
 from meterfox_cli.pricing.quote import UNPRICED_SOURCE
@@ -56,13 +57,20 @@ def sql_integer(value: float) -> int:
     return int(value)
 
 
+_CAST_BOUND = 2.0**63
+
+
 def fine_key(row: Row, tagset: str) -> tuple:
     """FINE_KEY of `row`: hour and UTC day as the SQL's CAST(ts / 3600 AS INTEGER) and
     CAST(ts / 86400 AS INTEGER) (PostgreSQL's TRUNC gives the same), a missing model as ''."""
     ts = float(row["ts"])  # type: ignore[arg-type]
+    if -_CAST_BOUND < ts < _CAST_BOUND:  # then so are ts / 3600 and ts / 86400: int() is CAST
+        hour, utc_day = int(ts / 3600), int(ts / 86400)
+    else:  # nearly never: CAST saturates past 64 bits
+        hour, utc_day = sql_integer(ts / 3600), sql_integer(ts / 86400)
     return (
-        sql_integer(ts / 3600),
-        sql_integer(ts / 86400),
+        hour,
+        utc_day,
         row["day"],
         row["provider"],
         row["model"] or "",
@@ -106,6 +114,9 @@ class Rollup:
 
     @property
     def upsert_sql(self) -> str:
+        return _upsert_sql(self)
+
+    def _upsert_sql(self) -> str:
         names = ", ".join((*self.keys, *self.columns))
         marks = ", ".join("?" * (len(self.keys) + len(self.columns)))
         adds = ", ".join(f"{c} = {self.table}.{c} + excluded.{c}" for c in self.columns)
@@ -130,6 +141,11 @@ class Rollup:
     def _lock_order(self, parameters: tuple) -> tuple:
         """The key part of `parameters`, sortable with NULLs in it (a key column may be NULL)."""
         return tuple((False, 0) if v is None else (True, v) for v in parameters[: len(self.keys)])
+
+
+@cache  # four rollups: the text is written once, not four times a batch
+def _upsert_sql(rollup: Rollup) -> str:
+    return rollup._upsert_sql()
 
 
 def summed(entries: Iterable[tuple[tuple, Sums]]) -> dict[tuple, Sums]:
@@ -168,7 +184,7 @@ PG_SAMPLE_INSERT = (
     f"INSERT INTO latency_sample ({', '.join(PG_SAMPLE_COLUMNS)}, seq, tags) "
     f"VALUES ({', '.join('?' * (len(PG_SAMPLE_COLUMNS) + 1))}, ?::jsonb)"
 )
-SETTLE = "DELETE FROM key_reservations WHERE request_id = ?"
+SETTLE = "DELETE FROM key_reservations WHERE request_id IN ({marks})"  # SQLite, a chunk of ids
 SETTLE_ALL = "DELETE FROM key_reservations WHERE request_id = ANY(?)"  # PostgreSQL: an array
 # SQLite: the largest rowid now, and the largest the rollups hold (migration 016's
 # rollup_state); rows between were inserted by an older meterfox, whose INSERT no longer fires
@@ -217,7 +233,7 @@ def add_new_rows(conn: LedgerConnection, new: Sequence[NewRow]) -> None:
     if on_sqlite:
         conn.executemany(LATENCY_UPSERT, latency_counts(row for _, row in new))
         conn.executemany(SAMPLE_INSERT, sample_rows(new))
-        conn.executemany(SETTLE, [(row["id"],) for _, row in new])
+        settle_sqlite(conn, [row["id"] for _, row in new])
     else:  # one statement: psycopg's executemany costs a statement (and its CPU) per row
         conn.execute(SETTLE_ALL, ([row["id"] for _, row in new],))
         conn.executemany(PG_SAMPLE_INSERT, pg_sample_rows(new, tags))
@@ -251,6 +267,14 @@ def stored_tags(conn: LedgerConnection, new: Sequence[NewRow]) -> dict[object, d
         for request_id, name, value in conn.execute(sql, chunk):
             found.setdefault(request_id, {})[name] = value
     return found
+
+
+def settle_sqlite(conn: LedgerConnection, ids: Sequence[object]) -> None:
+    """Delete the reservations of the requests `ids`: one statement per TAG_READ_CHUNK ids,
+    not one per request (each statement run costs SQLite and sqlite3 more than its lookup)."""
+    for at in range(0, len(ids), TAG_READ_CHUNK):
+        chunk = ids[at : at + TAG_READ_CHUNK]
+        conn.execute(SETTLE.format(marks=", ".join("?" * len(chunk))), chunk)
 
 
 def latency_counts(rows: Iterable[Row]) -> list[tuple]:

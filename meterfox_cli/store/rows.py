@@ -5,11 +5,12 @@ pricing needs) or a RequestLine (what `tail` and `export` show). The only place 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import date
 from decimal import Decimal
-from operator import itemgetter
+from operator import attrgetter, is_, itemgetter
 from typing import Any
 
 from meterfox_cli.money import from_nanousd
@@ -100,15 +101,15 @@ def insert_rows(conn: LedgerConnection, rows: Sequence[Row], tags: Sequence[Tag]
     next batch (`rollup_state`), on PostgreSQL at once by the triggers it still fires."""
     dialect = dialect_of(conn)
     insert_request, insert_tag = _INSERTS[dialect.name]
-    requests = [_in_column_order(row) for row in rows]
     unrolled: list[tuple[int, Row]] = []
     if dialect is SQLITE:
         last, through = conn.execute(SQLITE_ROLLUP_STATE).fetchone()
         if through is not None and last > through:
             unrolled = _read_back(conn, "rowid > ? AND rowid <= ?", (through, last))
-        inserted = _inserted_sqlite(conn, insert_request, requests, last)
+        inserted = _inserted_sqlite(conn, rows, last)
     else:
         conn.execute(POSTGRES_ROLLS_UP)  # the INSERT triggers left for older writers stand by
+        requests = [_in_column_order(row) for row in rows]
         inserted = conn.executemany_returning(f"{insert_request} RETURNING rowid, id", requests)  # type: ignore[attr-defined]
     new_ids = {row_id for _, row_id in inserted}
     conn.executemany(insert_tag, [tag for tag in tags if tag[0] in new_ids])
@@ -149,16 +150,71 @@ def _read_back(conn: LedgerConnection, where: str, parameters: tuple) -> list[tu
 
 
 def _inserted_sqlite(
-    conn: LedgerConnection, sql: str, requests: list, last: int
+    conn: LedgerConnection, rows: Sequence[Row], last: int
 ) -> list[tuple[int, str]]:
-    """Run the INSERT of `requests`; (rowid, id) of each row it stored, in rowid order. The
-    write transaction holds the database's one write lock, so those are exactly the rows past
-    `last`, the largest rowid before it (sqlite3's executemany returns no RETURNING rows)."""
-    if conn.executemany(sql, requests).rowcount == 0:
+    """Insert `rows`; (rowid, id) of each row it stored, in rowid order. The write transaction
+    holds the database's one write lock, so those are exactly the rows past `last`, the largest
+    rowid before it (sqlite3's executemany returns no RETURNING rows). When it stored every
+    row, those are last + 1, last + 2, … in order, as SQLite numbers a rowid table without
+    AUTOINCREMENT (one more than the largest, below the 64-bit end), and are not read back."""
+    stored = 0
+    for insert, requests in _insert_runs(rows):
+        stored += conn.executemany(insert, requests).rowcount
+    if stored == 0:
         return []
+    if stored == len(rows) and last + stored < INT64_MAX:
+        return list(zip(range(last + 1, last + stored + 1), map(_ID, rows), strict=True))
     return conn.execute(
         "SELECT rowid, id FROM requests WHERE rowid > ? ORDER BY rowid", (last,)
     ).fetchall()
+
+
+def _insert_runs(rows: Sequence[Row]) -> list[tuple[str, list[tuple]]]:
+    """The INSERTs of `rows` on SQLite: each run of consecutive rows whose NULL_DEFAULT
+    columns are None in the same places, with the INSERT leaving those columns out (they are
+    NULL all the same). sqlite3 binds a None only after looking for its adapter; a record's
+    row has about five: about 1.5k instructions each, saved. The rows keep their order, so
+    their rowids do too."""
+    runs: list[tuple[str, list[tuple]]] = []
+    previous = None
+    for row in rows:
+        nulls = tuple(map(is_, _null_default(row), _NONES))
+        if nulls != previous:
+            insert, values = _INSERT_WITHOUT.get(nulls) or _insert_without(nulls)
+            run: list[tuple] = []
+            runs.append((insert, run))
+            previous = nulls
+        run.append(values(row))
+    return runs
+
+
+def _insert_without(nulls: tuple[bool, ...]) -> tuple[str, Callable[[Row], tuple]]:
+    """The INSERT (and the values it takes) leaving out the NULL_DEFAULT columns `nulls` marks."""
+    left_out = {name for name, null in zip(NULL_DEFAULT, nulls, strict=True) if null}
+    columns = [name for name in REQUEST_COLUMNS if name not in left_out]
+    found = _INSERT_WITHOUT[nulls] = (
+        SQLITE.insert_ignoring("requests", columns),
+        itemgetter(*columns),
+    )
+    return found
+
+
+# The columns of `requests` with no default but NULL (tests/store/test_rows.py checks the
+# schema): a row may leave them out when None.
+NULL_DEFAULT = (
+    "model",
+    "ttfb_ms",
+    "units",
+    "price_context",
+    "dedupe_key",
+    "reported_cost_usd",
+    "cost_nanousd",
+    "price_detail",
+)
+_null_default = itemgetter(*NULL_DEFAULT)
+_NONES = (None,) * len(NULL_DEFAULT)
+_INSERT_WITHOUT: dict[tuple[bool, ...], tuple[str, Callable[[Row], tuple]]] = {}
+_ID = itemgetter("id")
 
 
 def record_tags(records: Iterable[UsageRecord]) -> list[Tag]:
@@ -214,11 +270,17 @@ def request_row(record: UsageRecord, price: Price, host: str = "") -> dict[str, 
     `host` ('' when unnamed), column by column."""
     reading = record.reading
     usage = reading.usage
-    counted = usage is not None
+    cost = price.cost_nanousd
+    if usage is None:
+        tokens: tuple[int, ...] = _NO_TOKENS
+    else:
+        tokens = _token_counts(usage)
+        if not (min(tokens) >= -INT64_MAX and max(tokens) <= INT64_MAX):  # nearly never
+            tokens = tuple(map(_int64, tokens))
     return {
         "id": record.id,
         "ts": record.started_at,
-        "day": date.fromtimestamp(record.started_at).isoformat(),  # the local day
+        "day": local_day(record.started_at),
         "provider": record.provider,
         "model": reading.model or record.model,
         "endpoint": record.endpoint,
@@ -230,24 +292,61 @@ def request_row(record: UsageRecord, price: Price, host: str = "") -> dict[str, 
         "ttfb_ms": record.ttfb_ms,
         "latency_ms": record.latency_ms,
         # The Reading, as `reading_from` reads it back:
-        "usage_known": int(counted),
-        "input_tokens": _int64(usage.input_tokens) if counted else 0,
-        "cached_tokens": _int64(usage.cached_tokens) if counted else 0,
-        "cache_write_tokens": _int64(usage.cache_write_tokens) if counted else 0,
-        "cache_write_1h_tokens": _int64(usage.cache_write_1h_tokens) if counted else 0,
-        "output_tokens": _int64(usage.output_tokens) if counted else 0,
-        "reasoning_tokens": _int64(usage.reasoning_tokens) if counted else 0,
-        "units": json.dumps(dict(usage.units)) if counted and usage.units else None,
+        "usage_known": 0 if usage is None else 1,
+        "input_tokens": tokens[0],
+        "cached_tokens": tokens[1],
+        "cache_write_tokens": tokens[2],
+        "cache_write_1h_tokens": tokens[3],
+        "output_tokens": tokens[4],
+        "reasoning_tokens": tokens[5],
+        "units": json.dumps(dict(usage.units)) if usage is not None and usage.units else None,
         "price_context": json.dumps(dict(reading.price_context)) if reading.price_context else None,
         "dedupe_key": reading.dedupe_key,
         "reported_cost_usd": (
             None if reading.reported_cost_usd is None else str(reading.reported_cost_usd)
         ),
-        "cost_nanousd": None if price.cost_nanousd is None else _int64(price.cost_nanousd),
+        "cost_nanousd": None if cost is None else _int64(cost),
         "cost_source": price.source,
         "price_detail": price.detail,
         "host": host,
     }
+
+
+# A Usage's counts in the order of _TOKEN_COLUMNS (its fields of the same names).
+_token_counts = attrgetter(
+    "input_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
+_NO_TOKENS = (0,) * len(_TOKEN_COLUMNS)
+
+
+def local_day(ts: float) -> str:
+    """The local day of unix time `ts`, as `date.fromtimestamp(ts).isoformat()` writes it.
+    That is about 4k instructions a record in the writer; the day is kept for the UTC minute
+    it was last asked for (records come in time order). Since 1973 every time zone's offset
+    and every change of it falls on a whole minute, so a local day starts on one: within a
+    minute the day cannot change. `time.tzset()` makes a new `time.tzname`, which clears it."""
+    minute = ts // 60
+    memo = _day
+    if memo[0] == minute and memo[1] is time.tzname:
+        return memo[2]
+    day = date.fromtimestamp(ts).isoformat()
+    if ts >= _WHOLE_MINUTES_SINCE:
+        _remember_day((minute, time.tzname, day))
+    return day
+
+
+_WHOLE_MINUTES_SINCE = 94_694_400.0  # 1973-01-01 UTC (Liberia's -0:44:30 ended in 1972)
+_day: tuple[float, object, str] = (-1.0, None, "")  # (UTC minute, time.tzname, its day)
+
+
+def _remember_day(day: tuple[float, object, str]) -> None:
+    global _day
+    _day = day  # one assignment: a thread reading it sees the old triple or the new one
 
 
 def _int64(value: int) -> int:

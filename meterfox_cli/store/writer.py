@@ -334,7 +334,10 @@ class RecordWriter:
             built = [request_row(record, price, self._host) for record, price in rows]
             stored = counted_once(conn, built)
             insert_rows(conn, stored, record_tags(r for r, _ in rows))
-        return [_as_stored(pair, row) for pair, row in zip(rows, stored, strict=True)]
+        return [
+            pair if row["usage_known"] or pair[0].reading.usage is None else _as_stored(pair)
+            for pair, row in zip(rows, stored, strict=True)
+        ]
 
 
 def ledger_file(ledger: Ledger) -> Path:
@@ -345,13 +348,9 @@ def ledger_file(ledger: Ledger) -> Path:
     return path
 
 
-def _as_stored(
-    pair: tuple[UsageRecord, Price], row: dict[str, object]
-) -> tuple[UsageRecord, Price]:
-    """A record as its stored row holds it: one whose usage was already counted (the same
-    dedupe key) without its usage, priced ALREADY_COUNTED."""
+def _as_stored(pair: tuple[UsageRecord, Price]) -> tuple[UsageRecord, Price]:
+    """A record whose stored row has no usage though the record has (its usage was already
+    counted under the same dedupe key) as the row holds it: without usage, ALREADY_COUNTED."""
     record = pair[0]
-    if row["usage_known"] or record.reading.usage is None:
-        return pair
     reading = replace(record.reading, usage=None, reported_cost_usd=None)
     return replace(record, reading=reading), ALREADY_COUNTED

@@ -7,6 +7,9 @@ import json
 from dataclasses import replace
 from decimal import Decimal
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from meterfox_cli.pricing.quote import UNPRICED, Price
 from meterfox_cli.records import Outcome
 from meterfox_cli.store import feed
@@ -162,3 +165,59 @@ def test_every_none_of_a_row_is_stored_as_null(conn):
     ).fetchone()
     assert set(kinds) == {"null"}
     assert conn.execute("SELECT typeof(?)", (None,)).fetchone() == ("null",)
+
+
+def test_the_columns_an_insert_may_leave_out_are_null_by_default(conn):
+    """rows._insert_runs leaves a NULL_DEFAULT column out of the INSERT when the row's value is
+    None: only right if the column is nullable with no default (else it would not be NULL)."""
+    from meterfox_cli.store.rows import NULL_DEFAULT
+
+    info = {row[1]: row for row in conn.execute("PRAGMA table_info(requests)")}
+    for name in NULL_DEFAULT:
+        _, _, _, not_null, default, _ = info[name]
+        assert (not_null, default) == (0, None), name
+
+
+def test_runs_of_rows_with_nones_in_other_places_keep_their_order(conn):
+    """Consecutive rows alike in their Nones share an INSERT; each run is inserted in turn,
+    so every row is stored as given and the rowids follow the batch."""
+    rows = [
+        (
+            record(
+                id=f"r{n}",
+                ttfb_ms=None if n % 3 else 1.5,
+                model=None,
+                reading=replace(READING, dedupe_key=None, model=None if n == 4 else "m"),
+            ),
+            PRICE,
+        )
+        for n in range(9)
+    ]
+    with transaction(conn):
+        insert_records(conn, rows)
+    stored = conn.execute("SELECT id, ttfb_ms, model FROM requests ORDER BY rowid").fetchall()
+    assert stored == [(r.id, r.ttfb_ms, r.reading.model or r.model) for r, _ in rows]
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batches=st.lists(st.lists(st.sampled_from("abcdefgh"), min_size=1, max_size=8), max_size=4))
+def test_the_rowids_of_a_batch_are_those_sqlite_gave(conn, batches):
+    """A batch stored whole has its rowids worked out (last + 1, …), not read back: they are
+    the ones SQLite gave, as read back, batch after batch, with ids repeated in a batch and
+    sent again (those batches are read back)."""
+    from meterfox_cli.store.rows import _inserted_sqlite
+
+    conn.execute("DELETE FROM requests")
+    for ids in batches:
+        rows = [
+            request_row(record(id=i, reading=replace(READING, dedupe_key=None)), PRICE) for i in ids
+        ]
+        with transaction(conn):
+            (last,) = conn.execute("SELECT IFNULL(max(rowid), 0) FROM requests").fetchone()
+            inserted = _inserted_sqlite(conn, rows, last)
+            stored = conn.execute(
+                "SELECT rowid, id FROM requests WHERE rowid > ? ORDER BY rowid", (last,)
+            ).fetchall()
+        assert inserted == stored
