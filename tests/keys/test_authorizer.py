@@ -23,6 +23,7 @@ from meterfox_cli.proxy.auth import LOOK_UP, PASSTHROUGH, Credential
 from meterfox_cli.store.db import connect
 from meterfox_cli.store.rows import insert_records
 from meterfox_cli.usage import Reading, Usage
+from tests.conftest import opened_during
 from tests.fakes.records import usage_record
 from tests.keys.support import add_request
 
@@ -331,27 +332,6 @@ async def test_a_ledger_that_cannot_reserve_leaves_this_processs_answer_for_a_wh
     assert authorizer.ledger.stats()["reserved_requests"] == 2
 
 
-OPENED: list[str] = []  # sqlite3.connect's targets, while a test listens (opened_during)
-
-
-def _note_open(event: str, args: tuple) -> None:
-    if event == "sqlite3.connect" and OPENED and OPENED[0] == "listening":
-        OPENED.append(str(args[0]))
-
-
-@contextlib.contextmanager
-def opened_during():
-    """The databases sqlite3 opens in this process meanwhile (its audit event; the hook is
-    added once and listens only inside this block)."""
-    if not OPENED:  # never listened yet in this process
-        sys.addaudithook(_note_open)
-    OPENED[:] = ["listening"]
-    try:
-        yield OPENED
-    finally:
-        OPENED[0] = "done"
-
-
 def test_keys_in_this_machines_file_are_read_over_one_connection_and_still_seen(setup):
     """The default key ledger is the SQLite file the provider keys are in: the watcher opens
     one connection to it, not two (each open reads the whole schema, twice, before serve
@@ -359,7 +339,7 @@ def test_keys_in_this_machines_file_are_read_over_one_connection_and_still_seen(
     conn, start, _ = setup
     with opened_during() as opened:
         authorizer = start()
-    writable = [uri for uri in opened[1:] if "mode=ro" not in uri]
+    writable = [uri for uri in opened if "mode=ro" not in uri]
     assert writable == [f"file:{resolve_paths().database}"]
     new = create_key(conn, KeySpec("late"))
     decision = asyncio.run(authorizer.look_up("openai", bearer(new.secret)))
