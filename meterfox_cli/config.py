@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import re
 import socket
@@ -368,6 +367,8 @@ def _unknown_in(data: Mapping[str, object], schema: Mapping[str, object], where:
 
 
 def _describe(name: str, is_table: bool, schema: Mapping[str, object], where: str) -> str:
+    import difflib  # here: only a config with a mistake needs it, not every start
+
     names = [known for known in schema if known != _ANY]
     close = difflib.get_close_matches(name, names, n=1)
     if where:

@@ -4,7 +4,9 @@ a proxy wired to it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,3 +215,27 @@ def encrypted_file_store(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", NULL_KEYRING)
     monkeypatch.setenv("METERFOX_PASSPHRASE", TEST_PASSPHRASE)
     return TEST_PASSPHRASE
+
+
+_OPENING: list[list[str]] = []  # the lists `opened_during` blocks fill, innermost last
+_HOOKED: list[bool] = []  # the audit hook, once added (it cannot be removed)
+
+
+def _note_open(event: str, args: tuple) -> None:
+    if event == "sqlite3.connect" and _OPENING:
+        _OPENING[-1].append(str(args[0]))
+
+
+@contextlib.contextmanager
+def opened_during() -> Iterator[list[str]]:
+    """The database URIs sqlite3 opens in this process meanwhile, from its `sqlite3.connect`
+    audit event (the hook is added once and records only inside these blocks)."""
+    if not _HOOKED:
+        sys.addaudithook(_note_open)
+        _HOOKED.append(True)
+    opened: list[str] = []
+    _OPENING.append(opened)
+    try:
+        yield opened
+    finally:
+        _OPENING.remove(opened)

@@ -19,13 +19,15 @@ from meterfox_cli.cli.common import (
 )
 
 if TYPE_CHECKING:
+    import sqlite3
     from collections.abc import Callable
     from concurrent.futures import Future
+    from pathlib import Path
 
     from aiohttp import web
 
     from meterfox_cli.keys.authorizer import KeyAuthorizer
-    from meterfox_cli.keys.provider_keys import EncryptedFileStore, StoreChoice
+    from meterfox_cli.keys.provider_keys import EncryptedFileStore, StoreChoice, StoredKey
     from meterfox_cli.metrics.prometheus import KeyBudget
     from meterfox_cli.pricing.book import PriceBook
     from meterfox_cli.store.backend import Ledger
@@ -363,13 +365,8 @@ def _key_store(
         env_passphrase,
         stored_keys,
     )
-    from meterfox_cli.store.db import connect
 
-    conn = connect(settings.paths.database)
-    try:
-        stored = stored_keys(conn)
-    finally:
-        conn.close()
+    stored = _stored_keys(settings.paths.database, stored_keys)
     data_dir = settings.paths.data_dir
     if not stored and not (data_dir / KEY_FILE_NAME).exists():  # passthrough only, so far
         return partial(choose_store, data_dir, env_passphrase())
@@ -384,6 +381,33 @@ def _key_store(
         except MeterFoxError as exc:
             click.secho(f"meterfox: provider keys unavailable: {exc}", err=True, fg="yellow")
     return choice
+
+
+def _stored_keys(
+    database: Path, read: Callable[[sqlite3.Connection], list[StoredKey]]
+) -> list[StoredKey]:
+    """The index of provider keys in this machine's file, `read` over a connection that writes
+    nothing (one read of the schema, not two: serve has just created and migrated the file when
+    it is the ledger); a file not there or not migrated yet (a PostgreSQL ledger's first start)
+    is opened, created and migrated instead."""
+    import sqlite3
+
+    from meterfox_cli.store.db import connect, open_untouched
+
+    if database.exists():
+        try:
+            untouched = open_untouched(database)
+            try:
+                return read(untouched)
+            finally:
+                untouched.close()
+        except sqlite3.Error:
+            pass  # not migrated yet, or being written: opened as any connection is, below
+    conn = connect(database)
+    try:
+        return read(conn)
+    finally:
+        conn.close()
 
 
 # The alert thread starts this long after the app (which `serve` starts and then listens): its

@@ -74,6 +74,7 @@ from meterfox_cli.store.backend import KeyWatch, as_ledger
 from meterfox_cli.store.backend import Ledger as StoreLedger
 from meterfox_cli.store.db import connect
 from meterfox_cli.store.dialect import LedgerConnection
+from meterfox_cli.store.sqlite import SqliteLedger
 
 log = logging.getLogger("meterfox.keys")
 
@@ -497,12 +498,21 @@ class KeyWatcher:
             if conn is not None:
                 conn.close()
 
+    def _ledger_is_local(self) -> bool:
+        """Whether the key ledger is this machine's SQLite file (the default): then one
+        connection to it reads both, opened once (each open reads the whole schema)."""
+        ledger = self._key_ledger
+        return isinstance(ledger, SqliteLedger) and ledger.path == self._db_path
+
     def _open_ledger(self) -> None:
-        if self._conn is not None:
+        if self._conn is not None and self._conn is not self._local:
             with contextlib.suppress(Exception):
                 self._conn.close()
-            self._conn = None
-        self._conn = self._key_ledger.open_writer()
+        self._conn = None
+        if self._ledger_is_local() and self._local is not None:
+            self._conn = self._local
+        else:
+            self._conn = self._key_ledger.open_writer()
         if self._on_connect is not None:
             self._on_connect(self._conn)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -17,8 +18,10 @@ from meterfox_cli.proxy.auth import Authorizer
 from meterfox_cli.proxy.state import STATE, ProxyState
 from meterfox_cli.proxy.upstream import UpstreamClient
 from meterfox_cli.store.observers import InWriter, RecordObserver
-from meterfox_cli.store.writer import RecordWriter
 from meterfox_cli.store.writer_process import ProcessWriter
+
+if TYPE_CHECKING:  # the writer's own module loads in its process, not the proxy's
+    from meterfox_cli.store.writer import RecordWriter
 
 HEALTH_SECTIONS = web.AppKey("health_sections", dict[str, Callable[[], object]])
 

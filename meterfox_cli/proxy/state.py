@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -13,7 +14,9 @@ from meterfox_cli.config import Timeouts
 from meterfox_cli.providers.registry import Registry
 from meterfox_cli.proxy.auth import Authorizer
 from meterfox_cli.proxy.upstream import UpstreamClient
-from meterfox_cli.store.writer import RecordWriter
+
+if TYPE_CHECKING:  # the writer's own module loads in its process, not the proxy's
+    from meterfox_cli.store.writer import RecordWriter
 
 
 @dataclass

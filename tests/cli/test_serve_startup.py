@@ -9,6 +9,8 @@ ok goes out with the provider key, and a file that does not open is said as befo
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import sqlite3
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,8 +19,12 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from meterfox_cli.cli.serve_cmd import _stored_keys
+from meterfox_cli.keys.provider_keys import stored_keys
+from meterfox_cli.store.db import applied_migrations, connect
+from meterfox_cli.store.migrations import MIGRATIONS
 from tests.cli.conftest import launch_serve, run_meterfox
-from tests.conftest import read_records
+from tests.conftest import opened_during, read_records
 from tests.fakes.tls import loopback_contexts
 from tests.fakes.upstream import FakeUpstream, Reply
 
@@ -146,3 +152,25 @@ async def test_a_key_file_that_does_not_open_is_said_and_serve_goes_on(
                 assert own.status == 200, await own.text()
     assert f"meterfox: provider keys unavailable: {says}" in served.output
     assert [r.headers["Authorization"] for r in fake.received] == ["Bearer sk-callers-own"]
+
+
+def test_the_provider_key_index_is_read_without_a_write_or_made_when_not_migrated(tmp_path):
+    """serve reads which provider keys are stored over a connection that writes nothing (the
+    ledger's check has just migrated the file: one schema read, not two); a file not migrated
+    yet (a PostgreSQL ledger's first start) is created and migrated as before."""
+
+    migrated = tmp_path / "migrated.db"
+    conn = connect(migrated)
+    conn.execute("INSERT INTO provider_keys (provider, store, set_at) VALUES ('openai', 'f', 1)")
+    conn.close()
+    before = {p.name: hashlib.sha256(p.read_bytes()).digest() for p in tmp_path.iterdir()}
+    with opened_during() as opened:
+        assert [entry.provider for entry in _stored_keys(migrated, stored_keys)] == ["openai"]
+    assert opened == [f"file:{migrated}?mode=ro&immutable=1"]  # one open, and a read-only one
+    after = {p.name: hashlib.sha256(p.read_bytes()).digest() for p in tmp_path.iterdir()}
+    assert after == before  # not a byte, no -wal, no -shm
+
+    blank = tmp_path / "blank.db"
+    sqlite3.connect(blank).close()  # there, but never migrated
+    assert _stored_keys(blank, stored_keys) == []
+    assert applied_migrations(blank) == {name for name, _ in MIGRATIONS}

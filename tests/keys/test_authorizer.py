@@ -23,6 +23,7 @@ from meterfox_cli.proxy.auth import LOOK_UP, PASSTHROUGH, Credential
 from meterfox_cli.store.db import connect
 from meterfox_cli.store.rows import insert_records
 from meterfox_cli.usage import Reading, Usage
+from tests.conftest import opened_during
 from tests.fakes.records import usage_record
 from tests.keys.support import add_request
 
@@ -329,3 +330,17 @@ async def test_a_ledger_that_cannot_reserve_leaves_this_processs_answer_for_a_wh
     again = authorizer.admit(decision, "openai", plan, body, "r2")
     assert again.pending is None and again.refusal is None
     assert authorizer.ledger.stats()["reserved_requests"] == 2
+
+
+def test_keys_in_this_machines_file_are_read_over_one_connection_and_still_seen(setup):
+    """The default key ledger is the SQLite file the provider keys are in: the watcher opens
+    one connection to it, not two (each open reads the whole schema, twice, before serve
+    listens), and a key minted later is still found (issue 17, start-up round five)."""
+    conn, start, _ = setup
+    with opened_during() as opened:
+        authorizer = start()
+    writable = [uri for uri in opened if "mode=ro" not in uri]
+    assert writable == [f"file:{resolve_paths().database}"]
+    new = create_key(conn, KeySpec("late"))
+    decision = asyncio.run(authorizer.look_up("openai", bearer(new.secret)))
+    assert (decision.key_name, decision.replacement) == ("late", OPENAI_KEY)
