@@ -39,15 +39,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from meterfox_cli.pricing.quote import Price
 from meterfox_cli.records import Outcome, UsageRecord
 from meterfox_cli.store.backend import Ledger, as_ledger
 from meterfox_cli.store.observers import InWriter, RecordObserver, Row
-from meterfox_cli.store.outbox import waiting_in
-from meterfox_cli.store.writer import RecordWriter, ledger_file
 from meterfox_cli.usage import Reading, Usage
+
+if TYPE_CHECKING:  # the writer's modules load in its process; the proxy's side needs none
+    from meterfox_cli.store.writer import RecordWriter
 
 log = logging.getLogger("meterfox.writer")
 
@@ -277,6 +278,8 @@ class ProcessWriter:
 
     @property
     def db_path(self) -> Path:
+        from meterfox_cli.store.writer import ledger_file
+
         return ledger_file(self._ledger)
 
     @property
@@ -291,6 +294,8 @@ class ProcessWriter:
         daemon stopped earlier may have left records there. (Records not yet in the child's
         hands are `queued`.)"""
         if self._status.waiting is None and self._outbox is not None:
+            from meterfox_cli.store.outbox import waiting_in
+
             return waiting_in(self._outbox)
         return self._status.waiting
 
@@ -650,6 +655,8 @@ def main() -> None:
     if first is None:
         return
     spec: WriterSpec = pickle.loads(first)
+    from meterfox_cli.store.writer import RecordWriter
+
     writer = RecordWriter(
         spec.ledger,
         pricer=spec.pricer,
