@@ -1,14 +1,21 @@
 """What the first Overview costs after the dashboard rested (issue 17): the price of stopping
 its read worker at rest. Each run starts `meterfox serve` with `[server] rest_after` = --rest-after
 in a fresh home (a copy of --database in it, if given), waits for the read worker to start and
-then to rest (its process gone), and times from the client:
+then to rest (its process gone), and past the time the daemon still serves the keeper's last
+answers (web/keeper.OVERVIEW_FRESH_S: a rest of minutes outlasts it), and times from the
+client:
 
 - the Overview's default view (`api/overview`) after the rest: a new worker starts, imports its
   query layer and reads (what the first page after a rest waits for);
 - another stacking (`?by=model`) a moment later: the same read on the warm worker, on demand;
-- the default view again once the keeper has an answer: served from the daemon's memory.
+- the default view again a second later: served from the daemon's memory (the read just made,
+  reused while fresh, or the keeper's answer).
 
     python -m bench.overview_after_rest [--runs 3] [--database /tmp/dashcold-1m/meterfox.db]
+                                        [--checkout DIR]
+
+`--checkout DIR` runs another checkout's `serve` in every run too (first on even runs),
+paired: a before and after in one session.
 
 Every process is stopped by PID; the copy is removed with the home.
 """
@@ -24,8 +31,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.run import free_port, start, stop
+from bench.run import ROOT, free_port, start, stop
 from bench.startup import answered_after, load_average, process_name, process_tree
+from meterfox_cli.web.keeper import OVERVIEW_FRESH_S
 
 WAIT_S = 120.0  # for the worker to start, or to rest, at most
 
@@ -50,7 +58,9 @@ def timed_get(url: str) -> float:
     return time.perf_counter() - began
 
 
-def one_run(database: Path | None, rest_after: str) -> tuple[float, float, float]:
+def one_run(
+    database: Path | None, rest_after: str, checkout: Path = ROOT
+) -> tuple[float, float, float]:
     port = free_port()
     base = f"http://127.0.0.1:{port}/_meterfox"
     with tempfile.TemporaryDirectory(prefix="meterfox-rest-") as home:
@@ -58,11 +68,12 @@ def one_run(database: Path | None, rest_after: str) -> tuple[float, float, float
         if database is not None:
             shutil.copyfile(database, Path(home, "meterfox.db"))
         command = [sys.executable, "-m", "meterfox_cli", "serve", "--port", str(port)]
-        process = start(command, env={"METERFOX_HOME": home})
+        process = start(command, env={"METERFOX_HOME": home}, checkout=checkout)
         try:
             answered_after(f"{base}/health", time.monotonic(), WAIT_S)
             wait_for(lambda: readers(process.pid), "the read worker's start")
             wait_for(lambda: not readers(process.pid), "the read worker's rest")
+            time.sleep(OVERVIEW_FRESH_S + 0.5)  # the kept answers no longer served
             after_rest = timed_get(f"{base}/api/overview")
             time.sleep(1.0)
             warm = timed_get(f"{base}/api/overview?by=model")
@@ -78,17 +89,22 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--database", type=Path, help="a ledger to copy into each run's home")
     parser.add_argument("--rest-after", default="2s")
+    parser.add_argument("--checkout", type=Path, help="another checkout, timed in each run too")
     args = parser.parse_args()
-    runs = []
+    checkouts = [ROOT] + ([args.checkout.resolve()] if args.checkout else [])
+    runs: dict[Path, list[tuple[float, float, float]]] = {checkout: [] for checkout in checkouts}
     for number in range(1, args.runs + 1):
-        runs.append(one_run(args.database, args.rest_after))
-        after_rest, warm, kept = runs[-1]
-        print(f"run {number} (load {load_average()}): Overview after a rest {after_rest:.3f} s, "
-              f"another stacking on the warm worker {warm:.3f} s, the kept answer "
-              f"{kept:.3f} s", flush=True)  # fmt: skip
-    after_rest, warm, kept = (statistics.median(column) for column in zip(*runs, strict=True))
-    print(f"medians: after a rest {after_rest:.3f} s, warm worker {warm:.3f} s, kept {kept:.3f} s;"
-          f" the rest's price: {after_rest - warm:+.3f} s over a warm worker's read")  # fmt: skip
+        for checkout in checkouts if number % 2 else checkouts[::-1]:
+            runs[checkout].append(one_run(args.database, args.rest_after, checkout))
+            after_rest, warm, again = runs[checkout][-1]
+            print(f"run {number} {checkout} (load {load_average()}): Overview after a rest "
+                  f"{after_rest:.3f} s, another stacking on the warm worker {warm:.3f} s, the "
+                  f"default view again {again:.3f} s", flush=True)  # fmt: skip
+    for checkout, taken in runs.items():
+        after_rest, warm, again = (statistics.median(column) for column in zip(*taken, strict=True))
+        print(f"{checkout} medians: after a rest {after_rest:.3f} s, warm worker {warm:.3f} s, "
+              f"again {again:.3f} s; the rest's price: {after_rest - warm:+.3f} s over a warm "
+              "worker's read")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -59,6 +59,9 @@ _TYPES = {
 }
 NO_STORE = {"Cache-Control": "no-store"}
 KEEP_RETRY_S = 2.0  # the keeper asked again after its worker died or its read failed
+# After a rest, the keeper starts this long after the request that woke the dashboard: the
+# page's own reads (the same three the keeper makes) have the new worker to themselves.
+KEEP_AFTER_WAKE_S = 5.0
 
 
 class Recent:
@@ -153,7 +156,9 @@ def open_dashboard(
     dashboard.live.start()
     _start_keeper(dashboard)
     dashboard.rest = Rest(
-        rest_after_s, partial(_rest, dashboard), partial(_start_keeper, dashboard)
+        rest_after_s,
+        partial(_rest, dashboard),
+        partial(_start_keeper, dashboard, KEEP_AFTER_WAKE_S),
     )
     dashboard.resting = asyncio.get_running_loop().create_task(dashboard.rest.run())
     return dashboard
@@ -176,10 +181,10 @@ async def answer(name: str, request: web.Request, dashboard: Dashboard) -> web.S
             return web.json_response({"error": {"message": str(exc)}}, status=400)
 
 
-def _start_keeper(dashboard: Dashboard) -> None:
-    """The keeper (when the dashboard is on), unless it runs."""
+def _start_keeper(dashboard: Dashboard, after_s: float = 0.0) -> None:
+    """The keeper (when the dashboard is on) in `after_s`, unless it runs."""
     if dashboard.access.enabled and (dashboard.keeping is None or dashboard.keeping.done()):
-        dashboard.keeping = asyncio.get_running_loop().create_task(_keep(dashboard))
+        dashboard.keeping = asyncio.get_running_loop().create_task(_keep(dashboard, after_s))
 
 
 async def _rest(dashboard: Dashboard) -> None:
@@ -198,11 +203,12 @@ async def _cancel(task: asyncio.Task | None) -> None:
             await task
 
 
-async def _keep(dashboard: Dashboard) -> None:
+async def _keep(dashboard: Dashboard, after_s: float = 0.0) -> None:
     """Start the read worker and its keeper in it (web/keeper.py), taking each answer it sends
     for as long as the daemon runs; again KEEP_RETRY_S after the worker died or a read failed
     (no ledger yet, the server away). Until the first answer, and whenever the kept one is not
     fresh, pages read on demand. (web/mount.py opens the dashboard once the daemon listens.)"""
+    await asyncio.sleep(after_s)
     while True:
         try:
             async for kept in dashboard.reader.stream(keep):
