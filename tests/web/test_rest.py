@@ -5,14 +5,21 @@ by a new one; an open Live page keeps it awake; "never" keeps it for the daemon'
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import aiohttp
 
 from meterfox_cli.paths import resolve_paths
+from meterfox_cli.web import routes
+from meterfox_cli.web.guard import access_for
+from meterfox_cli.web.mount import DASHBOARD_LOAD, dashboard_mount
 from meterfox_cli.web.rest import Rest
 from tests.cli.conftest import launch_serve
-from tests.web.test_reader import children, eventually, gone, running
+from tests.conftest import start_proxy
+from tests.web.test_reader import children, database, eventually, gone, running
+
+__all__ = ["database"]  # the fixture, shared with test_reader
 
 REST_AFTER_S = 1.0
 
@@ -95,3 +102,31 @@ async def test_a_request_during_the_rest_wakes_the_dashboard_after_it():
     running_rest.cancel()
     assert calls[:3] == ["rest", "request", "wake"]
     assert not rest.rested
+
+
+async def test_the_keeper_starts_again_after_the_request_that_woke_it(
+    upstream_server, database, monkeypatch
+):
+    """In the daemon: at rest, no keeper and no worker; a page's request wakes the dashboard,
+    the page's read starts a worker, and the keeper follows KEEP_AFTER_WAKE_S later (an open
+    Live stream keeps it all awake meanwhile) and hands its answers to the daemon again."""
+    monkeypatch.setattr(routes, "KEEP_AFTER_WAKE_S", 0.5)
+    fake, server = upstream_server
+    mount = dashboard_mount(database, access_for(True, None), rest_after_s=REST_AFTER_S)
+    _, proxy_server = await start_proxy(fake, server, mounts=(mount,))
+    try:
+        load = proxy_server.app[DASHBOARD_LOAD]
+        assert await eventually(lambda: load.dashboard and load.dashboard.reader.pid)
+        dashboard = load.dashboard
+        assert await eventually(lambda: dashboard.rest.rested, 30.0), "it did not rest"
+        assert dashboard.keeping is None and dashboard.reader.pid is None
+        dashboard.kept.forget_keys()  # only an answer read from now on is served again
+        async with aiohttp.ClientSession() as session:
+            async with session.get(proxy_server.make_url("/_meterfox/api/live")) as live:
+                await live.content.readuntil(b"\n\n")  # the backlog: read by a new worker
+                assert dashboard.reader.pid is not None
+                kept = await eventually(lambda: dashboard.kept.body("overview"), 30.0)
+                assert kept and json.loads(kept)["month"]["requests"] == 0
+                assert dashboard.keeping is not None and not dashboard.keeping.done()
+    finally:
+        await proxy_server.close()
