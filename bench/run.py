@@ -8,8 +8,8 @@ METERFOX_HOME) as separate processes on loopback, then drives each with wrk (POS
 for JSON and SSE chat completions at concurrency 1 and 32, and measures streamed time to first
 byte with a sequential asyncio client. Prints medians over the runs, the ratios the
 performance targets are stated in, and each goal of issue 17 as PASS or MISS (throughput against
-the relay as the median of each run's own ratio, both taken back to back; start-up and idle
-RSS from one bench/startup.py run with a passthrough-only config, which times a start with a
+the relay as the median of each run's own ratio, both taken back to back; start-up and RSS at
+rest from one bench/startup.py --rest run with a passthrough-only config, which times a start with a
 proxy key beside it). With --workers N, one more
 target, `meterfox xN`, is `serve --workers N` (the goal: N times one worker's throughput). Every load loop is bounded by --seconds; every process it
 starts is stopped by PID. Needs `wrk` (Debian package `wrk`).
@@ -45,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import aiohttp
@@ -351,8 +351,8 @@ def main() -> None:
             summary["collector"] = sink_counts(ports["sink"])
         from bench.startup import measure_installed
 
-        summary["passthrough_startup"] = vars(
-            measure_installed(ROOT, upstream_url, idle_s=2.0, with_key=True)
+        summary["passthrough_startup"] = asdict(
+            measure_installed(ROOT, upstream_url, idle_s=2.0, with_key=True, rest=True)
         )
         summary["goals"] = goals(summary, args.workers)
         print_summary(summary)
@@ -643,7 +643,7 @@ def goals(summary: dict, workers: int) -> list[dict]:
         ("stream c=32 throughput vs the bare relay, paired runs", ratios.get("stream c=32 meterfox vs bare relay, paired runs"), 0.90, ">="),
         ("JSON c=1 added p50 ms (bound: the relay's + 0.1)", ratios.get("json c=1 meterfox added p50 ms"), None if relay_p50 is None else relay_p50 + 0.1, "<="),
         ("streamed TTFB added p50 ms (bound: the relay's + 0.1)", ratios.get("stream ttfb meterfox added p50 ms"), None if relay_ttfb is None else relay_ttfb + 0.1, "<="),
-        ("idle RSS MB, passthrough-only", startup["idle_rss_mb"], 50.0, "<="),
+        ("RSS at rest MB, passthrough-only (serve + children)", startup["rest"]["rss_mb"], 50.0, "<="),
         ("start-up to healthy s, passthrough-only", startup["healthy_s"], 0.5, "<="),
     ]  # fmt: skip
     for mode in ("json", "stream"):
@@ -703,6 +703,11 @@ def print_summary(summary: dict) -> None:
     print(
         f"meterfox RSS (with a proxy key): idle {summary['rss_idle_mb']:.1f} MB, "
         f"after the run {summary['rss_after_mb']:.1f} MB"
+    )
+    print(
+        f"passthrough-only RSS/PSS (bench/startup.py --rest): idle, right after start "
+        f"{startup['idle_rss_mb']:.1f}/{startup['idle_pss_mb']:.1f} MB; at rest "
+        f"{startup['rest']['rss_mb']:.1f}/{startup['rest']['pss_mb']:.1f} MB (the goal's figure)"
     )
     print("\ngoals (issue 17), from this run")
     for row in summary["goals"]:

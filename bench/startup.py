@@ -1,7 +1,8 @@
 """Start-up and idle memory of `meterfox serve` with a passthrough-only config (no keys), and
 with `--with-key`, start-up with a proxy key too, paired in each run.
 
-    python -m bench.startup [--runs 3] [--idle 2] [--checkout DIR] [--with-key [--against DIR]]
+    python -m bench.startup [--runs 3] [--idle 2] [--rest] [--checkout DIR]
+                            [--with-key [--against DIR]]
 
 Each run starts, in a fresh METERFOX_HOME, the bare relay (bench/bare_relay.py: Python and
 aiohttp and nothing else, the floor) and then `meterfox serve`, and measures for each the time
@@ -10,7 +11,9 @@ from the process start to its first answer (the relay's 404, serve's 200 from
 machine disturbs far less than the wall time; then serve's resident memory after `--idle`
 seconds with no traffic (VmRSS from /proc, summed over the daemon and its child processes, and
 PSS, which counts the pages they share once; each process also shown, RSS/PSS; start-up is timed on a restart, the database made by a first start, timed too);
-then 50 sequential JSON requests through it to a fake upstream (the first record of a provider
+with `--rest`, the home's config says `[server] rest_after = "3s"` and the same is read again
+REST_WAIT_S after healthy, past the rest (what `serve` holds at rest: the processes that
+rest are gone; issue 17's idle-RSS goal is read there); then 50 sequential JSON requests through it to a fake upstream (the first record of a provider
 reads its models from the compact price table: the slowest of these shows what that costs the
 requests in flight). With `--with-key`, each run then starts `serve` once more, in a home with
 a provider key in the encrypted file and a proxy key for it (made by the checkout's own `keys
@@ -57,6 +60,8 @@ from bench.run import (
 STARTUP_GOAL_S = 0.5
 IDLE_RSS_GOAL_MB = 50.0
 FIRST_REQUESTS = 50
+REST_AFTER = "3s"  # --rest: the home's [server] rest_after
+REST_WAIT_S = 6.0  # --rest: memory read this long after healthy (the rest's 3 s, and margin)
 
 
 @dataclass(frozen=True)
@@ -76,16 +81,47 @@ class Startup:
     first_max_ms: float
     key_healthy_s: float | None = None  # --with-key: a start with a proxy key (a restart)
     key_healthy_cpu_s: float | None = None
+    rest: Memory | None = None  # --rest: the same, read REST_WAIT_S after healthy
+
+
+@dataclass(frozen=True)
+class Memory:
+    """RSS and PSS of the daemon and each of its child processes (the daemon's own first)."""
+
+    rss_mb: float
+    rss_each: tuple[float, ...]
+    pss_mb: float
+    pss_each: tuple[float, ...]
+    names: tuple[str, ...]
+
+    def processes(self) -> str:
+        each = zip(self.names, self.rss_each, self.pss_each, strict=True)
+        return " + ".join(f"{name} {rss:.1f}/{pss:.1f}" for name, rss, pss in each) or "none"
+
+
+def memory(pid: int) -> Memory:
+    pids = process_tree(pid)
+    each = tuple(rss_mb(pid) for pid in pids)
+    shares = tuple(pss_mb(pid) for pid in pids)
+    return Memory(sum(each), each, sum(shares), shares, tuple(process_name(p) for p in pids))
 
 
 def process_tree(pid: int) -> list[int]:
-    """`pid` and its descendants (from /proc's children lists)."""
+    """`pid` and its running descendants (from /proc's children lists; a child that has just
+    ended, a zombie until reaped, is left out)."""
     found, index = [pid], 0
     while index < len(found):
         for task in Path(f"/proc/{found[index]}/task").iterdir():
             found += [int(child) for child in (task / "children").read_text().split()]
         index += 1
-    return found
+    return [pid for pid in found if _running(pid)]
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def pss_mb(pid: int) -> float:
@@ -165,18 +201,23 @@ def measure_with_key(
 
 
 def measure_installed(
-    checkout: Path, upstream: str, idle_s: float, with_key: bool = False
+    checkout: Path, upstream: str, idle_s: float, with_key: bool = False, rest: bool = False
 ) -> Startup:
     """One measured start, with byte-code read from a cache an untimed start wrote first (what
     an installed package does: bench/run.py's figure)."""
     with tempfile.TemporaryDirectory(prefix="meterfox-startup-pycache-") as code_dir:
         code_env = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": code_dir}
         measure(checkout, upstream, 0, code_env, with_key)
-        return measure(checkout, upstream, idle_s, code_env, with_key)
+        return measure(checkout, upstream, idle_s, code_env, with_key, rest)
 
 
 def measure(
-    checkout: Path, upstream: str, idle_s: float, code_env: dict[str, str], with_key: bool = False
+    checkout: Path,
+    upstream: str,
+    idle_s: float,
+    code_env: dict[str, str],
+    with_key: bool = False,
+    rest: bool = False,
 ) -> Startup:
     relay_port, port = free_port(), free_port()
     python = sys.executable
@@ -193,6 +234,8 @@ def measure(
     command = serve_command(port, upstream)
     health = f"http://127.0.0.1:{port}/_meterfox/health"
     with tempfile.TemporaryDirectory(prefix="meterfox-startup-") as home:
+        if rest:
+            Path(home, "config.toml").write_text(f'[server]\nrest_after = "{REST_AFTER}"\n')
         began = time.monotonic()
         process = start(command, env={"METERFOX_HOME": home, **code_env}, checkout=checkout)
         try:
@@ -206,17 +249,18 @@ def measure(
             healthy_cpu = sum(cpu_seconds(pid) for pid in process_tree(process.pid))
             healthy_cpu_own = cpu_seconds(process.pid)
             time.sleep(idle_s)
-            pids = process_tree(process.pid)
-            each = tuple(rss_mb(pid) for pid in pids)
-            shares = tuple(pss_mb(pid) for pid in pids)
-            names = tuple(process_name(pid) for pid in pids)
+            idle = memory(process.pid)
+            if rest:
+                time.sleep(max(0.0, REST_WAIT_S - idle_s))
+            at_rest = memory(process.pid) if rest else None
             times = first_requests(f"http://127.0.0.1:{port}/openai{CHAT_PATH}")
         finally:
             stop(process)
     keyed = measure_with_key(checkout, command, port, code_env) if with_key else (None, None)
     return Startup(
-        relay_s, relay_cpu, first_start, healthy, healthy_cpu, healthy_cpu_own, sum(each), each,
-        sum(shares), shares, names, statistics.median(times), max(times), *keyed,
+        relay_s, relay_cpu, first_start, healthy, healthy_cpu, healthy_cpu_own, idle.rss_mb,
+        idle.rss_each, idle.pss_mb, idle.pss_each, idle.names, statistics.median(times),
+        max(times), *keyed, at_rest,
     )  # fmt: skip
 
 
@@ -229,6 +273,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--idle", type=float, default=2.0)
     parser.add_argument("--checkout", type=Path, default=ROOT)
+    parser.add_argument(
+        "--rest",
+        action="store_true",
+        help=f'also read the memory at rest: [server] rest_after = "{REST_AFTER}", read '
+        f"{REST_WAIT_S:g} s after healthy (--idle must be shorter than the rest)",
+    )
     parser.add_argument(
         "--source",
         action="store_true",
@@ -247,6 +297,8 @@ def main() -> None:
         help="with --with-key: also time this checkout's start with a proxy key in each run",
     )
     args = parser.parse_args()
+    if args.rest and args.idle >= REST_WAIT_S / 2:
+        parser.error(f"--rest: --idle must be under {REST_WAIT_S / 2:g} s (before the rest)")
     upstream_port = free_port()
     upstream = start([sys.executable, "-m", "bench.fake_upstream", "--port", str(upstream_port)])
     runs: list[Startup] = []
@@ -268,22 +320,22 @@ def main() -> None:
             return measure_with_key(against, serve_command(port, upstream_url), port, code_env)
 
         if not args.source:
-            measure(args.checkout.resolve(), upstream_url, 0, code_env, args.with_key)
+            measure(args.checkout.resolve(), upstream_url, 0, code_env, args.with_key, args.rest)
             if against is not None:
                 other_start()
         for number in range(1, args.runs + 1):
             if against is not None and number % 2 == 0:
                 others.append(other_start())
-            run = measure(args.checkout.resolve(), upstream_url, args.idle, code_env, args.with_key)
+            run = measure(
+                args.checkout.resolve(), upstream_url, args.idle, code_env, args.with_key, args.rest
+            )
             if against is not None and number % 2 == 1:
                 others.append(other_start())
             runs.append(run)
-            processes = " + ".join(
-                f"{name} {rss:.1f}/{pss:.1f}"
-                for name, rss, pss in zip(
-                    run.names, run.idle_rss_each, run.idle_pss_each, strict=True
-                )
+            idle = Memory(
+                run.idle_rss_mb, run.idle_rss_each, run.idle_pss_mb, run.idle_pss_each, run.names
             )
+            processes = idle.processes()
             print(f"run {number} (load {load_average()}): relay answers after {run.relay_s:.3f} s "
                   f"({run.relay_cpu_s:.2f} s CPU), serve healthy after {run.first_start_s:.3f} s "
                   f"(first start), {run.healthy_s:.3f} s (restart; {run.healthy_cpu_s:.2f} s CPU, "
@@ -291,6 +343,10 @@ def main() -> None:
                   f"idle RSS/PSS {run.idle_rss_mb:.1f}/{run.idle_pss_mb:.1f} MB ({processes}), "
                   f"first {FIRST_REQUESTS} requests p50 {run.first_p50_ms:.1f} ms max "
                   f"{run.first_max_ms:.1f} ms", flush=True)  # fmt: skip
+            if run.rest is not None:
+                print(f"      at rest ({REST_WAIT_S:g} s after healthy, rest_after {REST_AFTER}): "
+                      f"RSS/PSS {run.rest.rss_mb:.1f}/{run.rest.pss_mb:.1f} MB "
+                      f"({run.rest.processes()})", flush=True)  # fmt: skip
             if run.key_healthy_s is not None:
                 print(f"      with a proxy key: serve healthy after {run.key_healthy_s:.3f} s "
                       f"({run.key_healthy_cpu_s:.2f} s CPU), {run.key_healthy_s - run.healthy_s:+.3f} s "
@@ -332,8 +388,18 @@ def main() -> None:
         print(f"  {args.against}  {theirs:.3f} s to healthy with a proxy key "
               f"({statistics.median(o[1] for o in others):.3f} s CPU); this checkout "
               f"{paired:+.3f} s (median of each run's difference)")  # fmt: skip
-    print(f"idle RSS             {rss:.1f} MB  (goal ≤ {IDLE_RSS_GOAL_MB:g} MB)  "
-          f"{verdict(rss <= IDLE_RSS_GOAL_MB)}")  # fmt: skip
+    if args.rest:
+        rest_rss = statistics.median(r.rest.rss_mb for r in runs if r.rest)
+        rest_pss = statistics.median(r.rest.pss_mb for r in runs if r.rest)
+        own = statistics.median(r.rest.rss_each[0] for r in runs if r.rest)
+        print(f"RSS at rest          {rest_rss:.1f} MB, serve's own {own:.1f} MB  (goal ≤ "
+              f"{IDLE_RSS_GOAL_MB:g} MB)  {verdict(rest_rss <= IDLE_RSS_GOAL_MB)}")  # fmt: skip
+        print(f"PSS at rest          {rest_pss:.1f} MB")
+        print(f"idle RSS             {rss:.1f} MB  (right after start, {args.idle:g} s after "
+              "healthy, before any rest)")  # fmt: skip
+    else:
+        print(f"idle RSS             {rss:.1f} MB  (goal ≤ {IDLE_RSS_GOAL_MB:g} MB, read at rest "
+              f"with --rest)  {verdict(rss <= IDLE_RSS_GOAL_MB)}")  # fmt: skip
     print(f"idle PSS             {pss:.1f} MB  (shared pages counted once)")
     print(f"load average         {load_average()} (1/5/15 min) at the end")
 

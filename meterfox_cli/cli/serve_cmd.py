@@ -278,6 +278,7 @@ def _dashboard(settings: Settings, host: str, login: bool):
         access_for(loopback, token),
         tolerance,
         ledger=current_ledger(settings),
+        rest_after_s=settings.config.rest_after_s,
     )
 
 

@@ -5,7 +5,9 @@ made inside `trust_later()` get it from `load_trust()` (a thread `serve` starts 
 listens); one used before then (a handshake: `wrap_bio`, `wrap_socket`) first reads it itself,
 or waits for the thread reading it, so no handshake ever runs without the store. The thread
 holds the GIL while OpenSSL parses the store, as the import did, so a request waits for it at
-most as long as it waited for the whole start before."""
+most as long as it waited for the whole start before. A context that verifies nothing
+(`CERT_NONE`: aiohttp's for `ssl=False`) never reads the store, which only verification
+consults; if it is made to verify later, its next handshake reads it first."""
 
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ class _Waiting:
         return wrapped
 
     def read(self) -> None:
+        if self.context.verify_mode == ssl.CERT_NONE:
+            return  # it verifies nothing, so never consults the store (read if that changes)
         with self._lock:
             if self._read:
                 return
@@ -60,6 +64,7 @@ def _defer(context: ssl.SSLContext) -> None:
 
 
 def load_trust() -> None:
-    """Read the CA store into every context still waiting for it."""
+    """Read the CA store into every context still waiting for it (one that verifies nothing
+    goes on without it)."""
     while _WAITING:
         _WAITING.pop(0).read()

@@ -570,11 +570,29 @@ async def _default_context() -> ssl.SSLContext:
 
 def default_context() -> ssl.SSLContext:
     """aiohttp's default: `ssl.create_default_context()` (system CAs, hostname checked), ALPN
-    http/1.1; made once. It reads the CA store (files, tenths of a second): call it off the
-    loop (`serve` does, in the thread it starts once it listens)."""
+    http/1.1; made once. aiohttp's own verified context when it is that (the WebSocket path's:
+    one copy of the CA store in memory, not two), else one made the same way, which reads the
+    CA store (files, tenths of a second): call it off the loop (`serve` does, in the thread it
+    starts once it listens)."""
     global _DEFAULT_CONTEXT
     if _DEFAULT_CONTEXT is None:
-        context = ssl.create_default_context()
-        context.set_alpn_protocols(("http/1.1",))
-        _DEFAULT_CONTEXT = context
+        _DEFAULT_CONTEXT = _aiohttp_verified() or _verified_context()
     return _DEFAULT_CONTEXT
+
+
+def _aiohttp_verified() -> ssl.SSLContext | None:
+    """The context aiohttp's client verifies with (made at its import, with the CA store read
+    then or, inside proxy/trust.trust_later, before its first handshake), if it verifies
+    certificates and host names."""
+    from aiohttp import connector
+
+    context = getattr(connector, "_SSL_CONTEXT_VERIFIED", None)
+    if not isinstance(context, ssl.SSLContext) or context.verify_mode != ssl.CERT_REQUIRED:
+        return None
+    return context if context.check_hostname else None
+
+
+def _verified_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.set_alpn_protocols(("http/1.1",))
+    return context

@@ -53,7 +53,9 @@ class DashboardLoad:
     """The dashboard's state (web/routes.Dashboard: its read worker, live feed and keeper),
     made once, on first need; `dashboard` is None until then."""
 
-    def __init__(self, open_args: tuple[Path, Access, Decimal | None, Ledger | None]) -> None:
+    def __init__(
+        self, open_args: tuple[Path, Access, Decimal | None, Ledger | None, float | None]
+    ) -> None:
         self.access = open_args[1]
         self._open_args = open_args
         self.dashboard: Dashboard | None = None
@@ -89,14 +91,18 @@ def dashboard_mount(
     access: Access,
     reconcile_tolerance: Decimal | None = None,
     ledger: Ledger | None = None,
+    rest_after_s: float | None = None,
 ) -> Callable[[web.Application], None]:
     """The hook that adds the dashboard to the proxy app (`reconcile_tolerance`: the config's
     `[reconcile] tolerance`, as `meterfox reconcile` uses it; None: its default), reading from
-    `ledger` (default: the SQLite file `database`). Every route is behind `guard.guarded`: a
-    request it refuses (the dashboard off, a foreign Host…) loads nothing."""
+    `ledger` (default: the SQLite file `database`); its read worker rests after `rest_after_s`
+    with no dashboard request (the config's `[server] rest_after`; None: never). Every route is
+    behind `guard.guarded`: a request it refuses (the dashboard off, a foreign Host…) loads
+    nothing."""
 
     def mount(app: web.Application) -> None:
-        app[DASHBOARD_LOAD] = DashboardLoad((database, access, reconcile_tolerance, ledger))
+        open_args = (database, access, reconcile_tolerance, ledger, rest_after_s)
+        app[DASHBOARD_LOAD] = DashboardLoad(open_args)
         app.cleanup_ctx.append(_loaded_unasked)
         for method, path, name, changes in ROUTES:
             app.router.add_route(method, path, guarded(access, _answered_by(name), changes=changes))

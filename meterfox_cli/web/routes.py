@@ -3,7 +3,8 @@
 imports this module once the daemon listens (or at the first dashboard request); every query
 runs in the `Reader`'s process and comes back as the text the handler sends. The Overview's
 default view is answered from what the keeper (web/keeper.py) holds while it is fresh, without
-asking the worker."""
+asking the worker. After `[server] rest_after` with no dashboard request (web/rest.py), the
+keeper stops and the worker with it; the next request starts them again."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from meterfox_cli.web.live import LiveFeed
 from meterfox_cli.web.mount import BASE
 from meterfox_cli.web.overview import STACK_BY, overview, providers_json, tags_json
 from meterfox_cli.web.reader import Reader
+from meterfox_cli.web.rest import Rest
 from meterfox_cli.web.shapes import keys_json, reconcile_text, report_json, report_text
 from meterfox_cli.web.worker import json_text
 
@@ -57,6 +59,9 @@ _TYPES = {
 }
 NO_STORE = {"Cache-Control": "no-store"}
 KEEP_RETRY_S = 2.0  # the keeper asked again after its worker died or its read failed
+# After a rest, the keeper starts this long after the request that woke the dashboard: the
+# page's own reads (the same three the keeper makes) have the new worker to themselves.
+KEEP_AFTER_WAKE_S = 5.0
 
 
 class Recent:
@@ -100,6 +105,8 @@ class Dashboard:
     reconcile_tolerance: Decimal
     kept: KeptAnswers  # the default view's three answers, kept ready by the worker
     keeping: asyncio.Task[None] | None = None  # the keeper's task (`_keep`)
+    rest: Rest | None = None  # when the worker and keeper stop (`_rest`) and start again
+    resting: asyncio.Task[None] | None = None  # `rest.run`
 
 
 def page_halves(index: bytes, token: str) -> tuple[bytes, bytes]:
@@ -122,10 +129,12 @@ def open_dashboard(
     access: Access,
     reconcile_tolerance: Decimal | None = None,
     ledger: Ledger | None = None,
+    rest_after_s: float | None = None,
 ) -> Dashboard:
     """The dashboard's state (on the loop), its live feed and, when it is on, its keeper
     started: `reconcile_tolerance` is the config's `[reconcile] tolerance` (None: its default),
-    reads go to `ledger` (default: the SQLite file `database`)."""
+    reads go to `ledger` (default: the SQLite file `database`); the worker and keeper rest
+    after `rest_after_s` with no dashboard request (None: never)."""
     reader = Reader(database, ledger=ledger)
     files = static_files()
     tags = Recent(reader, partial(json_text, tags_json), TAGS_FRESH_S)
@@ -145,33 +154,61 @@ def open_dashboard(
         KeptAnswers(),
     )
     dashboard.live.start()
-    if access.enabled:
-        dashboard.keeping = asyncio.get_running_loop().create_task(_keep(dashboard))
+    _start_keeper(dashboard)
+    dashboard.rest = Rest(
+        rest_after_s,
+        partial(_rest, dashboard),
+        partial(_start_keeper, dashboard, KEEP_AFTER_WAKE_S),
+    )
+    dashboard.resting = asyncio.get_running_loop().create_task(dashboard.rest.run())
     return dashboard
 
 
 async def close_dashboard(dashboard: Dashboard) -> None:
-    if dashboard.keeping is not None:
-        dashboard.keeping.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await dashboard.keeping
+    await _cancel(dashboard.resting)
+    await _cancel(dashboard.keeping)
     await dashboard.live.close()
     await dashboard.reader.close()
 
 
 async def answer(name: str, request: web.Request, dashboard: Dashboard) -> web.StreamResponse:
-    """The response of the handler named `name` (web/mount.ROUTES); a MeterFoxError is a 400."""
-    try:
-        return await HANDLERS[name](request, dashboard)
-    except MeterFoxError as exc:
-        return web.json_response({"error": {"message": str(exc)}}, status=400)
+    """The response of the handler named `name` (web/mount.ROUTES); a MeterFoxError is a 400.
+    Each request (the whole of a Live stream) keeps the dashboard from resting, and wakes it."""
+    with dashboard.rest.active() if dashboard.rest else contextlib.nullcontext():
+        try:
+            return await HANDLERS[name](request, dashboard)
+        except MeterFoxError as exc:
+            return web.json_response({"error": {"message": str(exc)}}, status=400)
 
 
-async def _keep(dashboard: Dashboard) -> None:
+def _start_keeper(dashboard: Dashboard, after_s: float = 0.0) -> None:
+    """The keeper (when the dashboard is on) in `after_s`, unless it runs."""
+    if dashboard.access.enabled and (dashboard.keeping is None or dashboard.keeping.done()):
+        dashboard.keeping = asyncio.get_running_loop().create_task(_keep(dashboard, after_s))
+
+
+async def _rest(dashboard: Dashboard) -> None:
+    """No dashboard request for `rest_after`: the keeper stops, and the read worker (its
+    process ends; the next read starts another). The kept answers age out as they would."""
+    await _cancel(dashboard.keeping)
+    dashboard.keeping = None
+    await dashboard.reader.close()
+    log.debug("the dashboard's read worker rests")
+
+
+async def _cancel(task: asyncio.Task | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _keep(dashboard: Dashboard, after_s: float = 0.0) -> None:
     """Start the read worker and its keeper in it (web/keeper.py), taking each answer it sends
     for as long as the daemon runs; again KEEP_RETRY_S after the worker died or a read failed
     (no ledger yet, the server away). Until the first answer, and whenever the kept one is not
     fresh, pages read on demand. (web/mount.py opens the dashboard once the daemon listens.)"""
+    await asyncio.sleep(after_s)
     while True:
         try:
             async for kept in dashboard.reader.stream(keep):
