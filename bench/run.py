@@ -707,7 +707,12 @@ def print_summary(summary: dict) -> None:
     print(
         f"passthrough-only RSS/PSS (bench/startup.py --rest): idle, right after start "
         f"{startup['idle_rss_mb']:.1f}/{startup['idle_pss_mb']:.1f} MB; at rest "
-        f"{startup['rest']['rss_mb']:.1f}/{startup['rest']['pss_mb']:.1f} MB (the goal's figure)"
+        f"{startup['rest']['rss_mb']:.1f}/{startup['rest']['pss_mb']:.1f} MB (the goal's figure: "
+        + " + ".join(
+            f"{name} {rss:.1f}"
+            for name, rss in zip(startup["rest"]["names"], startup["rest"]["rss_each"], strict=True)
+        )
+        + ")"
     )
     print("\ngoals (issue 17), from this run")
     for row in summary["goals"]:
