@@ -313,14 +313,7 @@ def request_row(record: UsageRecord, price: Price, host: str = "") -> dict[str, 
 
 
 # A Usage's counts in the order of _TOKEN_COLUMNS (its fields of the same names).
-_token_counts = attrgetter(
-    "input_tokens",
-    "cached_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-)
+_token_counts = attrgetter(*_TOKEN_COLUMNS)
 _NO_TOKENS = (0,) * len(_TOKEN_COLUMNS)
 
 

@@ -24,6 +24,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from tests.fakes.otlp import FakeCollector
+
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 20.0
 # `--workers` for every launch_serve; the `serve_workers` fixture runs a test with 1, then 2.
@@ -311,3 +313,15 @@ async def run_meterfox(
     return await run_process(
         *meterfox_command(*args), env=meterfox_env(env), input=input, timeout=timeout
     )
+
+
+@pytest.fixture
+async def collector() -> AsyncIterator[tuple[FakeCollector, TestServer]]:
+    """A stand-in OpenTelemetry collector on loopback (tests/fakes/otlp.py) and its server."""
+    fake = FakeCollector()
+    server = TestServer(fake.app(), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield fake, server
+    finally:
+        await server.close()

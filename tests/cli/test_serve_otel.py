@@ -8,23 +8,11 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from meterfox_cli.paths import resolve_paths
 from tests.cli.conftest import launch_serve
 from tests.cli.test_serve_metrics import drive, reply_for, write_config, written
-from tests.fakes.otlp import FakeCollector, attributes
-
-
-@pytest.fixture
-async def collector():
-    fake = FakeCollector()
-    server = TestServer(fake.app(), host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield fake, server
-    finally:
-        await server.close()
+from tests.fakes.otlp import attributes
 
 
 def stored_records() -> dict[str, sqlite3.Row]:

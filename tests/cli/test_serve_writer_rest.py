@@ -13,27 +13,15 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
 from meterfox_cli.paths import resolve_paths
 from tests.cli.conftest import Served, free_port, gone, launch_serve, writer_processes
 from tests.conftest import read_records
-from tests.fakes.otlp import FakeCollector, attributes
+from tests.fakes.otlp import attributes
 from tests.fakes.upstream import Reply
 from tests.fixtures.openai_style import CASES
 
 WAIT_S = 30.0
-
-
-@pytest.fixture
-async def collector():
-    fake = FakeCollector()
-    server = TestServer(fake.app(), host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield fake, server
-    finally:
-        await server.close()
 
 
 def write_config(text: str) -> None:
