@@ -196,6 +196,7 @@ def quote_time(started_at: float, at: datetime) -> str:
     `at.isoformat().replace("+00:00", "Z")` writes it. isoformat is about 11k instructions a
     record in the writer; the text of the whole second is kept from one record to the next
     (they come in time order) and only the microseconds are written."""
+    global _second
     micro = at.microsecond
     if not micro or started_at < 0:  # a whole second (or one carried to): isoformat decides
         return at.isoformat().replace("+00:00", "Z")
@@ -203,13 +204,8 @@ def quote_time(started_at: float, at: datetime) -> str:
     second = _second
     if second[0] != whole:
         second = (whole, at.replace(microsecond=0, tzinfo=None).isoformat())
-        _set_second(second)
-    return f"{second[1]}.{str(1_000_000 + micro)[1:]}Z" if second[0] == whole else "x"
+        _second = second  # one assignment: a thread reading it sees the old pair or the new one
+    return f"{second[1]}.{str(1_000_000 + micro)[1:]}Z"
 
 
 _second: tuple[int, str] = (-1, "")  # (unix second, its text): one record's to the next
-
-
-def _set_second(second: tuple[int, str]) -> None:
-    global _second
-    _second = second  # one assignment: a thread reading it sees the old pair or the new one
