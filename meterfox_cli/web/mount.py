@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from importlib import import_module
 from pathlib import Path
@@ -49,15 +50,24 @@ LOAD_AFTER_S = 0.2
 ROUTES_MODULE = "meterfox_cli.web.routes"
 
 
+@dataclass(frozen=True)
+class DashboardOptions:
+    """What the dashboard is opened with (web/routes.open_dashboard's arguments)."""
+
+    database: Path
+    access: Access
+    reconcile_tolerance: Decimal | None
+    ledger: Ledger | None
+    rest_after_s: float | None
+
+
 class DashboardLoad:
     """The dashboard's state (web/routes.Dashboard: its read worker, live feed and keeper),
     made once, on first need; `dashboard` is None until then."""
 
-    def __init__(
-        self, open_args: tuple[Path, Access, Decimal | None, Ledger | None, float | None]
-    ) -> None:
-        self.access = open_args[1]
-        self._open_args = open_args
+    def __init__(self, options: DashboardOptions) -> None:
+        self.access = options.access
+        self._options = options
         self.dashboard: Dashboard | None = None
         self._loading: asyncio.Task[Dashboard] | None = None
 
@@ -71,7 +81,14 @@ class DashboardLoad:
     async def _load(self) -> Dashboard:
         loop = asyncio.get_running_loop()
         routes = await loop.run_in_executor(None, import_module, ROUTES_MODULE)
-        self.dashboard = routes.open_dashboard(*self._open_args)
+        o = self._options
+        self.dashboard = routes.open_dashboard(
+            o.database,
+            o.access,
+            reconcile_tolerance=o.reconcile_tolerance,
+            ledger=o.ledger,
+            rest_after_s=o.rest_after_s,
+        )
         return self.dashboard
 
     async def close(self) -> None:
@@ -101,8 +118,8 @@ def dashboard_mount(
     nothing."""
 
     def mount(app: web.Application) -> None:
-        open_args = (database, access, reconcile_tolerance, ledger, rest_after_s)
-        app[DASHBOARD_LOAD] = DashboardLoad(open_args)
+        options = DashboardOptions(database, access, reconcile_tolerance, ledger, rest_after_s)
+        app[DASHBOARD_LOAD] = DashboardLoad(options)
         app.cleanup_ctx.append(_loaded_unasked)
         for method, path, name, changes in ROUTES:
             app.router.add_route(method, path, guarded(access, _answered_by(name), changes=changes))
